@@ -1,0 +1,508 @@
+//! The embedded log: topics in a journal under the data directory, indexed in memory.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::encoding::{Op, PayloadWriter, decode_ops, decode_records};
+use crate::journal::Journal;
+use crate::{
+    Append, CommittedOffset, Log, LogError, Record, StoredRecord, TopicInfo, validate_topic_name,
+};
+
+/// Settings of the embedded log.
+#[derive(Debug, Clone)]
+pub struct EmbeddedLogConfig {
+    /// Partitions of topics created on first use (Kafka's `num.partitions`, default 1).
+    pub default_partitions: u32,
+    /// A new journal segment starts once the active one holds this many bytes.
+    pub segment_bytes: u64,
+    /// Oldest segments are deleted while the journal holds more than this many bytes.
+    pub retention_bytes: Option<u64>,
+    /// Segments whose last write is older than this are deleted.
+    pub retention: Option<Duration>,
+    /// Sync each append to disk (survives power loss, not only a crash of the process).
+    pub sync_writes: bool,
+}
+
+impl Default for EmbeddedLogConfig {
+    fn default() -> Self {
+        EmbeddedLogConfig {
+            default_partitions: 1,
+            segment_bytes: 256 << 20,
+            retention_bytes: None,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            sync_writes: false,
+        }
+    }
+}
+
+/// Where one appended batch of a partition sits in the journal.
+#[derive(Debug, Clone, Copy)]
+struct IndexEntry {
+    base_offset: u64,
+    count: u32,
+    position: u64,
+    len: u32,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    next_offset: u64,
+    batches: VecDeque<IndexEntry>,
+}
+
+/// The state of a partition of a topic that does not exist yet.
+static EMPTY_PARTITION: PartitionState = PartitionState {
+    next_offset: 0,
+    batches: VecDeque::new(),
+};
+
+impl PartitionState {
+    fn start_offset(&self) -> u64 {
+        self.batches
+            .front()
+            .map_or(self.next_offset, |b| b.base_offset)
+    }
+}
+
+/// What the journal's entries add up to: topics with their partitions' indexes, and offsets.
+#[derive(Default)]
+struct Tables {
+    topics: BTreeMap<String, Vec<PartitionState>>,
+    /// Committed offsets by (group, topic, partition).
+    committed: HashMap<(String, String, u32), u64>,
+}
+
+struct State {
+    journal: Journal,
+    tables: Tables,
+}
+
+impl Tables {
+    /// Applies the operations of one journal entry whose payload starts at `position`.
+    fn apply(&mut self, position: u64, payload: &[u8]) -> Result<(), crate::encoding::Malformed> {
+        for op in decode_ops(payload)? {
+            match op {
+                Op::CreateTopic {
+                    name,
+                    partitions,
+                    next_offsets,
+                } => {
+                    let parts = self.topics.entry(name).or_default();
+                    if parts.len() < partitions as usize {
+                        parts.resize_with(partitions as usize, PartitionState::default);
+                    }
+                    for (part, next) in parts.iter_mut().zip(next_offsets) {
+                        part.next_offset = part.next_offset.max(next);
+                    }
+                }
+                Op::Records {
+                    topic,
+                    partition,
+                    base_offset,
+                    count,
+                    body,
+                } => {
+                    let part = self
+                        .topics
+                        .get_mut(&topic)
+                        .and_then(|parts| parts.get_mut(partition as usize))
+                        .ok_or(crate::encoding::Malformed("records for an unknown topic"))?;
+                    part.batches.push_back(IndexEntry {
+                        base_offset,
+                        count,
+                        position: position + body.start as u64,
+                        len: body.len() as u32,
+                    });
+                    part.next_offset = base_offset + u64::from(count);
+                }
+                Op::Commit {
+                    group,
+                    topic,
+                    partition,
+                    offset,
+                } => {
+                    self.committed.insert((group, topic, partition), offset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<&PartitionState, LogError> {
+        let parts = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))?;
+        parts
+            .get(partition as usize)
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions: parts.len() as u32,
+            })
+    }
+
+    /// A payload that recreates every topic's end offsets and every committed offset: written
+    /// first in each new segment so that deleting older segments forgets no state.
+    fn snapshot(&self) -> PayloadWriter {
+        let mut w = PayloadWriter::new();
+        for (name, parts) in &self.topics {
+            let next: Vec<u64> = parts.iter().map(|p| p.next_offset).collect();
+            w.create_topic(name, parts.len() as u32, &next);
+        }
+        for ((group, topic, partition), offset) in &self.committed {
+            w.commit(group, topic, *partition, *offset);
+        }
+        w
+    }
+}
+
+/// The embedded, file-backed log. One process owns a data directory at a time.
+pub struct EmbeddedLog {
+    config: EmbeddedLogConfig,
+    state: Mutex<State>,
+    generation: Mutex<u64>,
+    appended: Condvar,
+    /// Held open for the lifetime of the log: the operating system releases the lock when the
+    /// process ends, however it ends.
+    _lock: File,
+}
+
+impl EmbeddedLog {
+    /// Opens the log in `data_dir` (creating it), taking the data directory's lock.
+    pub fn open(data_dir: &Path, config: EmbeddedLogConfig) -> Result<EmbeddedLog, LogError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| LogError::io(format!("create {}", data_dir.display()), e))?;
+        let lock = lock_data_dir(data_dir)?;
+        let journal_dir: PathBuf = data_dir.join("log");
+        let mut tables = Tables::default();
+        let journal = Journal::open(&journal_dir, config.sync_writes, |position, payload| {
+            tables
+                .apply(position, payload)
+                .map_err(|m| LogError::Corrupt {
+                    file: journal_dir.display().to_string(),
+                    position,
+                    reason: m.0.to_string(),
+                })
+        })?;
+        Ok(EmbeddedLog {
+            config,
+            state: Mutex::new(State { journal, tables }),
+            generation: Mutex::new(0),
+            appended: Condvar::new(),
+            _lock: lock,
+        })
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the journal half-written (appends are
+        // one write), so the state is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes an entry and applies it to the in-memory state, then rolls and trims segments.
+    fn write(&self, state: &mut State, payload: Vec<u8>) -> Result<(), LogError> {
+        let position = state.journal.append(&payload)?;
+        state
+            .tables
+            .apply(position, &payload)
+            .map_err(|m| LogError::Corrupt {
+                file: "journal".into(),
+                position,
+                reason: m.0.to_string(),
+            })?;
+        if state.journal.active_len() >= self.config.segment_bytes {
+            self.roll(state)?;
+        }
+        Ok(())
+    }
+
+    fn roll(&self, state: &mut State) -> Result<(), LogError> {
+        state.journal.roll()?;
+        let snapshot = state.tables.snapshot().finish();
+        state.journal.append(&snapshot)?;
+        let now = SystemTime::now();
+        loop {
+            let Some(oldest) = state.journal.oldest_closed() else {
+                break;
+            };
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| state.journal.total_len() > limit);
+            let too_old = self.config.retention.is_some_and(|keep| {
+                now.duration_since(oldest.last_write)
+                    .is_ok_and(|age| age > keep)
+            });
+            if !(too_big || too_old) {
+                break;
+            }
+            let new_start = state.journal.delete_oldest()?;
+            for parts in state.tables.topics.values_mut() {
+                for part in parts {
+                    while part.batches.front().is_some_and(|b| b.position < new_start) {
+                        part.batches.pop_front();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn notify_append(&self) {
+        let mut generation = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        *generation += 1;
+        self.appended.notify_all();
+    }
+
+    /// Validates appends and writes them, with `commits`, as one journal entry.
+    fn append_entry(
+        &self,
+        appends: &[Append],
+        commits: Option<(&str, &[CommittedOffset])>,
+    ) -> Result<Vec<u64>, LogError> {
+        let mut state = self.lock_state();
+        let mut next_offsets: HashMap<(&str, u32), u64> = HashMap::new();
+        let mut writer = PayloadWriter::new();
+        let mut bases = Vec::with_capacity(appends.len());
+        for append in appends {
+            let next = match next_offsets.entry((append.topic.as_str(), append.partition)) {
+                Entry::Occupied(slot) => slot.into_mut(),
+                Entry::Vacant(slot) => {
+                    let start = match state.tables.topics.get(&append.topic) {
+                        Some(_) => state.tables.partition(&append.topic, append.partition)?,
+                        None => {
+                            // Kafka's auto-creation; the topic exists once the entry is written.
+                            validate_topic_name(&append.topic)?;
+                            let partitions = self.config.default_partitions;
+                            if append.partition >= partitions {
+                                return Err(LogError::UnknownPartition {
+                                    topic: append.topic.clone(),
+                                    partition: append.partition,
+                                    partitions,
+                                });
+                            }
+                            writer.create_topic(&append.topic, partitions, &[]);
+                            &EMPTY_PARTITION
+                        }
+                    }
+                    .next_offset;
+                    slot.insert(start)
+                }
+            };
+            bases.push(*next);
+            if !append.records.is_empty() {
+                writer.records(&append.topic, append.partition, *next, &append.records);
+                *next += append.records.len() as u64;
+            }
+        }
+        if let Some((group, offsets)) = commits {
+            for c in offsets {
+                writer.commit(group, &c.topic, c.partition, c.offset);
+            }
+        }
+        if !writer.is_empty() {
+            self.write(&mut state, writer.finish())?;
+        }
+        drop(state);
+        if !appends.is_empty() {
+            self.notify_append();
+        }
+        Ok(bases)
+    }
+}
+
+/// Takes the data directory's lock file, or names the process that holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<File, LogError> {
+    let path = data_dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| LogError::io(format!("open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            return Err(LogError::Locked {
+                dir: data_dir.display().to_string(),
+                owner: if owner.is_empty() {
+                    "unknown owner".to_string()
+                } else {
+                    owner.to_string()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(LogError::io(format!("lock {}", path.display()), e));
+        }
+    }
+    let started = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let note = format!("pid {} since unix time {started}", std::process::id());
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(note.as_bytes()))
+        .map_err(|e| LogError::io(format!("write {}", path.display()), e))?;
+    Ok(file)
+}
+
+impl Log for EmbeddedLog {
+    fn create_topic(&self, name: &str, partitions: u32) -> Result<bool, LogError> {
+        validate_topic_name(name)?;
+        let mut state = self.lock_state();
+        if state.tables.topics.contains_key(name) {
+            return Ok(false);
+        }
+        let mut w = PayloadWriter::new();
+        w.create_topic(name, partitions.max(1), &[]);
+        self.write(&mut state, w.finish())?;
+        Ok(true)
+    }
+
+    fn ensure_topic(&self, name: &str) -> Result<u32, LogError> {
+        if let Some(n) = self.partition_count(name)? {
+            return Ok(n);
+        }
+        self.create_topic(name, self.config.default_partitions)?;
+        Ok(self.partition_count(name)?.unwrap_or(1))
+    }
+
+    fn topics(&self) -> Result<Vec<TopicInfo>, LogError> {
+        Ok(self
+            .lock_state()
+            .tables
+            .topics
+            .iter()
+            .map(|(name, parts)| TopicInfo {
+                name: name.clone(),
+                partitions: parts.len() as u32,
+            })
+            .collect())
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<Option<u32>, LogError> {
+        Ok(self
+            .lock_state()
+            .tables
+            .topics
+            .get(topic)
+            .map(|parts| parts.len() as u32))
+    }
+
+    fn append(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<u64, LogError> {
+        let append = Append {
+            topic: topic.to_string(),
+            partition,
+            records,
+        };
+        Ok(self.append_entry(std::slice::from_ref(&append), None)?[0])
+    }
+
+    fn append_and_commit(
+        &self,
+        appends: Vec<Append>,
+        group: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), LogError> {
+        self.append_entry(&appends, Some((group, offsets)))
+            .map(|_| ())
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let (entries, view) = {
+            let state = self.lock_state();
+            let part = state.tables.partition(topic, partition)?;
+            let first = part
+                .batches
+                .partition_point(|b| b.base_offset + u64::from(b.count) <= offset);
+            let mut wanted = 0usize;
+            let mut entries = Vec::new();
+            for batch in part.batches.range(first..) {
+                if wanted >= max_records {
+                    break;
+                }
+                let skip = offset.saturating_sub(batch.base_offset) as usize;
+                wanted += batch.count as usize - skip.min(batch.count as usize);
+                entries.push(*batch);
+            }
+            (entries, state.journal.view())
+        };
+        let mut out = Vec::with_capacity(max_records.min(4096));
+        for batch in entries {
+            let body = view
+                .read_at(batch.position, batch.len as usize)
+                .map_err(|e| LogError::io(format!("read {topic}-{partition}"), e))?;
+            let records =
+                decode_records(&Bytes::from(body), batch.count).map_err(|m| LogError::Corrupt {
+                    file: "journal".into(),
+                    position: batch.position,
+                    reason: m.0.to_string(),
+                })?;
+            for (i, record) in records.into_iter().enumerate() {
+                let record_offset = batch.base_offset + i as u64;
+                if record_offset < offset {
+                    continue;
+                }
+                if out.len() >= max_records {
+                    return Ok(out);
+                }
+                out.push(StoredRecord {
+                    partition,
+                    offset: record_offset,
+                    record,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        let state = self.lock_state();
+        let part = state.tables.partition(topic, partition)?;
+        Ok((part.start_offset(), part.next_offset))
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .lock_state()
+            .tables
+            .committed
+            .get(&(group.to_string(), topic.to_string(), partition))
+            .copied())
+    }
+
+    fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError> {
+        self.append_entry(&[], Some((group, offsets))).map(|_| ())
+    }
+
+    fn append_generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_for_append(&self, generation: u64, timeout: Duration) {
+        let guard = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .appended
+            .wait_timeout_while(guard, timeout, |current| *current == generation);
+    }
+}

@@ -1,0 +1,172 @@
+//! Topics: the [`Log`] interface every pipeline, producer and test reaches topics through, and
+//! [`EmbeddedLog`], the crash-safe file-backed implementation used when no Kafka is configured.
+
+mod embedded;
+mod encoding;
+mod journal;
+mod partitioner;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use partitioner::{KeyPartitioner, murmur2_partition};
+
+/// A record header: a name and an optional value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Bytes>,
+}
+
+/// A record as producers send it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub headers: Vec<Header>,
+}
+
+/// A record read back from a partition, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub partition: u32,
+    pub offset: u64,
+    pub record: Record,
+}
+
+/// A topic's name and partition count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: u32,
+}
+
+/// Records to append to one partition.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub topic: String,
+    pub partition: u32,
+    pub records: Vec<Record>,
+}
+
+/// A consumer group's position in one partition: the offset of the next record to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Errors from a log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("topic '{topic}' has no partition {partition} (it has {partitions})")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error("invalid topic name '{0}': use letters, digits, '.', '_' and '-' (at most 249)")]
+    InvalidTopicName(String),
+    #[error(
+        "data directory {dir} is in use by another millrace process ({owner}); stop it or reach it through its server with --url"
+    )]
+    Locked { dir: String, owner: String },
+    #[error("journal file {file} is corrupt at byte {position}: {reason}")]
+    Corrupt {
+        file: String,
+        position: u64,
+        reason: String,
+    },
+}
+
+impl LogError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LogError {
+        LogError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Topics with partitions, appends, reads and consumer-group offsets. The embedded log and the
+/// Kafka adapter both implement it, so everything above runs unchanged on either.
+pub trait Log: Send + Sync {
+    /// Creates a topic; returns false when it already existed (its partition count is kept).
+    fn create_topic(&self, name: &str, partitions: u32) -> Result<bool, LogError>;
+
+    /// The partition count of a topic, creating it with the default count when it is missing
+    /// (Kafka's auto-creation).
+    fn ensure_topic(&self, name: &str) -> Result<u32, LogError>;
+
+    /// All topics, by name.
+    fn topics(&self) -> Result<Vec<TopicInfo>, LogError>;
+
+    /// The partition count of a topic, or None when it does not exist.
+    fn partition_count(&self, topic: &str) -> Result<Option<u32>, LogError>;
+
+    /// Appends records to one partition, returning the offset of the first. Once it returns,
+    /// the records survive a crash of the process.
+    fn append(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<u64, LogError>;
+
+    /// Appends records to several partitions and commits a group's offsets, all or nothing.
+    fn append_and_commit(
+        &self,
+        appends: Vec<Append>,
+        group: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), LogError>;
+
+    /// Reads up to `max_records` records of a partition starting at `offset` (records before
+    /// the partition's start are gone; reading continues at the start).
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+    ) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// The first retained offset and the offset the next append will get.
+    fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError>;
+
+    /// The offset a group committed for a partition, if any.
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError>;
+
+    /// Commits a group's offsets.
+    fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError>;
+
+    /// A counter that changes on every append; pass it to [`Log::wait_for_append`].
+    fn append_generation(&self) -> u64;
+
+    /// Blocks until an append happens after `generation` was read, or `timeout` passes.
+    fn wait_for_append(&self, generation: u64, timeout: Duration);
+}
+
+/// Checks a topic name the way Kafka does.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let valid = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(LogError::InvalidTopicName(name.to_string()))
+    }
+}

@@ -1,0 +1,307 @@
+//! The embedded log against real files: appends and reads, offsets, atomic append-and-commit,
+//! crash recovery, the data directory lock and retention.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use millrace_log::{
+    Append, CommittedOffset, EmbeddedLog, EmbeddedLogConfig, Header, Log, LogError, Record,
+};
+
+fn record(i: u64) -> Record {
+    Record {
+        key: Some(Bytes::from(format!("key-{i}"))),
+        value: Some(Bytes::from(format!("value-{i}"))),
+        timestamp: 1_700_000_000_000 + i as i64,
+        headers: vec![Header {
+            key: "n".into(),
+            value: Some(Bytes::from(i.to_string())),
+        }],
+    }
+}
+
+fn open(dir: &std::path::Path) -> EmbeddedLog {
+    EmbeddedLog::open(dir, EmbeddedLogConfig::default()).unwrap()
+}
+
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn appends_read_back_in_order_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        assert!(log.create_topic("events", 3).unwrap());
+        assert!(!log.create_topic("events", 5).unwrap(), "exists already");
+        assert_eq!(
+            log.append("events", 1, (0..10).map(record).collect())
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            log.append("events", 1, (10..25).map(record).collect())
+                .unwrap(),
+            10
+        );
+        assert_eq!(log.append("events", 0, vec![record(99)]).unwrap(), 0);
+    }
+    let log = open(dir.path());
+    assert_eq!(log.partition_count("events").unwrap(), Some(3));
+    assert_eq!(log.offset_range("events", 1).unwrap(), (0, 25));
+    let read = log.read("events", 1, 7, 100).unwrap();
+    assert_eq!(read.len(), 18);
+    for (i, stored) in read.iter().enumerate() {
+        assert_eq!(stored.offset, 7 + i as u64);
+        assert_eq!(stored.record, record(7 + i as u64));
+    }
+    assert_eq!(log.read("events", 1, 3, 4).unwrap().len(), 4);
+    assert!(log.read("events", 2, 0, 10).unwrap().is_empty());
+    assert!(matches!(
+        log.read("events", 3, 0, 1),
+        Err(LogError::UnknownPartition { partitions: 3, .. })
+    ));
+    assert!(matches!(
+        log.read("nope", 0, 0, 1),
+        Err(LogError::UnknownTopic(_))
+    ));
+    assert!(matches!(
+        log.create_topic("bad name", 1),
+        Err(LogError::InvalidTopicName(_))
+    ));
+}
+
+#[test]
+fn appending_to_a_missing_topic_creates_it_with_one_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append("auto", 0, vec![record(1)]).unwrap();
+    assert_eq!(log.partition_count("auto").unwrap(), Some(1));
+    assert!(log.append("auto2", 1, vec![record(1)]).is_err());
+    assert_eq!(
+        log.partition_count("auto2").unwrap(),
+        None,
+        "a failed append must not leave a topic behind"
+    );
+    assert_eq!(log.ensure_topic("auto3").unwrap(), 1);
+}
+
+#[test]
+fn append_and_commit_is_one_step() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.create_topic("in", 1).unwrap();
+        log.create_topic("out", 2).unwrap();
+        log.append("in", 0, (0..5).map(record).collect()).unwrap();
+        log.append_and_commit(
+            vec![
+                Append {
+                    topic: "out".into(),
+                    partition: 0,
+                    records: vec![record(1), record(2)],
+                },
+                Append {
+                    topic: "out".into(),
+                    partition: 0,
+                    records: vec![record(3)],
+                },
+            ],
+            "app",
+            &[CommittedOffset {
+                topic: "in".into(),
+                partition: 0,
+                offset: 5,
+            }],
+        )
+        .unwrap();
+        assert_eq!(log.committed("app", "in", 0).unwrap(), Some(5));
+        assert_eq!(log.committed("other", "in", 0).unwrap(), None);
+    }
+    let log = open(dir.path());
+    assert_eq!(log.committed("app", "in", 0).unwrap(), Some(5));
+    let out = log.read("out", 0, 0, 10).unwrap();
+    assert_eq!(
+        out.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
+        vec![record(1), record(2), record(3)]
+    );
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_earlier_records_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.create_topic("t", 1).unwrap();
+        for i in 0..20 {
+            log.append("t", 0, vec![record(i)]).unwrap();
+        }
+    }
+    let segment = segment_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // Cut the last entry in half, as a crash in the middle of a write would.
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    {
+        let log = open(dir.path());
+        assert_eq!(log.offset_range("t", 0).unwrap(), (0, 19));
+        assert_eq!(log.read("t", 0, 18, 5).unwrap()[0].record, record(18));
+        assert_eq!(log.append("t", 0, vec![record(100)]).unwrap(), 19);
+    }
+    // Garbage after the last entry (a checksum mismatch) is cut away too.
+    OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9])
+        .unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.offset_range("t", 0).unwrap(), (0, 20));
+    assert_eq!(log.read("t", 0, 19, 1).unwrap()[0].record, record(100));
+}
+
+#[test]
+fn a_second_owner_is_refused_with_the_owner_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path());
+    let err = match EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("a second open of a locked data directory must fail"),
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("in use by another millrace process"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+}
+
+#[test]
+fn retention_deletes_old_segments_but_keeps_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedLogConfig {
+        segment_bytes: 4096,
+        retention_bytes: Some(16 * 1024),
+        ..EmbeddedLogConfig::default()
+    };
+    {
+        let log = EmbeddedLog::open(dir.path(), config.clone()).unwrap();
+        log.create_topic("t", 1).unwrap();
+        log.commit(
+            "g",
+            &[CommittedOffset {
+                topic: "t".into(),
+                partition: 0,
+                offset: 3,
+            }],
+        )
+        .unwrap();
+        for i in 0..2000 {
+            log.append("t", 0, vec![record(i)]).unwrap();
+        }
+        let (start, end) = log.offset_range("t", 0).unwrap();
+        assert_eq!(end, 2000);
+        assert!(start > 0, "old records must be gone");
+        assert!(segment_files(dir.path()).len() <= 6);
+        let first = log.read("t", 0, 0, 1).unwrap();
+        assert_eq!(first[0].offset, start, "reads continue at the start");
+    }
+    let log = EmbeddedLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.offset_range("t", 0).unwrap().1, 2000);
+    assert_eq!(log.committed("g", "t", 0).unwrap(), Some(3));
+    assert_eq!(log.append("t", 0, vec![record(1)]).unwrap(), 2000);
+}
+
+#[test]
+fn waiting_readers_wake_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(open(dir.path()));
+    log.create_topic("t", 1).unwrap();
+    let generation = log.append_generation();
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            log.append("t", 0, vec![record(1)]).unwrap();
+        })
+    };
+    let started = std::time::Instant::now();
+    log.wait_for_append(generation, Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "woken by the append"
+    );
+    assert_ne!(log.append_generation(), generation);
+    writer.join().unwrap();
+}
+
+/// Child half of the kill -9 test: appends forever, printing each acknowledged offset.
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var("MILLRACE_CRASH_CHILD_DIR") else {
+        return;
+    };
+    let log = open(std::path::Path::new(&dir));
+    log.create_topic("t", 1).unwrap();
+    let mut out = std::io::stdout().lock();
+    for i in 0.. {
+        let offset = log.append("t", 0, vec![record(i)]).unwrap();
+        writeln!(out, "acked {offset}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_minus_nine_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MILLRACE_CRASH_CHILD_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut last_acked = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            let n: u64 = n.parse().unwrap();
+            last_acked = Some(n);
+            if n >= 3000 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let last_acked = last_acked.expect("the child acknowledged appends");
+    let log = open(dir.path());
+    let (_, end) = log.offset_range("t", 0).unwrap();
+    assert!(end > last_acked, "offset {last_acked} was acknowledged");
+    let read = log.read("t", 0, 0, end as usize).unwrap();
+    assert_eq!(read.len() as u64, end);
+    for stored in &read {
+        assert_eq!(stored.record, record(stored.offset));
+    }
+}

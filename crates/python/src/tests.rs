@@ -1,0 +1,236 @@
+use millrace_types::{DataType, Value};
+use pyo3::types::PyTuple;
+
+use super::*;
+use crate::convert::{bytes_to_py, py_to_bytes, py_to_value, value_to_py};
+
+fn spec(name: &str, code: Option<Snippet>, expression: Option<Snippet>) -> FunctionSpec {
+    FunctionSpec {
+        name: name.into(),
+        logger_kind: "function",
+        parameters: ["key", "value"]
+            .iter()
+            .map(|n| Parameter {
+                name: n.to_string(),
+                default: None,
+            })
+            .collect(),
+        code,
+        expression,
+        default_expression: Some("value".into()),
+        stores: vec![],
+    }
+}
+
+fn call2<'py>(
+    py: Python<'py>,
+    f: &PyFunction,
+    key: Value,
+    value: Value,
+) -> Result<Value, PythonError> {
+    let args = PyTuple::new(
+        py,
+        [
+            value_to_py(py, &key).unwrap(),
+            value_to_py(py, &value).unwrap(),
+        ],
+    )
+    .unwrap();
+    Ok(py_to_value(&f.call(py, &args)?).unwrap())
+}
+
+#[test]
+fn code_then_expression_with_shared_globals() {
+    Python::attach(|py| {
+        let ns = Namespace::new(py, "app", "defs.yaml").unwrap();
+        ns.run_global_code(py, "scale", &Snippet::detached("FACTOR = 3"))
+            .unwrap();
+        let helper = ns
+            .define(
+                py,
+                &spec("helper", None, Some(Snippet::detached("value * FACTOR"))),
+            )
+            .unwrap();
+        let user = ns
+            .define(
+                py,
+                &spec(
+                    "user",
+                    Some(Snippet::detached(
+                        "doubled = helper(key, value)\nif key == 'early':\n  return -1",
+                    )),
+                    Some(Snippet::detached("doubled + 1")),
+                ),
+            )
+            .unwrap();
+        assert_eq!(
+            call2(py, &helper, Value::Null, Value::Long(2)).unwrap(),
+            Value::Long(6)
+        );
+        assert_eq!(
+            call2(py, &user, Value::String("k".into()), Value::Long(2)).unwrap(),
+            Value::Long(7)
+        );
+        assert_eq!(
+            call2(py, &user, Value::String("early".into()), Value::Long(2)).unwrap(),
+            Value::Long(-1)
+        );
+        // Another file's namespace does not see FACTOR.
+        let other = Namespace::new(py, "other", "other.yaml").unwrap();
+        let f = other
+            .define(py, &spec("f", None, Some(Snippet::detached("FACTOR"))))
+            .unwrap();
+        let err = call2(py, &f, Value::Null, Value::Null).unwrap_err();
+        assert_eq!(err.exception, "NameError: name 'FACTOR' is not defined");
+    });
+}
+
+#[test]
+fn default_expression_applies_when_code_falls_through() {
+    Python::attach(|py| {
+        let ns = Namespace::new(py, "app", "defs.yaml").unwrap();
+        let f = ns
+            .define(py, &spec("f", Some(Snippet::detached("x = 1")), None))
+            .unwrap();
+        assert_eq!(
+            call2(py, &f, Value::Null, Value::String("same".into())).unwrap(),
+            Value::String("same".into())
+        );
+    });
+}
+
+#[test]
+fn exceptions_name_function_file_and_yaml_line() {
+    let dir = std::env::temp_dir().join(format!("millrace-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("defs.yaml");
+    std::fs::write(
+        &file,
+        "functions:\n  divide:\n    type: valueTransformer\n    code: |\n      x = 1\n      return x / value\n",
+    )
+    .unwrap();
+    let file = file.to_string_lossy().to_string();
+    Python::attach(|py| {
+        let ns = Namespace::new(py, "app", &file).unwrap();
+        let code = Snippet {
+            text: "x = 1\nreturn x / value".into(),
+            line: Some(5),
+        };
+        let f = ns.define(py, &spec("divide", Some(code), None)).unwrap();
+        let err = call2(py, &f, Value::Null, Value::Long(0)).unwrap_err();
+        assert_eq!(err.context, format!("function 'divide' in {file}"));
+        assert_eq!(err.exception, "ZeroDivisionError: division by zero");
+        assert!(
+            err.traceback
+                .contains(&format!("File \"{file}\", line 6, in divide")),
+            "{}",
+            err.traceback
+        );
+        assert!(
+            err.traceback.contains("return x / value"),
+            "{}",
+            err.traceback
+        );
+    });
+}
+
+#[test]
+fn syntax_errors_are_reported_at_definition() {
+    Python::attach(|py| {
+        let ns = Namespace::new(py, "app", "defs.yaml").unwrap();
+        let err = ns
+            .define(
+                py,
+                &spec("broken", Some(Snippet::detached("if x\n  pass")), None),
+            )
+            .err()
+            .expect("a syntax error");
+        assert!(
+            err.exception.starts_with("SyntaxError"),
+            "{}",
+            err.exception
+        );
+        assert_eq!(err.context, "function 'broken' in defs.yaml");
+    });
+}
+
+#[test]
+fn log_placeholders_follow_slf4j() {
+    Python::attach(|py| {
+        let ns = Namespace::new(py, "app", "defs.yaml").unwrap();
+        let f = ns
+            .define(
+                py,
+                &spec(
+                    "fmt",
+                    None,
+                    Some(Snippet::detached(
+                        "__import__('millrace_support')._format('a={} b={:.2f} c={}', (1, 2.5))",
+                    )),
+                ),
+            )
+            .unwrap();
+        assert_eq!(
+            call2(py, &f, Value::Null, Value::Null).unwrap(),
+            Value::String("a=1 b={:.2f} c=2.5".into())
+        );
+        let logs = ns
+            .define(
+                py,
+                &spec(
+                    "logs",
+                    Some(Snippet::detached(
+                        "log.info('x {}', 1)\nlog.warn('w')\nmetrics.counter('seen').increment()",
+                    )),
+                    Some(Snippet::detached("log.isErrorEnabled() in (True, False)")),
+                ),
+            )
+            .unwrap();
+        assert_eq!(
+            call2(py, &logs, Value::Null, Value::Null).unwrap(),
+            Value::Boolean(true)
+        );
+        assert!(
+            user_metrics()
+                .iter()
+                .any(|m| m.name == "seen" && m.kind == "counter" && m.total >= 1.0)
+        );
+    });
+}
+
+#[test]
+fn record_bytes_to_python_and_back() {
+    Python::attach(|py| {
+        let json = DataType::Json;
+        let text = br#"{"user":"ann","n":3,"score":1.5,"tags":["a",null],"ok":true}"#;
+        let obj = bytes_to_py(py, Some(text), &json).unwrap();
+        assert_eq!(
+            py_to_bytes(&obj, &json).unwrap().unwrap(),
+            text.to_vec(),
+            "field order and values survive"
+        );
+        let err = bytes_to_py(py, Some(b"{bad"), &json).unwrap_err();
+        assert!(err.to_string().contains("invalid JSON"), "{err}");
+        let long = bytes_to_py(py, Some(&5i64.to_be_bytes()), &DataType::Long).unwrap();
+        assert_eq!(long.extract::<i64>().unwrap(), 5);
+        assert_eq!(
+            py_to_bytes(&long, &DataType::String).unwrap().unwrap(),
+            b"5".to_vec()
+        );
+        let s = bytes_to_py(py, Some(b"hi"), &DataType::String).unwrap();
+        assert_eq!(
+            py_to_bytes(&s, &DataType::String).unwrap().unwrap(),
+            b"hi".to_vec()
+        );
+        let tuple = Value::Tuple(vec![Value::String("a".into()), Value::Long(1)]);
+        let obj = value_to_py(py, &tuple).unwrap();
+        assert_eq!(py_to_value(&obj).unwrap(), tuple);
+        assert!(
+            py_to_bytes(&py.None().into_bound(py), &json)
+                .unwrap()
+                .is_none()
+        );
+        let set = py.eval(c"{1, 2}", None, None).unwrap();
+        assert!(py_to_bytes(&set, &json).is_err());
+    });
+}

@@ -152,7 +152,7 @@ impl Namespace {
     /// Compiles a function and returns a handle to call it.
     pub fn define(&self, py: Python<'_>, spec: &FunctionSpec) -> Result<PyFunction, PythonError> {
         let context = format!("function '{}' in {}", spec.name, self.file);
-        let identifier = python_identifier(&spec.name);
+        let (identifier, source) = spec.source();
         let build = || -> PyResult<Py<PyAny>> {
             let logger_name = format!("{}.{}.{}", self.name, spec.logger_kind, spec.name);
             let logger = support(py)?.getattr("Logger")?.call1((logger_name,))?;
@@ -161,18 +161,6 @@ impl Namespace {
                 .get_item("__ksml_loggers")?
                 .expect("namespace has loggers")
                 .set_item(&identifier, logger)?;
-            let mut preamble = vec![format!("log = __ksml_loggers[{identifier:?}]")];
-            for store in &spec.stores {
-                preamble.push(format!("{} = stores[{store:?}]", python_identifier(store)));
-            }
-            let source = function_source(&FunctionSource {
-                name: &identifier,
-                parameters: &spec.parameters,
-                preamble: &preamble,
-                code: spec.code.as_ref(),
-                expression: spec.expression.as_ref(),
-                default_expression: spec.default_expression.as_deref(),
-            });
             self.exec(py, &source)?;
             Ok(globals
                 .get_item(&identifier)?
@@ -182,6 +170,73 @@ impl Namespace {
         let callable = build().map_err(|e| python_error(py, e, context.clone()))?;
         Ok(PyFunction { context, callable })
     }
+}
+
+impl FunctionSpec {
+    /// The Python identifier and the generated `def` source.
+    fn source(&self) -> (String, String) {
+        let identifier = python_identifier(&self.name);
+        let mut preamble = vec![format!("log = __ksml_loggers[{identifier:?}]")];
+        for store in &self.stores {
+            preamble.push(format!("{} = stores[{store:?}]", python_identifier(store)));
+        }
+        let source = function_source(&FunctionSource {
+            name: &identifier,
+            parameters: &self.parameters,
+            preamble: &preamble,
+            code: self.code.as_ref(),
+            expression: self.expression.as_ref(),
+            default_expression: self.default_expression.as_deref(),
+        });
+        (identifier, source)
+    }
+}
+
+/// A Python syntax error, at its line in the definition file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxProblem {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Compiles (without running) a function's code and expression and its globalCode, so that
+/// syntax errors are found before anything runs. Lines are those of the definition file.
+pub fn check_syntax(
+    py: Python<'_>,
+    spec: &FunctionSpec,
+    global_code: Option<&Snippet>,
+    file: &str,
+) -> Vec<SyntaxProblem> {
+    let mut sources = vec![spec.source().1];
+    if let Some(code) = global_code {
+        sources.push(assemble::module_source(code));
+    }
+    let compile = |source: &str| -> Result<(), SyntaxProblem> {
+        let builtins = py.import("builtins").map_err(|e| SyntaxProblem {
+            line: None,
+            message: e.to_string(),
+        })?;
+        match builtins
+            .getattr("compile")
+            .and_then(|c| c.call1((source, file, "exec")))
+        {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let value = err.value(py);
+                let line = value
+                    .getattr("lineno")
+                    .ok()
+                    .and_then(|l| l.extract::<usize>().ok());
+                let message = value
+                    .getattr("msg")
+                    .ok()
+                    .and_then(|m| m.extract::<String>().ok())
+                    .unwrap_or_else(|| err.to_string());
+                Err(SyntaxProblem { line, message })
+            }
+        }
+    };
+    sources.iter().filter_map(|s| compile(s).err()).collect()
 }
 
 /// A compiled KSML function.

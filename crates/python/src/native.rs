@@ -21,11 +21,11 @@ fn level(n: u8) -> Level {
 #[pyfunction]
 fn emit(level_number: u8, logger: &str, message: &str) {
     match level(level_number) {
-        Level::TRACE => tracing::trace!(target: "ksml", logger, "{message}"),
-        Level::DEBUG => tracing::debug!(target: "ksml", logger, "{message}"),
-        Level::INFO => tracing::info!(target: "ksml", logger, "{message}"),
-        Level::WARN => tracing::warn!(target: "ksml", logger, "{message}"),
-        _ => tracing::error!(target: "ksml", logger, "{message}"),
+        Level::TRACE => tracing::trace!(target: "ksml", "{logger}: {message}"),
+        Level::DEBUG => tracing::debug!(target: "ksml", "{logger}: {message}"),
+        Level::INFO => tracing::info!(target: "ksml", "{logger}: {message}"),
+        Level::WARN => tracing::warn!(target: "ksml", "{logger}: {message}"),
+        _ => tracing::error!(target: "ksml", "{logger}: {message}"),
     }
 }
 

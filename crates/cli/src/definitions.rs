@@ -1,0 +1,54 @@
+//! Loading the runner config and definition files for `run` and `check`, printing problems.
+
+use std::path::{Path, PathBuf};
+
+use millrace_stream::config::{DefinitionSource, RunnerConfig};
+use millrace_stream::diagnostics::Severity;
+use millrace_stream::load::{load_definitions, namespace_of};
+use millrace_stream::model::Definition;
+
+/// Loads the config (if any) and the definitions it and the command line name. Problems are
+/// printed to stderr; any error fails the load.
+pub fn load(
+    config: Option<&Path>,
+    files: &[PathBuf],
+    strict: bool,
+) -> Result<(RunnerConfig, Vec<Definition>), String> {
+    let mut runner_config = match config {
+        Some(path) => RunnerConfig::load(path).map_err(|problems| {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            String::new()
+        })?,
+        None => RunnerConfig::default(),
+    };
+    if runner_config.kafka.contains_key("bootstrap.servers") {
+        tracing::warn!(
+            "kafka.bootstrap.servers is set, but Kafka is not supported yet: using the embedded log"
+        );
+    }
+    for file in files {
+        runner_config
+            .definitions
+            .push((namespace_of(file), DefinitionSource::File(file.clone())));
+    }
+    if runner_config.definitions.is_empty() {
+        return Err(
+            "no definitions given: name definition files or a --config listing them".into(),
+        );
+    }
+    let loaded = load_definitions(&runner_config.definitions, strict);
+    for diagnostic in &loaded.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    if loaded.has_errors() {
+        let errors = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        return Err(format!("{errors} problem(s) found; nothing was run"));
+    }
+    Ok((runner_config, loaded.definitions))
+}

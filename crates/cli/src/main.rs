@@ -1,0 +1,149 @@
+//! The `millrace` command line: argument parsing and wiring of the crates below.
+
+mod bench;
+mod definitions;
+mod topic;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Parser, Subcommand};
+use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use millrace_stream::runner::{RunOptions, run};
+
+#[derive(Parser)]
+#[command(
+    name = "millrace",
+    version,
+    about = "Stream processing from KSML definitions, on an embedded log",
+    long_about = "millrace runs KSML definition files (streams, functions in Python, pipelines, producers) \
+with the semantics of the KSML runner, on an embedded crash-safe log in a data directory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the embedded log lives.
+#[derive(clap::Args, Clone)]
+struct DataDir {
+    /// Data directory of the embedded log (one process owns it at a time).
+    #[arg(long, env = "MILLRACE_DATA_DIR", default_value = "./millrace-data")]
+    data_dir: PathBuf,
+}
+
+impl DataDir {
+    fn open(&self) -> Result<Arc<dyn Log>, String> {
+        EmbeddedLog::open(&self.data_dir, EmbeddedLogConfig::default())
+            .map(|log| Arc::new(log) as Arc<dyn Log>)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run KSML definitions: producers and pipelines.
+    Run {
+        /// A KSML runner config (ksml-runner.yaml): kafka properties and ksml.definitions.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataDir,
+        /// Stop once every producer has finished and every input is drained.
+        #[arg(long)]
+        until_idle: bool,
+        /// Definition files (namespace: the file name without extension).
+        definitions: Vec<PathBuf>,
+    },
+    /// Validate KSML definitions; problems print as file:line:col: message, exit code 1.
+    Check {
+        /// Treat warnings (unknown keys) as errors.
+        #[arg(long)]
+        strict: bool,
+        /// A KSML runner config whose definitions to check too.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Definition files.
+        definitions: Vec<PathBuf>,
+    },
+    /// List, create, produce to and consume from topics of the embedded log.
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Print throughput figures of the log and of the KSML runtime.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MILLRACE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            data,
+            until_idle,
+            definitions,
+        } => run_command(config, data, until_idle, definitions),
+        Command::Check {
+            strict,
+            config,
+            definitions,
+        } => definitions::load(config.as_deref(), &definitions, strict).map(|_| {
+            eprintln!("definitions are valid");
+        }),
+        Command::Topic { command } => topic::run(command),
+        Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) if message.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(
+    config: Option<PathBuf>,
+    data: DataDir,
+    until_idle: bool,
+    definitions: Vec<PathBuf>,
+) -> Result<(), String> {
+    let (runner_config, loaded) = definitions::load(config.as_deref(), &definitions, false)?;
+    let log = data.open()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+    let summary = run(log, &loaded, runner_config, RunOptions { until_idle, stop })
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "processed {} records, produced {} messages in {:.2}s",
+        summary.records_processed,
+        summary.messages_produced,
+        summary.elapsed.as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The runner config (`ksml-runner.yaml`): `kafka:` properties and the `ksml:` section, with
+//! `${VAR}` / `${VAR:-default}` taken from the environment. Unknown keys fail at start-up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::parse::Fields;
+use crate::yaml::{self, Node};
+
+/// What happens to a record whose handling failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// Stop the application at the failing record (nothing after it is processed).
+    StopOnFail,
+    /// Log and skip the record.
+    ContinueOnFail,
+}
+
+/// Error handling for one kind of failure (consume, produce or process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorHandler {
+    pub log: bool,
+    pub log_payload: bool,
+    pub logger_name: Option<String>,
+    pub handler: Handler,
+}
+
+impl Default for ErrorHandler {
+    fn default() -> Self {
+        ErrorHandler {
+            log: true,
+            log_payload: false,
+            logger_name: None,
+            handler: Handler::StopOnFail,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorHandling {
+    /// Records whose key or value cannot be read.
+    pub consume: ErrorHandler,
+    /// Results that cannot be written.
+    pub produce: ErrorHandler,
+    /// Python functions that raise.
+    pub process: ErrorHandler,
+}
+
+/// A definition listed in the config: a file, or inline YAML (in the config `file`).
+#[derive(Debug, Clone)]
+pub enum DefinitionSource {
+    File(PathBuf),
+    Inline { node: Node, file: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Kafka and Kafka Streams properties (`application.id`, `num.stream.threads`, ...).
+    pub kafka: BTreeMap<String, String>,
+    /// Definitions by namespace, in the order listed.
+    pub definitions: Vec<(String, DefinitionSource)>,
+    pub error_handling: ErrorHandling,
+    pub enable_producers: bool,
+    pub enable_pipelines: bool,
+    pub storage_directory: Option<PathBuf>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            kafka: BTreeMap::new(),
+            definitions: Vec::new(),
+            error_handling: ErrorHandling::default(),
+            enable_producers: true,
+            enable_pipelines: true,
+            storage_directory: None,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The consumer group of the application (`application.id`, default `millrace`).
+    pub fn application_id(&self) -> &str {
+        self.kafka
+            .get("application.id")
+            .map_or("millrace", String::as_str)
+    }
+
+    /// Worker threads (`num.stream.threads`, default 1).
+    pub fn stream_threads(&self) -> usize {
+        self.kafka
+            .get("num.stream.threads")
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
+    }
+
+    /// Reads a config file; relative definition paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<RunnerConfig, Vec<Diagnostic>> {
+        let file = path.display().to_string();
+        let mut diags = Diagnostics::new(&file);
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                diags.error(Default::default(), format!("cannot read the file: {e}"));
+                return Err(diags.into_sorted());
+            }
+        };
+        let text = substitute_env(&text, &mut diags);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let config = match yaml::parse(&text) {
+            Ok(root) => parse_config(&root, path, base, &mut diags),
+            Err(e) => {
+                diags.error(e.mark, e.message);
+                None
+            }
+        };
+        match config {
+            Some(config) if !diags.has_errors() => Ok(config),
+            _ => Err(diags.into_sorted()),
+        }
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; an unset variable without default is an error.
+fn substitute_env(text: &str, diags: &mut Diagnostics) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (line_index, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(len) = rest[start..].find('}') else {
+                out.push_str(&rest[start..]);
+                rest = "";
+                break;
+            };
+            let inner = &rest[start + 2..start + len];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            match (std::env::var(name), default) {
+                (Ok(value), _) => out.push_str(&value),
+                (Err(_), Some(default)) => out.push_str(default),
+                (Err(_), None) => {
+                    diags.error(
+                        crate::yaml::Mark {
+                            line: line_index + 1,
+                            col: line[..line.len() - rest.len() + start].chars().count() + 1,
+                        },
+                        format!("environment variable '{name}' is not set and has no default"),
+                    );
+                }
+            }
+            rest = &rest[start + len + 1..];
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
+fn parse_config(
+    root: &Node,
+    path: &Path,
+    base: &Path,
+    diags: &mut Diagnostics,
+) -> Option<RunnerConfig> {
+    let mut config = RunnerConfig::default();
+    let mut top = Fields::of(root, "the runner config", diags)?;
+    if let Some(kafka) = top.take("kafka") {
+        match kafka.as_map() {
+            Some(entries) => {
+                for (k, v) in entries {
+                    if let (Some(k), Some(v)) = (k.as_scalar(), v.as_scalar()) {
+                        config.kafka.insert(k.to_string(), v.to_string());
+                    } else {
+                        diags.error(k.mark, "kafka properties must be scalar key: value pairs");
+                    }
+                }
+            }
+            None => diags.error(kafka.mark, "'kafka' must be a mapping of properties"),
+        }
+    }
+    match top.take("ksml") {
+        Some(ksml) => parse_ksml(ksml, path, base, &mut config, diags),
+        None => diags.error(root.mark, "the runner config needs a 'ksml' section"),
+    }
+    top.finish_strict(diags);
+    Some(config)
+}
+
+fn parse_ksml(
+    node: &Node,
+    path: &Path,
+    base: &Path,
+    config: &mut RunnerConfig,
+    diags: &mut Diagnostics,
+) {
+    let Some(mut f) = Fields::of(node, "'ksml'", diags) else {
+        return;
+    };
+    match f
+        .take("definitions")
+        .and_then(|d| d.as_map().map(|m| (d, m)))
+    {
+        Some((_, entries)) => {
+            for (key, value) in entries {
+                let Some(namespace) = key.as_scalar() else {
+                    diags.error(key.mark, "definition namespaces must be scalars");
+                    continue;
+                };
+                let source = match value.as_scalar() {
+                    Some(path) => DefinitionSource::File(base.join(path)),
+                    None => DefinitionSource::Inline {
+                        node: value.clone(),
+                        file: path.to_path_buf(),
+                    },
+                };
+                config.definitions.push((namespace.to_string(), source));
+            }
+        }
+        None => diags.error(node.mark, "'ksml' needs 'definitions' (namespace: file)"),
+    }
+    config.storage_directory = f.text("storageDirectory", diags).map(|d| base.join(d));
+    for key in [
+        "configDirectory",
+        "schemaDirectory",
+        "createStorageDirectory",
+        "applicationServer",
+        "prometheus",
+        "pythonContext",
+        "schemaRegistries",
+        "notations",
+    ] {
+        // Accepted and checked for shape by the features that use them.
+        let _ = f.take(key);
+    }
+    if let Some(v) = f.take("enableProducers") {
+        config.enable_producers = v.as_bool().unwrap_or(true);
+    }
+    if let Some(v) = f.take("enablePipelines") {
+        config.enable_pipelines = v.as_bool().unwrap_or(true);
+    }
+    if let Some(eh) = f.take("errorHandling")
+        && let Some(mut ef) = Fields::of(eh, "'errorHandling'", diags)
+    {
+        for (kind, slot) in [
+            ("consume", &mut config.error_handling.consume),
+            ("produce", &mut config.error_handling.produce),
+            ("process", &mut config.error_handling.process),
+        ] {
+            if let Some(node) = ef.take(kind) {
+                *slot = parse_handler(node, kind, diags);
+            }
+        }
+        ef.finish_strict(diags);
+    }
+    f.finish_strict(diags);
+}
+
+fn parse_handler(node: &Node, kind: &str, diags: &mut Diagnostics) -> ErrorHandler {
+    let mut handler = ErrorHandler::default();
+    let Some(mut f) = Fields::of(node, format!("'errorHandling.{kind}'"), diags) else {
+        return handler;
+    };
+    if let Some(v) = f.take("log") {
+        handler.log = v.as_bool().unwrap_or(true);
+    }
+    handler.log_payload = f.boolean("logPayload", diags);
+    handler.logger_name = f.text("loggerName", diags);
+    if let Some(h) = f.take("handler") {
+        handler.handler = match h.as_scalar() {
+            Some("stopOnFail") => Handler::StopOnFail,
+            Some("continueOnFail") => Handler::ContinueOnFail,
+            Some("retryOnFail") => {
+                diags.error(h.mark, "handler 'retryOnFail' is not supported yet");
+                Handler::StopOnFail
+            }
+            _ => {
+                diags.error(
+                    h.mark,
+                    "handler must be stopOnFail, continueOnFail or retryOnFail",
+                );
+                Handler::StopOnFail
+            }
+        };
+    }
+    f.finish_strict(diags);
+    handler
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RunnerConfig, Vec<Diagnostic>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ksml-runner.yaml");
+        std::fs::write(&path, text).unwrap();
+        RunnerConfig::load(&path)
+    }
+
+    #[test]
+    fn reads_definitions_kafka_and_error_handling() {
+        // SAFETY: tests in this binary do not read this variable concurrently.
+        unsafe { std::env::set_var("MILLRACE_TEST_APP", "from-env") };
+        let config = load(
+            "kafka:\n  application.id: ${MILLRACE_TEST_APP}\n  num.stream.threads: 2\n  bootstrap.servers: ${MILLRACE_NOPE:-localhost:9092}\nksml:\n  definitions:\n    main: defs/main.yaml\n  errorHandling:\n    process:\n      handler: continueOnFail\n      logPayload: true\n",
+        )
+        .unwrap();
+        assert_eq!(config.application_id(), "from-env");
+        assert_eq!(config.stream_threads(), 2);
+        assert_eq!(config.kafka["bootstrap.servers"], "localhost:9092");
+        assert!(
+            matches!(&config.definitions[0], (ns, DefinitionSource::File(p)) if ns == "main" && p.ends_with("defs/main.yaml"))
+        );
+        assert_eq!(
+            config.error_handling.process.handler,
+            Handler::ContinueOnFail
+        );
+        assert!(config.error_handling.process.log_payload);
+        assert_eq!(config.error_handling.consume, ErrorHandler::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_unset_variables_fail() {
+        let errors = load(
+            "ksml:\n  definitions: {a: a.yaml}\n  definitons: {}\n  x: ${MILLRACE_SURELY_UNSET}\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.ends_with(":3:3: unknown key 'definitons' in 'ksml'")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains(":4:6: environment variable 'MILLRACE_SURELY_UNSET'")),
+            "{text:?}"
+        );
+    }
+}

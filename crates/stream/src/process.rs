@@ -1,0 +1,757 @@
+//! Running records through the topology: one batch of one input partition at a time, under
+//! one hold of Python's lock. Results are collected, not written: the caller appends them
+//! together with the input offset in one atomic step.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use millrace_log::{Header, KeyPartitioner, Log, Record, StoredRecord, murmur2_partition};
+use millrace_python::convert::{py_to_value, value_to_py};
+use millrace_python::pyo3::prelude::*;
+use millrace_python::pyo3::types::{PyDict, PyList, PyTuple};
+use millrace_types::{DataType, Value};
+
+use crate::config::{ErrorHandler, ErrorHandling, Handler};
+use crate::datum::{Datum, conform};
+use crate::topology::{FnId, NodeId, OpNode, Step, TopicTarget, Topology};
+
+/// A record on its way through the operators.
+#[derive(Clone)]
+struct Rec<'py> {
+    key: Datum<'py>,
+    value: Datum<'py>,
+    timestamp: i64,
+    headers: Vec<Header>,
+}
+
+/// A record produced for a topic.
+pub struct Emitted {
+    pub topic: String,
+    pub partition: u32,
+    pub record: Record,
+}
+
+/// What went wrong with a record, and which error handler decides what happens next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The key or value could not be read as the stream's type.
+    Consume,
+    /// A function raised or returned something unusable.
+    Process,
+    /// A result could not be written as the target's type.
+    Produce,
+}
+
+impl FailureKind {
+    fn title(self) -> &'static str {
+        match self {
+            FailureKind::Consume => "Deserialization",
+            FailureKind::Process => "Processing",
+            FailureKind::Produce => "Produce",
+        }
+    }
+
+    fn handler(self, handling: &ErrorHandling) -> &ErrorHandler {
+        match self {
+            FailureKind::Consume => &handling.consume,
+            FailureKind::Process => &handling.process,
+            FailureKind::Produce => &handling.produce,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Failure {
+    kind: FailureKind,
+    node: String,
+    message: String,
+}
+
+/// The outcome of a batch.
+pub struct BatchOutcome {
+    pub outputs: Vec<Emitted>,
+    /// The offset to commit: after the last record handled, or at the record that stopped
+    /// processing (so a restart retries it).
+    pub next_offset: u64,
+    pub records: usize,
+    /// Set when a stopOnFail handler stopped processing: the error as logged.
+    pub stopped: Option<String>,
+}
+
+/// Per-task state kept between batches.
+pub struct TaskState {
+    pub keyless: KeyPartitioner,
+    partition_counts: HashMap<String, u32>,
+}
+
+impl Default for TaskState {
+    fn default() -> Self {
+        TaskState {
+            keyless: KeyPartitioner::default(),
+            partition_counts: HashMap::new(),
+        }
+    }
+}
+
+/// Processes one batch of a source's partition.
+pub struct BatchProcessor<'a, 'py> {
+    py: Python<'py>,
+    topology: &'a Topology,
+    log: &'a dyn Log,
+    task: &'a mut TaskState,
+    outputs: Vec<Emitted>,
+    topic: &'a str,
+    partition: u32,
+    offset: u64,
+    previous_timestamp: i64,
+}
+
+impl<'a, 'py> BatchProcessor<'a, 'py> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        py: Python<'py>,
+        topology: &'a Topology,
+        log: &'a dyn Log,
+        handling: &'a ErrorHandling,
+        task: &'a mut TaskState,
+        source: usize,
+        partition: u32,
+        batch: Vec<StoredRecord>,
+    ) -> BatchOutcome {
+        let src = &topology.sources[source];
+        let mut processor = BatchProcessor {
+            py,
+            topology,
+            log,
+            task,
+            outputs: Vec::with_capacity(batch.len()),
+            topic: &src.topic,
+            partition,
+            offset: 0,
+            previous_timestamp: -1,
+        };
+        let mut next_offset = batch.first().map_or(0, |r| r.offset);
+        let mut records = 0;
+        for stored in batch {
+            processor.offset = stored.offset;
+            let kept = processor.outputs.len();
+            let payload = (stored.record.key.clone(), stored.record.value.clone());
+            let result = processor.record(source, stored.record);
+            if let Err(failure) = result {
+                let handler = failure.kind.handler(handling);
+                let text = processor.describe(&failure, handler, payload);
+                if handler.log {
+                    let logger = handler
+                        .logger_name
+                        .clone()
+                        .unwrap_or_else(|| format!("{}Error", failure.kind.title()));
+                    tracing::error!(target: "ksml", logger, "{text}");
+                }
+                if handler.handler == Handler::StopOnFail {
+                    processor.outputs.truncate(kept);
+                    return BatchOutcome {
+                        outputs: processor.outputs,
+                        next_offset: stored.offset,
+                        records,
+                        stopped: Some(text),
+                    };
+                }
+            }
+            records += 1;
+            next_offset = stored.offset + 1;
+        }
+        BatchOutcome {
+            outputs: processor.outputs,
+            next_offset,
+            records,
+            stopped: None,
+        }
+    }
+
+    /// The error text KSML logs for a failed record.
+    fn describe(
+        &self,
+        failure: &Failure,
+        handler: &ErrorHandler,
+        (key, value): (Option<Bytes>, Option<Bytes>),
+    ) -> String {
+        let show = |b: Option<Bytes>| match (handler.log_payload, b) {
+            (false, _) => "*****".to_string(),
+            (true, None) => "<NULL>".to_string(),
+            (true, Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+        };
+        format!(
+            "{} error:\n  topic={}\n  partition={}\n  offset={}\n  processorNodeId={}\n  key={}\n  value={}\n  error={}",
+            failure.kind.title(),
+            self.topic,
+            self.partition,
+            self.offset,
+            failure.node,
+            show(key),
+            show(value),
+            failure.message
+        )
+    }
+
+    fn record(&mut self, source: usize, record: Record) -> Result<(), Failure> {
+        let src = &self.topology.sources[source];
+        let mut rec = Rec {
+            key: Datum::from_bytes(record.key),
+            value: Datum::from_bytes(record.value),
+            timestamp: record.timestamp,
+            headers: record.headers,
+        };
+        if let Some(extractor) = src.timestamp_extractor {
+            rec.timestamp =
+                self.extract_timestamp(extractor, &mut rec, &src.key_type, &src.value_type)?;
+        }
+        self.previous_timestamp = rec.timestamp;
+        let roots = &src.roots;
+        match roots.as_slice() {
+            [only] => self.node(*only, rec),
+            _ => {
+                for root in roots {
+                    self.node(*root, rec.clone())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn extract_timestamp(
+        &mut self,
+        extractor: FnId,
+        rec: &mut Rec<'py>,
+        key_type: &DataType,
+        value_type: &DataType,
+    ) -> Result<i64, Failure> {
+        let py = self.py;
+        let fail = |kind, message: String| Failure {
+            kind,
+            node: format!("{}_timestampExtractor", self.topic),
+            message,
+        };
+        let key = rec
+            .key
+            .to_py(py, key_type)
+            .map_err(|e| fail(FailureKind::Consume, e.to_string()))?;
+        let value = rec
+            .value
+            .to_py(py, value_type)
+            .map_err(|e| fail(FailureKind::Consume, e.to_string()))?;
+        let build = || -> PyResult<Bound<'py, PyDict>> {
+            let d = PyDict::new(py);
+            d.set_item("timestamp", rec.timestamp)?;
+            d.set_item("timestampType", "CreateTime")?;
+            d.set_item("topic", self.topic)?;
+            d.set_item("partition", self.partition)?;
+            d.set_item("offset", self.offset)?;
+            d.set_item("key", key)?;
+            d.set_item("value", value)?;
+            Ok(d)
+        };
+        let record = build().map_err(|e| fail(FailureKind::Process, e.to_string()))?;
+        let result = self.call(
+            extractor,
+            &[
+                record.into_any(),
+                self.previous_timestamp
+                    .into_pyobject(py)
+                    .expect("int")
+                    .into_any(),
+            ],
+            "timestampExtractor",
+        )?;
+        result.extract::<i64>().map_err(|_| {
+            fail(
+                FailureKind::Process,
+                "timestampExtractor must return a long (milliseconds)".into(),
+            )
+        })
+    }
+
+    /// Calls a function; an exception is a processing failure at the calling node.
+    fn call(
+        &self,
+        f: FnId,
+        args: &[Bound<'py, PyAny>],
+        node: &str,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let tuple = PyTuple::new(self.py, args).map_err(|e| Failure {
+            kind: FailureKind::Process,
+            node: node.to_string(),
+            message: e.to_string(),
+        })?;
+        self.topology.functions[f]
+            .py
+            .call(self.py, &tuple)
+            .map_err(|e| Failure {
+                kind: FailureKind::Process,
+                node: node.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Key and value of a record as Python objects, decoded with the node's input types.
+    fn key_value(
+        &self,
+        node: &OpNode,
+        rec: &mut Rec<'py>,
+    ) -> Result<[Bound<'py, PyAny>; 2], Failure> {
+        let consume = |e: millrace_types::codec::CodecError| Failure {
+            kind: FailureKind::Consume,
+            node: node.name.clone(),
+            message: e.to_string(),
+        };
+        Ok([
+            rec.key.to_py(self.py, &node.key_type).map_err(consume)?,
+            rec.value
+                .to_py(self.py, &node.value_type)
+                .map_err(consume)?,
+        ])
+    }
+
+    fn process_failure(node: &OpNode, function: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Process,
+            node: node.name.clone(),
+            message: format!("{function}: {}", message.into()),
+        }
+    }
+
+    fn forward(&mut self, node: &OpNode, rec: Rec<'py>) -> Result<(), Failure> {
+        match node.children.as_slice() {
+            [] => Ok(()),
+            [only] => self.node(*only, rec),
+            children => {
+                for child in children {
+                    self.node(*child, rec.clone())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn node(&mut self, id: NodeId, mut rec: Rec<'py>) -> Result<(), Failure> {
+        let topology = self.topology;
+        let node = &topology.nodes[id];
+        let fname = |f: FnId| topology.functions[f].name.as_str();
+        match &node.step {
+            Step::Pass => self.forward(node, rec),
+            Step::Filter {
+                predicate,
+                keep_when,
+            } => {
+                let args = self.key_value(node, &mut rec)?;
+                let result = self.call(*predicate, &args, &node.name)?;
+                let truthy = result
+                    .is_truthy()
+                    .map_err(|e| Self::process_failure(node, fname(*predicate), e.to_string()))?;
+                if truthy == *keep_when {
+                    self.forward(node, rec)?;
+                }
+                Ok(())
+            }
+            Step::Peek { action } => {
+                let args = self.key_value(node, &mut rec)?;
+                self.call(*action, &args, &node.name)?;
+                self.forward(node, rec)
+            }
+            Step::ForEach { action } => {
+                let args = self.key_value(node, &mut rec)?;
+                self.call(*action, &args, &node.name)?;
+                Ok(())
+            }
+            Step::MapValues { mapper } => {
+                let args = self.key_value(node, &mut rec)?;
+                let result = self.call(*mapper, &args, &node.name)?;
+                let result = conform(result, &node.out_value_type)
+                    .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                rec.value = Datum::Py(result);
+                self.forward(node, rec)
+            }
+            Step::MapKey { mapper } => {
+                let args = self.key_value(node, &mut rec)?;
+                let result = self.call(*mapper, &args, &node.name)?;
+                let result = conform(result, &node.out_key_type)
+                    .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                rec.key = Datum::Py(result);
+                self.forward(node, rec)
+            }
+            Step::Map { mapper } => {
+                let args = self.key_value(node, &mut rec)?;
+                let result = self.call(*mapper, &args, &node.name)?;
+                let (key, value) = self.pair(node, fname(*mapper), &result)?;
+                rec.key = Datum::Py(key);
+                rec.value = Datum::Py(value);
+                self.forward(node, rec)
+            }
+            Step::FlatMap { mapper } => {
+                let args = self.key_value(node, &mut rec)?;
+                let result = self.call(*mapper, &args, &node.name)?;
+                for item in self.items(node, fname(*mapper), &result)? {
+                    let (key, value) = self.pair(node, fname(*mapper), &item)?;
+                    let mut out = rec.clone();
+                    out.key = Datum::Py(key);
+                    out.value = Datum::Py(value);
+                    self.forward(node, out)?;
+                }
+                Ok(())
+            }
+            Step::FlatMapValues { mapper } => {
+                let args = self.key_value(node, &mut rec)?;
+                let result = self.call(*mapper, &args, &node.name)?;
+                for item in self.items(node, fname(*mapper), &result)? {
+                    let item = conform(item, &node.out_value_type)
+                        .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                    let mut out = rec.clone();
+                    out.value = Datum::Py(item);
+                    self.forward(node, out)?;
+                }
+                Ok(())
+            }
+            Step::TransformMetadata { mapper } => {
+                let [key, value] = self.key_value(node, &mut rec)?;
+                let metadata = self
+                    .metadata(&rec)
+                    .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                let result = self.call(*mapper, &[key, value, metadata], &node.name)?;
+                self.apply_metadata(&mut rec, &result)
+                    .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                self.forward(node, rec)
+            }
+            Step::ConvertKey => {
+                rec.key = self.convert(node, rec.key, &node.key_type, &node.out_key_type)?;
+                self.forward(node, rec)
+            }
+            Step::ConvertValue => {
+                rec.value =
+                    self.convert(node, rec.value, &node.value_type, &node.out_value_type)?;
+                self.forward(node, rec)
+            }
+            Step::Branch { branches } => {
+                for (condition, first) in branches {
+                    let taken = match condition {
+                        None => true,
+                        Some(predicate) => {
+                            let args = self.key_value(node, &mut rec)?;
+                            self.call(*predicate, &args, &node.name)?
+                                .is_truthy()
+                                .map_err(|e| {
+                                    Self::process_failure(node, fname(*predicate), e.to_string())
+                                })?
+                        }
+                    };
+                    if taken {
+                        return self.node(*first, rec);
+                    }
+                }
+                Ok(())
+            }
+            Step::To(target) => self.emit(node, &mut rec, target.topic.clone(), target),
+            Step::ToTopicNameExtractor {
+                extractor,
+                partitioner,
+            } => {
+                let [key, value] = self.key_value(node, &mut rec)?;
+                let context = self
+                    .record_context(&rec)
+                    .map_err(|e| Self::process_failure(node, fname(*extractor), e))?;
+                let topic: String = self
+                    .call(*extractor, &[key, value, context], &node.name)?
+                    .extract()
+                    .map_err(|_| {
+                        Self::process_failure(
+                            node,
+                            fname(*extractor),
+                            "expected a string result (the topic name)",
+                        )
+                    })?;
+                let target = TopicTarget {
+                    topic: topic.clone(),
+                    key_type: node.key_type.clone(),
+                    value_type: node.value_type.clone(),
+                    partitioner: *partitioner,
+                };
+                self.emit(node, &mut rec, topic, &target)
+            }
+            Step::Print {
+                target,
+                label,
+                mapper,
+            } => {
+                let text = match mapper {
+                    Some(mapper) => {
+                        let args = self.key_value(node, &mut rec)?;
+                        let result = self.call(*mapper, &args, &node.name)?;
+                        result.str().map(|s| s.to_string()).unwrap_or_default()
+                    }
+                    None => {
+                        let [key, value] = self.key_value(node, &mut rec)?;
+                        format!("{}, {}", display(&key), display(&value))
+                    }
+                };
+                let label = label.as_deref().unwrap_or(&node.name);
+                target
+                    .write_line(&format!("[{label}]: {text}"))
+                    .map_err(|e| Failure {
+                        kind: FailureKind::Produce,
+                        node: node.name.clone(),
+                        message: format!("cannot print: {e}"),
+                    })
+            }
+        }
+    }
+
+    /// A `(key, value)` result of a keyValueTransformer.
+    fn pair(
+        &self,
+        node: &OpNode,
+        function: &str,
+        result: &Bound<'py, PyAny>,
+    ) -> Result<(Bound<'py, PyAny>, Bound<'py, PyAny>), Failure> {
+        let items: Vec<Bound<'py, PyAny>> = result
+            .try_iter()
+            .and_then(|it| it.collect::<PyResult<Vec<_>>>())
+            .map_err(|_| Self::process_failure(node, function, "expected a (key, value) tuple"))?;
+        let [key, value]: [Bound<'py, PyAny>; 2] = items.try_into().map_err(|_| {
+            Self::process_failure(node, function, "expected a (key, value) tuple of two")
+        })?;
+        let key = conform(key, &node.out_key_type)
+            .map_err(|e| Self::process_failure(node, function, e))?;
+        let value = conform(value, &node.out_value_type)
+            .map_err(|e| Self::process_failure(node, function, e))?;
+        Ok((key, value))
+    }
+
+    fn items(
+        &self,
+        node: &OpNode,
+        function: &str,
+        result: &Bound<'py, PyAny>,
+    ) -> Result<Vec<Bound<'py, PyAny>>, Failure> {
+        if result.is_none() {
+            return Ok(Vec::new());
+        }
+        result
+            .try_iter()
+            .and_then(|it| it.collect::<PyResult<Vec<_>>>())
+            .map_err(|_| Self::process_failure(node, function, "expected a list"))
+    }
+
+    fn convert(
+        &self,
+        node: &OpNode,
+        datum: Datum<'py>,
+        from: &DataType,
+        to: &DataType,
+    ) -> Result<Datum<'py>, Failure> {
+        let fail = |message: String| Failure {
+            kind: FailureKind::Process,
+            node: node.name.clone(),
+            message: format!("cannot convert {from} to {to}: {message}"),
+        };
+        Ok(match datum {
+            Datum::Null => Datum::Null,
+            Datum::Raw(_) | Datum::Decoded(..) => {
+                Datum::from_bytes(datum.to_bytes(from, to).map_err(|e| fail(e.to_string()))?)
+            }
+            Datum::Py(obj) => Datum::Py(conform(obj, to).map_err(fail)?),
+        })
+    }
+
+    fn headers_list(&self, headers: &[Header]) -> PyResult<Bound<'py, PyList>> {
+        let py = self.py;
+        let list = PyList::empty(py);
+        for h in headers {
+            let d = PyDict::new(py);
+            d.set_item("key", &h.key)?;
+            match &h.value {
+                None => d.set_item("value", py.None())?,
+                Some(v) => match std::str::from_utf8(v) {
+                    Ok(text) => d.set_item("value", text)?,
+                    Err(_) => d.set_item("value", value_to_py(py, &Value::Bytes(v.to_vec()))?)?,
+                },
+            }
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    fn metadata(&self, rec: &Rec<'py>) -> Result<Bound<'py, PyAny>, String> {
+        let build = || -> PyResult<Bound<'py, PyAny>> {
+            let d = PyDict::new(self.py);
+            d.set_item("timestamp", rec.timestamp)?;
+            d.set_item("headers", self.headers_list(&rec.headers)?)?;
+            Ok(d.into_any())
+        };
+        build().map_err(|e| e.to_string())
+    }
+
+    fn record_context(&self, rec: &Rec<'py>) -> Result<Bound<'py, PyAny>, String> {
+        let build = || -> PyResult<Bound<'py, PyAny>> {
+            let d = PyDict::new(self.py);
+            d.set_item("headers", self.headers_list(&rec.headers)?)?;
+            d.set_item("offset", self.offset)?;
+            d.set_item("partition", self.partition)?;
+            d.set_item("timestamp", rec.timestamp)?;
+            d.set_item("topic", self.topic)?;
+            Ok(d.into_any())
+        };
+        build().map_err(|e| e.to_string())
+    }
+
+    /// Reads `timestamp` and `headers` back from a metadataTransformer's result.
+    fn apply_metadata(&self, rec: &mut Rec<'py>, result: &Bound<'py, PyAny>) -> Result<(), String> {
+        let value = py_to_value(result)?;
+        let Value::Struct(fields) = value else {
+            return Err("expected a metadata dict {timestamp, headers}".into());
+        };
+        for (name, field) in fields {
+            match name.as_str() {
+                "timestamp" => {
+                    rec.timestamp = field.as_i64().ok_or("metadata timestamp must be a long")?;
+                }
+                "headers" => {
+                    let Value::List(items) = field else {
+                        return Err("metadata headers must be a list of {key, value}".into());
+                    };
+                    let mut headers = Vec::with_capacity(items.len());
+                    for item in items {
+                        let Value::Struct(parts) = item else {
+                            return Err("each header must be a dict {key, value}".into());
+                        };
+                        let mut key = None;
+                        let mut value = None;
+                        for (k, v) in parts {
+                            match (k.as_str(), v) {
+                                ("key", Value::String(s)) => key = Some(s),
+                                ("value", Value::Null) => {}
+                                ("value", Value::String(s)) => value = Some(Bytes::from(s)),
+                                ("value", other) => {
+                                    let bytes = other
+                                        .coerce(&DataType::Bytes)
+                                        .map_err(|e| format!("header value: {}", e.0))?;
+                                    if let Value::Bytes(b) = bytes {
+                                        value = Some(Bytes::from(b));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        headers.push(Header {
+                            key: key.ok_or("each header needs a string 'key'")?,
+                            value,
+                        });
+                    }
+                    rec.headers = headers;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes a record for a topic and collects it.
+    fn emit(
+        &mut self,
+        node: &OpNode,
+        rec: &mut Rec<'py>,
+        topic: String,
+        target: &TopicTarget,
+    ) -> Result<(), Failure> {
+        let produce = |e: millrace_types::codec::CodecError| Failure {
+            kind: FailureKind::Produce,
+            node: node.name.clone(),
+            message: format!("cannot write to topic '{topic}': {e}"),
+        };
+        let key = rec
+            .key
+            .to_bytes(&node.key_type, &target.key_type)
+            .map_err(produce)?;
+        let value = rec
+            .value
+            .to_bytes(&node.value_type, &target.value_type)
+            .map_err(produce)?;
+        let partitions = self.partition_count(&topic).map_err(|e| Failure {
+            kind: FailureKind::Produce,
+            node: node.name.clone(),
+            message: e,
+        })?;
+        let chosen: Vec<u32> = match target.partitioner {
+            Some(partitioner) => {
+                let [k, v] = self.key_value(node, rec)?;
+                let topic_arg = topic
+                    .as_str()
+                    .into_pyobject(self.py)
+                    .expect("str")
+                    .into_any();
+                let count = partitions.into_pyobject(self.py).expect("int").into_any();
+                let result = self.call(partitioner, &[topic_arg, k, v, count], &node.name)?;
+                let picked = match py_to_value(&result) {
+                    Ok(Value::List(items)) => {
+                        items.iter().map(Value::as_i64).collect::<Option<Vec<_>>>()
+                    }
+                    Ok(single) => single.as_i64().map(|p| vec![p]),
+                    Err(_) => None,
+                }
+                .ok_or_else(|| {
+                    Self::process_failure(
+                        node,
+                        &self.topology.functions[partitioner].name,
+                        "a streamPartitioner returns a partition number or a list of them",
+                    )
+                })?;
+                picked
+                    .into_iter()
+                    .map(|p| (p.rem_euclid(i64::from(partitions))) as u32)
+                    .collect()
+            }
+            None => vec![match &key {
+                Some(k) => murmur2_partition(k, partitions),
+                None => self.task.keyless.partition(
+                    None,
+                    value.as_ref().map_or(0, |v| v.len()),
+                    partitions,
+                ),
+            }],
+        };
+        for partition in chosen {
+            self.outputs.push(Emitted {
+                topic: topic.clone(),
+                partition,
+                record: Record {
+                    key: key.clone(),
+                    value: value.clone(),
+                    timestamp: rec.timestamp,
+                    headers: rec.headers.clone(),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn partition_count(&mut self, topic: &str) -> Result<u32, String> {
+        if let Some(n) = self.task.partition_counts.get(topic) {
+            return Ok(*n);
+        }
+        let n = self.log.ensure_topic(topic).map_err(|e| e.to_string())?;
+        self.task.partition_counts.insert(topic.to_string(), n);
+        Ok(n)
+    }
+}
+
+/// How `print` shows a key or value: strings as they are, everything else as JSON.
+fn display(obj: &Bound<'_, PyAny>) -> String {
+    if let Ok(s) = obj.extract::<String>() {
+        return s;
+    }
+    if obj.is_none() {
+        return "null".into();
+    }
+    let mut out = Vec::new();
+    match millrace_python::convert::write_json(obj, &mut out) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(_) => obj.str().map(|s| s.to_string()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,359 @@
+//! The runner: producers on their own threads, and one task per input partition spread over
+//! `num.stream.threads` workers. A task reads a batch, runs it through the topology under one
+//! hold of Python's lock, then appends the results and commits its input offset in one step,
+//! so a crash never loses or repeats a result on the embedded log.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use millrace_log::{Append, CommittedOffset, Log, LogError};
+use millrace_python::Python;
+
+use crate::config::RunnerConfig;
+use crate::model::{Definition, OffsetReset};
+use crate::process::{BatchProcessor, Emitted, TaskState};
+use crate::producer::ProducerRun;
+use crate::topology::{BuildError, Topology};
+
+/// Records read per batch: large enough to amortize the lock and the commit.
+const BATCH_RECORDS: usize = 1000;
+/// How long an idle worker waits for new records before looking again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("{0}")]
+    Log(#[from] LogError),
+    #[error(
+        "topic '{topic}' partition {partition} has no committed offset and its offsetResetPolicy is none"
+    )]
+    NoOffset { topic: String, partition: u32 },
+    #[error("stopped on error (stopOnFail):\n{0}")]
+    Stopped(String),
+}
+
+/// How a run went.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Input records processed by pipelines.
+    pub records_processed: u64,
+    /// Messages sent by producers.
+    pub messages_produced: u64,
+    pub elapsed: Duration,
+}
+
+/// Options of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Stop once producers are done and every input is drained.
+    pub until_idle: bool,
+    /// Set to stop (Ctrl-C); workers finish their batch and commit first.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One input partition's processing state.
+struct Task {
+    source: usize,
+    topic: String,
+    partition: u32,
+    position: Arc<AtomicU64>,
+    state: TaskState,
+}
+
+/// State shared between the workers, producers and the supervising thread.
+struct Shared {
+    topology: Topology,
+    log: Arc<dyn Log>,
+    config: RunnerConfig,
+    stop: Arc<AtomicBool>,
+    failure: Mutex<Option<String>>,
+    processed: AtomicU64,
+    produced: AtomicU64,
+    producers_running: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert(message);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs definitions (already loaded and free of errors) until stopped, idle or failed.
+pub fn run(
+    log: Arc<dyn Log>,
+    definitions: &[Definition],
+    config: RunnerConfig,
+    options: RunOptions,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let topology = Python::attach(|py| {
+        Topology::build(
+            py,
+            definitions,
+            log.as_ref(),
+            config.application_id(),
+            config.enable_pipelines,
+            config.enable_producers,
+        )
+    })?;
+    let tasks = plan_tasks(&topology, log.as_ref(), config.application_id())?;
+    let positions: Vec<(String, u32, Arc<AtomicU64>)> = tasks
+        .iter()
+        .map(|t| (t.topic.clone(), t.partition, t.position.clone()))
+        .collect();
+    let threads = config.stream_threads().min(tasks.len()).max(1);
+    let shared = Arc::new(Shared {
+        topology,
+        log,
+        config,
+        stop: options.stop.clone(),
+        failure: Mutex::new(None),
+        processed: AtomicU64::new(0),
+        produced: AtomicU64::new(0),
+        producers_running: AtomicU64::new(0),
+    });
+    let mut handles = Vec::new();
+    let mut per_worker: Vec<Vec<Task>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        per_worker[i % threads].push(task);
+    }
+    for (i, worker_tasks) in per_worker.into_iter().enumerate() {
+        if worker_tasks.is_empty() {
+            continue;
+        }
+        let shared = shared.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("stream-{i}"))
+                .spawn(move || worker(&shared, worker_tasks))
+                .expect("spawn worker thread"),
+        );
+    }
+    for index in 0..shared.topology.producers.len() {
+        let shared = shared.clone();
+        shared.producers_running.fetch_add(1, Ordering::SeqCst);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("producer-{index}"))
+                .spawn(move || {
+                    let plan = &shared.topology.producers[index];
+                    let result = ProducerRun {
+                        plan,
+                        topology: &shared.topology,
+                        log: shared.log.as_ref(),
+                        handler: &shared.config.error_handling.process,
+                        stop: &shared.stop,
+                    }
+                    .run();
+                    match result {
+                        Ok(sent) => {
+                            shared.produced.fetch_add(sent, Ordering::Relaxed);
+                        }
+                        Err(e) => shared.fail(e.to_string()),
+                    }
+                    shared.producers_running.fetch_sub(1, Ordering::SeqCst);
+                })
+                .expect("spawn producer thread"),
+        );
+    }
+    supervise(&shared, &positions, options.until_idle);
+    for handle in handles {
+        let _ = handle.join();
+    }
+    let summary = RunSummary {
+        records_processed: shared.processed.load(Ordering::Relaxed),
+        messages_produced: shared.produced.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    };
+    match shared
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        Some(message) => Err(RunError::Stopped(message)),
+        None => Ok(summary),
+    }
+}
+
+/// Waits for a stop request, a failure, or (with `until_idle`) for quiet: producers done and
+/// every task at the end of its partition, twice in a row with no append in between.
+fn supervise(shared: &Shared, positions: &[(String, u32, Arc<AtomicU64>)], until_idle: bool) {
+    let mut quiet_since: Option<u64> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        if !until_idle || shared.producers_running.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        let generation = shared.log.append_generation();
+        let drained = positions.iter().all(|(topic, partition, position)| {
+            shared
+                .log
+                .offset_range(topic, *partition)
+                .is_ok_and(|(_, end)| position.load(Ordering::SeqCst) >= end)
+        });
+        if !drained {
+            quiet_since = None;
+            continue;
+        }
+        match quiet_since {
+            Some(seen) if seen == generation => shared.stop.store(true, Ordering::SeqCst),
+            _ => quiet_since = Some(generation),
+        }
+    }
+}
+
+/// One task per partition of every source, starting at the committed offset or as the
+/// source's offsetResetPolicy says.
+fn plan_tasks(topology: &Topology, log: &dyn Log, group: &str) -> Result<Vec<Task>, RunError> {
+    let mut tasks = Vec::new();
+    for (source_index, partitions) in topology.source_partitions(log)? {
+        let source = &topology.sources[source_index];
+        for partition in 0..partitions {
+            let position = match log.committed(group, &source.topic, partition)? {
+                Some(offset) => offset,
+                None => start_offset(log, &source.topic, partition, source.offset_reset)?,
+            };
+            tasks.push(Task {
+                source: source_index,
+                topic: source.topic.clone(),
+                partition,
+                position: Arc::new(AtomicU64::new(position)),
+                state: TaskState::default(),
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+fn start_offset(
+    log: &dyn Log,
+    topic: &str,
+    partition: u32,
+    reset: OffsetReset,
+) -> Result<u64, RunError> {
+    let (start, end) = log.offset_range(topic, partition)?;
+    Ok(match reset {
+        OffsetReset::Earliest => start,
+        OffsetReset::Latest => end,
+        OffsetReset::None => {
+            return Err(RunError::NoOffset {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        OffsetReset::ByDuration(age) => {
+            let since = SystemTime::now()
+                .checked_sub(age)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            let mut offset = start;
+            loop {
+                let batch = log.read(topic, partition, offset, BATCH_RECORDS)?;
+                match batch.iter().find(|r| r.record.timestamp >= since) {
+                    Some(found) => break found.offset,
+                    None if batch.is_empty() => break end,
+                    None => offset = batch.last().map_or(end, |r| r.offset + 1),
+                }
+            }
+        }
+    })
+}
+
+fn worker(shared: &Shared, mut tasks: Vec<Task>) {
+    let group = shared.config.application_id().to_string();
+    while !shared.stop.load(Ordering::SeqCst) {
+        let generation = shared.log.append_generation();
+        let mut worked = false;
+        for task in &mut tasks {
+            if shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match run_batch(shared, &group, task) {
+                Ok(n) => worked |= n > 0,
+                Err(message) => {
+                    shared.fail(message);
+                    return;
+                }
+            }
+        }
+        if !worked {
+            shared.log.wait_for_append(generation, IDLE_WAIT);
+        }
+    }
+}
+
+/// Processes one batch of a task; returns how many records it read.
+fn run_batch(shared: &Shared, group: &str, task: &mut Task) -> Result<usize, String> {
+    let position = task.position.load(Ordering::SeqCst);
+    let batch = shared
+        .log
+        .read(&task.topic, task.partition, position, BATCH_RECORDS)
+        .map_err(|e| e.to_string())?;
+    let Some(last) = batch.last() else {
+        return Ok(0);
+    };
+    let read = batch.len();
+    let end_of_batch = last.offset + 1;
+    let outcome = Python::attach(|py| {
+        BatchProcessor::run(
+            py,
+            &shared.topology,
+            shared.log.as_ref(),
+            &shared.config.error_handling,
+            &mut task.state,
+            task.source,
+            task.partition,
+            batch,
+        )
+    });
+    let next = if outcome.stopped.is_some() {
+        outcome.next_offset
+    } else {
+        end_of_batch
+    };
+    shared
+        .log
+        .append_and_commit(
+            group_appends(outcome.outputs),
+            group,
+            &[CommittedOffset {
+                topic: task.topic.clone(),
+                partition: task.partition,
+                offset: next,
+            }],
+        )
+        .map_err(|e| e.to_string())?;
+    task.position.store(next, Ordering::SeqCst);
+    shared
+        .processed
+        .fetch_add(outcome.records as u64, Ordering::Relaxed);
+    match outcome.stopped {
+        Some(message) => Err(message),
+        None => Ok(read),
+    }
+}
+
+/// Groups emitted records by topic and partition, keeping their order within each.
+fn group_appends(outputs: Vec<Emitted>) -> Vec<Append> {
+    let mut appends: Vec<Append> = Vec::new();
+    for emitted in outputs {
+        match appends
+            .iter_mut()
+            .find(|a| a.topic == emitted.topic && a.partition == emitted.partition)
+        {
+            Some(append) => append.records.push(emitted.record),
+            None => appends.push(Append {
+                topic: emitted.topic,
+                partition: emitted.partition,
+                records: vec![emitted.record],
+            }),
+        }
+    }
+    appends
+}

@@ -1,0 +1,640 @@
+//! The executable topology: validated definitions turned into a graph of operator nodes fed by
+//! sources (one per input topic), with every Python function compiled once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::sync::Mutex;
+
+use millrace_log::{Log, LogError};
+use millrace_python::{Namespace, PyFunction, Python, PythonError};
+use millrace_types::DataType;
+
+use crate::load::python_spec;
+use crate::model::*;
+
+pub type NodeId = usize;
+pub type FnId = usize;
+
+/// A compiled KSML function and the type its results are converted to.
+pub struct Function {
+    pub name: String,
+    pub function_type: FunctionType,
+    pub result_type: Option<DataType>,
+    pub py: PyFunction,
+}
+
+/// Where `print` writes.
+pub enum PrintTarget {
+    Stdout,
+    File(Mutex<BufWriter<File>>),
+}
+
+impl PrintTarget {
+    pub fn write_line(&self, line: &str) -> std::io::Result<()> {
+        match self {
+            PrintTarget::Stdout => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")
+            }
+            PrintTarget::File(file) => {
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                writeln!(file, "{line}")?;
+                file.flush()
+            }
+        }
+    }
+}
+
+/// A topic a node writes to, with the types records are encoded in.
+pub struct TopicTarget {
+    pub topic: String,
+    pub key_type: DataType,
+    pub value_type: DataType,
+    pub partitioner: Option<FnId>,
+}
+
+/// What a node does to each record.
+pub enum Step {
+    Filter {
+        predicate: FnId,
+        keep_when: bool,
+    },
+    Peek {
+        action: FnId,
+    },
+    MapValues {
+        mapper: FnId,
+    },
+    MapKey {
+        mapper: FnId,
+    },
+    Map {
+        mapper: FnId,
+    },
+    FlatMap {
+        mapper: FnId,
+    },
+    FlatMapValues {
+        mapper: FnId,
+    },
+    TransformMetadata {
+        mapper: FnId,
+    },
+    ConvertKey,
+    ConvertValue,
+    /// Passes records on unchanged (merge points and `as` outputs).
+    Pass,
+    /// First branch whose condition holds (or that has none) gets the record.
+    Branch {
+        branches: Vec<(Option<FnId>, NodeId)>,
+    },
+    To(TopicTarget),
+    ToTopicNameExtractor {
+        extractor: FnId,
+        partitioner: Option<FnId>,
+    },
+    ForEach {
+        action: FnId,
+    },
+    Print {
+        target: PrintTarget,
+        label: Option<String>,
+        mapper: Option<FnId>,
+    },
+}
+
+/// An operator node. `key_type`/`value_type` are the types of the records it receives;
+/// `out_key_type`/`out_value_type` those it passes on.
+pub struct OpNode {
+    pub name: String,
+    pub step: Step,
+    pub children: Vec<NodeId>,
+    pub key_type: DataType,
+    pub value_type: DataType,
+    pub out_key_type: DataType,
+    pub out_value_type: DataType,
+    /// The namespace (definition) the node belongs to, for messages.
+    pub namespace: String,
+}
+
+/// A topic read by the application, and the nodes its records go to.
+pub struct Source {
+    pub topic: String,
+    pub roots: Vec<NodeId>,
+    pub key_type: DataType,
+    pub value_type: DataType,
+    pub offset_reset: OffsetReset,
+    pub timestamp_extractor: Option<FnId>,
+}
+
+/// A producer ready to run.
+pub struct ProducerPlan {
+    pub name: String,
+    pub generator: FnId,
+    pub target: TopicTarget,
+    pub interval: Option<std::time::Duration>,
+    pub count: Option<u64>,
+    pub batch_size: u32,
+    pub condition: Option<FnId>,
+    pub until: Option<FnId>,
+}
+
+pub struct Topology {
+    pub nodes: Vec<OpNode>,
+    pub sources: Vec<Source>,
+    pub functions: Vec<Function>,
+    pub producers: Vec<ProducerPlan>,
+    /// Kept alive for the functions compiled in them.
+    _namespaces: Vec<Namespace>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Python(#[from] PythonError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot open print file {file}: {source}")]
+    PrintFile {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+/// The types a record has at some point of a pipeline.
+#[derive(Clone)]
+struct Types {
+    key: DataType,
+    value: DataType,
+}
+
+struct Builder<'a> {
+    log: &'a dyn Log,
+    application_id: &'a str,
+    nodes: Vec<OpNode>,
+    sources: Vec<Source>,
+    functions: Vec<Function>,
+    /// (definition index, function name) -> compiled function.
+    function_ids: HashMap<(usize, String), FnId>,
+    /// `as` names -> the Pass node publishing them and their types.
+    published: HashMap<(usize, String), (NodeId, Types)>,
+    /// Pipelines waiting for an `as` name: (definition, name) -> their first nodes.
+    subscribers: HashMap<(usize, String), Vec<NodeId>>,
+    namespace: String,
+    definition: usize,
+}
+
+impl Topology {
+    /// Compiles definitions (already validated) into a topology; topics read are created when
+    /// missing, so that their partition counts are known.
+    pub fn build(
+        py: Python<'_>,
+        definitions: &[Definition],
+        log: &dyn Log,
+        application_id: &str,
+        with_pipelines: bool,
+        with_producers: bool,
+    ) -> Result<Topology, BuildError> {
+        let mut builder = Builder {
+            log,
+            application_id,
+            nodes: Vec::new(),
+            sources: Vec::new(),
+            functions: Vec::new(),
+            function_ids: HashMap::new(),
+            published: HashMap::new(),
+            subscribers: HashMap::new(),
+            namespace: String::new(),
+            definition: 0,
+        };
+        let mut namespaces = Vec::new();
+        for (index, definition) in definitions.iter().enumerate() {
+            namespaces.push(builder.compile_functions(py, index, definition)?);
+        }
+        let mut producers = Vec::new();
+        for (index, definition) in definitions.iter().enumerate() {
+            builder.definition = index;
+            builder.namespace = definition.namespace.clone();
+            if with_pipelines {
+                // Pipelines publishing `as` names first, so that readers find their types.
+                let mut order: Vec<&PipelineDef> = definition.pipelines.iter().collect();
+                order.sort_by_key(|p| !definition.topics.contains_key(&p.from.name));
+                for pipeline in order {
+                    builder.pipeline(definition, pipeline)?;
+                }
+            }
+            if with_producers {
+                for producer in &definition.producers {
+                    producers.push(builder.producer(definition, producer)?);
+                }
+            }
+        }
+        builder.link_published();
+        Ok(Topology {
+            nodes: builder.nodes,
+            sources: builder.sources,
+            functions: builder.functions,
+            producers,
+            _namespaces: namespaces,
+        })
+    }
+}
+
+impl Builder<'_> {
+    fn compile_functions(
+        &mut self,
+        py: Python<'_>,
+        index: usize,
+        definition: &Definition,
+    ) -> Result<Namespace, BuildError> {
+        let namespace = Namespace::new(py, &definition.namespace, &definition.file_name())?;
+        for function in &definition.functions {
+            if let Some(code) = &function.global_code {
+                namespace.run_global_code(py, &function.name, code)?;
+            }
+            let compiled = namespace.define(py, &python_spec(function))?;
+            self.function_ids
+                .insert((index, function.name.clone()), self.functions.len());
+            self.functions.push(Function {
+                name: function.name.clone(),
+                function_type: function.function_type.unwrap_or(FunctionType::Generic),
+                result_type: function.result_type.clone(),
+                py: compiled,
+            });
+        }
+        Ok(namespace)
+    }
+
+    fn function(&self, reference: &Ref) -> FnId {
+        self.function_ids[&(self.definition, reference.name.clone())]
+    }
+
+    fn result_type(&self, id: FnId) -> DataType {
+        self.functions[id]
+            .result_type
+            .clone()
+            .unwrap_or(DataType::Any)
+    }
+
+    fn add_node(&mut self, name: String, step: Step, input: &Types, output: &Types) -> NodeId {
+        self.nodes.push(OpNode {
+            name,
+            step,
+            children: Vec::new(),
+            key_type: input.key.clone(),
+            value_type: input.value.clone(),
+            out_key_type: output.key.clone(),
+            out_value_type: output.value.clone(),
+            namespace: self.namespace.clone(),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// The source reading `topic`, created on first use.
+    fn source(&mut self, topic: &TopicDef) -> Result<usize, BuildError> {
+        if let Some(i) = self.sources.iter().position(|s| s.topic == topic.topic) {
+            return Ok(i);
+        }
+        self.log.ensure_topic(&topic.topic)?;
+        self.sources.push(Source {
+            topic: topic.topic.clone(),
+            roots: Vec::new(),
+            key_type: topic.key_type.clone(),
+            value_type: topic.value_type.clone(),
+            offset_reset: topic.offset_reset.unwrap_or(OffsetReset::Earliest),
+            timestamp_extractor: topic.timestamp_extractor.as_ref().map(|r| self.function(r)),
+        });
+        Ok(self.sources.len() - 1)
+    }
+
+    fn pipeline(
+        &mut self,
+        definition: &Definition,
+        pipeline: &PipelineDef,
+    ) -> Result<(), BuildError> {
+        let types = match definition.topics.get(&pipeline.from.name) {
+            Some(topic) => Types {
+                key: topic.key_type.clone(),
+                value: topic.value_type.clone(),
+            },
+            None => self
+                .published
+                .get(&(self.definition, pipeline.from.name.clone()))
+                .map(|(_, t)| t.clone())
+                .unwrap_or(Types {
+                    key: DataType::Any,
+                    value: DataType::Any,
+                }),
+        };
+        let first = self.chain(
+            definition,
+            &pipeline.name,
+            &pipeline.via,
+            &pipeline.sink,
+            types,
+        )?;
+        match definition.topics.get(&pipeline.from.name) {
+            Some(topic) => {
+                let source = self.source(topic)?;
+                self.sources[source].roots.push(first);
+            }
+            None => self
+                .subscribers
+                .entry((self.definition, pipeline.from.name.clone()))
+                .or_default()
+                .push(first),
+        }
+        Ok(())
+    }
+
+    fn link_published(&mut self) {
+        for (key, readers) in std::mem::take(&mut self.subscribers) {
+            if let Some((node, _)) = self.published.get(&key) {
+                self.nodes[*node].children.extend(readers);
+            }
+        }
+    }
+
+    /// Builds the nodes for `ops` then `sink`; returns the first node.
+    fn chain(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        ops: &[Operation],
+        sink: &Sink,
+        types: Types,
+    ) -> Result<NodeId, BuildError> {
+        let Some((op, rest)) = ops.split_first() else {
+            return self.sink(definition, owner, sink, types);
+        };
+        let f = |field: &str| op.function(field).map(|r| self.function(r));
+        let mut out = types.clone();
+        let step = match op.op_type.as_str() {
+            "filter" | "filterNot" => Step::Filter {
+                predicate: f("if").expect("validated"),
+                keep_when: op.op_type == "filter",
+            },
+            "peek" => Step::Peek {
+                action: f("forEach").expect("validated"),
+            },
+            "mapValue" | "mapValues" | "transformValue" => {
+                let mapper = f("mapper").expect("validated");
+                out.value = self.result_type(mapper);
+                Step::MapValues { mapper }
+            }
+            "mapKey" | "selectKey" | "transformKey" => {
+                let mapper = f("mapper").expect("validated");
+                out.key = self.result_type(mapper);
+                Step::MapKey { mapper }
+            }
+            "map" | "transformKeyValue" => {
+                let mapper = f("mapper").expect("validated");
+                (out.key, out.value) = pair_types(&self.result_type(mapper));
+                Step::Map { mapper }
+            }
+            "flatMap" | "transformKeyValueToKeyValueList" => {
+                let mapper = f("mapper").expect("validated");
+                (out.key, out.value) = match self.result_type(mapper) {
+                    DataType::List(inner) => pair_types(&inner),
+                    _ => (DataType::Any, DataType::Any),
+                };
+                Step::FlatMap { mapper }
+            }
+            "flatMapValues" | "transformKeyValueToValueList" => {
+                let mapper = f("mapper").expect("validated");
+                out.value = match self.result_type(mapper) {
+                    DataType::List(inner) => *inner,
+                    _ => DataType::Any,
+                };
+                Step::FlatMapValues { mapper }
+            }
+            "transformMetadata" => Step::TransformMetadata {
+                mapper: f("mapper").expect("validated"),
+            },
+            "convertKey" => {
+                out.key = op.data_type("into").cloned().expect("validated");
+                Step::ConvertKey
+            }
+            "convertValue" => {
+                out.value = op.data_type("into").cloned().expect("validated");
+                Step::ConvertValue
+            }
+            "convertKeyValue" => {
+                (out.key, out.value) = pair_types(op.data_type("into").expect("validated"));
+                let key_node = self.add_node(
+                    op.name.clone(),
+                    Step::ConvertKey,
+                    &types,
+                    &Types {
+                        key: out.key.clone(),
+                        value: types.value.clone(),
+                    },
+                );
+                let mid = Types {
+                    key: out.key.clone(),
+                    value: types.value.clone(),
+                };
+                let value_node =
+                    self.add_node(format!("{}_value", op.name), Step::ConvertValue, &mid, &out);
+                self.nodes[key_node].children.push(value_node);
+                let next = self.chain(definition, owner, rest, sink, out)?;
+                self.nodes[value_node].children.push(next);
+                return Ok(key_node);
+            }
+            "merge" => {
+                let other = op.topic("stream").expect("validated");
+                let topic = &definition.topics[&other.name];
+                let node = self.add_node(op.name.clone(), Step::Pass, &types, &types);
+                let source = self.source(topic)?;
+                self.sources[source].roots.push(node);
+                let next = self.chain(definition, owner, rest, sink, types)?;
+                self.nodes[node].children.push(next);
+                return Ok(node);
+            }
+            "repartition" => return self.repartition(definition, owner, op, rest, sink, types),
+            other => unreachable!("validation rejects unsupported operation '{other}'"),
+        };
+        let node = self.add_node(op.name.clone(), step, &types, &out);
+        let next = self.chain(definition, owner, rest, sink, out)?;
+        self.nodes[node].children.push(next);
+        Ok(node)
+    }
+
+    /// Kafka Streams' repartition: records go through an internal topic
+    /// (`<application.id>-<name>-repartition`) and the rest of the pipeline reads it back.
+    fn repartition(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        rest: &[Operation],
+        sink: &Sink,
+        types: Types,
+    ) -> Result<NodeId, BuildError> {
+        let topic = format!("{}-{}-repartition", self.application_id, op.name);
+        let partitions = op.integer("numberOfPartitions").unwrap_or(1).max(1) as u32;
+        self.log.create_topic(&topic, partitions)?;
+        // Untyped data crosses the internal topic as JSON, which keeps its kind exactly.
+        let wire = Types {
+            key: if types.key.is_any() {
+                DataType::Json
+            } else {
+                types.key.clone()
+            },
+            value: if types.value.is_any() {
+                DataType::Json
+            } else {
+                types.value.clone()
+            },
+        };
+        let target = TopicTarget {
+            topic: topic.clone(),
+            key_type: wire.key.clone(),
+            value_type: wire.value.clone(),
+            partitioner: op.function("partitioner").map(|r| self.function(r)),
+        };
+        let node = self.add_node(op.name.clone(), Step::To(target), &types, &wire);
+        let next = self.chain(definition, owner, rest, sink, wire.clone())?;
+        self.sources.push(Source {
+            topic,
+            roots: vec![next],
+            key_type: wire.key,
+            value_type: wire.value,
+            offset_reset: OffsetReset::Earliest,
+            timestamp_extractor: None,
+        });
+        Ok(node)
+    }
+
+    fn target(&self, definition: &Definition, to: &ToTarget, types: &Types) -> TopicTarget {
+        let declared = to.stream.as_ref().and_then(|n| definition.topics.get(n));
+        TopicTarget {
+            topic: declared.map_or(to.topic.clone(), |t| t.topic.clone()),
+            key_type: declared
+                .map(|t| t.key_type.clone())
+                .or_else(|| to.key_type.clone())
+                .unwrap_or_else(|| types.key.clone()),
+            value_type: declared
+                .map(|t| t.value_type.clone())
+                .or_else(|| to.value_type.clone())
+                .unwrap_or_else(|| types.value.clone()),
+            partitioner: to
+                .partitioner
+                .as_ref()
+                .or(declared.and_then(|t| t.partitioner.as_ref()))
+                .map(|r| self.function(r)),
+        }
+    }
+
+    fn sink(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        sink: &Sink,
+        types: Types,
+    ) -> Result<NodeId, BuildError> {
+        let step = match sink {
+            Sink::As(name) => {
+                let node = self.add_node(format!("{owner}_as_{name}"), Step::Pass, &types, &types);
+                self.published
+                    .insert((self.definition, name.clone()), (node, types));
+                return Ok(node);
+            }
+            Sink::To(to) => Step::To(self.target(definition, to, &types)),
+            Sink::ToTopicNameExtractor {
+                extractor,
+                partitioner,
+            } => Step::ToTopicNameExtractor {
+                extractor: self.function(extractor),
+                partitioner: partitioner.as_ref().map(|r| self.function(r)),
+            },
+            Sink::ForEach(action) => Step::ForEach {
+                action: self.function(action),
+            },
+            Sink::Print {
+                filename,
+                label,
+                mapper,
+            } => {
+                let target = match filename {
+                    None => PrintTarget::Stdout,
+                    Some(name) => {
+                        let path = definition
+                            .file
+                            .parent()
+                            .map_or_else(|| name.into(), |dir| dir.join(name));
+                        let file = OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&path)
+                            .map_err(|source| BuildError::PrintFile {
+                                file: path.display().to_string(),
+                                source,
+                            })?;
+                        PrintTarget::File(Mutex::new(BufWriter::new(file)))
+                    }
+                };
+                Step::Print {
+                    target,
+                    label: label.clone(),
+                    mapper: mapper.as_ref().map(|r| self.function(r)),
+                }
+            }
+            Sink::Branch(branches) => {
+                let mut arms = Vec::with_capacity(branches.len());
+                for (i, branch) in branches.iter().enumerate() {
+                    let name = format!("{owner}_branch{}", i + 1);
+                    let first =
+                        self.chain(definition, &name, &branch.via, &branch.sink, types.clone())?;
+                    arms.push((branch.condition.as_ref().map(|r| self.function(r)), first));
+                }
+                Step::Branch { branches: arms }
+            }
+        };
+        Ok(self.add_node(format!("{owner}_sink"), step, &types, &types))
+    }
+
+    fn producer(
+        &mut self,
+        definition: &Definition,
+        producer: &ProducerDef,
+    ) -> Result<ProducerPlan, BuildError> {
+        let generator = self.function(&producer.generator);
+        let (key, value) = match self.result_type(generator) {
+            DataType::List(inner) => pair_types(&inner),
+            other => pair_types(&other),
+        };
+        let target = self.target(definition, &producer.to, &Types { key, value });
+        self.log.ensure_topic(&target.topic)?;
+        Ok(ProducerPlan {
+            name: producer.name.clone(),
+            generator,
+            target,
+            interval: producer.interval,
+            count: producer.count,
+            batch_size: producer.batch_size,
+            condition: producer.condition.as_ref().map(|r| self.function(r)),
+            until: producer.until.as_ref().map(|r| self.function(r)),
+        })
+    }
+}
+
+/// The key and value types of a `(K, V)` tuple type; anything else is untyped.
+fn pair_types(ty: &DataType) -> (DataType, DataType) {
+    match ty {
+        DataType::Tuple(items) if items.len() == 2 => (items[0].clone(), items[1].clone()),
+        _ => (DataType::Any, DataType::Any),
+    }
+}
+
+impl Topology {
+    /// Topics by the number of partitions each source has, for planning tasks.
+    pub fn source_partitions(&self, log: &dyn Log) -> Result<BTreeMap<usize, u32>, LogError> {
+        let mut partitions = BTreeMap::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            partitions.insert(i, log.ensure_topic(&source.topic)?);
+        }
+        Ok(partitions)
+    }
+}

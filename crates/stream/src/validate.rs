@@ -1,0 +1,239 @@
+//! Checks a parsed definition: references resolve, function types fit where they are used, and
+//! nothing the runtime cannot execute yet is used without saying so.
+
+use std::collections::BTreeSet;
+
+use millrace_types::DataType;
+
+use crate::diagnostics::Diagnostics;
+use crate::model::*;
+use crate::parse::operation_supported;
+use crate::yaml::Mark;
+
+/// Names pipelines publish with `as` (including a pipeline's own name when it has no sink).
+fn published_names(definition: &Definition) -> BTreeSet<String> {
+    fn collect(sink: &Sink, names: &mut BTreeSet<String>) {
+        match sink {
+            Sink::As(name) => {
+                names.insert(name.clone());
+            }
+            Sink::Branch(branches) => {
+                for b in branches {
+                    collect(&b.sink, names);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut names = BTreeSet::new();
+    for p in &definition.pipelines {
+        collect(&p.sink, &mut names);
+    }
+    names
+}
+
+pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
+    check_functions(definition, diags);
+    for store in &definition.store_uses {
+        if !definition.stores.contains_key(&store.name) {
+            diags.error(store.mark, format!("unknown store '{}'", store.name));
+        }
+    }
+    let published = published_names(definition);
+    for pipeline in &definition.pipelines {
+        check_source(definition, &published, &pipeline.from, diags);
+        check_operations(definition, &pipeline.via, diags);
+        check_sink(definition, &pipeline.sink, diags);
+    }
+    for producer in &definition.producers {
+        check_target(definition, &producer.to, diags);
+    }
+}
+
+/// Every function reference resolves, and its type fits; inline functions without `type` take
+/// the type their place expects.
+fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
+    let uses = definition.function_uses.clone();
+    for (reference, expected) in &uses {
+        let Some(function) = definition
+            .functions
+            .iter_mut()
+            .find(|f| f.name == reference.name)
+        else {
+            diags.error(
+                reference.mark,
+                format!("unknown function '{}'", reference.name),
+            );
+            continue;
+        };
+        match function.function_type {
+            None => function.function_type = Some(*expected),
+            Some(actual) if actual == *expected || actual == FunctionType::Generic => {}
+            Some(actual) => diags.error(
+                reference.mark,
+                format!(
+                    "function '{}' is a {}, but a {} is expected here",
+                    reference.name,
+                    actual.name(),
+                    expected.name()
+                ),
+            ),
+        }
+    }
+    for function in &definition.functions {
+        let Some(function_type) = function.function_type else {
+            continue;
+        };
+        if function_type.result_rule() == ResultRule::None && function.result_type.is_some() {
+            diags.error(
+                function.mark,
+                format!(
+                    "function '{}' is a forEach and must not declare a resultType",
+                    function.name
+                ),
+            );
+        }
+        if function_type == FunctionType::Predicate
+            && function
+                .result_type
+                .as_ref()
+                .is_some_and(|t| !matches!(t, DataType::Boolean | DataType::Any))
+        {
+            diags.error(
+                function.mark,
+                format!("predicate '{}' must have resultType boolean", function.name),
+            );
+        }
+        for store in &function.stores {
+            if !definition.stores.contains_key(&store.name) {
+                diags.error(store.mark, format!("unknown store '{}'", store.name));
+            }
+        }
+        if let Some(first) = function.stores.first()
+            && uses.iter().any(|(r, _)| r.name == function.name)
+        {
+            diags.error(
+                first.mark,
+                format!(
+                    "function '{}' uses state stores, which are not supported yet",
+                    function.name
+                ),
+            );
+        }
+    }
+}
+
+fn not_supported_type(ty: &DataType, mark: Mark, diags: &mut Diagnostics) {
+    if let Some(notation) = ty.unsupported_notation() {
+        diags.error(
+            mark,
+            format!("the {} notation is not supported yet", notation.name()),
+        );
+    }
+}
+
+fn check_source(
+    definition: &Definition,
+    published: &BTreeSet<String>,
+    from: &Ref,
+    diags: &mut Diagnostics,
+) {
+    match definition.topics.get(&from.name) {
+        Some(topic) => {
+            if topic.kind != TopicKind::Stream {
+                diags.error(
+                    from.mark,
+                    format!(
+                        "pipelines reading a {} ('{}') are not supported yet",
+                        topic.kind.name(),
+                        from.name
+                    ),
+                );
+            }
+            not_supported_type(&topic.key_type, topic.mark, diags);
+            not_supported_type(&topic.value_type, topic.mark, diags);
+        }
+        None if published.contains(&from.name) => {}
+        None => diags.error(
+            from.mark,
+            format!(
+                "'{}' is not a stream, table, globalTable or pipeline output",
+                from.name
+            ),
+        ),
+    }
+}
+
+fn check_operations(definition: &Definition, via: &[Operation], diags: &mut Diagnostics) {
+    for op in via {
+        if !operation_supported(&op.op_type) {
+            diags.error(
+                op.mark,
+                format!(
+                    "operation '{}' is not supported yet (stateful operations come with state stores)",
+                    op.op_type
+                ),
+            );
+        }
+        for (field, param) in &op.params {
+            if let OpParam::Topic(r) = param {
+                match definition.topics.get(&r.name) {
+                    None => diags.error(r.mark, format!("unknown stream or table '{}'", r.name)),
+                    Some(t) if *field == "stream" && t.kind != TopicKind::Stream => diags.error(
+                        r.mark,
+                        format!("'{}' is a {}, not a stream", r.name, t.kind.name()),
+                    ),
+                    Some(t) => {
+                        not_supported_type(&t.key_type, t.mark, diags);
+                        not_supported_type(&t.value_type, t.mark, diags);
+                    }
+                }
+            }
+            if let OpParam::Type(t) = param {
+                not_supported_type(t, op.mark, diags);
+                if op.op_type == "convertKeyValue"
+                    && !matches!(t, DataType::Tuple(items) if items.len() == 2)
+                {
+                    diags.error(
+                        op.mark,
+                        "convertKeyValue needs 'into' as a (keyType, valueType) tuple",
+                    );
+                }
+            }
+        }
+        if op.op_type == "repartition" && op.integer("numberOfPartitions").is_some_and(|n| n < 1) {
+            diags.error(op.mark, "'numberOfPartitions' must be at least 1");
+        }
+    }
+}
+
+fn check_sink(definition: &Definition, sink: &Sink, diags: &mut Diagnostics) {
+    match sink {
+        Sink::To(target) => check_target(definition, target, diags),
+        Sink::Branch(branches) => {
+            if branches.is_empty() {
+                return;
+            }
+            for branch in branches {
+                check_operations(definition, &branch.via, diags);
+                check_sink(definition, &branch.sink, diags);
+            }
+        }
+        Sink::As(_) | Sink::ToTopicNameExtractor { .. } | Sink::ForEach(_) | Sink::Print { .. } => {
+        }
+    }
+}
+
+fn check_target(definition: &Definition, target: &ToTarget, diags: &mut Diagnostics) {
+    let declared = target
+        .stream
+        .as_ref()
+        .and_then(|name| definition.topics.get(name));
+    if let Some(topic) = declared {
+        not_supported_type(&topic.key_type, target.mark, diags);
+        not_supported_type(&topic.value_type, target.mark, diags);
+    }
+    for t in [&target.key_type, &target.value_type].into_iter().flatten() {
+        not_supported_type(t, target.mark, diags);
+    }
+}

@@ -26,7 +26,6 @@ pub enum NodeKind {
     Scalar {
         text: String,
         plain: bool,
-        block: bool,
     },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
@@ -124,13 +123,10 @@ impl Node {
         }
     }
 
-    /// The 1-based line where a scalar's text begins: block scalars (`|`, `>`) start on the
-    /// line after their indicator.
+    /// The 1-based line where a scalar's text begins (for block scalars, `|` and `>`, the
+    /// parser marks the first content line, not the indicator).
     pub fn text_line(&self) -> usize {
-        match &self.kind {
-            NodeKind::Scalar { block: true, .. } => self.mark.line + 1,
-            _ => self.mark.line,
-        }
+        self.mark.line
     }
 }
 
@@ -179,7 +175,6 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                     kind: NodeKind::Scalar {
                         text: value.to_string(),
                         plain: style == ScalarStyle::Plain,
-                        block: matches!(style, ScalarStyle::Literal | ScalarStyle::Folded),
                     },
                     mark,
                 };
@@ -299,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn block_scalars_start_on_the_next_line() {
+    fn block_scalar_text_starts_on_its_first_content_line() {
         let doc = parse("code: |\n  x = 1\n  y = 2\n").unwrap();
         let code = doc.get("code").unwrap();
         assert_eq!(code.as_scalar(), Some("x = 1\ny = 2\n"));

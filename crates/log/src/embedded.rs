@@ -230,10 +230,7 @@ impl EmbeddedLog {
         let snapshot = state.tables.snapshot().finish();
         state.journal.append(&snapshot)?;
         let now = SystemTime::now();
-        loop {
-            let Some(oldest) = state.journal.oldest_closed() else {
-                break;
-            };
+        while let Some(oldest) = state.journal.oldest_closed() {
             let too_big = self
                 .config
                 .retention_bytes

@@ -54,8 +54,11 @@ pub struct UserMetric {
     pub total: f64,
 }
 
-static USER_METRICS: Mutex<BTreeMap<(String, String, String), (u64, f64)>> =
-    Mutex::new(BTreeMap::new());
+/// (kind, name, tags) of a user metric.
+type MetricKey = (String, String, String);
+
+/// Updates and total amount per user metric.
+static USER_METRICS: Mutex<BTreeMap<MetricKey, (u64, f64)>> = Mutex::new(BTreeMap::new());
 
 #[pyfunction]
 fn metric(kind: &str, name: &str, tags: &str, amount: f64) {

@@ -27,7 +27,7 @@ impl<'py> Datum<'py> {
 
     /// The datum as a Python object; `ty` is the type raw bytes are encoded in. Decoded bytes
     /// keep their object for the next function that needs it.
-    pub fn to_py(
+    pub fn as_py(
         &mut self,
         py: Python<'py>,
         ty: &DataType,

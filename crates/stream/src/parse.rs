@@ -939,35 +939,35 @@ impl<'d> DefinitionParser<'d> {
     /// The pipeline's (or branch's) sink; None when it has none.
     fn sink(&mut self, f: &mut Fields<'_>, owner: &str, mark: Mark) -> Option<Sink> {
         let mut sinks = Vec::new();
-        if let Some(node) = f.take("as") {
-            if let Some(name) = scalar_text(node, "'as'", self.diags) {
-                sinks.push(Sink::As(name));
-            }
+        if let Some(node) = f.take("as")
+            && let Some(name) = scalar_text(node, "'as'", self.diags)
+        {
+            sinks.push(Sink::As(name));
         }
-        if let Some(node) = f.take("to") {
-            if let Some(target) = self.to_target(node, owner) {
-                sinks.push(Sink::To(target));
-            }
+        if let Some(node) = f.take("to")
+            && let Some(target) = self.topic_target(node, owner)
+        {
+            sinks.push(Sink::To(target));
         }
-        if let Some(node) = f.take("toTopicNameExtractor") {
-            if let Some(sink) = self.topic_name_extractor(node, owner) {
-                sinks.push(sink);
-            }
+        if let Some(node) = f.take("toTopicNameExtractor")
+            && let Some(sink) = self.topic_name_extractor(node, owner)
+        {
+            sinks.push(sink);
         }
-        if let Some(node) = f.take("forEach") {
-            if let Some(r) = self.function_ref(node, F::ForEach, &format!("{owner}_forEach")) {
-                sinks.push(Sink::ForEach(r));
-            }
+        if let Some(node) = f.take("forEach")
+            && let Some(r) = self.function_ref(node, F::ForEach, &format!("{owner}_forEach"))
+        {
+            sinks.push(Sink::ForEach(r));
         }
-        if let Some(node) = f.take("print") {
-            if let Some(sink) = self.print(node, owner) {
-                sinks.push(sink);
-            }
+        if let Some(node) = f.take("print")
+            && let Some(sink) = self.print(node, owner)
+        {
+            sinks.push(sink);
         }
-        if let Some(node) = f.take("branch") {
-            if let Some(sink) = self.branch(node, owner) {
-                sinks.push(sink);
-            }
+        if let Some(node) = f.take("branch")
+            && let Some(sink) = self.branch(node, owner)
+        {
+            sinks.push(sink);
         }
         if sinks.len() > 1 {
             self.diags.error(
@@ -978,7 +978,7 @@ impl<'d> DefinitionParser<'d> {
         sinks.into_iter().next()
     }
 
-    fn to_target(&mut self, node: &Node, owner: &str) -> Option<ToTarget> {
+    fn topic_target(&mut self, node: &Node, owner: &str) -> Option<ToTarget> {
         if let Some(name) = node.as_scalar() {
             return Some(ToTarget {
                 stream: Some(name.to_string()),
@@ -1105,7 +1105,7 @@ impl<'d> DefinitionParser<'d> {
             }
         };
         let to = match f.take("to") {
-            Some(n) => self.to_target(n, name),
+            Some(n) => self.topic_target(n, name),
             None => {
                 self.diags
                     .error(node.mark, format!("{what} is missing required field 'to'"));

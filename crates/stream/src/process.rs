@@ -79,18 +79,10 @@ pub struct BatchOutcome {
 }
 
 /// Per-task state kept between batches.
+#[derive(Default)]
 pub struct TaskState {
     pub keyless: KeyPartitioner,
     partition_counts: HashMap<String, u32>,
-}
-
-impl Default for TaskState {
-    fn default() -> Self {
-        TaskState {
-            keyless: KeyPartitioner::default(),
-            partition_counts: HashMap::new(),
-        }
-    }
 }
 
 /// Processes one batch of a source's partition.
@@ -233,11 +225,11 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         };
         let key = rec
             .key
-            .to_py(py, key_type)
+            .as_py(py, key_type)
             .map_err(|e| fail(FailureKind::Consume, e.to_string()))?;
         let value = rec
             .value
-            .to_py(py, value_type)
+            .as_py(py, value_type)
             .map_err(|e| fail(FailureKind::Consume, e.to_string()))?;
         let build = || -> PyResult<Bound<'py, PyDict>> {
             let d = PyDict::new(py);
@@ -304,9 +296,9 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             message: e.to_string(),
         };
         Ok([
-            rec.key.to_py(self.py, &node.key_type).map_err(consume)?,
+            rec.key.as_py(self.py, &node.key_type).map_err(consume)?,
             rec.value
-                .to_py(self.py, &node.value_type)
+                .as_py(self.py, &node.value_type)
                 .map_err(consume)?,
         ])
     }

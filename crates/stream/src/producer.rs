@@ -31,6 +31,9 @@ pub struct ProducerError {
     pub message: String,
 }
 
+/// A generated message: key and value.
+type Message<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
+
 /// What one tick decided.
 struct Tick {
     records: Vec<(u32, Record)>,
@@ -219,7 +222,7 @@ impl ProducerRun<'_> {
     fn split<'py>(
         &self,
         message: &Bound<'py, PyAny>,
-    ) -> Result<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>, ProducerError> {
+    ) -> Result<Option<Message<'py>>, ProducerError> {
         let items: Option<Vec<Bound<'py, PyAny>>> = message
             .try_iter()
             .ok()

@@ -576,7 +576,7 @@ pipelines:
 fn timestamp_extractor_sets_record_time() {
     let env = Env::new();
     env.produce("input", 1, &[(Some("a"), r#"{"at": 123456}"#)]);
-    env.run(&format!(
+    env.run(
         "
 streams:
   input:
@@ -590,8 +590,8 @@ pipelines:
     from: input
     to:
       topic: output
-"
-    ));
+",
+    );
     assert_eq!(env.records("output")[0].1.timestamp, 123456);
 }
 

@@ -1,0 +1,404 @@
+//! The `millrace` binary as users run it: the seed examples end to end, `check` diagnostics,
+//! topics from the shell, the data directory lock, stopOnFail and Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+fn millrace() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_millrace"));
+    command.env("MILLRACE_LOG", "warn");
+    command
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ksml")
+}
+
+fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}",
+        command,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The values of a topic, read with `topic consume --from-beginning`.
+fn values(data: &Path, topic: &str) -> Vec<Json> {
+    let output = run_ok(
+        millrace()
+            .args(["topic", "consume", topic, "--from-beginning", "--data-dir"])
+            .arg(data),
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Json>(line).unwrap()["value"].clone())
+        .collect()
+}
+
+fn run_example(data: &Path, producer: &str, processor: &str) {
+    run_ok(
+        millrace()
+            .args(["run", "--until-idle", "--data-dir"])
+            .arg(data)
+            .arg(examples().join(producer))
+            .arg(examples().join(processor)),
+    );
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[test]
+fn efficient_processing_example() {
+    let dir = tempfile::tempdir().unwrap();
+    run_example(
+        dir.path(),
+        "producer-high-volume.yaml",
+        "processor-efficient-processing.yaml",
+    );
+    let inputs = values(dir.path(), "high_volume_events");
+    assert_eq!(inputs.len(), 2000);
+    let expected: Vec<&Json> = inputs
+        .iter()
+        .filter(|e| !matches!(e["event_type"].as_str(), Some("scroll" | "hover")))
+        .collect();
+    let outputs = values(dir.path(), "processed_events");
+    assert_eq!(outputs.len(), expected.len());
+    assert!(!outputs.is_empty() && outputs.len() < inputs.len());
+    for (input, output) in expected.iter().zip(&outputs) {
+        let priority = match input["event_type"].as_str().unwrap() {
+            "purchase" => 3.0,
+            "click" => 1.5,
+            _ => 1.0,
+        };
+        let category = match input["category"].as_str().unwrap() {
+            "electronics" => 1.5,
+            "clothing" => 1.2,
+            "home" => 1.1,
+            "sports" => 1.3,
+            _ => 1.0,
+        };
+        let score = input["value"].as_f64().unwrap() * priority * category;
+        assert_eq!(output["event_id"], input["event_id"]);
+        assert!(
+            (output["score"].as_f64().unwrap() - round2(score)).abs() < 0.011,
+            "{input} -> {output}"
+        );
+        assert_eq!(output["high_priority"], Json::Bool(round2(score) > 500.0));
+    }
+}
+
+#[test]
+fn pipeline_optimization_example() {
+    let dir = tempfile::tempdir().unwrap();
+    run_example(
+        dir.path(),
+        "producer-mixed-events.yaml",
+        "processor-pipeline-optimization.yaml",
+    );
+    let inputs = values(dir.path(), "mixed_quality_events");
+    assert_eq!(inputs.len(), 1000);
+    let worth: Vec<&Json> = inputs
+        .iter()
+        .filter(|e| {
+            e["valid"] == Json::Bool(true)
+                && e["priority"] != "spam"
+                && !e["user_agent"].as_str().unwrap().contains("bot")
+        })
+        .collect();
+    let filtered = values(dir.path(), "filtered_events");
+    assert_eq!(
+        filtered.iter().collect::<Vec<_>>(),
+        worth,
+        "stage 0 keeps exactly the valid, non-spam, human events"
+    );
+    let enriched = values(dir.path(), "enriched_events");
+    let finals = values(dir.path(), "final_processed_events");
+    assert_eq!(enriched.len(), worth.len());
+    assert_eq!(finals.len(), worth.len());
+    for ((input, stage1), stage2) in worth.iter().zip(&enriched).zip(&finals) {
+        assert_eq!(stage1["status"], "enriched");
+        assert_eq!(
+            stage1["is_high_priority"],
+            Json::Bool(input["priority"] == "high")
+        );
+        let weight = match input["event_type"].as_str().unwrap() {
+            "payment" => 1.5,
+            "signup" => 0.5,
+            "support" => 0.2,
+            _ => 1.0,
+        };
+        let boost = if input["priority"] == "high" {
+            2.0
+        } else {
+            1.0
+        };
+        let score = round2(input["amount"].as_f64().unwrap() * weight * boost);
+        assert_eq!(stage2["status"], "processed");
+        assert!(
+            (stage2["final_score"].as_f64().unwrap() - score).abs() < 0.011,
+            "{input} -> {stage2}"
+        );
+    }
+}
+
+#[test]
+fn serialization_optimization_example() {
+    let dir = tempfile::tempdir().unwrap();
+    run_example(
+        dir.path(),
+        "producer-binary-data.yaml",
+        "processor-serialization-optimization.yaml",
+    );
+    let inputs = values(dir.path(), "binary_events");
+    assert_eq!(inputs.len(), 1000);
+    let kept: Vec<&Json> = inputs
+        .iter()
+        .filter(|e| e["score"].as_i64().unwrap() >= 10)
+        .collect();
+    let optimized = values(dir.path(), "optimized_events");
+    let readable = values(dir.path(), "readable_events");
+    assert_eq!(optimized.len(), kept.len());
+    assert_eq!(readable.len(), kept.len());
+    for ((input, opt), read) in kept.iter().zip(&optimized).zip(&readable) {
+        let (name, value, score) = match input["event_type_id"].as_i64().unwrap() {
+            1 => (
+                "view",
+                input["value"].as_f64().unwrap(),
+                input["score"].as_i64().unwrap(),
+            ),
+            2 => (
+                "click",
+                input["value"].as_f64().unwrap(),
+                input["score"].as_i64().unwrap(),
+            ),
+            _ => (
+                "purchase",
+                round2(input["value"].as_f64().unwrap() * 1.1),
+                input["score"].as_i64().unwrap() + 20,
+            ),
+        };
+        assert_eq!(opt["type"], name);
+        assert_eq!(opt["score"].as_i64().unwrap(), score);
+        assert!((opt["value"].as_f64().unwrap() - value).abs() < 0.011);
+        assert_eq!(&read["event"], opt);
+        assert!(read["summary"].as_str().unwrap().contains(name));
+    }
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "streams:\n  in:\n    topic: in\n    keyType: string\n    valueType: json\npipelines:\n  p:\n    from: in\n    via:\n      - type: mapValues\n        mapper: missing\n    to:\n      topic: out\n",
+    )
+    .unwrap();
+    let output = millrace().arg("check").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:11:17: unknown function 'missing'",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    for example in std::fs::read_dir(examples()).unwrap() {
+        run_ok(
+            millrace()
+                .args(["check", "--strict"])
+                .arg(example.unwrap().path()),
+        );
+    }
+}
+
+#[test]
+fn topics_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    run_ok(
+        millrace()
+            .args(["topic", "create", "nums", "--partitions", "3", "--data-dir"])
+            .arg(data),
+    );
+    let mut produce = millrace()
+        .args([
+            "topic",
+            "produce",
+            "nums",
+            "--key-separator",
+            ":",
+            "--value-type",
+            "long",
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let lines: String = (0..30).map(|i| format!("k{i}:{i}\n")).collect();
+    produce
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(produce.wait().unwrap().success());
+    let listed = run_ok(millrace().args(["topic", "list", "--data-dir"]).arg(data));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("nums\t3 partition(s)"));
+    let output = run_ok(
+        millrace()
+            .args([
+                "topic",
+                "consume",
+                "nums",
+                "--from-beginning",
+                "--value-type",
+                "long",
+                "--data-dir",
+            ])
+            .arg(data),
+    );
+    let records: Vec<Json> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 30);
+    let partitions: std::collections::BTreeSet<i64> = records
+        .iter()
+        .map(|r| r["partition"].as_i64().unwrap())
+        .collect();
+    assert!(partitions.len() > 1, "keyed records spread over partitions");
+    for r in &records {
+        let n = r["value"].as_i64().unwrap();
+        assert_eq!(r["key"], Json::String(format!("k{n}")));
+        assert_eq!(r["topic"], "nums");
+    }
+}
+
+#[test]
+fn a_second_process_is_told_who_owns_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    run_ok(
+        millrace()
+            .args(["topic", "create", "t", "--data-dir"])
+            .arg(data),
+    );
+    let mut owner = millrace()
+        .args(["topic", "consume", "t", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        let output = millrace()
+            .args(["topic", "list", "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if !output.status.success() && stderr.contains("in use") {
+            break stderr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lock was never reported: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    assert!(
+        message.contains(&format!("pid {}", owner.id())),
+        "{message}"
+    );
+}
+
+#[test]
+fn stop_on_fail_exits_non_zero_with_the_traceback() {
+    let dir = tempfile::tempdir().unwrap();
+    let definition = dir.path().join("fails.yaml");
+    std::fs::write(
+        &definition,
+        "functions:\n  make:\n    type: generator\n    globalCode: |\n      n = 0\n    code: |\n      global n\n      n += 1\n    expression: \"(str(n), {'n': n})\"\n    resultType: (string, json)\n  boom:\n    type: valueTransformer\n    code: |\n      if value['n'] == 3:\n        raise ValueError('three is too many')\n    expression: value\n    resultType: json\nproducers:\n  p:\n    generator: make\n    count: 5\n    to:\n      topic: in\n      keyType: string\n      valueType: json\nstreams:\n  in:\n    topic: in\n    keyType: string\n    valueType: json\npipelines:\n  fail:\n    from: in\n    via:\n      - type: mapValues\n        mapper: boom\n    to:\n      topic: out\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let output = millrace()
+        .args(["run", "--until-idle", "--data-dir"])
+        .arg(&data)
+        .arg(&definition)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ValueError: three is too many"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "File \"{}\", line 15, in boom",
+            definition.display()
+        )),
+        "{stderr}"
+    );
+    let out: Vec<i64> = values(&data, "out")
+        .iter()
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(out, [1, 2], "results before the failing record are kept");
+}
+
+#[test]
+fn runner_config_and_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("defs")).unwrap();
+    std::fs::write(
+        dir.path().join("defs/tick.yaml"),
+        "producers:\n  ticker:\n    generator:\n      expression: \"('k', {'at': 1})\"\n      resultType: (string, json)\n    interval: 10ms\n    to:\n      topic: ticks\n      keyType: string\n      valueType: json\nstreams:\n  ticks:\n    topic: ticks\n    keyType: string\n    valueType: json\npipelines:\n  copy:\n    from: ticks\n    to:\n      topic: copied\n",
+    )
+    .unwrap();
+    let config = dir.path().join("ksml-runner.yaml");
+    std::fs::write(
+        &config,
+        "kafka:\n  application.id: ${APP_ID:-ticker-app}\nksml:\n  definitions:\n    tick: defs/tick.yaml\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let child = millrace()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ticks = values(&data, "ticks").len();
+    let copied = values(&data, "copied").len();
+    assert!(ticks > 5, "the producer ran: {ticks}");
+    assert!(copied > 0 && copied <= ticks, "{copied} of {ticks}");
+}

@@ -24,6 +24,27 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run the seed's efficient-processing pipeline over pre-produced events, and the same
+    /// functions in a bare CPython loop over the same events as dicts.
+    Pipeline {
+        /// How many events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// The processor definition (it must read `high_volume_events`).
+        #[arg(
+            long,
+            default_value = "examples/ksml/processor-efficient-processing.yaml"
+        )]
+        definition: PathBuf,
+        /// The predicate and value transformer the bare loop calls.
+        #[arg(long, default_value = "is_interesting_event")]
+        predicate: String,
+        #[arg(long, default_value = "compute_event_score")]
+        mapper: String,
+        /// Where to put the log (a fresh temporary directory by default).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 pub fn run(command: BenchCommand) -> Result<(), String> {
@@ -34,6 +55,13 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             batch,
             data_dir,
         } => log_bench(records, value_size, batch.max(1), data_dir),
+        BenchCommand::Pipeline {
+            events,
+            definition,
+            predicate,
+            mapper,
+            data_dir,
+        } => crate::bench_pipeline::run(events, &definition, &predicate, &mapper, data_dir),
     }
 }
 

@@ -2,7 +2,9 @@
 //! (JSON is parsed into dicts and lists, and dicts written as JSON, without a detour through an
 //! intermediate value tree).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use millrace_types::codec::{self, CodecError};
 use millrace_types::{DataType, Value};
@@ -326,11 +328,79 @@ impl<'de, 'py> Visitor<'de> for PySeed<'py> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let dict = PyDict::new(self.0);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
             let value = map.next_value_seed(PySeed(self.0))?;
-            dict.set_item(PyString::new(self.0, &key), value)
-                .map_err(to_de)?;
+            dict.set_item(key, value).map_err(to_de)?;
         }
         Ok(dict.into_any())
+    }
+}
+
+/// Most JSON records repeat the same object keys: their Python strings are made once per
+/// thread and reused (cheaper to insert, too: their hash is already computed). Bounded, so
+/// data-like keys cannot grow it without limit.
+const KEY_CACHE_LIMIT: usize = 4096;
+
+thread_local! {
+    static KEY_CACHE: std::cell::RefCell<HashMap<Box<str>, Py<PyString>, BuildHasherDefault<Fnv>>> =
+        std::cell::RefCell::new(HashMap::default());
+}
+
+/// FNV-1a: fast for the short keys the cache holds.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+fn cached_key<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    KEY_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.get(key) {
+            return found.bind(py).clone();
+        }
+        let made = PyString::new(py, key);
+        if cache.len() >= KEY_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key.into(), made.clone().unbind());
+        made
+    })
+}
+
+/// Reads an object key without allocating, straight to a (cached) Python string.
+struct KeySeed<'py>(Python<'py>);
+
+impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'py> {
+    type Value = Bound<'py, PyString>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 'py> Visitor<'de> for KeySeed<'py> {
+    type Value = Bound<'py, PyString>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(cached_key(self.0, v))
     }
 }

@@ -3,12 +3,13 @@
 //! together with the input offset in one atomic step.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use millrace_log::{Header, KeyPartitioner, Log, Record, StoredRecord, murmur2_partition};
 use millrace_python::convert::{py_to_value, value_to_py};
 use millrace_python::pyo3::prelude::*;
-use millrace_python::pyo3::types::{PyDict, PyList, PyTuple};
+use millrace_python::pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use millrace_types::{DataType, Value};
 
 use crate::config::{ErrorHandler, ErrorHandling, Handler};
@@ -26,7 +27,7 @@ struct Rec<'py> {
 
 /// A record produced for a topic.
 pub struct Emitted {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: u32,
     pub record: Record,
 }
@@ -82,7 +83,9 @@ pub struct BatchOutcome {
 #[derive(Default)]
 pub struct TaskState {
     pub keyless: KeyPartitioner,
-    partition_counts: HashMap<String, u32>,
+    partition_counts: HashMap<Arc<str>, u32>,
+    /// The last topic looked up: most records go where the one before went.
+    last_topic: Option<(Arc<str>, u32)>,
 }
 
 /// Processes one batch of a source's partition.
@@ -440,7 +443,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 }
                 Ok(())
             }
-            Step::To(target) => self.emit(node, &mut rec, target.topic.clone(), target),
+            Step::To(target) => self.emit(node, &mut rec, target),
             Step::ToTopicNameExtractor {
                 extractor,
                 partitioner,
@@ -460,12 +463,12 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                         )
                     })?;
                 let target = TopicTarget {
-                    topic: topic.clone(),
+                    topic: topic.into(),
                     key_type: node.key_type.clone(),
                     value_type: node.value_type.clone(),
                     partitioner: *partitioner,
                 };
-                self.emit(node, &mut rec, topic, &target)
+                self.emit(node, &mut rec, &target)
             }
             Step::Print {
                 target,
@@ -649,9 +652,9 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         &mut self,
         node: &OpNode,
         rec: &mut Rec<'py>,
-        topic: String,
         target: &TopicTarget,
     ) -> Result<(), Failure> {
+        let topic = &target.topic;
         let produce = |e: millrace_types::codec::CodecError| Failure {
             kind: FailureKind::Produce,
             node: node.name.clone(),
@@ -665,7 +668,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             .value
             .to_bytes(&node.value_type, &target.value_type)
             .map_err(produce)?;
-        let partitions = self.partition_count(&topic).map_err(|e| Failure {
+        let partitions = self.partition_count(topic).map_err(|e| Failure {
             kind: FailureKind::Produce,
             node: node.name.clone(),
             message: e,
@@ -673,11 +676,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         let chosen: Vec<u32> = match target.partitioner {
             Some(partitioner) => {
                 let [k, v] = self.key_value(node, rec)?;
-                let topic_arg = topic
-                    .as_str()
-                    .into_pyobject(self.py)
-                    .expect("str")
-                    .into_any();
+                let topic_arg = PyString::new(self.py, topic).into_any();
                 let count = partitions.into_pyobject(self.py).expect("int").into_any();
                 let result = self.call(partitioner, &[topic_arg, k, v, count], &node.name)?;
                 let picked = match py_to_value(&result) {
@@ -710,7 +709,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         };
         for partition in chosen {
             self.outputs.push(Emitted {
-                topic: topic.clone(),
+                topic: Arc::clone(topic),
                 partition,
                 record: Record {
                     key: key.clone(),
@@ -723,12 +722,21 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         Ok(())
     }
 
-    fn partition_count(&mut self, topic: &str) -> Result<u32, String> {
-        if let Some(n) = self.task.partition_counts.get(topic) {
+    fn partition_count(&mut self, topic: &Arc<str>) -> Result<u32, String> {
+        if let Some((last, n)) = &self.task.last_topic
+            && Arc::ptr_eq(last, topic)
+        {
             return Ok(*n);
         }
-        let n = self.log.ensure_topic(topic).map_err(|e| e.to_string())?;
-        self.task.partition_counts.insert(topic.to_string(), n);
+        let n = match self.task.partition_counts.get(topic) {
+            Some(n) => *n,
+            None => {
+                let n = self.log.ensure_topic(topic).map_err(|e| e.to_string())?;
+                self.task.partition_counts.insert(Arc::clone(topic), n);
+                n
+            }
+        };
+        self.task.last_topic = Some((Arc::clone(topic), n));
         Ok(n)
     }
 }

@@ -13,7 +13,7 @@ use millrace_log::{KeyPartitioner, Log, Record, murmur2_partition};
 use millrace_python::Python;
 use millrace_python::convert::{py_to_bytes, py_to_value};
 use millrace_python::pyo3::prelude::*;
-use millrace_python::pyo3::types::{PyList, PyTuple};
+use millrace_python::pyo3::types::{PyList, PyString, PyTuple};
 use millrace_types::Value;
 
 use crate::config::{ErrorHandler, Handler};
@@ -269,12 +269,7 @@ impl ProducerRun<'_> {
             Some(partitioner) => {
                 let py = key.py();
                 let args = [
-                    target
-                        .topic
-                        .as_str()
-                        .into_pyobject(py)
-                        .expect("str")
-                        .into_any(),
+                    PyString::new(py, &target.topic).into_any(),
                     key.clone(),
                     value.clone(),
                     partitions.into_pyobject(py).expect("int").into_any(),

@@ -341,19 +341,23 @@ fn run_batch(shared: &Shared, group: &str, task: &mut Task) -> Result<usize, Str
 
 /// Groups emitted records by topic and partition, keeping their order within each.
 fn group_appends(outputs: Vec<Emitted>) -> Vec<Append> {
-    let mut appends: Vec<Append> = Vec::new();
+    let mut groups: Vec<(Arc<str>, u32, Vec<millrace_log::Record>)> = Vec::new();
     for emitted in outputs {
-        match appends
-            .iter_mut()
-            .find(|a| a.topic == emitted.topic && a.partition == emitted.partition)
-        {
-            Some(append) => append.records.push(emitted.record),
-            None => appends.push(Append {
-                topic: emitted.topic,
-                partition: emitted.partition,
-                records: vec![emitted.record],
-            }),
+        let same = |(topic, partition, _): &&mut (Arc<str>, u32, _)| {
+            *partition == emitted.partition
+                && (Arc::ptr_eq(topic, &emitted.topic) || *topic == emitted.topic)
+        };
+        match groups.iter_mut().find(same) {
+            Some((_, _, records)) => records.push(emitted.record),
+            None => groups.push((emitted.topic, emitted.partition, vec![emitted.record])),
         }
     }
-    appends
+    groups
+        .into_iter()
+        .map(|(topic, partition, records)| Append {
+            topic: topic.to_string(),
+            partition,
+            records,
+        })
+        .collect()
 }

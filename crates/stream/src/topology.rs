@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use millrace_log::{Log, LogError};
 use millrace_python::{Namespace, PyFunction, Python, PythonError};
@@ -48,7 +48,8 @@ impl PrintTarget {
 
 /// A topic a node writes to, with the types records are encoded in.
 pub struct TopicTarget {
-    pub topic: String,
+    /// Shared with every record emitted to it, so emitting allocates no name.
+    pub topic: Arc<str>,
     pub key_type: DataType,
     pub value_type: DataType,
     pub partitioner: Option<FnId>,
@@ -489,7 +490,7 @@ impl Builder<'_> {
             },
         };
         let target = TopicTarget {
-            topic: topic.clone(),
+            topic: topic.as_str().into(),
             key_type: wire.key.clone(),
             value_type: wire.value.clone(),
             partitioner: op.function("partitioner").map(|r| self.function(r)),
@@ -510,7 +511,9 @@ impl Builder<'_> {
     fn target(&self, definition: &Definition, to: &ToTarget, types: &Types) -> TopicTarget {
         let declared = to.stream.as_ref().and_then(|n| definition.topics.get(n));
         TopicTarget {
-            topic: declared.map_or(to.topic.clone(), |t| t.topic.clone()),
+            topic: declared
+                .map_or(to.topic.as_str(), |t| t.topic.as_str())
+                .into(),
             key_type: declared
                 .map(|t| t.key_type.clone())
                 .or_else(|| to.key_type.clone())

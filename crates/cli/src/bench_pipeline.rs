@@ -1,0 +1,180 @@
+//! `millrace bench pipeline`: the KSML runtime against a bare CPython loop calling the same
+//! functions on the same events. The ratio of the two is the runtime's overhead.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use bytes::Bytes;
+use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
+use millrace_python::convert::bytes_to_py;
+use millrace_python::pyo3::prelude::*;
+use millrace_python::pyo3::types::{PyDict, PyList};
+use millrace_python::{Namespace, Python};
+use millrace_stream::config::{DefinitionSource, RunnerConfig};
+use millrace_stream::load::{load_definitions, namespace_of, python_spec};
+use millrace_stream::runner::{RunOptions, run as run_pipelines};
+use millrace_types::DataType;
+
+use crate::bench::BenchDir;
+
+const INPUT_TOPIC: &str = "high_volume_events";
+
+/// Events shaped like the seed's high-volume producer makes them, from a fixed seed.
+fn events(count: usize) -> Vec<Bytes> {
+    const TYPES: [&str; 5] = ["click", "purchase", "view", "scroll", "hover"];
+    const CATEGORIES: [&str; 5] = ["electronics", "clothing", "books", "home", "sports"];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|i| {
+            let r = next();
+            Bytes::from(format!(
+                r#"{{"event_id":"evt_{i}","user_id":"user_{}","event_type":"{}","category":"{}","value":{:.2},"timestamp":{}}}"#,
+                r % 1000 + 1,
+                TYPES[(r >> 10) as usize % 5],
+                CATEGORIES[(r >> 20) as usize % 5],
+                1.0 + ((r >> 30) % 49_900) as f64 / 100.0,
+                1_700_000_000_000u64 + i as u64
+            ))
+        })
+        .collect()
+}
+
+pub fn run(
+    count: usize,
+    definition: &Path,
+    predicate: &str,
+    mapper: &str,
+    data_dir: Option<PathBuf>,
+) -> Result<(), String> {
+    let payloads = events(count);
+    let dir = BenchDir::new(data_dir, "pipeline")?;
+    let log = Arc::new(
+        EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).map_err(|e| e.to_string())?,
+    );
+    log.create_topic(INPUT_TOPIC, 1)
+        .map_err(|e| e.to_string())?;
+    for chunk in payloads.chunks(1000) {
+        let records = chunk
+            .iter()
+            .map(|value| Record {
+                key: None,
+                value: Some(value.clone()),
+                timestamp: 1_700_000_000_000,
+                headers: Vec::new(),
+            })
+            .collect();
+        log.append(INPUT_TOPIC, 0, records)
+            .map_err(|e| e.to_string())?;
+    }
+    let sources = [(
+        namespace_of(definition),
+        DefinitionSource::File(definition.to_path_buf()),
+    )];
+    let loaded = load_definitions(&sources, false);
+    if loaded.has_errors() {
+        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        return Err(problems.join("\n"));
+    }
+    let summary = run_pipelines(
+        log.clone(),
+        &loaded.definitions,
+        RunnerConfig::default(),
+        RunOptions {
+            until_idle: true,
+            stop: Arc::new(AtomicBool::new(false)),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let pipeline_seconds = summary.elapsed.as_secs_f64();
+    let outputs: u64 = log
+        .topics()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|t| t.name != INPUT_TOPIC)
+        .map(|t| {
+            (0..t.partitions)
+                .map(|p| log.offset_range(&t.name, p).map_or(0, |(_, end)| end))
+                .sum::<u64>()
+        })
+        .sum();
+    let bare_seconds = bare_loop(&loaded.definitions[0], &payloads, predicate, mapper)?;
+    let pipeline_rate = count as f64 / pipeline_seconds;
+    let bare_rate = count as f64 / bare_seconds;
+    println!("{} events through {}", count, definition.display());
+    println!(
+        "pipeline (read, JSON to dict, filter, mapValues, dict to JSON, append + commit): {:>10.0} msg/s ({pipeline_seconds:.3} s, {outputs} results)",
+        pipeline_rate
+    );
+    println!(
+        "bare CPython loop (same functions, same events as dicts, nothing else):          {:>10.0} msg/s ({bare_seconds:.3} s)",
+        bare_rate
+    );
+    println!(
+        "pipeline / bare loop: {:.0}%",
+        100.0 * pipeline_rate / bare_rate
+    );
+    Ok(())
+}
+
+/// Times `for value in dicts: if predicate(None, value): mapper(None, value)` in CPython over
+/// the events already parsed into dicts, with the functions compiled as the runtime compiles
+/// them.
+fn bare_loop(
+    definition: &millrace_stream::model::Definition,
+    payloads: &[Bytes],
+    predicate: &str,
+    mapper: &str,
+) -> Result<f64, String> {
+    Python::attach(|py| {
+        let namespace = Namespace::new(py, &definition.namespace, &definition.file_name())
+            .map_err(|e| e.to_string())?;
+        for function in &definition.functions {
+            if let Some(code) = &function.global_code {
+                namespace
+                    .run_global_code(py, &function.name, code)
+                    .map_err(|e| e.to_string())?;
+            }
+            namespace
+                .define(py, &python_spec(function))
+                .map_err(|e| e.to_string())?;
+        }
+        let globals = namespace.globals(py);
+        let lookup = |name: &str| {
+            globals
+                .get_item(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("the definition has no function '{name}'"))
+        };
+        // The same dicts the pipeline hands to the functions: decoded the same way.
+        let dicts = PyList::empty(py);
+        for payload in payloads {
+            let dict =
+                bytes_to_py(py, Some(payload), &DataType::Json).map_err(|e| e.to_string())?;
+            dicts.append(dict).map_err(|e| e.to_string())?;
+        }
+        let scope = PyDict::new(py);
+        let set = |k: &str, v: &dyn Fn() -> Result<_, String>| -> Result<(), String> {
+            scope.set_item(k, v()?).map_err(|e| e.to_string())
+        };
+        set("predicate", &|| lookup(predicate))?;
+        set("mapper", &|| lookup(mapper))?;
+        scope.set_item("dicts", dicts).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        py.run(
+            c"for value in dicts:\n    if predicate(None, value):\n        mapper(None, value)\n",
+            Some(&scope),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(started.elapsed().as_secs_f64())
+    })
+}

@@ -37,7 +37,11 @@ struct DataDir {
 
 impl DataDir {
     fn open(&self) -> Result<Arc<dyn Log>, String> {
-        EmbeddedLog::open(&self.data_dir, EmbeddedLogConfig::default())
+        self.open_with(EmbeddedLogConfig::default())
+    }
+
+    fn open_with(&self, config: EmbeddedLogConfig) -> Result<Arc<dyn Log>, String> {
+        EmbeddedLog::open(&self.data_dir, config)
             .map(|log| Arc::new(log) as Arc<dyn Log>)
             .map_err(|e| e.to_string())
     }
@@ -131,7 +135,15 @@ fn run_command(
     definitions: Vec<PathBuf>,
 ) -> Result<(), String> {
     let (runner_config, loaded) = definitions::load(config.as_deref(), &definitions, false)?;
-    let log = data.open()?;
+    // Broker properties in the config's kafka: section (num.partitions, log.retention.*, ...)
+    // configure the embedded log.
+    let log_config = EmbeddedLogConfig::default().with_properties(
+        runner_config
+            .kafka
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
+    let log = data.open_with(log_config)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

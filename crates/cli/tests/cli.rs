@@ -303,23 +303,20 @@ fn a_second_process_is_told_who_owns_the_data_directory() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Wait until the owner holds the lock (it writes its pid into the lock file then).
     let deadline = Instant::now() + Duration::from_secs(30);
-    let message = loop {
-        let output = millrace()
-            .args(["topic", "list", "--data-dir"])
-            .arg(data)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if !output.status.success() && stderr.contains("in use") {
-            break stderr;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the lock was never reported: {stderr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let pid = format!("pid {}", owner.id());
+    while !std::fs::read_to_string(data.join("LOCK")).is_ok_and(|t| t.contains(&pid)) {
+        assert!(Instant::now() < deadline, "the owner never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = millrace()
+        .args(["topic", "list", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{message}");
     owner.kill().unwrap();
     owner.wait().unwrap();
     assert!(

@@ -43,6 +43,50 @@ impl Default for EmbeddedLogConfig {
     }
 }
 
+impl EmbeddedLogConfig {
+    /// Applies Kafka broker properties that have a meaning here: `num.partitions`,
+    /// `log.segment.bytes`, `log.retention.bytes` (-1: unlimited), `log.retention.ms`
+    /// (-1: unlimited), `log.retention.hours`, and `log.flush.interval.messages` (1: sync every
+    /// append). Other properties are ignored.
+    pub fn with_properties<'a>(
+        mut self,
+        properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<EmbeddedLogConfig, String> {
+        for (name, value) in properties {
+            let number = || {
+                value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("{name} must be a whole number, found '{value}'"))
+            };
+            let limit = |n: i64| u64::try_from(n).ok();
+            match name {
+                "num.partitions" => {
+                    self.default_partitions = u32::try_from(number()?)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("{name} must be at least 1"))?;
+                }
+                "log.segment.bytes" => {
+                    self.segment_bytes = limit(number()?)
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("{name} must be positive"))?;
+                }
+                "log.retention.bytes" => self.retention_bytes = limit(number()?),
+                "log.retention.ms" => {
+                    self.retention = limit(number()?).map(Duration::from_millis);
+                }
+                "log.retention.hours" => {
+                    self.retention = limit(number()?).map(|h| Duration::from_secs(h * 3600));
+                }
+                "log.flush.interval.messages" => self.sync_writes = number()? == 1,
+                _ => {}
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// Where one appended batch of a partition sits in the journal.
 #[derive(Debug, Clone, Copy)]
 struct IndexEntry {

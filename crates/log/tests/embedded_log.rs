@@ -305,3 +305,29 @@ fn kill_minus_nine_loses_no_acknowledged_record() {
         assert_eq!(stored.record, record(stored.offset));
     }
 }
+
+#[test]
+fn kafka_properties_configure_the_log() {
+    let config = EmbeddedLogConfig::default()
+        .with_properties([
+            ("num.partitions", "3"),
+            ("log.retention.bytes", "1000000"),
+            ("log.retention.ms", "-1"),
+            ("log.segment.bytes", "65536"),
+            ("log.flush.interval.messages", "1"),
+            ("application.id", "ignored"),
+        ])
+        .unwrap();
+    assert_eq!(config.default_partitions, 3);
+    assert_eq!(config.retention_bytes, Some(1_000_000));
+    assert_eq!(config.retention, None);
+    assert_eq!(config.segment_bytes, 65536);
+    assert!(config.sync_writes);
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.ensure_topic("auto").unwrap(), 3);
+    let err = EmbeddedLogConfig::default()
+        .with_properties([("num.partitions", "many")])
+        .unwrap_err();
+    assert_eq!(err, "num.partitions must be a whole number, found 'many'");
+}

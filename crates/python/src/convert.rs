@@ -2,15 +2,12 @@
 //! (JSON is parsed into dicts and lists, and dicts written as JSON, without a detour through an
 //! intermediate value tree).
 
-use std::collections::HashMap;
-use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use millrace_types::codec::{self, CodecError};
 use millrace_types::{DataType, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::json_to_py::json_to_py;
 
 /// A Python value for a Rust value (structs are dicts, tuples tuples, bytes `bytes`).
 pub fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -128,15 +125,11 @@ pub fn bytes_to_py<'py>(
     };
     let json_like = matches!(ty, DataType::Json | DataType::Struct | DataType::Map(_));
     if json_like || (matches!(ty, DataType::List(inner) if inner.is_any())) {
-        let mut de = serde_json::Deserializer::from_slice(data);
-        let parsed = PySeed(py)
-            .deserialize(&mut de)
-            .and_then(|obj| de.end().map(|_| obj))
-            .map_err(|e| CodecError::Decode {
-                ty: ty.to_string(),
-                len: data.len(),
-                reason: format!("invalid JSON: {e}"),
-            })?;
+        let parsed = json_to_py(py, data).map_err(|e| CodecError::Decode {
+            ty: ty.to_string(),
+            len: data.len(),
+            reason: format!("invalid JSON: {e}"),
+        })?;
         if !json_like || matches!(ty, DataType::Json) || parsed.is_instance_of::<PyDict>() {
             return Ok(parsed);
         }
@@ -206,27 +199,17 @@ pub struct JsonWriteError(pub String);
 /// Writes a Python object as compact JSON (dict keys that are not strings become their str()).
 pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonWriteError> {
     let err = |e: PyErr| JsonWriteError(e.to_string());
-    if obj.is_none() {
-        out.extend_from_slice(b"null");
-    } else if let Ok(s) = obj.cast_exact::<PyString>() {
+    // Exact types first, in the order records usually hold them: each check is one pointer
+    // comparison. Subclasses (bool is an int) fall through to the slower checks below.
+    if obj.is_exact_instance_of::<PyString>() {
+        let s = obj
+            .cast::<PyString>()
+            .map_err(|e| JsonWriteError(e.to_string()))?;
         write_json_str(s.to_str().map_err(err)?, out);
-    } else if let Ok(b) = obj.cast::<PyBool>() {
-        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
-    } else if obj.is_instance_of::<PyInt>() {
-        match obj.extract::<i64>() {
-            Ok(v) => out.extend_from_slice(v.to_string().as_bytes()),
-            Err(_) => {
-                out.extend_from_slice(obj.str().map_err(err)?.to_str().map_err(err)?.as_bytes())
-            }
-        }
-    } else if let Ok(f) = obj.cast::<PyFloat>() {
-        let v = f.value();
-        if v.is_finite() {
-            let text = serde_json::to_string(&v).map_err(|e| JsonWriteError(e.to_string()))?;
-            out.extend_from_slice(text.as_bytes());
-        } else {
-            out.extend_from_slice(b"null");
-        }
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        write_json_int(obj, out)?;
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        write_json_float(f.value(), out);
     } else if let Ok(dict) = obj.cast::<PyDict>() {
         out.push(b'{');
         for (i, (k, v)) in dict.iter().enumerate() {
@@ -241,6 +224,10 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
             write_json(&v, out)?;
         }
         out.push(b'}');
+    } else if obj.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(b) = obj.cast::<PyBool>() {
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
     } else if let Ok(list) = obj.cast::<PyList>() {
         out.push(b'[');
         for (i, item) in list.iter().enumerate() {
@@ -261,6 +248,10 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
         out.push(b']');
     } else if let Ok(s) = obj.cast::<PyString>() {
         write_json_str(s.to_str().map_err(err)?, out);
+    } else if obj.is_instance_of::<PyInt>() {
+        write_json_int(obj, out)?;
+    } else if let Ok(f) = obj.cast::<PyFloat>() {
+        write_json_float(f.value(), out);
     } else {
         return Err(JsonWriteError(format!(
             "a Python {} cannot be written as JSON",
@@ -270,137 +261,38 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
     Ok(())
 }
 
+fn write_json_int(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonWriteError> {
+    let err = |e: PyErr| JsonWriteError(e.to_string());
+    match obj.extract::<i64>() {
+        // Writing a number into a Vec cannot fail.
+        Ok(v) => {
+            let _ = serde_json::to_writer(&mut *out, &v);
+        }
+        // Beyond 64 bits: Python's own digits.
+        Err(_) => out.extend_from_slice(obj.str().map_err(err)?.to_str().map_err(err)?.as_bytes()),
+    }
+    Ok(())
+}
+
+/// Floats as the shortest text that reads back the same; NaN and infinities, which JSON
+/// cannot hold, as null.
+fn write_json_float(v: f64, out: &mut Vec<u8>) {
+    if v.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
 fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    // serde_json's escaping of a plain string never fails.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// Deserializes JSON straight into Python objects.
-struct PySeed<'py>(Python<'py>);
-
-impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
-    type Value = Bound<'py, PyAny>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-fn to_de<E: serde::de::Error>(e: PyErr) -> E {
-    E::custom(e.to_string())
-}
-
-impl<'de, 'py> Visitor<'de> for PySeed<'py> {
-    type Value = Bound<'py, PyAny>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(self.0.None().into_bound(self.0))
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        self.visit_unit()
-    }
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(PyBool::new(self.0, v).to_owned().into_any())
-    }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        let Ok(int) = v.into_pyobject(self.0);
-        Ok(int.into_any())
-    }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        let Ok(int) = v.into_pyobject(self.0);
-        Ok(int.into_any())
-    }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(PyFloat::new(self.0, v).into_any())
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.0, v).into_any())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let list = PyList::empty(self.0);
-        while let Some(item) = seq.next_element_seed(PySeed(self.0))? {
-            list.append(item).map_err(to_de)?;
-        }
-        Ok(list.into_any())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let dict = PyDict::new(self.0);
-        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
-            let value = map.next_value_seed(PySeed(self.0))?;
-            dict.set_item(key, value).map_err(to_de)?;
-        }
-        Ok(dict.into_any())
-    }
-}
-
-/// Most JSON records repeat the same object keys: their Python strings are made once per
-/// thread and reused (cheaper to insert, too: their hash is already computed). Bounded, so
-/// data-like keys cannot grow it without limit.
-const KEY_CACHE_LIMIT: usize = 4096;
-
-thread_local! {
-    static KEY_CACHE: std::cell::RefCell<HashMap<Box<str>, Py<PyString>, BuildHasherDefault<Fnv>>> =
-        std::cell::RefCell::new(HashMap::default());
-}
-
-/// FNV-1a: fast for the short keys the cache holds.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-fn cached_key<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
-    KEY_CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(found) = cache.get(key) {
-            return found.bind(py).clone();
-        }
-        let made = PyString::new(py, key);
-        if cache.len() >= KEY_CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(key.into(), made.clone().unbind());
-        made
-    })
-}
-
-/// Reads an object key without allocating, straight to a (cached) Python string.
-struct KeySeed<'py>(Python<'py>);
-
-impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'py> {
-    type Value = Bound<'py, PyString>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de, 'py> Visitor<'de> for KeySeed<'py> {
-    type Value = Bound<'py, PyString>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(cached_key(self.0, v))
+    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json's escaping of a plain string never fails.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }

@@ -7,6 +7,7 @@
 
 mod assemble;
 pub mod convert;
+mod json_to_py;
 mod native;
 
 use std::ffi::CString;

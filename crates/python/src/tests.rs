@@ -234,3 +234,87 @@ fn record_bytes_to_python_and_back() {
         assert!(py_to_bytes(&set, &json).is_err());
     });
 }
+
+#[test]
+fn json_parser_handles_the_whole_grammar() {
+    Python::attach(|py| {
+        let parse = |text: &str| {
+            bytes_to_py(py, Some(text.as_bytes()), &DataType::Json)
+                .map(|obj| py_to_value(&obj).unwrap())
+        };
+        assert_eq!(
+            parse(r#" {"a": [1, -2.5e1, true, false, null, {}], "b": "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"} "#)
+                .unwrap(),
+            Value::Struct(vec![
+                (
+                    "a".into(),
+                    Value::List(vec![
+                        Value::Long(1),
+                        Value::Double(-25.0),
+                        Value::Boolean(true),
+                        Value::Boolean(false),
+                        Value::Null,
+                        Value::Struct(vec![]),
+                    ])
+                ),
+                ("b".into(), Value::String("x\"\\/\u{8}\u{c}\n\r\té😀".into())),
+            ])
+        );
+        assert_eq!(parse("\"héllo\"").unwrap(), Value::String("héllo".into()));
+        assert_eq!(parse("[]").unwrap(), Value::List(vec![]));
+        // Beyond 64 bits stays an exact Python int.
+        let big =
+            bytes_to_py(py, Some(b"123456789012345678901234567890"), &DataType::Json).unwrap();
+        assert_eq!(
+            big.str().unwrap().to_string(),
+            "123456789012345678901234567890"
+        );
+        for (bad, why) in [
+            ("{\"a\" 1}", "expected ':' after an object key at byte 5"),
+            ("[1, 2", "expected ',' or ']' in an array at byte 5"),
+            ("\"open", "unterminated string at byte 5"),
+            ("01", "unexpected characters after the JSON value at byte 1"),
+            ("1.", "expected digits after '.' at byte 2"),
+            ("\"\\x\"", "invalid escape in a string at byte 2"),
+            ("\"\\ud800\"", "invalid \\u escape at byte 3"),
+            ("nul", "expected a JSON value at byte 0"),
+            ("", "unexpected end of JSON at byte 0"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.ends_with(why), "{bad:?}: {err}");
+        }
+        let deep = "[".repeat(600) + &"]".repeat(600);
+        assert!(
+            parse(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("nested too deeply")
+        );
+        let invalid_utf8 = bytes_to_py(py, Some(b"\"\xff\""), &DataType::Json).unwrap_err();
+        assert!(
+            invalid_utf8.to_string().contains("invalid UTF-8"),
+            "{invalid_utf8}"
+        );
+    });
+}
+
+#[test]
+fn json_keys_are_interned_and_shared() {
+    Python::attach(|py| {
+        let a = bytes_to_py(py, Some(br#"{"shared_key": 1}"#), &DataType::Json).unwrap();
+        let b = bytes_to_py(py, Some(br#"{"shared_key": 2}"#), &DataType::Json).unwrap();
+        fn first_key<'py>(d: &Bound<'py, pyo3::PyAny>) -> Bound<'py, pyo3::PyAny> {
+            d.cast::<pyo3::types::PyDict>()
+                .unwrap()
+                .keys()
+                .get_item(0)
+                .unwrap()
+        }
+        assert!(
+            first_key(&a).is(first_key(&b)),
+            "one str object for a repeated key"
+        );
+        let written = py_to_bytes(&a, &DataType::Json).unwrap().unwrap();
+        assert_eq!(written, br#"{"shared_key":1}"#.to_vec());
+    });
+}

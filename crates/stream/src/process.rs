@@ -130,11 +130,10 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         for stored in batch {
             processor.offset = stored.offset;
             let kept = processor.outputs.len();
-            let payload = (stored.record.key.clone(), stored.record.value.clone());
-            let result = processor.record(source, stored.record);
+            let result = processor.record(source, &stored.record);
             if let Err(failure) = result {
                 let handler = failure.kind.handler(handling);
-                let text = processor.describe(&failure, handler, payload);
+                let text = processor.describe(&failure, handler, &stored.record);
                 if handler.log {
                     let logger = handler
                         .logger_name
@@ -164,16 +163,11 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
     }
 
     /// The error text KSML logs for a failed record.
-    fn describe(
-        &self,
-        failure: &Failure,
-        handler: &ErrorHandler,
-        (key, value): (Option<Bytes>, Option<Bytes>),
-    ) -> String {
-        let show = |b: Option<Bytes>| match (handler.log_payload, b) {
+    fn describe(&self, failure: &Failure, handler: &ErrorHandler, record: &Record) -> String {
+        let show = |b: &Option<Bytes>| match (handler.log_payload, b) {
             (false, _) => "*****".to_string(),
             (true, None) => "<NULL>".to_string(),
-            (true, Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            (true, Some(b)) => String::from_utf8_lossy(b).into_owned(),
         };
         format!(
             "{} error:\n  topic={}\n  partition={}\n  offset={}\n  processorNodeId={}\n  key={}\n  value={}\n  error={}",
@@ -182,19 +176,19 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             self.partition,
             self.offset,
             failure.node,
-            show(key),
-            show(value),
+            show(&record.key),
+            show(&record.value),
             failure.message
         )
     }
 
-    fn record(&mut self, source: usize, record: Record) -> Result<(), Failure> {
+    fn record(&mut self, source: usize, record: &Record) -> Result<(), Failure> {
         let src = &self.topology.sources[source];
         let mut rec = Rec {
-            key: Datum::from_bytes(record.key),
-            value: Datum::from_bytes(record.value),
+            key: Datum::from_bytes(record.key.clone()),
+            value: Datum::from_bytes(record.value.clone()),
             timestamp: record.timestamp,
-            headers: record.headers,
+            headers: record.headers.clone(),
         };
         if let Some(extractor) = src.timestamp_extractor {
             rec.timestamp =

@@ -23,6 +23,9 @@ pub enum BenchCommand {
         /// Where to put the log (a fresh temporary directory by default).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Repetitions; the median is reported (each run on fresh data).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Run the seed's efficient-processing pipeline over pre-produced events, and the same
     /// functions in a bare CPython loop over the same events as dicts.
@@ -44,6 +47,9 @@ pub enum BenchCommand {
         /// Where to put the log (a fresh temporary directory by default).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Repetitions; the median is reported (each run on fresh data).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -54,14 +60,41 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             value_size,
             batch,
             data_dir,
-        } => log_bench(records, value_size, batch.max(1), data_dir),
+            runs,
+        } => {
+            println!("embedded log, {records} records of {value_size} bytes, {batch} per append");
+            let mut appends = Vec::new();
+            let mut reads = Vec::new();
+            for run in 1..=runs.max(1) {
+                let (append, read) =
+                    log_bench(records, value_size, batch.max(1), data_dir.clone())?;
+                println!(
+                    "run {run}: append {} | read {}",
+                    rate(records, append),
+                    rate(records, read)
+                );
+                appends.push(append);
+                reads.push(read);
+            }
+            let bytes = (records * value_size) as f64;
+            let (append, read) = (median(appends), median(reads));
+            println!(
+                "median: append {} ({:.0} MB/s) | read {} ({:.0} MB/s)",
+                rate(records, append),
+                bytes / append / 1e6,
+                rate(records, read),
+                bytes / read / 1e6
+            );
+            Ok(())
+        }
         BenchCommand::Pipeline {
             events,
             definition,
             predicate,
             mapper,
             data_dir,
-        } => crate::bench_pipeline::run(events, &definition, &predicate, &mapper, data_dir),
+            runs,
+        } => crate::bench_pipeline::run(events, &definition, &predicate, &mapper, data_dir, runs),
     }
 }
 
@@ -100,20 +133,24 @@ impl Drop for BenchDir {
     }
 }
 
-fn rate(count: usize, bytes: usize, seconds: f64) -> String {
-    format!(
-        "{:>12.0} records/s {:>9.1} MB/s ({count} records in {seconds:.3} s)",
-        count as f64 / seconds,
-        bytes as f64 / seconds / 1e6
-    )
+/// "N/s (T s)" for `count` items in `seconds`.
+pub fn rate(count: usize, seconds: f64) -> String {
+    format!("{:.0}/s ({seconds:.3} s)", count as f64 / seconds)
 }
 
+/// The median of some timings (the upper one of the middle two).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// One run: seconds to append, then to read back, `records` records.
 fn log_bench(
     records: usize,
     value_size: usize,
     batch: usize,
     data_dir: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(f64, f64), String> {
     let dir = BenchDir::new(data_dir, "log")?;
     let log =
         EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).map_err(|e| e.to_string())?;
@@ -127,7 +164,6 @@ fn log_bench(
             headers: Vec::new(),
         })
         .collect();
-    let total_bytes = records * value_size;
     let started = Instant::now();
     let mut written = 0;
     while written < records {
@@ -148,9 +184,8 @@ fn log_bench(
         offset = last.offset + 1;
         read += got.len();
     }
-    let read_seconds = started.elapsed().as_secs_f64();
-    println!("embedded log, {records} records of {value_size} bytes, {batch} per append");
-    println!("append: {}", rate(written, total_bytes, append_seconds));
-    println!("read:   {}", rate(read, total_bytes, read_seconds));
-    Ok(())
+    if read != written {
+        return Err(format!("read back {read} of {written} records"));
+    }
+    Ok((append_seconds, started.elapsed().as_secs_f64()))
 }

@@ -17,7 +17,7 @@ use millrace_stream::load::{load_definitions, namespace_of, python_spec};
 use millrace_stream::runner::{RunOptions, run as run_pipelines};
 use millrace_types::DataType;
 
-use crate::bench::BenchDir;
+use crate::bench::{BenchDir, median, rate};
 
 const INPUT_TOPIC: &str = "high_volume_events";
 
@@ -53,8 +53,57 @@ pub fn run(
     predicate: &str,
     mapper: &str,
     data_dir: Option<PathBuf>,
+    runs: usize,
 ) -> Result<(), String> {
     let payloads = events(count);
+    println!("{count} events through {}", definition.display());
+    let mut pipeline_times = Vec::new();
+    let mut bare_times = Vec::new();
+    for run in 1..=runs.max(1) {
+        let (pipeline, outputs) = pipeline_run(&payloads, definition, data_dir.clone())?;
+        let bare = bare_loop(definition, &payloads, predicate, mapper)?;
+        println!(
+            "run {run}: pipeline {} ({outputs} results) | bare loop {} | {:.0}%",
+            rate(count, pipeline),
+            rate(count, bare),
+            100.0 * bare / pipeline
+        );
+        pipeline_times.push(pipeline);
+        bare_times.push(bare);
+    }
+    let (pipeline, bare) = (median(pipeline_times), median(bare_times));
+    println!(
+        "median pipeline (read, JSON to dict, filter, mapValues, dict to JSON, append + commit): {}",
+        rate(count, pipeline)
+    );
+    println!(
+        "median bare CPython loop (same functions on the same dicts, nothing else):          {}",
+        rate(count, bare)
+    );
+    println!("pipeline / bare loop: {:.0}%", 100.0 * bare / pipeline);
+    Ok(())
+}
+
+/// Loads the definition, or lists its problems.
+fn load(definition: &Path) -> Result<millrace_stream::model::Definition, String> {
+    let sources = [(
+        namespace_of(definition),
+        DefinitionSource::File(definition.to_path_buf()),
+    )];
+    let mut loaded = load_definitions(&sources, false);
+    if loaded.has_errors() {
+        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        return Err(problems.join("\n"));
+    }
+    Ok(loaded.definitions.remove(0))
+}
+
+/// One pipeline run over fresh data: seconds, and how many results it wrote.
+fn pipeline_run(
+    payloads: &[Bytes],
+    definition: &Path,
+    data_dir: Option<PathBuf>,
+) -> Result<(f64, u64), String> {
     let dir = BenchDir::new(data_dir, "pipeline")?;
     let log = Arc::new(
         EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).map_err(|e| e.to_string())?,
@@ -93,7 +142,6 @@ pub fn run(
         },
     )
     .map_err(|e| e.to_string())?;
-    let pipeline_seconds = summary.elapsed.as_secs_f64();
     let outputs: u64 = log
         .topics()
         .map_err(|e| e.to_string())?
@@ -105,34 +153,19 @@ pub fn run(
                 .sum::<u64>()
         })
         .sum();
-    let bare_seconds = bare_loop(&loaded.definitions[0], &payloads, predicate, mapper)?;
-    let pipeline_rate = count as f64 / pipeline_seconds;
-    let bare_rate = count as f64 / bare_seconds;
-    println!("{} events through {}", count, definition.display());
-    println!(
-        "pipeline (read, JSON to dict, filter, mapValues, dict to JSON, append + commit): {:>10.0} msg/s ({pipeline_seconds:.3} s, {outputs} results)",
-        pipeline_rate
-    );
-    println!(
-        "bare CPython loop (same functions, same events as dicts, nothing else):          {:>10.0} msg/s ({bare_seconds:.3} s)",
-        bare_rate
-    );
-    println!(
-        "pipeline / bare loop: {:.0}%",
-        100.0 * pipeline_rate / bare_rate
-    );
-    Ok(())
+    Ok((summary.elapsed.as_secs_f64(), outputs))
 }
 
 /// Times `for value in dicts: if predicate(None, value): mapper(None, value)` in CPython over
 /// the events already parsed into dicts, with the functions compiled as the runtime compiles
 /// them.
 fn bare_loop(
-    definition: &millrace_stream::model::Definition,
+    definition: &Path,
     payloads: &[Bytes],
     predicate: &str,
     mapper: &str,
 ) -> Result<f64, String> {
+    let definition = load(definition)?;
     Python::attach(|py| {
         let namespace = Namespace::new(py, &definition.namespace, &definition.file_name())
             .map_err(|e| e.to_string())?;

@@ -63,7 +63,6 @@ pub struct RunnerConfig {
     pub error_handling: ErrorHandling,
     pub enable_producers: bool,
     pub enable_pipelines: bool,
-    pub storage_directory: Option<PathBuf>,
 }
 
 impl Default for RunnerConfig {
@@ -74,7 +73,6 @@ impl Default for RunnerConfig {
             error_handling: ErrorHandling::default(),
             enable_producers: true,
             enable_pipelines: true,
-            storage_directory: None,
         }
     }
 }
@@ -222,8 +220,8 @@ fn parse_ksml(
         }
         None => diags.error(node.mark, "'ksml' needs 'definitions' (namespace: file)"),
     }
-    config.storage_directory = f.text("storageDirectory", diags).map(|d| base.join(d));
     for key in [
+        "storageDirectory",
         "configDirectory",
         "schemaDirectory",
         "createStorageDirectory",

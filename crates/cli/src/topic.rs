@@ -36,12 +36,8 @@ pub enum TopicCommand {
         /// Split each line at the first SEP into key and value.
         #[arg(long)]
         key_separator: Option<String>,
-        /// Encode keys as this KSML type (default: the text as UTF-8).
-        #[arg(long)]
-        key_type: Option<String>,
-        /// Encode values as this KSML type (default: the text as UTF-8).
-        #[arg(long)]
-        value_type: Option<String>,
+        #[command(flatten)]
+        types: RecordTypes,
     },
     /// Print records as JSON lines {"topic","partition","offset","timestamp","key","value"}.
     Consume {
@@ -55,13 +51,31 @@ pub enum TopicCommand {
         /// Output format (only jsonl).
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
-        /// Decode keys as this KSML type (default: UTF-8 text, shown as JSON when it parses).
-        #[arg(long)]
-        key_type: Option<String>,
-        /// Decode values as this KSML type (default: UTF-8 text, shown as JSON when it parses).
-        #[arg(long)]
-        value_type: Option<String>,
+        #[command(flatten)]
+        types: RecordTypes,
     },
+}
+
+/// KSML types of record keys and values: how produce encodes and consume decodes them.
+/// Without one, keys and values are UTF-8 text (consume shows text that parses as JSON as
+/// JSON).
+#[derive(clap::Args)]
+pub struct RecordTypes {
+    /// KSML type of keys, e.g. long or json.
+    #[arg(long)]
+    key_type: Option<String>,
+    /// KSML type of values, e.g. long or json.
+    #[arg(long)]
+    value_type: Option<String>,
+}
+
+impl RecordTypes {
+    fn parse(&self) -> Result<(Option<DataType>, Option<DataType>), String> {
+        Ok((
+            parse_type(self.key_type.as_deref())?,
+            parse_type(self.value_type.as_deref())?,
+        ))
+    }
 }
 
 fn parse_type(text: Option<&str>) -> Result<Option<DataType>, String> {
@@ -98,11 +112,9 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             data,
             name,
             key_separator,
-            key_type,
-            value_type,
+            types,
         } => {
-            let key_type = parse_type(key_type.as_deref())?;
-            let value_type = parse_type(value_type.as_deref())?;
+            let (key_type, value_type) = types.parse()?;
             let log = data.open()?;
             let sent = produce(
                 log.as_ref(),
@@ -119,11 +131,9 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             name,
             from_beginning,
             format: _,
-            key_type,
-            value_type,
+            types,
         } => {
-            let key_type = parse_type(key_type.as_deref())?;
-            let value_type = parse_type(value_type.as_deref())?;
+            let (key_type, value_type) = types.parse()?;
             let log = data.open()?;
             consume(
                 log.as_ref(),

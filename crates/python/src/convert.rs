@@ -229,23 +229,9 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
     } else if let Ok(b) = obj.cast::<PyBool>() {
         out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
     } else if let Ok(list) = obj.cast::<PyList>() {
-        out.push(b'[');
-        for (i, item) in list.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json(&item, out)?;
-        }
-        out.push(b']');
+        write_json_array(list.iter(), out)?;
     } else if let Ok(tuple) = obj.cast::<PyTuple>() {
-        out.push(b'[');
-        for (i, item) in tuple.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json(&item, out)?;
-        }
-        out.push(b']');
+        write_json_array(tuple.iter(), out)?;
     } else if let Ok(s) = obj.cast::<PyString>() {
         write_json_str(s.to_str().map_err(err)?, out);
     } else if obj.is_instance_of::<PyInt>() {
@@ -258,6 +244,21 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
             type_name(obj)
         )));
     }
+    Ok(())
+}
+
+fn write_json_array<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    out: &mut Vec<u8>,
+) -> Result<(), JsonWriteError> {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(&item, out)?;
+    }
+    out.push(b']');
     Ok(())
 }
 

@@ -153,37 +153,50 @@ impl<'py> Parser<'_, 'py> {
         Ok(())
     }
 
+    /// Reads comma-separated members up to `close` (the opening bracket is behind us).
+    fn members(
+        &mut self,
+        close: u8,
+        unexpected: &str,
+        mut member: impl FnMut(&mut Self) -> Result<(), JsonError>,
+    ) -> Result<(), JsonError> {
+        self.skip_whitespace();
+        if self.data.get(self.pos) == Some(&close) {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            member(self)?;
+            self.skip_whitespace();
+            match self.data.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(&c) if c == close => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error(unexpected)),
+            }
+        }
+    }
+
     fn object(&mut self) -> Result<Bound<'py, PyAny>, JsonError> {
         self.enter()?;
         let base = self.pairs.len();
-        self.skip_whitespace();
-        if self.data.get(self.pos) == Some(&b'}') {
-            self.pos += 1;
-        } else {
-            loop {
-                self.skip_whitespace();
-                if self.data.get(self.pos) != Some(&b'"') {
-                    return Err(self.error("expected a string key"));
-                }
-                let key = self.key()?;
-                self.skip_whitespace();
-                if self.data.get(self.pos) != Some(&b':') {
-                    return Err(self.error("expected ':' after an object key"));
-                }
-                self.pos += 1;
-                let value = self.value()?;
-                self.pairs.push((key, value));
-                self.skip_whitespace();
-                match self.data.get(self.pos) {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.error("expected ',' or '}' in an object")),
-                }
+        self.members(b'}', "expected ',' or '}' in an object", |p| {
+            p.skip_whitespace();
+            if p.data.get(p.pos) != Some(&b'"') {
+                return Err(p.error("expected a string key"));
             }
-        }
+            let key = p.key()?;
+            p.skip_whitespace();
+            if p.data.get(p.pos) != Some(&b':') {
+                return Err(p.error("expected ':' after an object key"));
+            }
+            p.pos += 1;
+            let value = p.value()?;
+            p.pairs.push((key, value));
+            Ok(())
+        })?;
         self.depth -= 1;
         let count = self.pairs.len() - base;
         // SAFETY: plain constructor call; the result is checked by `owned`.
@@ -205,24 +218,11 @@ impl<'py> Parser<'_, 'py> {
     fn array(&mut self) -> Result<Bound<'py, PyAny>, JsonError> {
         self.enter()?;
         let base = self.items.len();
-        self.skip_whitespace();
-        if self.data.get(self.pos) == Some(&b']') {
-            self.pos += 1;
-        } else {
-            loop {
-                let item = self.value()?;
-                self.items.push(item);
-                self.skip_whitespace();
-                match self.data.get(self.pos) {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.error("expected ',' or ']' in an array")),
-                }
-            }
-        }
+        self.members(b']', "expected ',' or ']' in an array", |p| {
+            let item = p.value()?;
+            p.items.push(item);
+            Ok(())
+        })?;
         self.depth -= 1;
         let count = self.items.len() - base;
         // SAFETY: plain constructor call; the result is checked by `owned`.

@@ -37,6 +37,12 @@ impl Env {
         path
     }
 
+    /// Appends one record to partition 0 of a new one-partition topic.
+    fn produce_record(&self, topic: &str, record: Record) {
+        self.log.create_topic(topic, 1).unwrap();
+        self.log.append(topic, 0, vec![record]).unwrap();
+    }
+
     /// Appends string-keyed records with values as given (JSON text or plain text).
     fn produce(&self, topic: &str, partitions: u32, records: &[(Option<&str>, &str)]) {
         self.log.create_topic(topic, partitions).unwrap();
@@ -271,22 +277,18 @@ pipelines:
 #[test]
 fn metadata_headers_and_timestamps() {
     let env = Env::new();
-    env.log.create_topic("input", 1).unwrap();
-    env.log
-        .append(
-            "input",
-            0,
-            vec![Record {
-                key: Some(Bytes::from("k")),
-                value: Some(Bytes::from("{}")),
-                timestamp: 5_000,
-                headers: vec![Header {
-                    key: "source".into(),
-                    value: Some(Bytes::from("sensor")),
-                }],
+    env.produce_record(
+        "input",
+        Record {
+            key: Some(Bytes::from("k")),
+            value: Some(Bytes::from("{}")),
+            timestamp: 5_000,
+            headers: vec![Header {
+                key: "source".into(),
+                value: Some(Bytes::from("sensor")),
             }],
-        )
-        .unwrap();
+        },
+    );
     env.run(&format!(
         "{STREAMS}
 pipelines:
@@ -321,19 +323,15 @@ pipelines:
 #[test]
 fn conversions_between_types() {
     let env = Env::new();
-    env.log.create_topic("numbers", 1).unwrap();
-    env.log
-        .append(
-            "numbers",
-            0,
-            vec![Record {
-                key: Some(Bytes::from("7")),
-                value: Some(Bytes::from(r#"{"v": 1}"#)),
-                timestamp: 0,
-                headers: vec![],
-            }],
-        )
-        .unwrap();
+    env.produce_record(
+        "numbers",
+        Record {
+            key: Some(Bytes::from("7")),
+            value: Some(Bytes::from(r#"{"v": 1}"#)),
+            timestamp: 0,
+            headers: vec![],
+        },
+    );
     env.run(
         "
 streams:

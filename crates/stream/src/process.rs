@@ -281,6 +281,17 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             })
     }
 
+    /// Calls a `(key, value)` function of a node with a record.
+    fn call_with_record(
+        &self,
+        node: &OpNode,
+        rec: &mut Rec<'py>,
+        f: FnId,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let args = self.key_value(node, rec)?;
+        self.call(f, &args, &node.name)
+    }
+
     /// Key and value of a record as Python objects, decoded with the node's input types.
     fn key_value(
         &self,
@@ -331,8 +342,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 predicate,
                 keep_when,
             } => {
-                let args = self.key_value(node, &mut rec)?;
-                let result = self.call(*predicate, &args, &node.name)?;
+                let result = self.call_with_record(node, &mut rec, *predicate)?;
                 let truthy = result
                     .is_truthy()
                     .map_err(|e| Self::process_failure(node, fname(*predicate), e.to_string()))?;
@@ -342,42 +352,36 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 Ok(())
             }
             Step::Peek { action } => {
-                let args = self.key_value(node, &mut rec)?;
-                self.call(*action, &args, &node.name)?;
+                self.call_with_record(node, &mut rec, *action)?;
                 self.forward(node, rec)
             }
             Step::ForEach { action } => {
-                let args = self.key_value(node, &mut rec)?;
-                self.call(*action, &args, &node.name)?;
+                self.call_with_record(node, &mut rec, *action)?;
                 Ok(())
             }
             Step::MapValues { mapper } => {
-                let args = self.key_value(node, &mut rec)?;
-                let result = self.call(*mapper, &args, &node.name)?;
+                let result = self.call_with_record(node, &mut rec, *mapper)?;
                 let result = conform(result, &node.out_value_type)
                     .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
                 rec.value = Datum::Py(result);
                 self.forward(node, rec)
             }
             Step::MapKey { mapper } => {
-                let args = self.key_value(node, &mut rec)?;
-                let result = self.call(*mapper, &args, &node.name)?;
+                let result = self.call_with_record(node, &mut rec, *mapper)?;
                 let result = conform(result, &node.out_key_type)
                     .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
                 rec.key = Datum::Py(result);
                 self.forward(node, rec)
             }
             Step::Map { mapper } => {
-                let args = self.key_value(node, &mut rec)?;
-                let result = self.call(*mapper, &args, &node.name)?;
+                let result = self.call_with_record(node, &mut rec, *mapper)?;
                 let (key, value) = self.pair(node, fname(*mapper), &result)?;
                 rec.key = Datum::Py(key);
                 rec.value = Datum::Py(value);
                 self.forward(node, rec)
             }
             Step::FlatMap { mapper } => {
-                let args = self.key_value(node, &mut rec)?;
-                let result = self.call(*mapper, &args, &node.name)?;
+                let result = self.call_with_record(node, &mut rec, *mapper)?;
                 for item in self.items(node, fname(*mapper), &result)? {
                     let (key, value) = self.pair(node, fname(*mapper), &item)?;
                     let mut out = rec.clone();
@@ -388,8 +392,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 Ok(())
             }
             Step::FlatMapValues { mapper } => {
-                let args = self.key_value(node, &mut rec)?;
-                let result = self.call(*mapper, &args, &node.name)?;
+                let result = self.call_with_record(node, &mut rec, *mapper)?;
                 for item in self.items(node, fname(*mapper), &result)? {
                     let item = conform(item, &node.out_value_type)
                         .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
@@ -422,14 +425,12 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 for (condition, first) in branches {
                     let taken = match condition {
                         None => true,
-                        Some(predicate) => {
-                            let args = self.key_value(node, &mut rec)?;
-                            self.call(*predicate, &args, &node.name)?
-                                .is_truthy()
-                                .map_err(|e| {
-                                    Self::process_failure(node, fname(*predicate), e.to_string())
-                                })?
-                        }
+                        Some(predicate) => self
+                            .call_with_record(node, &mut rec, *predicate)?
+                            .is_truthy()
+                            .map_err(|e| {
+                                Self::process_failure(node, fname(*predicate), e.to_string())
+                            })?,
                     };
                     if taken {
                         return self.node(*first, rec);
@@ -471,8 +472,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             } => {
                 let text = match mapper {
                     Some(mapper) => {
-                        let args = self.key_value(node, &mut rec)?;
-                        let result = self.call(*mapper, &args, &node.name)?;
+                        let result = self.call_with_record(node, &mut rec, *mapper)?;
                         result.str().map(|s| s.to_string()).unwrap_or_default()
                     }
                     None => {

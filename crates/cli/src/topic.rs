@@ -23,6 +23,7 @@ pub enum TopicCommand {
     Create {
         #[command(flatten)]
         data: DataDir,
+        /// The topic.
         name: String,
         #[arg(long, default_value_t = 1)]
         partitions: u32,
@@ -32,6 +33,7 @@ pub enum TopicCommand {
     Produce {
         #[command(flatten)]
         data: DataDir,
+        /// The topic.
         name: String,
         /// Split each line at the first SEP into key and value.
         #[arg(long)]
@@ -43,6 +45,7 @@ pub enum TopicCommand {
     Consume {
         #[command(flatten)]
         data: DataDir,
+        /// The topic.
         name: String,
         /// Start at the oldest record and exit at the end of the data (otherwise follow new
         /// records until interrupted).

@@ -399,3 +399,36 @@ fn runner_config_and_ctrl_c() {
     assert!(ticks > 5, "the producer ran: {ticks}");
     assert!(copied > 0 && copied <= ticks, "{copied} of {ticks}");
 }
+
+#[test]
+fn benchmarks_run_and_print_figures() {
+    let output = run_ok(millrace().args(["bench", "log", "--records", "2000", "--runs", "2"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("run 2: append") && text.contains("median: append"),
+        "{text}"
+    );
+    let output = run_ok(
+        millrace()
+            .args([
+                "bench",
+                "pipeline",
+                "--events",
+                "2000",
+                "--runs",
+                "1",
+                "--definition",
+            ])
+            .arg(examples().join("processor-efficient-processing.yaml")),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("pipeline / bare loop:"), "{text}");
+    // The pipeline wrote one result per event that is not a scroll or hover.
+    let results: u64 = text
+        .split("results)")
+        .next()
+        .and_then(|before| before.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a result count");
+    assert!(results > 0 && results < 2000, "{text}");
+}

@@ -14,7 +14,7 @@ use std::ffi::CString;
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyTuple};
+use pyo3::types::{PyDict, PyModule};
 
 pub use assemble::{FunctionSource, Parameter, Snippet, function_source, python_identifier};
 pub use native::{UserMetric, user_metrics};
@@ -252,12 +252,34 @@ impl PyFunction {
     pub fn call<'py>(
         &self,
         py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
+        args: &[Bound<'py, PyAny>],
     ) -> Result<Bound<'py, PyAny>, PythonError> {
-        self.callable
-            .bind(py)
-            .call1(args)
-            .map_err(|e| python_error(py, e, self.context.clone()))
+        // The vectorcall protocol passes the arguments as they are: no tuple is built per call,
+        // and KSML functions take at most four arguments, which fit on the stack.
+        let mut on_stack = [std::ptr::null_mut(); 8];
+        let on_heap: Vec<*mut pyo3::ffi::PyObject>;
+        let pointers = if args.len() <= on_stack.len() {
+            for (slot, arg) in on_stack.iter_mut().zip(args) {
+                *slot = arg.as_ptr();
+            }
+            &on_stack[..args.len()]
+        } else {
+            on_heap = args.iter().map(Bound::as_ptr).collect();
+            &on_heap[..]
+        };
+        // SAFETY: `callable` and every argument are live objects for the duration of the call
+        // (borrowed from `args`), the GIL is held (`py`), and the result is a new reference
+        // or null with an exception set, which `from_owned_ptr_or_err` handles.
+        unsafe {
+            let result = pyo3::ffi::PyObject_Vectorcall(
+                self.callable.as_ptr(),
+                pointers.as_ptr(),
+                pointers.len(),
+                std::ptr::null_mut(),
+            );
+            Bound::from_owned_ptr_or_err(py, result)
+        }
+        .map_err(|e| python_error(py, e, self.context.clone()))
     }
 
     /// "function 'name' in file".

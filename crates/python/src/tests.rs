@@ -1,5 +1,4 @@
 use millrace_types::{DataType, Value};
-use pyo3::types::PyTuple;
 
 use super::*;
 use crate::convert::{bytes_to_py, py_to_bytes, py_to_value, value_to_py};
@@ -28,14 +27,10 @@ fn call2<'py>(
     key: Value,
     value: Value,
 ) -> Result<Value, PythonError> {
-    let args = PyTuple::new(
-        py,
-        [
-            value_to_py(py, &key).unwrap(),
-            value_to_py(py, &value).unwrap(),
-        ],
-    )
-    .unwrap();
+    let args = [
+        value_to_py(py, &key).unwrap(),
+        value_to_py(py, &value).unwrap(),
+    ];
     Ok(py_to_value(&f.call(py, &args)?).unwrap())
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use millrace_log::{Header, KeyPartitioner, Log, Record, StoredRecord, murmur2_partition};
 use millrace_python::convert::{py_to_value, value_to_py};
 use millrace_python::pyo3::prelude::*;
-use millrace_python::pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use millrace_python::pyo3::types::{PyDict, PyList, PyString};
 use millrace_types::{DataType, Value};
 
 use crate::config::{ErrorHandler, ErrorHandling, Handler};
@@ -266,14 +266,9 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         args: &[Bound<'py, PyAny>],
         node: &str,
     ) -> Result<Bound<'py, PyAny>, Failure> {
-        let tuple = PyTuple::new(self.py, args).map_err(|e| Failure {
-            kind: FailureKind::Process,
-            node: node.to_string(),
-            message: e.to_string(),
-        })?;
         self.topology.functions[f]
             .py
-            .call(self.py, &tuple)
+            .call(self.py, args)
             .map_err(|e| Failure {
                 kind: FailureKind::Process,
                 node: node.to_string(),

@@ -13,7 +13,7 @@ use millrace_log::{KeyPartitioner, Log, Record, murmur2_partition};
 use millrace_python::Python;
 use millrace_python::convert::{py_to_bytes, py_to_value};
 use millrace_python::pyo3::prelude::*;
-use millrace_python::pyo3::types::{PyList, PyString, PyTuple};
+use millrace_python::pyo3::types::{PyList, PyString};
 use millrace_types::Value;
 
 use crate::config::{ErrorHandler, Handler};
@@ -136,8 +136,7 @@ impl ProducerRun<'_> {
         f: FnId,
         args: &[Bound<'py, PyAny>],
     ) -> Result<Option<Bound<'py, PyAny>>, ProducerError> {
-        let tuple = PyTuple::new(py, args).map_err(|e| self.error(e.to_string()))?;
-        match self.topology.functions[f].py.call(py, &tuple) {
+        match self.topology.functions[f].py.call(py, args) {
             Ok(result) => Ok(Some(result)),
             Err(e) => self.failed(e.to_string()).map(|()| None),
         }

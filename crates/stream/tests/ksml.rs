@@ -892,6 +892,13 @@ pipelines:
   q:
     from: nothing
     cacheSizeBytes: 5
+producers:
+  r:
+    generator:
+      expression: \"('k', 1)\"
+    to:
+      topic: out
+      keyType: strng
 ",
     );
     let expected = [
@@ -902,6 +909,7 @@ pipelines:
         "bad.yaml:19:9: operation 'aggregate' is not supported yet (stateful operations come with state stores)",
         "bad.yaml:24:11: 'nothing' is not a stream, table, globalTable or pipeline output",
         "bad.yaml:25:5: warning: unknown key 'cacheSizeBytes' in pipeline 'q'",
+        "bad.yaml:32:16: invalid type 'strng': unknown type 'strng'",
     ];
     for e in expected {
         assert!(

@@ -53,6 +53,7 @@ pub enum BenchCommand {
     },
 }
 
+/// Runs a benchmark and prints its figures.
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Log {

@@ -47,6 +47,8 @@ fn events(count: usize) -> Vec<Bytes> {
         .collect()
 }
 
+/// Runs the pipeline and the bare loop `runs` times over `count` events; prints each run and
+/// the medians.
 pub fn run(
     count: usize,
     definition: &Path,

@@ -86,6 +86,7 @@ fn parse_type(text: Option<&str>) -> Result<Option<DataType>, String> {
         .transpose()
 }
 
+/// Runs a topic command.
 pub fn run(command: TopicCommand) -> Result<(), String> {
     match command {
         TopicCommand::List { data } => {

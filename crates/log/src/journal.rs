@@ -50,6 +50,7 @@ impl SegmentView {
     }
 }
 
+/// The segment files and the writer of the journal.
 pub struct Journal {
     dir: PathBuf,
     segments: Vec<Segment>,

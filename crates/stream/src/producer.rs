@@ -40,6 +40,7 @@ struct Tick {
     finished: bool,
 }
 
+/// One producer's run: its plan and what it needs from the runner.
 pub struct ProducerRun<'a> {
     pub plan: &'a ProducerPlan,
     pub topology: &'a Topology,

@@ -13,7 +13,9 @@ use millrace_types::DataType;
 use crate::load::python_spec;
 use crate::model::*;
 
+/// Index of a node in [`Topology::nodes`].
 pub type NodeId = usize;
+/// Index of a function in [`Topology::functions`].
 pub type FnId = usize;
 
 /// A compiled KSML function and the type its results are converted to.
@@ -141,6 +143,7 @@ pub struct ProducerPlan {
     pub until: Option<FnId>,
 }
 
+/// The compiled application: operator nodes, sources feeding them, functions and producers.
 pub struct Topology {
     pub nodes: Vec<OpNode>,
     pub sources: Vec<Source>,

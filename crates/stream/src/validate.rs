@@ -32,6 +32,7 @@ fn published_names(definition: &Definition) -> BTreeSet<String> {
     names
 }
 
+/// Reports every problem of a parsed definition; fills in the types of inline functions.
 pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
     check_functions(definition, diags);
     for store in &definition.store_uses {

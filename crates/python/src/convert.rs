@@ -286,8 +286,7 @@ fn write_json_float(v: f64, out: &mut Vec<u8>) {
 }
 
 fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
+    if crate::scan::plain_prefix(s.as_bytes()) == s.len() {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

@@ -2,7 +2,7 @@
 //!
 //! This is the hottest conversion of the runtime (every JSON record a Python function sees
 //! passes through it), so it is a small dedicated parser rather than a generic deserializer:
-//! the text is validated as UTF-8 once, ASCII strings are copied into new Python strings
+//! strings are scanned eight bytes at a time, ASCII strings are copied into new Python strings
 //! without decoding, object keys come from a per-thread cache (records repeat their keys, and
 //! a cached key also has its hash computed already), and dicts and lists are created at their
 //! final size.
@@ -38,29 +38,40 @@ impl std::fmt::Display for JsonError {
 
 type KeySlot = Option<(Box<[u8]>, Py<PyString>)>;
 
+/// What a thread's parses share: the key cache, and buffers reused so that a parse allocates
+/// nothing of its own.
+struct Reused {
+    keys: Vec<KeySlot>,
+    /// Key/value pairs of the objects being read, innermost last.
+    pairs: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// Items of the arrays being read, innermost last.
+    items: Vec<Py<PyAny>>,
+    /// Unescaped text of strings with escapes.
+    scratch: Vec<u8>,
+}
+
 thread_local! {
-    static KEY_CACHE: RefCell<Vec<KeySlot>> = RefCell::new((0..KEY_SLOTS).map(|_| None).collect());
+    static REUSED: RefCell<Reused> = RefCell::new(Reused {
+        keys: (0..KEY_SLOTS).map(|_| None).collect(),
+        pairs: Vec::new(),
+        items: Vec::new(),
+        scratch: Vec::new(),
+    });
 }
 
 /// Parses JSON text into Python objects (dict, list, str, int, float, bool, None).
 pub fn json_to_py<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>, JsonError> {
-    if let Err(e) = std::str::from_utf8(data) {
-        return Err(JsonError {
-            position: e.valid_up_to(),
-            message: "invalid UTF-8".into(),
-        });
-    }
-    KEY_CACHE.with(|cache| {
-        let mut keys = cache.borrow_mut();
+    REUSED.with(|reused| {
+        let mut reused = reused.borrow_mut();
+        // A failed parse may have left members behind; they are released here, GIL held.
+        reused.pairs.clear();
+        reused.items.clear();
         let mut parser = Parser {
             py,
             data,
             pos: 0,
             depth: 0,
-            pairs: Vec::new(),
-            items: Vec::new(),
-            scratch: Vec::new(),
-            keys: &mut keys,
+            reused: &mut reused,
         };
         let value = parser.value()?;
         parser.skip_whitespace();
@@ -76,13 +87,7 @@ struct Parser<'a, 'py> {
     data: &'a [u8],
     pos: usize,
     depth: usize,
-    /// Key/value pairs of the objects being read, innermost last.
-    pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
-    /// Items of the arrays being read, innermost last.
-    items: Vec<Bound<'py, PyAny>>,
-    /// Unescaped text of strings with escapes.
-    scratch: Vec<u8>,
-    keys: &'a mut Vec<KeySlot>,
+    reused: &'a mut Reused,
 }
 
 impl<'py> Parser<'_, 'py> {
@@ -181,7 +186,7 @@ impl<'py> Parser<'_, 'py> {
 
     fn object(&mut self) -> Result<Bound<'py, PyAny>, JsonError> {
         self.enter()?;
-        let base = self.pairs.len();
+        let base = self.reused.pairs.len();
         self.members(b'}', "expected ',' or '}' in an object", |p| {
             p.skip_whitespace();
             if p.data.get(p.pos) != Some(&b'"') {
@@ -194,14 +199,14 @@ impl<'py> Parser<'_, 'py> {
             }
             p.pos += 1;
             let value = p.value()?;
-            p.pairs.push((key, value));
+            p.reused.pairs.push((key.unbind(), value.unbind()));
             Ok(())
         })?;
         self.depth -= 1;
-        let count = self.pairs.len() - base;
+        let count = self.reused.pairs.len() - base;
         // SAFETY: plain constructor call; the result is checked by `owned`.
         let dict = self.owned(unsafe { _PyDict_NewPresized(count as ffi::Py_ssize_t) })?;
-        for (key, value) in self.pairs.drain(base..) {
+        for (key, value) in self.reused.pairs.drain(base..) {
             // SAFETY: all three are valid objects; PyDict_SetItem does not steal references.
             let status =
                 unsafe { ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), value.as_ptr()) };
@@ -217,17 +222,17 @@ impl<'py> Parser<'_, 'py> {
 
     fn array(&mut self) -> Result<Bound<'py, PyAny>, JsonError> {
         self.enter()?;
-        let base = self.items.len();
+        let base = self.reused.items.len();
         self.members(b']', "expected ',' or ']' in an array", |p| {
             let item = p.value()?;
-            p.items.push(item);
+            p.reused.items.push(item.unbind());
             Ok(())
         })?;
         self.depth -= 1;
-        let count = self.items.len() - base;
+        let count = self.reused.items.len() - base;
         // SAFETY: plain constructor call; the result is checked by `owned`.
         let list = self.owned(unsafe { ffi::PyList_New(count as ffi::Py_ssize_t) })?;
-        for (i, item) in self.items.drain(base..).enumerate() {
+        for (i, item) in self.reused.items.drain(base..).enumerate() {
             // SAFETY: `list` is a new list of `count` empty slots; SET_ITEM steals `item`.
             unsafe { ffi::PyList_SET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr()) };
         }
@@ -239,11 +244,7 @@ impl<'py> Parser<'_, 'py> {
         let start = self.pos + 1;
         let mut escaped = false;
         // Skip plain characters in one pass, then look at what stopped the scan.
-        let plain = self.data[start.min(self.data.len())..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            .unwrap_or(self.data.len() - start.min(self.data.len()));
-        let mut i = start + plain;
+        let mut i = start + crate::scan::plain_prefix(&self.data[start.min(self.data.len())..]);
         loop {
             match self.data.get(i) {
                 Some(b'"') => {
@@ -274,7 +275,7 @@ impl<'py> Parser<'_, 'py> {
         }
         let bytes = &self.data[start..end];
         let slot = key_slot(bytes);
-        if let Some((cached, string)) = &self.keys[slot]
+        if let Some((cached, string)) = &self.reused.keys[slot]
             && **cached == *bytes
         {
             return Ok(string.bind(self.py).clone().into_any());
@@ -289,7 +290,7 @@ impl<'py> Parser<'_, 'py> {
                 .to_str()
                 .map_err(|e| self.error(&e.to_string()))?,
         );
-        self.keys[slot] = Some((bytes.into(), string.clone().unbind()));
+        self.reused.keys[slot] = Some((bytes.into(), string.clone().unbind()));
         Ok(string.into_any())
     }
 
@@ -303,12 +304,12 @@ impl<'py> Parser<'_, 'py> {
             let bytes = &self.data[start..end];
             return self.py_str(bytes);
         }
-        self.scratch.clear();
+        self.reused.scratch.clear();
         let mut i = start;
         while i < end {
             let b = self.data[i];
             if b != b'\\' {
-                self.scratch.push(b);
+                self.reused.scratch.push(b);
                 i += 1;
                 continue;
             }
@@ -327,7 +328,8 @@ impl<'py> Parser<'_, 'py> {
                     let (c, used) = self.unicode_escape(i, end)?;
                     i += used;
                     let mut buf = [0u8; 4];
-                    self.scratch
+                    self.reused
+                        .scratch
                         .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                     continue;
                 }
@@ -336,11 +338,11 @@ impl<'py> Parser<'_, 'py> {
                     return Err(self.error("invalid escape in a string"));
                 }
             };
-            self.scratch.push(simple);
+            self.reused.scratch.push(simple);
         }
-        let text = std::mem::take(&mut self.scratch);
+        let text = std::mem::take(&mut self.reused.scratch);
         let made = self.py_str(&text);
-        self.scratch = text;
+        self.reused.scratch = text;
         made
     }
 
@@ -389,8 +391,9 @@ impl<'py> Parser<'_, 'py> {
             }
             return Ok(string);
         }
-        // The whole input was checked as UTF-8, and escapes produce UTF-8.
-        let text = std::str::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8"))?;
+        // Only strings can hold non-ASCII bytes in valid JSON: they are checked here.
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| self.error("invalid UTF-8 in a string"))?;
         Ok(PyString::new(self.py, text).into_any())
     }
 

@@ -9,6 +9,7 @@ mod assemble;
 pub mod convert;
 mod json_to_py;
 mod native;
+mod scan;
 
 use std::ffi::CString;
 use std::sync::OnceLock;

@@ -662,50 +662,49 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             node: node.name.clone(),
             message: e,
         })?;
-        let chosen: Vec<u32> = match target.partitioner {
-            Some(partitioner) => {
-                let [k, v] = self.key_value(node, rec)?;
-                let topic_arg = PyString::new(self.py, topic).into_any();
-                let count = partitions.into_pyobject(self.py).expect("int").into_any();
-                let result = self.call(partitioner, &[topic_arg, k, v, count], &node.name)?;
-                let picked = match py_to_value(&result) {
-                    Ok(Value::List(items)) => {
-                        items.iter().map(Value::as_i64).collect::<Option<Vec<_>>>()
-                    }
-                    Ok(single) => single.as_i64().map(|p| vec![p]),
-                    Err(_) => None,
-                }
-                .ok_or_else(|| {
-                    Self::process_failure(
-                        node,
-                        &self.topology.functions[partitioner].name,
-                        "a streamPartitioner returns a partition number or a list of them",
-                    )
-                })?;
-                picked
-                    .into_iter()
-                    .map(|p| (p.rem_euclid(i64::from(partitions))) as u32)
-                    .collect()
-            }
-            None => vec![match &key {
-                Some(k) => murmur2_partition(k, partitions),
-                None => self.task.keyless.partition(
-                    None,
-                    value.as_ref().map_or(0, |v| v.len()),
-                    partitions,
-                ),
-            }],
+        let record = Record {
+            key,
+            value,
+            timestamp: rec.timestamp,
+            headers: rec.headers.clone(),
         };
-        for partition in chosen {
+        let Some(partitioner) = target.partitioner else {
+            let partition = match &record.key {
+                Some(k) => murmur2_partition(k, partitions),
+                None => {
+                    let size = record.value.as_ref().map_or(0, |v| v.len());
+                    self.task.keyless.partition(None, size, partitions)
+                }
+            };
             self.outputs.push(Emitted {
                 topic: Arc::clone(topic),
                 partition,
-                record: Record {
-                    key: key.clone(),
-                    value: value.clone(),
-                    timestamp: rec.timestamp,
-                    headers: rec.headers.clone(),
-                },
+                record,
+            });
+            return Ok(());
+        };
+        let [k, v] = self.key_value(node, rec)?;
+        let topic_arg = PyString::new(self.py, topic).into_any();
+        let count = partitions.into_pyobject(self.py).expect("int").into_any();
+        let result = self.call(partitioner, &[topic_arg, k, v, count], &node.name)?;
+        // A partition number, or a list of them (an empty list drops the record).
+        let picked = match py_to_value(&result) {
+            Ok(Value::List(items)) => items.iter().map(Value::as_i64).collect::<Option<Vec<_>>>(),
+            Ok(single) => single.as_i64().map(|p| vec![p]),
+            Err(_) => None,
+        }
+        .ok_or_else(|| {
+            Self::process_failure(
+                node,
+                &self.topology.functions[partitioner].name,
+                "a streamPartitioner returns a partition number or a list of them",
+            )
+        })?;
+        for p in picked {
+            self.outputs.push(Emitted {
+                topic: Arc::clone(topic),
+                partition: p.rem_euclid(i64::from(partitions)) as u32,
+                record: record.clone(),
             });
         }
         Ok(())

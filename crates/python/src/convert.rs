@@ -4,6 +4,7 @@
 
 use millrace_types::codec::{self, CodecError};
 use millrace_types::{DataType, Value};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -211,19 +212,7 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
     } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
         write_json_float(f.value(), out);
     } else if let Ok(dict) = obj.cast::<PyDict>() {
-        out.push(b'{');
-        for (i, (k, v)) in dict.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            match k.cast_exact::<PyString>() {
-                Ok(s) => write_json_str(s.to_str().map_err(err)?, out),
-                Err(_) => write_json_str(k.str().map_err(err)?.to_str().map_err(err)?, out),
-            }
-            out.push(b':');
-            write_json(&v, out)?;
-        }
-        out.push(b'}');
+        write_json_dict(dict, out)?;
     } else if obj.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(b) = obj.cast::<PyBool>() {
@@ -244,6 +233,106 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), JsonW
             type_name(obj)
         )));
     }
+    Ok(())
+}
+
+/// Writes a dict. Dicts with string keys, the common case, are read slot by slot without
+/// taking references; others (keys written as their str()) go through the general path.
+fn write_json_dict(dict: &Bound<'_, PyDict>, out: &mut Vec<u8>) -> Result<(), JsonWriteError> {
+    let start = out.len();
+    out.push(b'{');
+    let mut position: ffi::Py_ssize_t = 0;
+    let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+    let mut first = true;
+    // SAFETY: the GIL is held (`dict` is bound). PyDict_Next hands out borrowed references that
+    // stay valid while the dict is unchanged; the fast paths below run no Python code, and any
+    // other value is written through `write_json` after taking a reference of its own.
+    while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut position, &mut key, &mut value) } != 0 {
+        if unsafe { ffi::PyUnicode_CheckExact(key) } == 0 {
+            out.truncate(start);
+            return write_json_dict_general(dict, out);
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(unsafe { exact_str(dict.py(), key) }?, out);
+        out.push(b':');
+        unsafe { write_json_borrowed(dict.py(), value, out) }?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The UTF-8 text of an exact `str`.
+///
+/// # Safety
+/// `ptr` must be a live exact `str` and the GIL held; the text lives as long as the object.
+unsafe fn exact_str<'a>(
+    py: Python<'_>,
+    ptr: *mut ffi::PyObject,
+) -> Result<&'a str, JsonWriteError> {
+    let mut size: ffi::Py_ssize_t = 0;
+    // SAFETY: as the caller promises; the result is checked for null.
+    let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(ptr, &mut size) };
+    if data.is_null() {
+        return Err(JsonWriteError(PyErr::fetch(py).to_string()));
+    }
+    // SAFETY: CPython returns the str's cached UTF-8 form, `size` bytes long, valid UTF-8.
+    Ok(unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast::<u8>(), size as usize))
+    })
+}
+
+/// Writes a value read from a container without a reference of its own.
+///
+/// # Safety
+/// `ptr` must be a live object and the GIL held.
+unsafe fn write_json_borrowed(
+    py: Python<'_>,
+    ptr: *mut ffi::PyObject,
+    out: &mut Vec<u8>,
+) -> Result<(), JsonWriteError> {
+    // SAFETY: type checks and reads of a live object under the GIL.
+    unsafe {
+        if ffi::PyUnicode_CheckExact(ptr) != 0 {
+            write_json_str(exact_str(py, ptr)?, out);
+        } else if ffi::PyFloat_CheckExact(ptr) != 0 {
+            write_json_float(ffi::PyFloat_AS_DOUBLE(ptr), out);
+        } else if ptr == ffi::Py_True() {
+            out.extend_from_slice(b"true");
+        } else if ptr == ffi::Py_False() {
+            out.extend_from_slice(b"false");
+        } else if ptr == ffi::Py_None() {
+            out.extend_from_slice(b"null");
+        } else {
+            // Everything else (ints included: they may be big) through the general path,
+            // holding a reference.
+            write_json(&Bound::from_borrowed_ptr(py, ptr), out)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_json_dict_general(
+    dict: &Bound<'_, PyDict>,
+    out: &mut Vec<u8>,
+) -> Result<(), JsonWriteError> {
+    let err = |e: PyErr| JsonWriteError(e.to_string());
+    out.push(b'{');
+    for (i, (k, v)) in dict.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match k.cast_exact::<PyString>() {
+            Ok(s) => write_json_str(s.to_str().map_err(err)?, out),
+            Err(_) => write_json_str(k.str().map_err(err)?.to_str().map_err(err)?, out),
+        }
+        out.push(b':');
+        write_json(&v, out)?;
+    }
+    out.push(b'}');
     Ok(())
 }
 

@@ -313,3 +313,26 @@ fn json_keys_are_interned_and_shared() {
         assert_eq!(written, br#"{"shared_key":1}"#.to_vec());
     });
 }
+
+#[test]
+fn dicts_of_every_kind_are_written_as_json() {
+    Python::attach(|py| {
+        let write = |expr: &std::ffi::CStr| {
+            let obj = py.eval(expr, None, None).unwrap();
+            String::from_utf8(py_to_bytes(&obj, &DataType::Json).unwrap().unwrap()).unwrap()
+        };
+        assert_eq!(
+            write(c"{'s': 'x\"y', 'i': -3, 'big': 2**70, 'f': 0.5, 'n': None, 't': True, 'l': [1, (2, 'z')], 'd': {'e': False}}"),
+            r#"{"s":"x\"y","i":-3,"big":1180591620717411303424,"f":0.5,"n":null,"t":true,"l":[1,[2,"z"]],"d":{"e":false}}"#
+        );
+        // Keys that are not strings are written as their str(), in order.
+        assert_eq!(
+            write(c"{1: 'a', 'b': 2, (3, 4): None}"),
+            r#"{"1":"a","b":2,"(3, 4)":null}"#
+        );
+        assert_eq!(
+            write(c"{'nan': float('nan'), 'é': 'ü'}"),
+            r#"{"nan":null,"é":"ü"}"#
+        );
+    });
+}

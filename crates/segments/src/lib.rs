@@ -1,0 +1,4 @@
+//! Druid-compatible ingestion: supervisor specs (and, as they come, input formats, rows,
+//! time chunks, segments, compaction and partitioning).
+
+pub mod spec;

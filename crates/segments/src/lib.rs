@@ -2,3 +2,4 @@
 //! time chunks, segments, compaction and partitioning).
 
 pub mod spec;
+pub mod time;

@@ -122,12 +122,26 @@ pub enum Granularity {
     Period { period: Period, origin_millis: i64 },
 }
 
+/// Where buckets of a period start when no origin is given: the epoch, except that whole weeks
+/// start on Mondays (1970-01-01 was a Thursday), as Druid's ISO weeks do.
+fn default_origin(period: &Period) -> i64 {
+    const WEEK: u64 = 604_800_000;
+    if period.months == 0 && period.millis > 0 && period.millis.is_multiple_of(WEEK) {
+        -3 * 86_400_000
+    } else {
+        0
+    }
+}
+
 impl Granularity {
     /// Druid's named granularities.
     pub fn named(name: &str) -> Option<Granularity> {
-        let period = |text: &str| Granularity::Period {
-            period: Period::parse(text).expect("built-in period"),
-            origin_millis: 0,
+        let period = |text: &str| {
+            let period = Period::parse(text).expect("built-in period");
+            Granularity::Period {
+                period,
+                origin_millis: default_origin(&period),
+            }
         };
         Some(match name.to_ascii_lowercase().as_str() {
             "all" => Granularity::All,
@@ -181,8 +195,8 @@ impl<'de> Deserialize<'de> for Granularity {
                 "time zone '{other}' is not supported yet (UTC only)"
             ))),
         };
-        let origin = |origin: &Option<String>| match origin {
-            None => Ok(0),
+        let origin = |origin: &Option<String>, period: &Period| match origin {
+            None => Ok(default_origin(period)),
             Some(text) => text.parse::<i64>().map_err(|_| {
                 serde::de::Error::custom(format!(
                     "origin '{text}' is not supported yet (give it in epoch milliseconds)"
@@ -202,17 +216,22 @@ impl<'de> Deserialize<'de> for Granularity {
             }) => {
                 utc_only(&time_zone)?;
                 Ok(Granularity::Period {
+                    origin_millis: origin(&o, &period)?,
                     period,
-                    origin_millis: origin(&o)?,
                 })
             }
             Raw::Object(GranularityObject::Duration { duration, origin: o }) => {
+                // Duration granularities count from the epoch, whatever their length.
+                let period = Period {
+                    months: 0,
+                    millis: duration,
+                };
                 Ok(Granularity::Period {
-                    period: Period {
-                        months: 0,
-                        millis: duration,
+                    period,
+                    origin_millis: match o {
+                        None => 0,
+                        some => origin(&some, &period)?,
                     },
-                    origin_millis: origin(&o)?,
                 })
             }
             Raw::Object(GranularityObject::All) => Ok(Granularity::All),

@@ -1,5 +1,6 @@
 //! Druid-compatible ingestion: supervisor specs (and, as they come, input formats, rows,
 //! time chunks, segments, compaction and partitioning).
 
+pub mod expr;
 pub mod spec;
 pub mod time;

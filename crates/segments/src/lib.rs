@@ -2,5 +2,6 @@
 //! time chunks, segments, compaction and partitioning).
 
 pub mod expr;
+pub mod filter;
 pub mod spec;
 pub mod time;

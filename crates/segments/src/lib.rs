@@ -3,5 +3,6 @@
 
 pub mod expr;
 pub mod filter;
+pub mod input;
 pub mod spec;
 pub mod time;

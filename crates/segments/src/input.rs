@@ -1,0 +1,465 @@
+//! Records to input rows, as the spec's inputFormat says: JSON objects (with flattenSpec root
+//! and path fields), CSV and TSV lines, and the kafka format that adds the record's timestamp,
+//! topic, key and headers as columns.
+//!
+//! A row is a list of named values. Nested JSON objects and arrays become their JSON text
+//! (multi-value dimensions and json columns come later).
+
+use serde_json::Value as Json;
+
+use crate::expr::{Columns, ExprValue};
+use crate::spec::{DelimitedFormat, FlattenType, InputFormat};
+
+/// One input row: column names and values, in the order found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InputRow {
+    pub columns: Vec<(String, ExprValue)>,
+}
+
+impl InputRow {
+    pub fn get(&self, name: &str) -> Option<&ExprValue> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Sets a column, replacing an earlier value of the same name.
+    pub fn set(&mut self, name: &str, value: ExprValue) {
+        match self.columns.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.columns.push((name.to_string(), value)),
+        }
+    }
+}
+
+impl Columns for InputRow {
+    fn column(&self, name: &str) -> ExprValue {
+        self.get(name).cloned().unwrap_or(ExprValue::Null)
+    }
+}
+
+/// What a record carries besides its value (used by the kafka input format).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMeta<'a> {
+    pub topic: &'a str,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+/// Why a record could not be read (counted as unparseable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// A path into JSON: `$.a.b`, `$.a[0]`, `$['a b']`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Field(String),
+    Index(usize),
+}
+
+fn parse_json_path(path: &str) -> Result<Vec<Step>, String> {
+    let fail = || format!("unsupported JSON path '{path}' (use $.a.b, $.a[0] or $['a b'])");
+    let rest = path.trim().strip_prefix('$').ok_or_else(fail)?;
+    let mut steps = Vec::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                let mut name = String::new();
+                while let Some(&n) = chars.peek() {
+                    if n == '.' || n == '[' {
+                        break;
+                    }
+                    name.push(n);
+                    chars.next();
+                }
+                if name.is_empty() {
+                    return Err(fail());
+                }
+                steps.push(Step::Field(name));
+            }
+            '[' => {
+                let mut inner = String::new();
+                for n in chars.by_ref() {
+                    if n == ']' {
+                        break;
+                    }
+                    inner.push(n);
+                }
+                let inner = inner.trim();
+                if let Some(quoted) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                    steps.push(Step::Field(quoted.to_string()));
+                } else {
+                    steps.push(Step::Index(inner.parse().map_err(|_| fail())?));
+                }
+            }
+            _ => return Err(fail()),
+        }
+    }
+    Ok(steps)
+}
+
+fn json_to_value(value: &Json) -> ExprValue {
+    match value {
+        Json::Null => ExprValue::Null,
+        Json::Bool(b) => ExprValue::String(b.to_string()),
+        Json::Number(n) => n.as_i64().map_or_else(
+            || ExprValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+            ExprValue::Long,
+        ),
+        Json::String(s) => ExprValue::String(s.clone()),
+        nested => ExprValue::String(nested.to_string()),
+    }
+}
+
+/// Reads records as the inputFormat of a spec says.
+pub struct RowReader {
+    format: Reader,
+}
+
+enum Reader {
+    Json {
+        discover: bool,
+        fields: Vec<(String, Option<Vec<Step>>)>,
+    },
+    Delimited {
+        delimiter: u8,
+        columns: Vec<String>,
+        skip_rows: u32,
+    },
+    Kafka {
+        value: Box<Reader>,
+        key: Option<Box<Reader>>,
+        timestamp_column: String,
+        topic_column: String,
+        key_column: String,
+        header_prefix: String,
+    },
+}
+
+impl RowReader {
+    /// Builds a reader; errors name the problem (the spec was checked already).
+    pub fn new(format: &InputFormat) -> Result<RowReader, String> {
+        Ok(RowReader {
+            format: Reader::new(format)?,
+        })
+    }
+
+    /// Reads one record into rows (CSV/TSV may hold several lines; header rows are skipped
+    /// when the format says so).
+    pub fn read(&self, value: &[u8], meta: &RecordMeta<'_>) -> Result<Vec<InputRow>, ParseError> {
+        self.format.read(value, meta)
+    }
+}
+
+impl Reader {
+    fn new(format: &InputFormat) -> Result<Reader, String> {
+        Ok(match format {
+            InputFormat::Json { flatten_spec, .. } => {
+                let discover = flatten_spec.as_ref().is_none_or(|f| f.use_field_discovery);
+                let mut fields = Vec::new();
+                for field in flatten_spec.iter().flat_map(|f| &f.fields) {
+                    let path = match field.kind {
+                        FlattenType::Root => None,
+                        FlattenType::Path => {
+                            Some(parse_json_path(field.expr.as_deref().unwrap_or_default())?)
+                        }
+                        FlattenType::Jq | FlattenType::Tree => {
+                            return Err("jq and tree fields are not supported yet".into());
+                        }
+                    };
+                    fields.push((field.name.clone(), path));
+                }
+                Reader::Json { discover, fields }
+            }
+            InputFormat::Csv(d) => Reader::delimited(d, b',')?,
+            InputFormat::Tsv(d) => Reader::delimited(d, b'\t')?,
+            InputFormat::Kafka {
+                value_format,
+                key_format,
+                timestamp_column_name,
+                topic_column_name,
+                key_column_name,
+                header_column_prefix,
+                ..
+            } => Reader::Kafka {
+                value: Box::new(Reader::new(value_format)?),
+                key: key_format
+                    .as_deref()
+                    .map(Reader::new)
+                    .transpose()?
+                    .map(Box::new),
+                timestamp_column: timestamp_column_name
+                    .clone()
+                    .unwrap_or_else(|| "kafka.timestamp".into()),
+                topic_column: topic_column_name
+                    .clone()
+                    .unwrap_or_else(|| "kafka.topic".into()),
+                key_column: key_column_name
+                    .clone()
+                    .unwrap_or_else(|| "kafka.key".into()),
+                header_prefix: header_column_prefix
+                    .clone()
+                    .unwrap_or_else(|| "kafka.header.".into()),
+            },
+            InputFormat::AvroStream(_) | InputFormat::Protobuf(_) => {
+                return Err("avro_stream and protobuf input formats are not supported yet".into());
+            }
+        })
+    }
+
+    fn delimited(format: &DelimitedFormat, default: u8) -> Result<Reader, String> {
+        if format.columns.is_empty() {
+            return Err("findColumnsFromHeader needs a header per record, which streams do not have: give columns".into());
+        }
+        let delimiter = match format.delimiter.as_deref() {
+            None => default,
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => return Err(format!("delimiter '{d}' must be one character")),
+        };
+        Ok(Reader::Delimited {
+            delimiter,
+            columns: format.columns.clone(),
+            skip_rows: format.skip_header_rows,
+        })
+    }
+
+    fn read(&self, bytes: &[u8], meta: &RecordMeta<'_>) -> Result<Vec<InputRow>, ParseError> {
+        match self {
+            Reader::Json { discover, fields } => {
+                let json: Json = serde_json::from_slice(bytes)
+                    .map_err(|e| ParseError(format!("invalid JSON: {e}")))?;
+                let Json::Object(object) = &json else {
+                    return Err(ParseError("expected a JSON object".into()));
+                };
+                let mut row = InputRow::default();
+                if *discover {
+                    for (name, value) in object {
+                        row.columns.push((name.clone(), json_to_value(value)));
+                    }
+                }
+                for (name, path) in fields {
+                    let value = match path {
+                        None => object.get(name),
+                        Some(steps) => steps.iter().try_fold(&json, |node, step| match step {
+                            Step::Field(f) => node.get(f),
+                            Step::Index(i) => node.get(*i),
+                        }),
+                    };
+                    row.set(name, value.map_or(ExprValue::Null, json_to_value));
+                }
+                Ok(vec![row])
+            }
+            Reader::Delimited {
+                delimiter,
+                columns,
+                skip_rows,
+            } => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .delimiter(*delimiter)
+                    .flexible(true)
+                    .from_reader(bytes);
+                let mut rows = Vec::new();
+                for (i, record) in reader.records().enumerate() {
+                    let record =
+                        record.map_err(|e| ParseError(format!("invalid delimited text: {e}")))?;
+                    if (i as u32) < *skip_rows {
+                        continue;
+                    }
+                    if record.len() > columns.len() {
+                        return Err(ParseError(format!(
+                            "line has {} values but {} columns are declared",
+                            record.len(),
+                            columns.len()
+                        )));
+                    }
+                    let mut row = InputRow::default();
+                    for (name, text) in columns.iter().zip(record.iter()) {
+                        let value = if text.is_empty() {
+                            ExprValue::Null
+                        } else {
+                            ExprValue::String(text.to_string())
+                        };
+                        row.columns.push((name.clone(), value));
+                    }
+                    rows.push(row);
+                }
+                Ok(rows)
+            }
+            Reader::Kafka {
+                value,
+                key,
+                timestamp_column,
+                topic_column,
+                key_column,
+                header_prefix,
+            } => {
+                let mut rows = value.read(bytes, meta)?;
+                let key_value = match (key, meta.key) {
+                    (_, None) => ExprValue::Null,
+                    (None, Some(k)) => ExprValue::String(String::from_utf8_lossy(k).into_owned()),
+                    (Some(reader), Some(k)) => {
+                        let key_rows = reader.read(k, meta)?;
+                        key_rows
+                            .first()
+                            .and_then(|r| r.columns.first())
+                            .map_or(ExprValue::Null, |(_, v)| v.clone())
+                    }
+                };
+                for row in &mut rows {
+                    row.set(timestamp_column, ExprValue::Long(meta.timestamp));
+                    row.set(topic_column, ExprValue::String(meta.topic.to_string()));
+                    row.set(key_column, key_value.clone());
+                    for (name, header) in meta.headers {
+                        let value = header.map_or(ExprValue::Null, |h| {
+                            ExprValue::String(String::from_utf8_lossy(h).into_owned())
+                        });
+                        row.set(&format!("{header_prefix}{name}"), value);
+                    }
+                }
+                Ok(rows)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn reader(format: serde_json::Value) -> RowReader {
+        RowReader::new(&serde_json::from_value(format).unwrap()).unwrap()
+    }
+
+    const META: RecordMeta<'static> = RecordMeta {
+        topic: "social",
+        timestamp: 1_700_000_000_000,
+        key: Some(b"k1"),
+        headers: &[("source", Some(b"app")), ("empty", None)],
+    };
+
+    #[test]
+    fn json_with_discovery_and_flatten_paths() {
+        let r = reader(json!({"type": "json", "flattenSpec": {"fields": [
+            {"type": "path", "name": "city", "expr": "$.geo.city"},
+            {"type": "path", "name": "first_tag", "expr": "$.tags[0]"},
+            {"type": "path", "name": "odd", "expr": "$['odd key']"},
+            {"type": "root", "name": "missing"}
+        ]}}));
+        let rows = r
+            .read(br#"{"user": "mia", "views": 3, "ratio": 0.5, "geo": {"city": "Oslo"}, "tags": ["a", "b"], "odd key": true}"#, &META)
+            .unwrap();
+        let row = &rows[0];
+        assert_eq!(row.get("user"), Some(&ExprValue::String("mia".into())));
+        assert_eq!(row.get("views"), Some(&ExprValue::Long(3)));
+        assert_eq!(row.get("ratio"), Some(&ExprValue::Double(0.5)));
+        assert_eq!(row.get("city"), Some(&ExprValue::String("Oslo".into())));
+        assert_eq!(row.get("first_tag"), Some(&ExprValue::String("a".into())));
+        assert_eq!(row.get("odd"), Some(&ExprValue::String("true".into())));
+        assert_eq!(
+            row.get("geo"),
+            Some(&ExprValue::String(r#"{"city":"Oslo"}"#.into()))
+        );
+        assert_eq!(row.get("missing"), Some(&ExprValue::Null));
+        let no_discovery = reader(
+            json!({"type": "json", "flattenSpec": {"useFieldDiscovery": false, "fields": [
+            {"type": "root", "name": "user"}]}}),
+        );
+        assert_eq!(
+            no_discovery
+                .read(br#"{"user": "x", "other": 1}"#, &META)
+                .unwrap()[0]
+                .columns
+                .len(),
+            1
+        );
+        assert!(
+            r.read(b"not json", &META)
+                .unwrap_err()
+                .0
+                .starts_with("invalid JSON")
+        );
+        assert_eq!(
+            r.read(b"[1]", &META).unwrap_err().0,
+            "expected a JSON object"
+        );
+    }
+
+    #[test]
+    fn csv_and_tsv() {
+        let csv = reader(
+            json!({"type": "csv", "columns": ["time", "user", "views"], "skipHeaderRows": 0}),
+        );
+        let rows = csv
+            .read(b"2024-05-01T00:00:00Z,\"mia, the cat\",3", &META)
+            .unwrap();
+        assert_eq!(
+            rows[0].get("user"),
+            Some(&ExprValue::String("mia, the cat".into()))
+        );
+        assert_eq!(rows[0].get("views"), Some(&ExprValue::String("3".into())));
+        let tsv = reader(json!({"type": "tsv", "columns": ["a", "b"]}));
+        let rows = tsv.read(b"x\t\ny\tz", &META).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].get("b"), Some(&ExprValue::Null));
+        assert_eq!(rows[1].get("b"), Some(&ExprValue::String("z".into())));
+        assert!(
+            csv.read(b"1,2,3,4", &META)
+                .unwrap_err()
+                .0
+                .contains("4 values but 3 columns")
+        );
+        assert!(
+            RowReader::new(
+                &serde_json::from_value(json!({"type": "csv", "findColumnsFromHeader": true}))
+                    .unwrap()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn kafka_format_adds_record_columns() {
+        let r = reader(json!({"type": "kafka", "valueFormat": {"type": "json"}}));
+        let row = &r.read(br#"{"user": "gus"}"#, &META).unwrap()[0];
+        assert_eq!(
+            row.get("kafka.timestamp"),
+            Some(&ExprValue::Long(1_700_000_000_000))
+        );
+        assert_eq!(
+            row.get("kafka.topic"),
+            Some(&ExprValue::String("social".into()))
+        );
+        assert_eq!(row.get("kafka.key"), Some(&ExprValue::String("k1".into())));
+        assert_eq!(
+            row.get("kafka.header.source"),
+            Some(&ExprValue::String("app".into()))
+        );
+        assert_eq!(row.get("kafka.header.empty"), Some(&ExprValue::Null));
+        let renamed = reader(json!({"type": "kafka", "valueFormat": {"type": "json"},
+            "timestampColumnName": "ts", "keyColumnName": "k", "headerColumnPrefix": "h_",
+            "keyFormat": {"type": "csv", "columns": ["id"]}}));
+        let row = &renamed.read(br#"{"user": "gus"}"#, &META).unwrap()[0];
+        assert_eq!(row.get("ts"), Some(&ExprValue::Long(1_700_000_000_000)));
+        assert_eq!(row.get("k"), Some(&ExprValue::String("k1".into())));
+        assert_eq!(row.get("h_source"), Some(&ExprValue::String("app".into())));
+    }
+
+    #[test]
+    fn json_paths() {
+        assert_eq!(
+            parse_json_path("$.a[2]['b c'].d").unwrap(),
+            vec![
+                Step::Field("a".into()),
+                Step::Index(2),
+                Step::Field("b c".into()),
+                Step::Field("d".into()),
+            ]
+        );
+        assert!(parse_json_path("a.b").is_err());
+        assert!(parse_json_path("$..a").is_err());
+    }
+}

@@ -6,3 +6,4 @@ pub mod filter;
 pub mod input;
 pub mod spec;
 pub mod time;
+pub mod transform;

@@ -223,7 +223,7 @@ impl Aggregator {
     }
 
     /// The input column of a field aggregator, when it reads one.
-    fn field(&self) -> Option<&FieldAggregator> {
+    pub fn field(&self) -> Option<&FieldAggregator> {
         match self {
             Aggregator::LongSum(a)
             | Aggregator::DoubleSum(a)

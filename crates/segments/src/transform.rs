@@ -1,0 +1,461 @@
+//! From input rows to the rows a datasource stores, in Druid's order: timestamp, transforms,
+//! filter, then dimensions and metric inputs. Rows outside the late/early message rejection
+//! window are thrown away, like rows the filter drops.
+
+use crate::expr::{Columns, Expr, ExprValue};
+use crate::filter::RowFilter;
+use crate::input::InputRow;
+use crate::spec::{Aggregator, DataSchema, DimensionType, KafkaIoConfig, SpecError};
+use crate::time::{TimeValue, parse_iso, parse_timestamp};
+
+/// The time column of every datasource.
+pub const TIME_COLUMN: &str = "__time";
+
+/// A dimension's value as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DimValue {
+    Null,
+    String(String),
+    Long(i64),
+    Double(f64),
+}
+
+/// A row ready for the index: its time, dimension values (in the datasource's dimension
+/// order) and the input columns its metrics read (in metricsSpec order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestRow {
+    pub time: i64,
+    pub dimensions: Vec<DimValue>,
+    pub metric_inputs: Vec<ExprValue>,
+}
+
+/// What became of an input row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Row(IngestRow),
+    /// Dropped by the filter or the rejection window (counted as thrownAway).
+    ThrownAway,
+    /// The row's time could not be read (counted as unparseable), and why.
+    Unparseable(String),
+}
+
+/// How a metric finds its input.
+#[derive(Debug, Clone)]
+enum MetricInput {
+    None,
+    Column(String),
+    Expression(Expr),
+}
+
+/// A dataSchema compiled for rows.
+#[derive(Debug, Clone)]
+pub struct RowTransformer {
+    timestamp_column: String,
+    timestamp_format: crate::spec::TimestampFormat,
+    missing_time: Option<i64>,
+    transforms: Vec<(String, Expr)>,
+    filter: Option<RowFilter>,
+    /// Fixed dimensions; None when they are discovered from each row.
+    dimensions: Option<Vec<(String, DimensionType)>>,
+    exclusions: Vec<String>,
+    metric_inputs: Vec<MetricInput>,
+    late_rejection_ms: Option<i64>,
+    early_rejection_ms: Option<i64>,
+}
+
+/// The row a transform or filter sees: the input row, `__time`, and values transforms set.
+struct TransformRow<'a> {
+    input: &'a InputRow,
+    time: i64,
+    computed: &'a [(String, ExprValue)],
+}
+
+impl Columns for TransformRow<'_> {
+    fn column(&self, name: &str) -> ExprValue {
+        if let Some((_, v)) = self.computed.iter().rev().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        if name == TIME_COLUMN {
+            return ExprValue::Long(self.time);
+        }
+        self.input.column(name)
+    }
+}
+
+fn metric_input(aggregator: &Aggregator, path: &str) -> Result<MetricInput, SpecError> {
+    let parse = |expression: &str| {
+        Expr::parse(expression).map_err(|e| SpecError {
+            path: format!("{path}.expression"),
+            message: e.to_string(),
+        })
+    };
+    Ok(match aggregator {
+        Aggregator::Count { .. } => MetricInput::None,
+        Aggregator::StringFirst(a) | Aggregator::StringLast(a) => {
+            MetricInput::Column(a.field_name.clone())
+        }
+        Aggregator::Filtered { aggregator, .. } => {
+            metric_input(aggregator, &format!("{path}.aggregator"))?
+        }
+        other => {
+            let field = other.field().expect("field aggregators have fields");
+            match (&field.field_name, &field.expression) {
+                (Some(name), _) => MetricInput::Column(name.clone()),
+                (None, Some(expression)) => MetricInput::Expression(parse(expression)?),
+                (None, None) => MetricInput::None,
+            }
+        }
+    })
+}
+
+impl RowTransformer {
+    /// Compiles a data schema (and the rejection windows of its ioConfig).
+    pub fn new(schema: &DataSchema, io: &KafkaIoConfig) -> Result<RowTransformer, SpecError> {
+        let path = "spec.dataSchema";
+        let spec = &schema.timestamp_spec;
+        let missing_time = match &spec.missing_value {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => Some(parse_iso(s).ok_or_else(|| SpecError {
+                path: format!("{path}.timestampSpec.missingValue"),
+                message: format!("'{s}' is not an ISO-8601 time"),
+            })?),
+            Some(_) => {
+                return Err(SpecError {
+                    path: format!("{path}.timestampSpec.missingValue"),
+                    message: "must be an ISO-8601 time or epoch milliseconds".into(),
+                });
+            }
+        };
+        let mut transforms = Vec::new();
+        for (i, t) in schema.transform_spec.transforms.iter().enumerate() {
+            let expr = Expr::parse(&t.expression).map_err(|e| SpecError {
+                path: format!("{path}.transformSpec.transforms[{i}].expression"),
+                message: e.to_string(),
+            })?;
+            transforms.push((t.name.clone(), expr));
+        }
+        let filter = schema
+            .transform_spec
+            .filter
+            .as_ref()
+            .map(|f| RowFilter::compile(f, &format!("{path}.transformSpec.filter")))
+            .transpose()?;
+        let declared = &schema.dimensions_spec.dimensions;
+        let dimensions = (!declared.is_empty())
+            .then(|| declared.iter().map(|d| (d.name.clone(), d.kind)).collect());
+        let metric_inputs = schema
+            .metrics_spec
+            .iter()
+            .enumerate()
+            .map(|(i, m)| metric_input(m, &format!("{path}.metricsSpec[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Discovered dimensions leave out the time column, exclusions and metric inputs.
+        let mut exclusions = schema.dimensions_spec.dimension_exclusions.clone();
+        exclusions.push(spec.column.clone());
+        exclusions.push(TIME_COLUMN.to_string());
+        for input in &metric_inputs {
+            if let MetricInput::Column(c) = input {
+                exclusions.push(c.clone());
+            }
+        }
+        let window = |p: &Option<crate::spec::Period>, field: &str| {
+            p.map(|p| {
+                p.fixed_millis()
+                    .map(|ms| ms as i64)
+                    .ok_or_else(|| SpecError {
+                        path: format!("spec.ioConfig.{field}"),
+                        message: "must be a fixed period (no months or years)".into(),
+                    })
+            })
+            .transpose()
+        };
+        Ok(RowTransformer {
+            timestamp_column: spec.column.clone(),
+            timestamp_format: spec.format.clone(),
+            missing_time,
+            transforms,
+            filter,
+            dimensions,
+            exclusions,
+            metric_inputs,
+            late_rejection_ms: window(
+                &io.late_message_rejection_period,
+                "lateMessageRejectionPeriod",
+            )?,
+            early_rejection_ms: window(
+                &io.early_message_rejection_period,
+                "earlyMessageRejectionPeriod",
+            )?,
+        })
+    }
+
+    /// Dimension names in storage order for a row (fixed, or discovered from the row).
+    pub fn dimension_names<'a>(&'a self, row: &'a InputRow) -> Vec<&'a str> {
+        match &self.dimensions {
+            Some(fixed) => fixed.iter().map(|(n, _)| n.as_str()).collect(),
+            None => row
+                .columns
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !self.exclusions.iter().any(|e| e == n))
+                .collect(),
+        }
+    }
+
+    /// Turns an input row into a stored row. `now` (epoch ms) anchors the rejection windows.
+    pub fn apply(&self, input: &InputRow, now: i64) -> Outcome {
+        let time = match input.get(&self.timestamp_column) {
+            None | Some(ExprValue::Null) => match self.missing_time {
+                Some(t) => Ok(t),
+                None => Err(format!(
+                    "the timestamp column '{}' is missing",
+                    self.timestamp_column
+                )),
+            },
+            Some(ExprValue::String(s)) => {
+                parse_timestamp(TimeValue::Text(s), &self.timestamp_format)
+            }
+            Some(ExprValue::Long(v)) => {
+                parse_timestamp(TimeValue::Number(*v as f64), &self.timestamp_format)
+            }
+            Some(ExprValue::Double(v)) => {
+                parse_timestamp(TimeValue::Number(*v), &self.timestamp_format)
+            }
+        };
+        let mut time = match time {
+            Ok(t) => t,
+            Err(e) => return Outcome::Unparseable(e),
+        };
+        let mut computed: Vec<(String, ExprValue)> = Vec::with_capacity(self.transforms.len());
+        for (name, expr) in &self.transforms {
+            let value = expr.eval(&TransformRow {
+                input,
+                time,
+                computed: &computed,
+            });
+            if name == TIME_COLUMN {
+                match &value {
+                    ExprValue::Long(t) => time = *t,
+                    other => {
+                        return Outcome::Unparseable(format!(
+                            "the __time transform gave {other:?}, not a long"
+                        ));
+                    }
+                }
+            }
+            computed.push((name.clone(), value));
+        }
+        let view = TransformRow {
+            input,
+            time,
+            computed: &computed,
+        };
+        if self.filter.as_ref().is_some_and(|f| !f.matches(&view)) {
+            return Outcome::ThrownAway;
+        }
+        if self.late_rejection_ms.is_some_and(|late| time < now - late)
+            || self
+                .early_rejection_ms
+                .is_some_and(|early| time > now + early)
+        {
+            return Outcome::ThrownAway;
+        }
+        let dimensions = match &self.dimensions {
+            Some(fixed) => fixed
+                .iter()
+                .map(|(name, kind)| dim_value(view.column(name), *kind))
+                .collect(),
+            None => self
+                .dimension_names(input)
+                .iter()
+                .map(|name| dim_value(view.column(name), DimensionType::String))
+                .collect(),
+        };
+        let metric_inputs = self
+            .metric_inputs
+            .iter()
+            .map(|m| match m {
+                MetricInput::None => ExprValue::Null,
+                MetricInput::Column(c) => view.column(c),
+                MetricInput::Expression(e) => e.eval(&view),
+            })
+            .collect();
+        Outcome::Row(IngestRow {
+            time,
+            dimensions,
+            metric_inputs,
+        })
+    }
+}
+
+/// A value converted to a dimension's type; what does not convert is null, as in Druid.
+fn dim_value(value: ExprValue, kind: DimensionType) -> DimValue {
+    match (kind, value) {
+        (_, ExprValue::Null) => DimValue::Null,
+        (DimensionType::Long, v) => match v {
+            ExprValue::Long(l) => DimValue::Long(l),
+            ExprValue::Double(d) => DimValue::Long(d as i64),
+            ExprValue::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(DimValue::Long)
+                .or_else(|_| s.trim().parse::<f64>().map(|d| DimValue::Long(d as i64)))
+                .unwrap_or(DimValue::Null),
+            ExprValue::Null => DimValue::Null,
+        },
+        (DimensionType::Float | DimensionType::Double, v) => match v {
+            ExprValue::Long(l) => DimValue::Double(l as f64),
+            ExprValue::Double(d) => DimValue::Double(d),
+            ExprValue::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .map_or(DimValue::Null, DimValue::Double),
+            ExprValue::Null => DimValue::Null,
+        },
+        (_, ExprValue::String(s)) => DimValue::String(s),
+        (_, ExprValue::Long(l)) => DimValue::String(l.to_string()),
+        (_, ExprValue::Double(d)) => DimValue::String(d.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::spec::SupervisorSpec;
+
+    fn transformer(data_schema: serde_json::Value, io_extra: serde_json::Value) -> RowTransformer {
+        let mut io = json!({"topic": "t", "inputFormat": {"type": "json"}});
+        io.as_object_mut()
+            .unwrap()
+            .extend(io_extra.as_object().unwrap().clone());
+        let spec = SupervisorSpec::from_json(
+            json!({"type": "kafka", "spec": {"dataSchema": data_schema, "ioConfig": io}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        RowTransformer::new(&spec.spec.data_schema, &spec.spec.io_config).unwrap()
+    }
+
+    fn row(value: serde_json::Value) -> InputRow {
+        let reader =
+            crate::input::RowReader::new(&serde_json::from_value(json!({"type": "json"})).unwrap())
+                .unwrap();
+        let meta = crate::input::RecordMeta {
+            topic: "t",
+            timestamp: 0,
+            key: None,
+            headers: &[],
+        };
+        reader
+            .read(value.to_string().as_bytes(), &meta)
+            .unwrap()
+            .remove(0)
+    }
+
+    const NOW: i64 = 1_714_557_600_000; // 2024-05-01T10:00:00Z
+
+    #[test]
+    fn the_seed_schema() {
+        let t = transformer(
+            json!({"dataSource": "social", "timestampSpec": {"column": "time", "format": "iso"},
+                "dimensionsSpec": {"dimensions": ["username", {"type": "long", "name": "views"}, "edited"]},
+                "granularitySpec": {"rollup": false, "segmentGranularity": "hour"}}),
+            json!({}),
+        );
+        let out = t.apply(&row(json!({"time": "2024-05-01T10:00:01Z", "username": "mia", "views": "12", "edited": "True", "extra": 1})), NOW);
+        assert_eq!(
+            out,
+            Outcome::Row(IngestRow {
+                time: NOW + 1000,
+                dimensions: vec![
+                    DimValue::String("mia".into()),
+                    DimValue::Long(12),
+                    DimValue::String("True".into())
+                ],
+                metric_inputs: vec![],
+            })
+        );
+        assert!(
+            matches!(t.apply(&row(json!({"time": "soon"})), NOW), Outcome::Unparseable(m) if m.contains("ISO-8601"))
+        );
+        assert!(
+            matches!(t.apply(&row(json!({"username": "x"})), NOW), Outcome::Unparseable(m) if m.contains("'time' is missing"))
+        );
+    }
+
+    #[test]
+    fn transforms_filter_discovery_and_metrics() {
+        let t = transformer(
+            json!({"dataSource": "d", "timestampSpec": {"column": "ts", "format": "millis", "missingValue": "2024-05-01T00:00:00Z"},
+                "dimensionsSpec": {"dimensionExclusions": ["secret"]},
+                "metricsSpec": [{"type": "count", "name": "count"}, {"type": "longSum", "name": "total", "fieldName": "n"},
+                                {"type": "doubleSum", "name": "twice", "expression": "n * 2.0"}],
+                "transformSpec": {
+                    "transforms": [{"type": "expression", "name": "user", "expression": "upper(user)"},
+                                   {"type": "expression", "name": "hour", "expression": "timestamp_format(timestamp_floor(__time, 'PT1H'))"}],
+                    "filter": {"type": "not", "field": {"type": "selector", "dimension": "user", "value": "BOT"}}}}),
+            json!({}),
+        );
+        let Outcome::Row(r) = t.apply(
+            &row(json!({"ts": NOW + 5, "user": "mia", "n": 4, "secret": "x"})),
+            NOW,
+        ) else {
+            panic!("a row");
+        };
+        assert_eq!(r.time, NOW + 5);
+        assert_eq!(
+            t.dimension_names(&row(json!({"ts": 1, "user": "mia", "n": 4, "secret": "x"}))),
+            vec!["user"]
+        );
+        assert_eq!(r.dimensions, vec![DimValue::String("MIA".into())]);
+        assert_eq!(
+            r.metric_inputs,
+            vec![ExprValue::Null, ExprValue::Long(4), ExprValue::Double(8.0)]
+        );
+        assert_eq!(
+            t.apply(&row(json!({"ts": NOW, "user": "bot"})), NOW),
+            Outcome::ThrownAway
+        );
+        let Outcome::Row(missing) = t.apply(&row(json!({"user": "x"})), NOW) else {
+            panic!("a row")
+        };
+        assert_eq!(missing.time, NOW - 36_000_000, "missingValue");
+    }
+
+    #[test]
+    fn rejection_windows_throw_rows_away() {
+        let t = transformer(
+            json!({"dataSource": "d", "timestampSpec": {"column": "ts", "format": "millis"}}),
+            json!({"lateMessageRejectionPeriod": "PT1H", "earlyMessageRejectionPeriod": "PT10M"}),
+        );
+        assert!(matches!(
+            t.apply(&row(json!({"ts": NOW - 30 * 60_000})), NOW),
+            Outcome::Row(_)
+        ));
+        assert_eq!(
+            t.apply(&row(json!({"ts": NOW - 2 * 3_600_000})), NOW),
+            Outcome::ThrownAway
+        );
+        assert_eq!(
+            t.apply(&row(json!({"ts": NOW + 20 * 60_000})), NOW),
+            Outcome::ThrownAway
+        );
+    }
+
+    #[test]
+    fn a_transform_can_replace_the_time() {
+        let t = transformer(
+            json!({"dataSource": "d", "timestampSpec": {"column": "ts", "format": "millis"},
+                "transformSpec": {"transforms": [{"type": "expression", "name": "__time", "expression": "__time + 1000"}]}}),
+            json!({}),
+        );
+        let Outcome::Row(r) = t.apply(&row(json!({"ts": 5})), NOW) else {
+            panic!("a row")
+        };
+        assert_eq!(r.time, 1005);
+    }
+}

@@ -1,9 +1,11 @@
-//! Druid-compatible ingestion: supervisor specs (and, as they come, input formats, rows,
-//! time chunks, segments, compaction and partitioning).
+//! Druid-compatible ingestion: supervisor specs, input formats, rows (timestamps, transforms,
+//! filters, dimensions) and rollup; time chunks, segments, compaction and partitioning are
+//! built on these.
 
 pub mod expr;
 pub mod filter;
 pub mod input;
+pub mod rollup;
 pub mod spec;
 pub mod time;
 pub mod transform;

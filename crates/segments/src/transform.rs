@@ -21,12 +21,13 @@ pub enum DimValue {
 }
 
 /// A row ready for the index: its time, dimension values (in the datasource's dimension
-/// order) and the input columns its metrics read (in metricsSpec order).
+/// order) and what each metric reads (in metricsSpec order; None when a filtered aggregator's
+/// filter leaves the row out).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestRow {
     pub time: i64,
     pub dimensions: Vec<DimValue>,
-    pub metric_inputs: Vec<ExprValue>,
+    pub metric_inputs: Vec<Option<ExprValue>>,
 }
 
 /// What became of an input row.
@@ -45,6 +46,29 @@ enum MetricInput {
     None,
     Column(String),
     Expression(Expr),
+    Filtered(RowFilter, Box<MetricInput>),
+}
+
+impl MetricInput {
+    fn read(&self, row: &dyn Columns) -> Option<ExprValue> {
+        match self {
+            MetricInput::None => Some(ExprValue::Null),
+            MetricInput::Column(c) => Some(row.column(c)),
+            MetricInput::Expression(e) => Some(e.eval(row)),
+            MetricInput::Filtered(filter, inner) => {
+                filter.matches(row).then(|| inner.read(row)).flatten()
+            }
+        }
+    }
+
+    /// The input column read, if it is a plain column.
+    fn column(&self) -> Option<&str> {
+        match self {
+            MetricInput::Column(c) => Some(c),
+            MetricInput::Filtered(_, inner) => inner.column(),
+            _ => None,
+        }
+    }
 }
 
 /// A dataSchema compiled for rows.
@@ -94,9 +118,12 @@ fn metric_input(aggregator: &Aggregator, path: &str) -> Result<MetricInput, Spec
         Aggregator::StringFirst(a) | Aggregator::StringLast(a) => {
             MetricInput::Column(a.field_name.clone())
         }
-        Aggregator::Filtered { aggregator, .. } => {
-            metric_input(aggregator, &format!("{path}.aggregator"))?
-        }
+        Aggregator::Filtered {
+            aggregator, filter, ..
+        } => MetricInput::Filtered(
+            RowFilter::compile(filter, &format!("{path}.filter"))?,
+            Box::new(metric_input(aggregator, &format!("{path}.aggregator"))?),
+        ),
         other => {
             let field = other.field().expect("field aggregators have fields");
             match (&field.field_name, &field.expression) {
@@ -155,8 +182,8 @@ impl RowTransformer {
         exclusions.push(spec.column.clone());
         exclusions.push(TIME_COLUMN.to_string());
         for input in &metric_inputs {
-            if let MetricInput::Column(c) = input {
-                exclusions.push(c.clone());
+            if let Some(c) = input.column() {
+                exclusions.push(c.to_string());
             }
         }
         let window = |p: &Option<crate::spec::Period>, field: &str| {
@@ -272,15 +299,7 @@ impl RowTransformer {
                 .map(|name| dim_value(view.column(name), DimensionType::String))
                 .collect(),
         };
-        let metric_inputs = self
-            .metric_inputs
-            .iter()
-            .map(|m| match m {
-                MetricInput::None => ExprValue::Null,
-                MetricInput::Column(c) => view.column(c),
-                MetricInput::Expression(e) => e.eval(&view),
-            })
-            .collect();
+        let metric_inputs = self.metric_inputs.iter().map(|m| m.read(&view)).collect();
         Outcome::Row(IngestRow {
             time,
             dimensions,
@@ -414,7 +433,11 @@ mod tests {
         assert_eq!(r.dimensions, vec![DimValue::String("MIA".into())]);
         assert_eq!(
             r.metric_inputs,
-            vec![ExprValue::Null, ExprValue::Long(4), ExprValue::Double(8.0)]
+            vec![
+                Some(ExprValue::Null),
+                Some(ExprValue::Long(4)),
+                Some(ExprValue::Double(8.0))
+            ]
         );
         assert_eq!(
             t.apply(&row(json!({"ts": NOW, "user": "bot"})), NOW),

@@ -1,0 +1,563 @@
+//! The metadata store: published segments (with their used flag), each datasource's stream
+//! offsets, supervisors and tasks. [`Catalog`] is the interface; [`SqliteCatalog`] keeps it in
+//! an SQLite file in the data directory (a PostgreSQL implementation can follow for
+//! distributed deployments).
+//!
+//! Publishing segments and advancing a datasource's offsets happen in one transaction that
+//! first checks the offsets the task started from: that is what makes streaming ingestion
+//! exactly-once across failures and restarts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("metadata database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored metadata is not valid JSON: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
+/// A published segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// `<datasource>_<start>_<end>_<version>[_<partition>]`.
+    pub id: String,
+    pub datasource: String,
+    /// The time chunk, epoch milliseconds, end exclusive.
+    pub start: i64,
+    pub end: i64,
+    pub version: String,
+    pub partition_num: u32,
+    pub used: bool,
+    /// Everything else Druid reports (shard spec, dimensions, metrics, size, rows, file),
+    /// kept as JSON so the catalog need not change when segments learn more.
+    pub payload: serde_json::Value,
+}
+
+/// A datasource's committed position in its stream: offset of the next record per partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOffsets {
+    pub topic: String,
+    pub partitions: BTreeMap<u32, u64>,
+}
+
+/// What a publish asks to move: from the offsets a task started at to where it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAdvance {
+    pub topic: String,
+    pub start: BTreeMap<u32, u64>,
+    pub end: BTreeMap<u32, u64>,
+}
+
+/// How a publish went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published,
+    /// The stored offsets are not where the task started (another task published first, or
+    /// offsets were reset): nothing was written.
+    OffsetsMoved {
+        stored: StreamOffsets,
+    },
+}
+
+/// A supervisor as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisorRecord {
+    pub id: String,
+    pub spec: serde_json::Value,
+    pub suspended: bool,
+    pub created: i64,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub datasource: String,
+    /// `index_kafka`, `compact`, `kill`, ...
+    pub kind: String,
+    /// RUNNING, SUCCESS or FAILED.
+    pub status: String,
+    pub created: i64,
+    /// Task details (group, duration, error, reports), as JSON.
+    pub payload: serde_json::Value,
+}
+
+/// The metadata store's operations.
+pub trait Catalog: Send + Sync {
+    /// Writes segments, and with `advance` moves the datasource's offsets from `start` to
+    /// `end`, all in one transaction; refuses (writing nothing) when the stored offsets of the
+    /// advanced partitions are not `start`.
+    fn publish(
+        &self,
+        datasource: &str,
+        segments: &[SegmentRecord],
+        advance: Option<&OffsetAdvance>,
+    ) -> Result<PublishOutcome, CatalogError>;
+
+    /// Segments of a datasource (all, or only used ones).
+    fn segments(
+        &self,
+        datasource: &str,
+        used_only: bool,
+    ) -> Result<Vec<SegmentRecord>, CatalogError>;
+
+    /// Datasources that have used segments.
+    fn datasources(&self) -> Result<Vec<String>, CatalogError>;
+
+    /// Marks segments unused (all of a datasource, those overlapping `interval`, or by id);
+    /// returns how many changed.
+    fn mark_unused(
+        &self,
+        datasource: &str,
+        selection: &SegmentSelection,
+    ) -> Result<usize, CatalogError>;
+
+    /// Marks segments used again; returns how many changed.
+    fn mark_used(
+        &self,
+        datasource: &str,
+        selection: &SegmentSelection,
+    ) -> Result<usize, CatalogError>;
+
+    /// Deletes unused segments in an interval (a kill task); returns them.
+    fn delete_unused(
+        &self,
+        datasource: &str,
+        interval: (i64, i64),
+    ) -> Result<Vec<SegmentRecord>, CatalogError>;
+
+    fn offsets(&self, datasource: &str) -> Result<Option<StreamOffsets>, CatalogError>;
+
+    /// Replaces (None: clears) a datasource's offsets.
+    fn set_offsets(
+        &self,
+        datasource: &str,
+        offsets: Option<&StreamOffsets>,
+    ) -> Result<(), CatalogError>;
+
+    fn put_supervisor(&self, supervisor: &SupervisorRecord) -> Result<(), CatalogError>;
+    fn supervisors(&self) -> Result<Vec<SupervisorRecord>, CatalogError>;
+    fn delete_supervisor(&self, id: &str) -> Result<bool, CatalogError>;
+
+    fn put_task(&self, task: &TaskRecord) -> Result<(), CatalogError>;
+    fn tasks(&self) -> Result<Vec<TaskRecord>, CatalogError>;
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>, CatalogError>;
+}
+
+/// Which segments a mark or kill applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentSelection {
+    All,
+    /// Segments overlapping `[start, end)`.
+    Interval(i64, i64),
+    Ids(Vec<String>),
+}
+
+/// The catalog in an SQLite database file.
+pub struct SqliteCatalog {
+    connection: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS segments (
+    id TEXT PRIMARY KEY,
+    datasource TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    partition_num INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segments_by_datasource ON segments (datasource, used, start_ms);
+CREATE TABLE IF NOT EXISTS datasource_offsets (
+    datasource TEXT PRIMARY KEY,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS supervisors (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    suspended INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    datasource TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+";
+
+impl SqliteCatalog {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteCatalog, CatalogError> {
+        let connection = Connection::open(path)?;
+        // WAL: readers do not block the writer; NORMAL sync is durable across process crashes.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(SqliteCatalog {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn segment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SegmentRecord, String)> {
+    Ok((
+        SegmentRecord {
+            id: row.get(0)?,
+            datasource: row.get(1)?,
+            start: row.get(2)?,
+            end: row.get(3)?,
+            version: row.get(4)?,
+            partition_num: row.get(5)?,
+            used: row.get::<_, i64>(6)? != 0,
+            payload: serde_json::Value::Null,
+        },
+        row.get(7)?,
+    ))
+}
+
+fn with_payloads(rows: Vec<(SegmentRecord, String)>) -> Result<Vec<SegmentRecord>, CatalogError> {
+    rows.into_iter()
+        .map(|(mut segment, payload)| {
+            segment.payload = serde_json::from_str(&payload)?;
+            Ok(segment)
+        })
+        .collect()
+}
+
+const SEGMENT_COLUMNS: &str =
+    "id, datasource, start_ms, end_ms, version, partition_num, used, payload";
+
+/// The SQL condition and parameters of a selection (after `datasource = ?1`).
+fn selection_sql(selection: &SegmentSelection) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    match selection {
+        SegmentSelection::All => (String::new(), vec![]),
+        SegmentSelection::Interval(start, end) => (
+            " AND start_ms < ?2 AND end_ms > ?3".into(),
+            vec![Value::Integer(*end), Value::Integer(*start)],
+        ),
+        SegmentSelection::Ids(ids) => {
+            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 2)).collect();
+            (
+                format!(
+                    " AND id IN ({})",
+                    if ids.is_empty() {
+                        "NULL".into()
+                    } else {
+                        placeholders.join(",")
+                    }
+                ),
+                ids.iter().map(|id| Value::Text(id.clone())).collect(),
+            )
+        }
+    }
+}
+
+impl SqliteCatalog {
+    fn set_used(
+        &self,
+        datasource: &str,
+        selection: &SegmentSelection,
+        used: bool,
+    ) -> Result<usize, CatalogError> {
+        let (condition, extra) = selection_sql(selection);
+        let mut values = vec![rusqlite::types::Value::Text(datasource.to_string())];
+        values.extend(extra);
+        let sql = format!(
+            "UPDATE segments SET used = {} WHERE datasource = ?1 AND used = {}{condition}",
+            i32::from(used),
+            i32::from(!used)
+        );
+        Ok(self
+            .connection()
+            .execute(&sql, rusqlite::params_from_iter(values))?)
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    fn publish(
+        &self,
+        datasource: &str,
+        segments: &[SegmentRecord],
+        advance: Option<&OffsetAdvance>,
+    ) -> Result<PublishOutcome, CatalogError> {
+        let mut connection = self.connection();
+        // IMMEDIATE: take the write lock before reading the offsets we check.
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(advance) = advance {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT payload FROM datasource_offsets WHERE datasource = ?1",
+                    params![datasource],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let mut stored: StreamOffsets = match stored {
+                Some(text) => serde_json::from_str(&text)?,
+                None => StreamOffsets {
+                    topic: advance.topic.clone(),
+                    partitions: BTreeMap::new(),
+                },
+            };
+            // A partition the datasource has no offset for yet may start anywhere.
+            let matches = stored.topic == advance.topic
+                && advance
+                    .start
+                    .iter()
+                    .all(|(p, start)| stored.partitions.get(p).is_none_or(|s| s == start));
+            if !matches {
+                return Ok(PublishOutcome::OffsetsMoved { stored });
+            }
+            stored
+                .partitions
+                .extend(advance.end.iter().map(|(p, o)| (*p, *o)));
+            tx.execute(
+                "INSERT INTO datasource_offsets (datasource, payload) VALUES (?1, ?2)
+                 ON CONFLICT (datasource) DO UPDATE SET payload = excluded.payload",
+                params![datasource, serde_json::to_string(&stored)?],
+            )?;
+        }
+        for segment in segments {
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    segment.id,
+                    segment.datasource,
+                    segment.start,
+                    segment.end,
+                    segment.version,
+                    segment.partition_num,
+                    i32::from(segment.used),
+                    serde_json::to_string(&segment.payload)?
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(PublishOutcome::Published)
+    }
+
+    fn segments(
+        &self,
+        datasource: &str,
+        used_only: bool,
+    ) -> Result<Vec<SegmentRecord>, CatalogError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE datasource = ?1 AND (used = 1 OR ?2 = 0)
+             ORDER BY start_ms, version, partition_num"
+        ))?;
+        let rows = statement
+            .query_map(params![datasource, i32::from(used_only)], segment_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        with_payloads(rows)
+    }
+
+    fn datasources(&self) -> Result<Vec<String>, CatalogError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT DISTINCT datasource FROM segments WHERE used = 1 ORDER BY datasource",
+        )?;
+        let names = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+
+    fn mark_unused(
+        &self,
+        datasource: &str,
+        selection: &SegmentSelection,
+    ) -> Result<usize, CatalogError> {
+        self.set_used(datasource, selection, false)
+    }
+
+    fn mark_used(
+        &self,
+        datasource: &str,
+        selection: &SegmentSelection,
+    ) -> Result<usize, CatalogError> {
+        self.set_used(datasource, selection, true)
+    }
+
+    fn delete_unused(
+        &self,
+        datasource: &str,
+        interval: (i64, i64),
+    ) -> Result<Vec<SegmentRecord>, CatalogError> {
+        let mut connection = self.connection();
+        let tx = connection.transaction()?;
+        let rows = {
+            let mut statement = tx.prepare(&format!(
+                "SELECT {SEGMENT_COLUMNS} FROM segments
+                 WHERE datasource = ?1 AND used = 0 AND start_ms >= ?2 AND end_ms <= ?3"
+            ))?;
+            statement
+                .query_map(
+                    params![datasource, interval.0, interval.1],
+                    segment_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.execute(
+            "DELETE FROM segments WHERE datasource = ?1 AND used = 0 AND start_ms >= ?2 AND end_ms <= ?3",
+            params![datasource, interval.0, interval.1],
+        )?;
+        tx.commit()?;
+        with_payloads(rows)
+    }
+
+    fn offsets(&self, datasource: &str) -> Result<Option<StreamOffsets>, CatalogError> {
+        let text: Option<String> = self
+            .connection()
+            .query_row(
+                "SELECT payload FROM datasource_offsets WHERE datasource = ?1",
+                params![datasource],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    }
+
+    fn set_offsets(
+        &self,
+        datasource: &str,
+        offsets: Option<&StreamOffsets>,
+    ) -> Result<(), CatalogError> {
+        let connection = self.connection();
+        match offsets {
+            None => connection.execute(
+                "DELETE FROM datasource_offsets WHERE datasource = ?1",
+                params![datasource],
+            )?,
+            Some(offsets) => connection.execute(
+                "INSERT INTO datasource_offsets (datasource, payload) VALUES (?1, ?2)
+                 ON CONFLICT (datasource) DO UPDATE SET payload = excluded.payload",
+                params![datasource, serde_json::to_string(offsets)?],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn put_supervisor(&self, supervisor: &SupervisorRecord) -> Result<(), CatalogError> {
+        self.connection().execute(
+            "INSERT INTO supervisors (id, spec, suspended, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, suspended = excluded.suspended",
+            params![
+                supervisor.id,
+                serde_json::to_string(&supervisor.spec)?,
+                i32::from(supervisor.suspended),
+                supervisor.created
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn supervisors(&self) -> Result<Vec<SupervisorRecord>, CatalogError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, spec, suspended, created_ms FROM supervisors ORDER BY id",
+        )?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(id, spec, suspended, created)| {
+                Ok(SupervisorRecord {
+                    id,
+                    spec: serde_json::from_str(&spec)?,
+                    suspended: suspended != 0,
+                    created,
+                })
+            })
+            .collect()
+    }
+
+    fn delete_supervisor(&self, id: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .connection()
+            .execute("DELETE FROM supervisors WHERE id = ?1", params![id])?
+            > 0)
+    }
+
+    fn put_task(&self, task: &TaskRecord) -> Result<(), CatalogError> {
+        self.connection().execute(
+            "INSERT INTO tasks (id, datasource, kind, status, created_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, payload = excluded.payload",
+            params![
+                task.id,
+                task.datasource,
+                task.kind,
+                task.status,
+                task.created,
+                serde_json::to_string(&task.payload)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn tasks(&self) -> Result<Vec<TaskRecord>, CatalogError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached("SELECT id, datasource, kind, status, created_ms, payload FROM tasks ORDER BY created_ms, id")?;
+        let rows = statement
+            .query_map([], task_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(with_task_payload).collect()
+    }
+
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>, CatalogError> {
+        let row = self
+            .connection()
+            .query_row(
+                "SELECT id, datasource, kind, status, created_ms, payload FROM tasks WHERE id = ?1",
+                params![id],
+                task_from_row,
+            )
+            .optional()?;
+        row.map(with_task_payload).transpose()
+    }
+}
+
+fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String)> {
+    Ok((
+        TaskRecord {
+            id: row.get(0)?,
+            datasource: row.get(1)?,
+            kind: row.get(2)?,
+            status: row.get(3)?,
+            created: row.get(4)?,
+            payload: serde_json::Value::Null,
+        },
+        row.get(5)?,
+    ))
+}
+
+fn with_task_payload(
+    (mut task, payload): (TaskRecord, String),
+) -> Result<TaskRecord, CatalogError> {
+    task.payload = serde_json::from_str(&payload)?;
+    Ok(task)
+}

@@ -1,0 +1,216 @@
+//! The SQLite catalog: exactly-once publishing, segment flags, offsets, supervisors, tasks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use millrace_catalog::*;
+use serde_json::json;
+
+fn segment(ds: &str, start: i64, partition: u32) -> SegmentRecord {
+    SegmentRecord {
+        id: format!("{ds}_{start}_{partition}"),
+        datasource: ds.into(),
+        start,
+        end: start + 3_600_000,
+        version: "2024-05-01T00:00:00.000Z".into(),
+        partition_num: partition,
+        used: true,
+        payload: json!({"num_rows": 10, "shardSpec": {"type": "numbered", "partitionNum": partition}}),
+    }
+}
+
+fn advance(start: &[(u32, u64)], end: &[(u32, u64)]) -> OffsetAdvance {
+    OffsetAdvance {
+        topic: "social".into(),
+        start: start.iter().copied().collect(),
+        end: end.iter().copied().collect(),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteCatalog {
+    SqliteCatalog::open(&dir.path().join("catalog.db")).unwrap()
+}
+
+#[test]
+fn publishing_checks_the_start_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(&dir);
+    assert_eq!(
+        catalog
+            .publish(
+                "ds",
+                &[segment("ds", 0, 0)],
+                Some(&advance(&[(0, 0), (1, 0)], &[(0, 5), (1, 7)]))
+            )
+            .unwrap(),
+        PublishOutcome::Published
+    );
+    assert_eq!(
+        catalog.offsets("ds").unwrap().unwrap().partitions,
+        BTreeMap::from([(0, 5), (1, 7)])
+    );
+    // A task that started from the old offsets (a duplicate after a crash) publishes nothing.
+    let stale = catalog
+        .publish(
+            "ds",
+            &[segment("ds", 0, 1)],
+            Some(&advance(&[(0, 0)], &[(0, 5)])),
+        )
+        .unwrap();
+    assert!(matches!(stale, PublishOutcome::OffsetsMoved { stored } if stored.partitions[&0] == 5));
+    assert_eq!(
+        catalog.segments("ds", true).unwrap().len(),
+        1,
+        "the refused segment is not there"
+    );
+    assert_eq!(
+        catalog
+            .publish(
+                "ds",
+                &[segment("ds", 0, 1)],
+                Some(&advance(&[(0, 5)], &[(0, 9)]))
+            )
+            .unwrap(),
+        PublishOutcome::Published
+    );
+    assert_eq!(
+        catalog.offsets("ds").unwrap().unwrap().partitions,
+        BTreeMap::from([(0, 9), (1, 7)])
+    );
+    drop(catalog);
+    let reopened = open(&dir);
+    assert_eq!(reopened.segments("ds", true).unwrap().len(), 2);
+    assert_eq!(
+        reopened.segments("ds", true).unwrap()[1].payload["shardSpec"]["partitionNum"],
+        1
+    );
+}
+
+#[test]
+fn of_two_racing_publishes_from_the_same_start_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(open(&dir));
+    catalog
+        .set_offsets(
+            "ds",
+            Some(&StreamOffsets {
+                topic: "social".into(),
+                partitions: BTreeMap::from([(0, 10)]),
+            }),
+        )
+        .unwrap();
+    let racers: Vec<_> = (0..2)
+        .map(|i| {
+            let catalog = catalog.clone();
+            std::thread::spawn(move || {
+                catalog
+                    .publish(
+                        "ds",
+                        &[segment("ds", 0, i)],
+                        Some(&advance(&[(0, 10)], &[(0, 20)])),
+                    )
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<PublishOutcome> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == PublishOutcome::Published)
+            .count(),
+        1
+    );
+    assert_eq!(catalog.segments("ds", false).unwrap().len(), 1);
+}
+
+#[test]
+fn marking_and_killing_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(&dir);
+    let hour = 3_600_000;
+    let segments: Vec<SegmentRecord> = (0..4).map(|h| segment("ds", h * hour, 0)).collect();
+    catalog.publish("ds", &segments, None).unwrap();
+    catalog
+        .publish("other", &[segment("other", 0, 0)], None)
+        .unwrap();
+    assert_eq!(catalog.datasources().unwrap(), ["ds", "other"]);
+    assert_eq!(
+        catalog
+            .mark_unused("ds", &SegmentSelection::Interval(hour, 3 * hour))
+            .unwrap(),
+        2
+    );
+    assert_eq!(catalog.segments("ds", true).unwrap().len(), 2);
+    assert_eq!(
+        catalog
+            .mark_used("ds", &SegmentSelection::Ids(vec![segments[1].id.clone()]))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        catalog.mark_unused("ds", &SegmentSelection::All).unwrap(),
+        3
+    );
+    assert_eq!(
+        catalog
+            .mark_unused("nothing", &SegmentSelection::All)
+            .unwrap(),
+        0
+    );
+    assert_eq!(catalog.datasources().unwrap(), ["other"]);
+    let killed = catalog.delete_unused("ds", (0, 2 * hour)).unwrap();
+    assert_eq!(killed.len(), 2);
+    assert_eq!(catalog.segments("ds", false).unwrap().len(), 2);
+}
+
+#[test]
+fn supervisors_and_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(&dir);
+    let supervisor = SupervisorRecord {
+        id: "ds".into(),
+        spec: json!({"type": "kafka"}),
+        suspended: false,
+        created: 1,
+    };
+    catalog.put_supervisor(&supervisor).unwrap();
+    catalog
+        .put_supervisor(&SupervisorRecord {
+            suspended: true,
+            ..supervisor.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        catalog.supervisors().unwrap(),
+        vec![SupervisorRecord {
+            suspended: true,
+            ..supervisor
+        }]
+    );
+    assert!(catalog.delete_supervisor("ds").unwrap());
+    assert!(!catalog.delete_supervisor("ds").unwrap());
+    let task = TaskRecord {
+        id: "index_kafka_ds_abc".into(),
+        datasource: "ds".into(),
+        kind: "index_kafka".into(),
+        status: "RUNNING".into(),
+        created: 5,
+        payload: json!({"groupId": "index_kafka_ds"}),
+    };
+    catalog.put_task(&task).unwrap();
+    catalog
+        .put_task(&TaskRecord {
+            status: "SUCCESS".into(),
+            ..task.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        catalog.task("index_kafka_ds_abc").unwrap().unwrap().status,
+        "SUCCESS"
+    );
+    assert_eq!(catalog.tasks().unwrap().len(), 1);
+    assert_eq!(catalog.task("nope").unwrap(), None);
+    catalog.set_offsets("ds", None).unwrap();
+    assert_eq!(catalog.offsets("ds").unwrap(), None);
+}

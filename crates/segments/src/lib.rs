@@ -2,6 +2,7 @@
 //! filters, dimensions) and rollup; time chunks, segments, compaction and partitioning are
 //! built on these.
 
+pub mod columns;
 pub mod expr;
 pub mod filter;
 pub mod input;

@@ -9,4 +9,5 @@ pub mod input;
 pub mod rollup;
 pub mod spec;
 pub mod time;
+pub mod timeline;
 pub mod transform;

@@ -19,13 +19,32 @@ use crate::spec::DimensionType;
 use crate::transform::{DimValue, TIME_COLUMN};
 
 /// The columns of a datasource's segments: `__time`, dimensions, metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SegmentSchema {
     pub dimensions: Vec<(String, DimensionType)>,
     pub metrics: Vec<(String, MetricKind)>,
 }
 
 impl SegmentSchema {
+    /// The columns of several segments together: every dimension and metric, in the order
+    /// first met (the first type met wins where segments disagree).
+    pub fn merge<'a>(schemas: impl IntoIterator<Item = &'a SegmentSchema>) -> SegmentSchema {
+        let mut merged = SegmentSchema::default();
+        for schema in schemas {
+            for dimension in &schema.dimensions {
+                if !merged.dimensions.iter().any(|(n, _)| *n == dimension.0) {
+                    merged.dimensions.push(dimension.clone());
+                }
+            }
+            for metric in &schema.metrics {
+                if !merged.metrics.iter().any(|(n, _)| *n == metric.0) {
+                    merged.metrics.push(metric.clone());
+                }
+            }
+        }
+        merged
+    }
+
     /// The Arrow schema: `__time` as UTC milliseconds, strings, 64-bit integers and doubles.
     pub fn arrow(&self) -> SchemaRef {
         let mut fields = vec![Field::new(
@@ -154,8 +173,9 @@ pub fn to_batch(
     let dims = schema.dimensions.len();
     for row in rows {
         time.append_value(row.time);
-        for (builder, value) in columns[..dims].iter_mut().zip(&row.dimensions) {
-            builder.push_dim(value);
+        // A row stored before discovery added a dimension has no value there.
+        for (i, builder) in columns[..dims].iter_mut().enumerate() {
+            builder.push_dim(row.dimensions.get(i).unwrap_or(&DimValue::Null));
         }
         for (builder, value) in columns[dims..].iter_mut().zip(&row.metrics) {
             builder.push_metric(value);

@@ -5,9 +5,11 @@
 pub mod columns;
 pub mod expr;
 pub mod filter;
+pub mod index;
 pub mod input;
 pub mod rollup;
 pub mod spec;
 pub mod time;
 pub mod timeline;
 pub mod transform;
+pub mod view;

@@ -9,8 +9,9 @@ use crate::spec::{Aggregator, Granularity};
 use crate::time::bucket;
 use crate::transform::{DimValue, IngestRow};
 
-/// What a metric computes, and the type of its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a metric computes, and the type of its result (named as Druid's aggregator types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum MetricKind {
     Count,
     LongSum,
@@ -232,8 +233,14 @@ impl Accumulator {
     pub fn add(&mut self, row: IngestRow) {
         let time = bucket(row.time, &self.query_granularity).0;
         let slot = if self.rollup {
-            let key: Vec<KeyPart> = row
+            // Trailing nulls are left out: a row stored before discovery added a dimension
+            // is shorter, and equals a later row that is null there.
+            let width = row
                 .dimensions
+                .iter()
+                .rposition(|d| *d != DimValue::Null)
+                .map_or(0, |i| i + 1);
+            let key: Vec<KeyPart> = row.dimensions[..width]
                 .iter()
                 .map(|d| match d {
                     DimValue::Null => KeyPart::Null,
@@ -322,6 +329,7 @@ mod tests {
         IngestRow {
             time,
             dimensions: vec![DimValue::String(user.into())],
+            discovered: None,
             metric_inputs: vec![
                 Some(ExprValue::Null),
                 Some(v.clone()),

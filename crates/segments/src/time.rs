@@ -135,6 +135,14 @@ pub fn parse_iso(text: &str) -> Option<i64> {
     (pos == b.len()).then_some(millis)
 }
 
+/// An ISO-8601 interval `start/end` (end exclusive) as epoch milliseconds; None when either
+/// end is not an ISO time or the interval is backwards.
+pub fn parse_interval(text: &str) -> Option<(i64, i64)> {
+    let (start, end) = text.trim().split_once('/')?;
+    let (start, end) = (parse_iso(start)?, parse_iso(end)?);
+    (start <= end).then_some((start, end))
+}
+
 /// ISO-8601 text in UTC with milliseconds, as Druid writes `__time`: `2024-05-01T10:15:30.123Z`.
 pub fn format_iso(millis: i64) -> String {
     let days = millis.div_euclid(MS_PER_DAY);

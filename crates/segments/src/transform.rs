@@ -20,13 +20,16 @@ pub enum DimValue {
     Double(f64),
 }
 
-/// A row ready for the index: its time, dimension values (in the datasource's dimension
-/// order) and what each metric reads (in metricsSpec order; None when a filtered aggregator's
-/// filter leaves the row out).
+/// A row ready for the index: its time, dimension values and what each metric reads (in
+/// metricsSpec order; None when a filtered aggregator's filter leaves the row out).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestRow {
     pub time: i64,
+    /// In the spec's dimension order, or in `discovered`'s order.
     pub dimensions: Vec<DimValue>,
+    /// The names of `dimensions` when they were discovered from the row (no dimensions in
+    /// the spec); None when the spec fixes them.
+    pub discovered: Option<Vec<String>>,
     pub metric_inputs: Vec<Option<ExprValue>>,
 }
 
@@ -82,6 +85,8 @@ pub struct RowTransformer {
     /// Fixed dimensions; None when they are discovered from each row.
     dimensions: Option<Vec<(String, DimensionType)>>,
     exclusions: Vec<String>,
+    /// Discovered dimensions keep their value's type (useSchemaDiscovery) instead of string.
+    discover_types: bool,
     metric_inputs: Vec<MetricInput>,
     late_rejection_ms: Option<i64>,
     early_rejection_ms: Option<i64>,
@@ -205,6 +210,7 @@ impl RowTransformer {
             filter,
             dimensions,
             exclusions,
+            discover_types: schema.dimensions_spec.use_schema_discovery,
             metric_inputs,
             late_rejection_ms: window(
                 &io.late_message_rejection_period,
@@ -217,17 +223,12 @@ impl RowTransformer {
         })
     }
 
-    /// Dimension names in storage order for a row (fixed, or discovered from the row).
-    pub fn dimension_names<'a>(&'a self, row: &'a InputRow) -> Vec<&'a str> {
-        match &self.dimensions {
-            Some(fixed) => fixed.iter().map(|(n, _)| n.as_str()).collect(),
-            None => row
-                .columns
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .filter(|n| !self.exclusions.iter().any(|e| e == n))
-                .collect(),
-        }
+    /// The columns of an input row that discovery makes dimensions.
+    fn discovered_names<'a>(&'a self, row: &'a InputRow) -> impl Iterator<Item = &'a str> {
+        row.columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !self.exclusions.iter().any(|e| e == n))
     }
 
     /// Turns an input row into a stored row. `now` (epoch ms) anchors the rejection windows.
@@ -288,21 +289,36 @@ impl RowTransformer {
         {
             return Outcome::ThrownAway;
         }
-        let dimensions = match &self.dimensions {
-            Some(fixed) => fixed
-                .iter()
-                .map(|(name, kind)| dim_value(view.column(name), *kind))
-                .collect(),
-            None => self
-                .dimension_names(input)
-                .iter()
-                .map(|name| dim_value(view.column(name), DimensionType::String))
-                .collect(),
+        let (dimensions, discovered) = match &self.dimensions {
+            Some(fixed) => (
+                fixed
+                    .iter()
+                    .map(|(name, kind)| dim_value(view.column(name), *kind))
+                    .collect(),
+                None,
+            ),
+            None => {
+                let names: Vec<String> = self.discovered_names(input).map(String::from).collect();
+                let values = names
+                    .iter()
+                    .map(|name| {
+                        let value = view.column(name);
+                        let kind = match (&value, self.discover_types) {
+                            (ExprValue::Long(_), true) => DimensionType::Long,
+                            (ExprValue::Double(_), true) => DimensionType::Double,
+                            _ => DimensionType::String,
+                        };
+                        dim_value(value, kind)
+                    })
+                    .collect();
+                (values, Some(names))
+            }
         };
         let metric_inputs = self.metric_inputs.iter().map(|m| m.read(&view)).collect();
         Outcome::Row(IngestRow {
             time,
             dimensions,
+            discovered,
             metric_inputs,
         })
     }
@@ -395,6 +411,7 @@ mod tests {
                     DimValue::Long(12),
                     DimValue::String("True".into())
                 ],
+                discovered: None,
                 metric_inputs: vec![],
             })
         );
@@ -427,8 +444,9 @@ mod tests {
         };
         assert_eq!(r.time, NOW + 5);
         assert_eq!(
-            t.dimension_names(&row(json!({"ts": 1, "user": "mia", "n": 4, "secret": "x"}))),
-            vec!["user"]
+            r.discovered,
+            Some(vec!["user".to_string()]),
+            "the time column, metric inputs and exclusions are not dimensions"
         );
         assert_eq!(r.dimensions, vec![DimValue::String("MIA".into())]);
         assert_eq!(

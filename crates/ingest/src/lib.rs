@@ -1,0 +1,294 @@
+//! Streaming ingestion as Druid's Kafka indexing service does it: supervisors run one task per
+//! task group, tasks index records into per-chunk realtime indexes that queries see at once,
+//! and publish Parquet segments together with their end offsets, exactly once.
+//!
+//! [`Ingestion`] is the overlord: it keeps the supervisors (stored in the catalog, resumed on
+//! start-up) and the registry of what queries see ([`visible::Visible`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use millrace_catalog::{Catalog, CatalogError, StreamOffsets, SupervisorRecord};
+use millrace_log::{Log, LogError};
+use millrace_segments::input::RowReader;
+use millrace_segments::spec::{SpecError, SupervisorSpec};
+use millrace_segments::transform::RowTransformer;
+
+pub mod publish;
+pub mod supervisor;
+pub mod task;
+pub mod visible;
+
+use supervisor::Supervisor;
+pub use supervisor::{ActiveTask, RecentError, SupervisorStatus};
+use visible::Visible;
+
+/// Errors of ingestion.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("writing a segment: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("building columns: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("segment metadata: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The spec is not valid; the path says where.
+    #[error("{0}")]
+    Spec(SpecError),
+    #[error("supervisor '{0}' does not exist")]
+    NoSupervisor(String),
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What tasks and supervisors share: the log they read, the catalog they publish to, the data
+/// directory segment files go in, and the registry of visible data.
+pub struct Context {
+    pub log: Arc<dyn Log>,
+    pub catalog: Arc<dyn Catalog>,
+    pub data_dir: PathBuf,
+    pub visible: Arc<Visible>,
+    /// Held while a publish allocates partition numbers and writes to the catalog.
+    publish_lock: Mutex<()>,
+}
+
+/// The overlord: supervisors by id (the datasource name).
+pub struct Ingestion {
+    context: Arc<Context>,
+    supervisors: Mutex<BTreeMap<String, Supervisor>>,
+}
+
+/// Checks a spec completely: its shape, its expressions and filters, its input format, and
+/// that the stream it names can be read.
+pub fn check_spec(body: &[u8]) -> Result<SupervisorSpec, SpecError> {
+    let spec = SupervisorSpec::from_json(body)?;
+    RowTransformer::new(&spec.spec.data_schema, &spec.spec.io_config)?;
+    RowReader::new(&spec.spec.io_config.input_format).map_err(|message| SpecError {
+        path: "spec.ioConfig.inputFormat".into(),
+        message,
+    })?;
+    let io = &spec.spec.io_config;
+    if io.bootstrap_servers().is_some() {
+        return Err(SpecError {
+            path: "spec.ioConfig.consumerProperties.bootstrap.servers".into(),
+            message: "reading an external Kafka cluster is not supported yet; leave bootstrap.servers out to read this server's own topics".into(),
+        });
+    }
+    if io.topic.is_none() && io.stream.is_none() {
+        return Err(SpecError {
+            path: "spec.ioConfig.topicPattern".into(),
+            message: "topicPattern is not supported yet; name one topic".into(),
+        });
+    }
+    if io.replicas > 1 {
+        return Err(SpecError {
+            path: "spec.ioConfig.replicas".into(),
+            message: "only 1 replica is supported".into(),
+        });
+    }
+    Ok(spec)
+}
+
+/// The stored spec JSON with its `suspended` flag set.
+fn with_suspended(mut spec: serde_json::Value, suspended: bool) -> serde_json::Value {
+    if let Some(object) = spec.as_object_mut() {
+        object.insert("suspended".into(), suspended.into());
+    }
+    spec
+}
+
+impl Ingestion {
+    /// Starts ingestion over a data directory: loads visible segments, marks tasks a crash
+    /// left RUNNING as failed, and resumes every stored supervisor from its stored offsets.
+    pub fn open(
+        log: Arc<dyn Log>,
+        catalog: Arc<dyn Catalog>,
+        data_dir: &Path,
+    ) -> Result<Ingestion, IngestError> {
+        let visible = Arc::new(Visible::new(data_dir));
+        visible.load(catalog.as_ref())?;
+        for mut task in catalog.tasks()? {
+            if task.status == "RUNNING" {
+                task.status = "FAILED".into();
+                if let Some(payload) = task.payload.as_object_mut() {
+                    payload.insert(
+                        "errorMsg".into(),
+                        "the server stopped before the task finished; a later task reads its records again".into(),
+                    );
+                }
+                catalog.put_task(&task)?;
+            }
+        }
+        let context = Arc::new(Context {
+            log,
+            catalog,
+            data_dir: data_dir.to_path_buf(),
+            visible,
+            publish_lock: Mutex::new(()),
+        });
+        let ingestion = Ingestion {
+            context,
+            supervisors: Mutex::new(BTreeMap::new()),
+        };
+        for record in ingestion.context.catalog.supervisors()? {
+            let body = serde_json::to_vec(&record.spec)?;
+            match check_spec(&body) {
+                Ok(spec) => {
+                    let supervisor = Supervisor::start(ingestion.context.clone(), spec)?;
+                    ingestion.lock().insert(record.id, supervisor);
+                }
+                Err(e) => {
+                    tracing::error!(supervisor = %record.id, "stored spec is not valid any more: {e}")
+                }
+            }
+        }
+        Ok(ingestion)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Supervisor>> {
+        self.supervisors.lock().expect("supervisors lock")
+    }
+
+    /// What queries see.
+    pub fn visible(&self) -> &Arc<Visible> {
+        &self.context.visible
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.context.catalog
+    }
+
+    pub fn log(&self) -> &Arc<dyn Log> {
+        &self.context.log
+    }
+
+    /// Creates or replaces a supervisor. A bad spec is refused before anything running is
+    /// touched; a replaced supervisor's tasks publish first.
+    pub fn submit(&self, body: &[u8]) -> Result<String, IngestError> {
+        let spec = check_spec(body).map_err(IngestError::Spec)?;
+        let json: serde_json::Value = serde_json::from_slice(body)?;
+        let id = spec.id().to_string();
+        let mut supervisors = self.lock();
+        if let Some(old) = supervisors.remove(&id) {
+            old.stop(true);
+        }
+        self.context.catalog.put_supervisor(&SupervisorRecord {
+            id: id.clone(),
+            spec: with_suspended(json, spec.suspended),
+            suspended: spec.suspended,
+            created: now_millis(),
+        })?;
+        let supervisor = Supervisor::start(self.context.clone(), spec)?;
+        supervisors.insert(id.clone(), supervisor);
+        Ok(id)
+    }
+
+    /// Ids of the supervisors.
+    pub fn supervisor_ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// A supervisor's spec as submitted (with its current `suspended` flag).
+    pub fn spec(&self, id: &str) -> Result<serde_json::Value, IngestError> {
+        self.context
+            .catalog
+            .supervisors()?
+            .into_iter()
+            .find(|s| s.id == id)
+            .map(|s| s.spec)
+            .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))
+    }
+
+    /// A supervisor's status.
+    pub fn status(&self, id: &str) -> Result<SupervisorStatus, IngestError> {
+        self.lock()
+            .get(id)
+            .map(Supervisor::status)
+            .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))
+    }
+
+    /// Suspends or resumes a supervisor; returns its spec.
+    pub fn set_suspended(
+        &self,
+        id: &str,
+        suspended: bool,
+    ) -> Result<serde_json::Value, IngestError> {
+        let supervisors = self.lock();
+        let supervisor = supervisors
+            .get(id)
+            .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))?;
+        let mut record = self
+            .context
+            .catalog
+            .supervisors()?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))?;
+        record.spec = with_suspended(record.spec, suspended);
+        record.suspended = suspended;
+        self.context.catalog.put_supervisor(&record)?;
+        supervisor.set_suspended(suspended);
+        Ok(record.spec)
+    }
+
+    /// Stops a supervisor's tasks unpublished and clears (None) or sets its stored offsets.
+    pub fn reset(&self, id: &str, offsets: Option<StreamOffsets>) -> Result<(), IngestError> {
+        let supervisors = self.lock();
+        let supervisor = supervisors
+            .get(id)
+            .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))?;
+        let offsets = match offsets {
+            // Partitions not named keep their stored offsets.
+            Some(mut new) => {
+                if let Some(stored) = self.context.catalog.offsets(id)?
+                    && stored.topic == new.topic
+                {
+                    for (p, o) in stored.partitions {
+                        new.partitions.entry(p).or_insert(o);
+                    }
+                }
+                Some(new)
+            }
+            None => None,
+        };
+        supervisor.reset(offsets);
+        Ok(())
+    }
+
+    /// Shuts a running task down unpublished; false when no running task has that id.
+    pub fn stop_task(&self, task_id: &str) -> bool {
+        self.lock().values().any(|s| s.stop_task(task_id))
+    }
+
+    /// Terminates a supervisor: its tasks publish, then it is removed. Waits for that.
+    pub fn terminate(&self, id: &str) -> Result<(), IngestError> {
+        let supervisor = self
+            .lock()
+            .remove(id)
+            .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))?;
+        supervisor.stop(true);
+        self.context.catalog.delete_supervisor(id)?;
+        Ok(())
+    }
+
+    /// Stops every supervisor without publishing (server shutdown): nothing is half-done,
+    /// and the next start reads the unpublished records again.
+    pub fn shutdown(&self) {
+        let supervisors = std::mem::take(&mut *self.lock());
+        for (_, supervisor) in supervisors {
+            supervisor.stop(false);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! A task's hand-off: its chunk indexes become Parquet segment files, and the segments and
+//! the task's end offsets go into the catalog in one transaction that checks where the task
+//! started. Segment ids, versions and `numbered` shard specs are formed as Druid forms them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use millrace_catalog::{OffsetAdvance, PublishOutcome, SegmentRecord};
+use millrace_segments::columns::write_parquet;
+use millrace_segments::index::ChunkIndex;
+use millrace_segments::time::format_iso;
+use millrace_segments::timeline::SegmentPlace;
+use serde_json::json;
+
+use crate::visible::TaskIndexes;
+use crate::{Context, IngestError, now_millis};
+
+/// The version new segments of a chunk get when the chunk has none: the time, as ISO text.
+fn new_version() -> String {
+    format_iso(now_millis())
+}
+
+/// Where a chunk's next appended segment goes: the version the chunk's used segments have
+/// (or a new one) and the partition number after the highest taken.
+fn allocate(
+    existing: &[SegmentRecord],
+    datasource: &str,
+    (start, end): (i64, i64),
+    fresh_version: &str,
+) -> SegmentPlace {
+    let in_chunk = || {
+        existing
+            .iter()
+            .filter(move |s| s.start == start && s.end == end)
+    };
+    let version = in_chunk()
+        .filter(|s| s.used)
+        .map(|s| s.version.clone())
+        .max()
+        .unwrap_or_else(|| fresh_version.to_string());
+    let partition_num = in_chunk()
+        .filter(|s| s.version == version)
+        .map(|s| s.partition_num + 1)
+        .max()
+        .unwrap_or(0);
+    SegmentPlace {
+        datasource: datasource.to_string(),
+        start,
+        end,
+        version,
+        partition_num,
+        core_partitions: 0,
+    }
+}
+
+/// The catalog record of a segment file.
+fn record(
+    place: &SegmentPlace,
+    relative_path: &str,
+    size: u64,
+    index: &ChunkIndex,
+) -> Result<SegmentRecord, IngestError> {
+    let id = place.id();
+    let schema = index.schema();
+    let names = |names: Vec<&str>| names.join(",");
+    let payload = json!({
+        "dataSource": place.datasource,
+        "interval": format!("{}/{}", format_iso(place.start), format_iso(place.end)),
+        "version": place.version,
+        "loadSpec": {"type": "local", "path": relative_path},
+        "dimensions": names(schema.dimensions.iter().map(|(n, _)| n.as_str()).collect()),
+        "metrics": names(schema.metrics.iter().map(|(n, _)| n.as_str()).collect()),
+        "shardSpec": {"type": "numbered", "partitionNum": place.partition_num, "partitions": 0},
+        "binaryVersion": 9,
+        "size": size,
+        "identifier": id,
+        "numRows": index.len(),
+        "columns": serde_json::to_value(schema)?,
+    });
+    Ok(SegmentRecord {
+        id,
+        datasource: place.datasource.clone(),
+        start: place.start,
+        end: place.end,
+        version: place.version.clone(),
+        partition_num: place.partition_num,
+        used: true,
+        payload,
+    })
+}
+
+/// Writes the task's non-empty indexes as segments and publishes them with the offset
+/// advance. When the stored offsets moved, nothing is published and the files are removed.
+pub fn publish(
+    context: &Context,
+    datasource: &str,
+    task_id: &str,
+    indexes: &TaskIndexes,
+    advance: &OffsetAdvance,
+) -> Result<PublishOutcome, IngestError> {
+    // One publish at a time, so two tasks never take the same partition number.
+    let _allocation = context.publish_lock.lock().expect("publish lock");
+    let mut existing = context.catalog.segments(datasource, false)?;
+    let version = new_version();
+    let directory = context.data_dir.join("segments").join(datasource);
+    std::fs::create_dir_all(&directory)
+        .map_err(|e| IngestError::Io(format!("creating {}", directory.display()), e))?;
+    let mut records = Vec::new();
+    let mut written: Vec<PathBuf> = Vec::new();
+    // The indexes are let go before the visible registry is locked to publish: queries lock
+    // the two the other way round.
+    let mut indexes = indexes.lock().expect("task indexes lock");
+    for index in indexes.iter_mut().filter(|i| !i.is_empty()) {
+        let place = allocate(&existing, datasource, index.interval(), &version);
+        let file_name = format!("{}.parquet", place.id());
+        let path = directory.join(&file_name);
+        let batch = index.batch()?;
+        let size = write_parquet(&path, &batch)?;
+        written.push(path);
+        let record = record(
+            &place,
+            &format!("segments/{datasource}/{file_name}"),
+            size,
+            index,
+        )?;
+        existing.push(record.clone());
+        records.push(record);
+    }
+    drop(indexes);
+    let outcome = context
+        .visible
+        .publish(context.catalog.as_ref(), datasource, task_id, || {
+            context.catalog.publish(datasource, &records, Some(advance))
+        })?;
+    if outcome != PublishOutcome::Published {
+        for path in written {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(outcome)
+}
+
+/// The partitions of an advance, as Druid shows offsets: partition number (as text) to offset.
+pub fn offsets_json(offsets: &BTreeMap<u32, u64>) -> serde_json::Value {
+    offsets
+        .iter()
+        .map(|(p, o)| (p.to_string(), json!(o)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(start: i64, version: &str, partition_num: u32, used: bool) -> SegmentRecord {
+        SegmentRecord {
+            id: format!("{start}{version}{partition_num}"),
+            datasource: "d".into(),
+            start,
+            end: start + 10,
+            version: version.into(),
+            partition_num,
+            used,
+            payload: json!({}),
+        }
+    }
+
+    #[test]
+    fn appends_take_the_chunk_version_and_the_next_partition() {
+        let existing = vec![
+            segment(0, "v1", 0, true),
+            segment(0, "v1", 1, true),
+            segment(0, "v0", 7, false),
+            segment(10, "v1", 0, true),
+        ];
+        let place = allocate(&existing, "d", (0, 10), "v9");
+        assert_eq!((place.version.as_str(), place.partition_num), ("v1", 2));
+        let fresh = allocate(&existing, "d", (20, 30), "v9");
+        assert_eq!((fresh.version.as_str(), fresh.partition_num), ("v9", 0));
+    }
+}

@@ -1,0 +1,532 @@
+//! A supervisor: keeps one task running per task group of a spec, starts the next task from
+//! the published offsets when one hands off, retries failed ones, and carries out suspend,
+//! resume, reset and terminate.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use millrace_catalog::{StreamOffsets, TaskRecord};
+use millrace_segments::spec::SupervisorSpec;
+use millrace_segments::time::format_iso;
+use serde_json::json;
+
+use crate::publish::offsets_json;
+use crate::task::{RunningTask, StopRequest, TaskEnd, TaskPlan};
+use crate::{Context, IngestError, now_millis};
+
+/// How long a task group waits after a failed task before the next one starts.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How many recent errors a supervisor keeps.
+const RECENT_ERRORS: usize = 10;
+
+/// What the supervisor is asked to be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Desired {
+    Run,
+    Suspend,
+    /// Publish, then end the supervisor.
+    Terminate,
+    /// Stop tasks without publishing, then end (server shutdown).
+    Shutdown,
+}
+
+/// A reset waiting to be carried out: None clears the stored offsets.
+type PendingReset = Option<StreamOffsets>;
+
+struct Control {
+    desired: Desired,
+    reset: Option<PendingReset>,
+}
+
+/// An error shown in the supervisor's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentError {
+    pub timestamp: i64,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Health {
+    /// Why the stream cannot be read now (the topic is missing), if so.
+    stream_problem: Option<String>,
+    /// Task groups whose last task failed.
+    failing_groups: BTreeSet<u32>,
+    recent_errors: VecDeque<RecentError>,
+}
+
+/// A running task as the status shows it.
+#[derive(Debug, Clone)]
+pub struct ActiveTask {
+    pub id: String,
+    pub group: u32,
+    pub start_offsets: BTreeMap<u32, u64>,
+    pub current_offsets: BTreeMap<u32, u64>,
+    pub started_millis: i64,
+    pub remaining_seconds: u64,
+    pub publishing: bool,
+    pub counts: crate::task::RowCounts,
+    pub parse_errors: Vec<String>,
+}
+
+/// The supervisor's state now.
+#[derive(Debug, Clone)]
+pub struct SupervisorStatus {
+    pub state: &'static str,
+    pub detailed_state: &'static str,
+    pub healthy: bool,
+    pub suspended: bool,
+    pub topic: String,
+    pub partitions: u32,
+    pub active_tasks: Vec<ActiveTask>,
+    /// The next offset of each partition of the topic.
+    pub latest_offsets: BTreeMap<u32, u64>,
+    pub recent_errors: Vec<RecentError>,
+}
+
+struct Shared {
+    spec: Arc<SupervisorSpec>,
+    control: Mutex<Control>,
+    wake: Condvar,
+    tasks: Mutex<BTreeMap<u32, RunningTask>>,
+    health: Mutex<Health>,
+}
+
+/// A supervisor and its thread.
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    context: Arc<Context>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A task id as Druid forms them: `index_kafka_<datasource>_<hex>_<letters>`.
+fn task_id(datasource: &str) -> String {
+    let random = RandomState::new().hash_one(now_millis());
+    let letters: String = (0..8)
+        .map(|i| (b'a' + ((random >> (i * 5)) % 26) as u8) as char)
+        .collect();
+    format!(
+        "index_kafka_{datasource}_{:015x}_{letters}",
+        random >> 4 & 0xfff_ffff_ffff_ffff
+    )
+}
+
+impl Supervisor {
+    /// Starts supervising a spec (suspended specs start suspended).
+    pub fn start(context: Arc<Context>, spec: SupervisorSpec) -> Result<Supervisor, IngestError> {
+        let desired = if spec.suspended {
+            Desired::Suspend
+        } else {
+            Desired::Run
+        };
+        let shared = Arc::new(Shared {
+            spec: Arc::new(spec),
+            control: Mutex::new(Control {
+                desired,
+                reset: None,
+            }),
+            wake: Condvar::new(),
+            tasks: Mutex::new(BTreeMap::new()),
+            health: Mutex::new(Health::default()),
+        });
+        let thread = {
+            let (context, shared) = (context.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("supervisor-{}", shared.spec.id()))
+                .spawn(move || supervise(&context, &shared))
+                .map_err(|e| IngestError::Io("starting a supervisor thread".into(), e))?
+        };
+        Ok(Supervisor {
+            shared,
+            context,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn spec(&self) -> &SupervisorSpec {
+        &self.shared.spec
+    }
+
+    fn command(&self, change: impl FnOnce(&mut Control)) {
+        let mut control = self.shared.control.lock().expect("supervisor control lock");
+        change(&mut control);
+        self.shared.wake.notify_all();
+    }
+
+    /// Suspends (tasks publish what they hold and finish) or resumes.
+    pub fn set_suspended(&self, suspended: bool) {
+        self.command(|c| {
+            c.desired = if suspended {
+                Desired::Suspend
+            } else {
+                Desired::Run
+            }
+        });
+    }
+
+    /// Stops the tasks without publishing and replaces the stored offsets (None: clears them,
+    /// so the next tasks start at the earliest or latest offset the spec asks for).
+    pub fn reset(&self, offsets: Option<StreamOffsets>) {
+        self.command(|c| c.reset = Some(offsets));
+    }
+
+    /// Stops one running task without publishing (a later task reads its records again);
+    /// false when no task of this supervisor has that id.
+    pub fn stop_task(&self, task_id: &str) -> bool {
+        let tasks = self.shared.tasks.lock().expect("supervisor tasks lock");
+        let task = tasks.values().find(|t| t.plan.id == task_id);
+        if let Some(task) = task {
+            task.request_stop(StopRequest::Discard);
+        }
+        task.is_some()
+    }
+
+    /// Ends the supervisor: tasks publish (terminate) or are discarded (shutdown). Waits.
+    pub fn stop(mut self, publish: bool) {
+        self.command(|c| {
+            c.desired = if publish {
+                Desired::Terminate
+            } else {
+                Desired::Shutdown
+            }
+        });
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// The supervisor's state, tasks and offsets now.
+    pub fn status(&self) -> SupervisorStatus {
+        let spec = &self.shared.spec;
+        let topic = topic_of(spec);
+        let desired = self
+            .shared
+            .control
+            .lock()
+            .expect("supervisor control lock")
+            .desired;
+        let active_tasks: Vec<ActiveTask> = self
+            .shared
+            .tasks
+            .lock()
+            .expect("supervisor tasks lock")
+            .values()
+            .map(|task| {
+                let progress = task.progress.lock().expect("task progress lock");
+                ActiveTask {
+                    id: task.plan.id.clone(),
+                    group: task.plan.group,
+                    start_offsets: task.plan.start_offsets.clone(),
+                    current_offsets: progress.current_offsets.clone(),
+                    started_millis: task.started_millis,
+                    remaining_seconds: task.remaining().as_secs(),
+                    publishing: progress.publishing,
+                    counts: progress.counts,
+                    parse_errors: progress.parse_errors.clone(),
+                }
+            })
+            .collect();
+        let partitions = self
+            .context
+            .log
+            .partition_count(&topic)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let latest_offsets = (0..partitions)
+            .filter_map(|p| {
+                let (_, end) = self.context.log.offset_range(&topic, p).ok()?;
+                Some((p, end))
+            })
+            .collect();
+        let health = self.shared.health.lock().expect("supervisor health lock");
+        let (state, detailed_state) = match desired {
+            Desired::Suspend if active_tasks.is_empty() => ("SUSPENDED", "SUSPENDED"),
+            Desired::Suspend | Desired::Terminate | Desired::Shutdown => ("STOPPING", "STOPPING"),
+            Desired::Run if health.stream_problem.is_some() => {
+                ("UNHEALTHY_SUPERVISOR", "UNABLE_TO_CONNECT_TO_STREAM")
+            }
+            Desired::Run if !health.failing_groups.is_empty() => {
+                ("UNHEALTHY_TASKS", "UNHEALTHY_TASKS")
+            }
+            Desired::Run => ("RUNNING", "RUNNING"),
+        };
+        SupervisorStatus {
+            state,
+            detailed_state,
+            healthy: !state.starts_with("UNHEALTHY"),
+            suspended: desired == Desired::Suspend,
+            topic,
+            partitions,
+            active_tasks,
+            latest_offsets,
+            recent_errors: health.recent_errors.iter().cloned().collect(),
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    /// A supervisor dropped without [`Supervisor::stop`] shuts its tasks down unpublished.
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.command(|c| c.desired = Desired::Shutdown);
+            let _ = thread.join();
+        }
+    }
+}
+
+fn topic_of(spec: &SupervisorSpec) -> String {
+    let io = &spec.spec.io_config;
+    io.topic.clone().or(io.stream.clone()).unwrap_or_default()
+}
+
+fn record_error(shared: &Shared, message: String) {
+    tracing::warn!(supervisor = shared.spec.id(), "{message}");
+    let mut health = shared.health.lock().expect("supervisor health lock");
+    health.recent_errors.push_back(RecentError {
+        timestamp: now_millis(),
+        message,
+    });
+    while health.recent_errors.len() > RECENT_ERRORS {
+        health.recent_errors.pop_front();
+    }
+}
+
+/// The supervisor's thread: reaps ended tasks, starts new ones, carries out commands.
+fn supervise(context: &Arc<Context>, shared: &Shared) {
+    let mut retry_at: BTreeMap<u32, Instant> = BTreeMap::new();
+    loop {
+        let (desired, reset) = {
+            let mut control = shared.control.lock().expect("supervisor control lock");
+            (control.desired, control.reset.take())
+        };
+        reap(context, shared, &mut retry_at, false);
+        if let Some(offsets) = reset {
+            stop_all(shared, StopRequest::Discard);
+            reap(context, shared, &mut retry_at, true);
+            let datasource = shared.spec.id();
+            if let Err(e) = context.catalog.set_offsets(datasource, offsets.as_ref()) {
+                record_error(shared, format!("resetting offsets: {e}"));
+            }
+            retry_at.clear();
+            shared
+                .health
+                .lock()
+                .expect("supervisor health lock")
+                .failing_groups
+                .clear();
+        }
+        match desired {
+            Desired::Run => start_missing(context, shared, &mut retry_at),
+            Desired::Suspend | Desired::Terminate => stop_all(shared, StopRequest::Publish),
+            Desired::Shutdown => stop_all(shared, StopRequest::Discard),
+        }
+        let idle = shared
+            .tasks
+            .lock()
+            .expect("supervisor tasks lock")
+            .is_empty();
+        if idle && matches!(desired, Desired::Terminate | Desired::Shutdown) {
+            return;
+        }
+        let control = shared.control.lock().expect("supervisor control lock");
+        let _ = shared
+            .wake
+            .wait_timeout(control, Duration::from_millis(100))
+            .expect("supervisor control lock");
+    }
+}
+
+fn stop_all(shared: &Shared, request: StopRequest) {
+    for task in shared.tasks.lock().expect("supervisor tasks lock").values() {
+        task.request_stop(request);
+    }
+}
+
+/// Collects ended tasks (all of them, waiting, with `wait`) and records how they ended.
+fn reap(context: &Context, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant>, wait: bool) {
+    let ended: Vec<RunningTask> = {
+        let mut tasks = shared.tasks.lock().expect("supervisor tasks lock");
+        let groups: Vec<u32> = tasks
+            .iter()
+            .filter(|(_, t)| wait || t.is_finished())
+            .map(|(g, _)| *g)
+            .collect();
+        groups.iter().filter_map(|g| tasks.remove(g)).collect()
+    };
+    for task in ended {
+        let plan = task.plan.clone();
+        let started = task.started_millis;
+        let progress = task.progress.lock().expect("task progress lock").clone();
+        let end = task.join();
+        let (status, error, end_offsets) = match &end {
+            TaskEnd::Published(offsets) => ("SUCCESS", None, Some(offsets.clone())),
+            TaskEnd::Discarded => (
+                "FAILED",
+                Some("stopped without publishing (shutdown or reset); a later task reads its records again".to_string()),
+                None,
+            ),
+            TaskEnd::Failed(why) => ("FAILED", Some(why.clone()), None),
+        };
+        let mut health = shared.health.lock().expect("supervisor health lock");
+        match &end {
+            TaskEnd::Published(_) => {
+                health.failing_groups.remove(&plan.group);
+            }
+            TaskEnd::Failed(why) => {
+                health.failing_groups.insert(plan.group);
+                retry_at.insert(plan.group, Instant::now() + RETRY_AFTER);
+                drop(health);
+                record_error(shared, format!("task {} failed: {why}", plan.id));
+            }
+            TaskEnd::Discarded => {}
+        }
+        let record = TaskRecord {
+            id: plan.id.clone(),
+            datasource: plan.datasource.clone(),
+            kind: "index_kafka".into(),
+            status: status.into(),
+            created: started,
+            payload: json!({
+                "group": plan.group,
+                "topic": plan.topic,
+                "startOffsets": offsets_json(&plan.start_offsets),
+                "endOffsets": end_offsets.as_ref().map(offsets_json),
+                "duration": now_millis() - started,
+                "errorMsg": error,
+                "rowStats": progress.counts,
+                "parseExceptions": progress.parse_errors,
+            }),
+        };
+        if let Err(e) = context.catalog.put_task(&record) {
+            record_error(shared, format!("recording task {}: {e}", plan.id));
+        }
+    }
+}
+
+/// Where each of a group's partitions starts: the stored offset, else the earliest or
+/// latest offset as the spec asks.
+fn start_offsets(
+    context: &Context,
+    spec: &SupervisorSpec,
+    topic: &str,
+    partitions: &[u32],
+) -> Result<BTreeMap<u32, u64>, IngestError> {
+    let stored = context
+        .catalog
+        .offsets(spec.id())?
+        .filter(|s| s.topic == topic)
+        .unwrap_or_default();
+    let mut offsets = BTreeMap::new();
+    for &p in partitions {
+        let offset = match stored.partitions.get(&p) {
+            Some(&o) => o,
+            None => {
+                let (earliest, latest) = context.log.offset_range(topic, p)?;
+                if spec.spec.io_config.use_earliest_offset {
+                    earliest
+                } else {
+                    latest
+                }
+            }
+        };
+        offsets.insert(p, offset);
+    }
+    Ok(offsets)
+}
+
+/// Starts a task for every group that has none (and is not waiting to retry).
+fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant>) {
+    let spec = &shared.spec;
+    let topic = topic_of(spec);
+    let partitions = match context.log.partition_count(&topic) {
+        Ok(Some(n)) => {
+            shared
+                .health
+                .lock()
+                .expect("supervisor health lock")
+                .stream_problem = None;
+            n
+        }
+        Ok(None) | Err(_) => {
+            let problem = format!("topic '{topic}' does not exist");
+            let mut health = shared.health.lock().expect("supervisor health lock");
+            if health.stream_problem.as_deref() != Some(&problem) {
+                health.stream_problem = Some(problem.clone());
+                drop(health);
+                record_error(shared, problem);
+            }
+            return;
+        }
+    };
+    let task_count = spec.spec.io_config.task_count.max(1);
+    let duration = Duration::from_millis(
+        spec.spec
+            .io_config
+            .task_duration
+            .fixed_millis()
+            .unwrap_or(3_600_000),
+    );
+    let now = Instant::now();
+    for group in 0..task_count.min(partitions) {
+        if shared
+            .tasks
+            .lock()
+            .expect("supervisor tasks lock")
+            .contains_key(&group)
+            || retry_at.get(&group).is_some_and(|t| *t > now)
+        {
+            continue;
+        }
+        let mine: Vec<u32> = (0..partitions)
+            .filter(|p| p % task_count == group)
+            .collect();
+        let plan = match start_offsets(context, spec, &topic, &mine) {
+            Ok(start) => TaskPlan {
+                id: task_id(spec.id()),
+                datasource: spec.id().to_string(),
+                group,
+                spec: spec.clone(),
+                topic: topic.clone(),
+                start_offsets: start,
+                duration,
+            },
+            Err(e) => {
+                record_error(shared, format!("planning task group {group}: {e}"));
+                retry_at.insert(group, now + RETRY_AFTER);
+                continue;
+            }
+        };
+        let record = TaskRecord {
+            id: plan.id.clone(),
+            datasource: plan.datasource.clone(),
+            kind: "index_kafka".into(),
+            status: "RUNNING".into(),
+            created: now_millis(),
+            payload: json!({
+                "group": group,
+                "topic": topic,
+                "startOffsets": offsets_json(&plan.start_offsets),
+                "startTime": format_iso(now_millis()),
+            }),
+        };
+        if let Err(e) = context.catalog.put_task(&record) {
+            record_error(shared, format!("recording task {}: {e}", plan.id));
+        }
+        match RunningTask::start(context.clone(), plan) {
+            Ok(task) => {
+                shared
+                    .tasks
+                    .lock()
+                    .expect("supervisor tasks lock")
+                    .insert(group, task);
+            }
+            Err(e) => {
+                record_error(shared, format!("starting task group {group}: {e}"));
+                retry_at.insert(group, now + RETRY_AFTER);
+            }
+        }
+    }
+}

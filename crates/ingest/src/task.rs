@@ -1,0 +1,329 @@
+//! An ingestion task: reads its partitions of the topic from its start offsets, turns records
+//! into rows in per-chunk indexes that queries see at once, and at the end of its duration (or
+//! when asked) publishes its segments with its end offsets.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use millrace_catalog::{OffsetAdvance, PublishOutcome};
+use millrace_log::StoredRecord;
+use millrace_segments::index::ChunkIndex;
+use millrace_segments::input::{RecordMeta, RowReader};
+use millrace_segments::spec::SupervisorSpec;
+use millrace_segments::time::bucket;
+use millrace_segments::transform::{Outcome, RowTransformer};
+use serde::Serialize;
+
+use crate::visible::TaskIndexes;
+use crate::{Context, IngestError, now_millis};
+
+/// Records read from one partition at a time.
+const READ_BATCH: usize = 4096;
+
+/// What a task is to do: which partitions of which topic, from where, for how long.
+#[derive(Debug, Clone)]
+pub struct TaskPlan {
+    pub id: String,
+    pub datasource: String,
+    /// The task group: partition p belongs to group p % taskCount.
+    pub group: u32,
+    pub spec: Arc<SupervisorSpec>,
+    pub topic: String,
+    pub start_offsets: BTreeMap<u32, u64>,
+    pub duration: Duration,
+}
+
+/// Row counts of a task, named as Druid's task reports name them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowCounts {
+    pub processed: u64,
+    pub processed_bytes: u64,
+    pub processed_with_error: u64,
+    pub thrown_away: u64,
+    pub unparseable: u64,
+}
+
+/// How far a running task has come.
+#[derive(Debug, Clone, Default)]
+pub struct TaskProgress {
+    /// The offset of the next record to read, per partition.
+    pub current_offsets: BTreeMap<u32, u64>,
+    pub counts: RowCounts,
+    /// The latest parse exceptions (at most maxSavedParseExceptions).
+    pub parse_errors: Vec<String>,
+    pub publishing: bool,
+}
+
+/// What a task is asked to do besides reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StopRequest {
+    None = 0,
+    /// Publish what it holds and finish (suspend, terminate).
+    Publish = 1,
+    /// Finish without publishing; a later task reads the same records again (shutdown, reset).
+    Discard = 2,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// Segments and end offsets published.
+    Published(BTreeMap<u32, u64>),
+    /// Stopped without publishing.
+    Discarded,
+    /// Failed; nothing was published.
+    Failed(String),
+}
+
+/// A task running on its own thread.
+pub struct RunningTask {
+    pub plan: Arc<TaskPlan>,
+    /// Epoch milliseconds.
+    pub started_millis: i64,
+    pub started: Instant,
+    pub progress: Arc<Mutex<TaskProgress>>,
+    stop: Arc<AtomicU8>,
+    thread: JoinHandle<TaskEnd>,
+}
+
+impl RunningTask {
+    /// Starts a task; its rows are visible to queries from the first one.
+    pub fn start(context: Arc<Context>, plan: TaskPlan) -> Result<RunningTask, IngestError> {
+        let plan = Arc::new(plan);
+        let progress = Arc::new(Mutex::new(TaskProgress {
+            current_offsets: plan.start_offsets.clone(),
+            ..TaskProgress::default()
+        }));
+        let stop = Arc::new(AtomicU8::new(StopRequest::None as u8));
+        let indexes: TaskIndexes = Arc::default();
+        context
+            .visible
+            .add_task(&plan.datasource, &plan.id, indexes.clone());
+        let thread = {
+            let (plan, progress, stop) = (plan.clone(), progress.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("task-{}", plan.group))
+                .spawn(move || {
+                    let end = run(&context, &plan, &progress, &stop, &indexes);
+                    if !matches!(end, TaskEnd::Published(_)) {
+                        context.visible.remove_task(&plan.datasource, &plan.id);
+                    }
+                    end
+                })
+                .map_err(|e| IngestError::Io("starting a task thread".into(), e))?
+        };
+        Ok(RunningTask {
+            plan,
+            started_millis: now_millis(),
+            started: Instant::now(),
+            progress,
+            stop,
+            thread,
+        })
+    }
+
+    /// Asks the task to stop (it finishes on its own thread; see [`RunningTask::is_finished`]).
+    pub fn request_stop(&self, request: StopRequest) {
+        // A discard overrides a publish asked for before, not the other way round.
+        self.stop.fetch_max(request as u8, Ordering::SeqCst);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the task's end.
+    pub fn join(self) -> TaskEnd {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| TaskEnd::Failed("the task thread panicked".into()))
+    }
+
+    /// Time left of its duration.
+    pub fn remaining(&self) -> Duration {
+        self.plan.duration.saturating_sub(self.started.elapsed())
+    }
+}
+
+/// The compiled parts of a spec a task reads rows with.
+struct RowPipeline {
+    reader: RowReader,
+    transformer: RowTransformer,
+    spec: Arc<SupervisorSpec>,
+}
+
+impl RowPipeline {
+    /// Ingests one record into the indexes, counting what became of it; an unparseable
+    /// record's reason is returned.
+    fn ingest(
+        &self,
+        topic: &str,
+        record: &StoredRecord,
+        indexes: &mut Vec<ChunkIndex>,
+        counts: &mut RowCounts,
+    ) -> Option<String> {
+        let Some(value) = record.record.value.as_deref() else {
+            counts.unparseable += 1;
+            return Some("the record has no value".into());
+        };
+        counts.processed_bytes += value.len() as u64;
+        let headers: Vec<(&str, Option<&[u8]>)> = record
+            .record
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_deref()))
+            .collect();
+        let meta = RecordMeta {
+            topic,
+            timestamp: record.record.timestamp,
+            key: record.record.key.as_deref(),
+            headers: &headers,
+        };
+        let rows = match self.reader.read(value, &meta) {
+            Ok(rows) => rows,
+            Err(e) => {
+                counts.unparseable += 1;
+                return Some(e.0);
+            }
+        };
+        let schema = &self.spec.spec.data_schema;
+        let max_rows = self.spec.spec.tuning_config.max_rows_per_segment as usize;
+        let now = now_millis();
+        let mut failure = None;
+        for row in rows {
+            match self.transformer.apply(&row, now) {
+                Outcome::Row(row) => {
+                    counts.processed += 1;
+                    let (start, end) =
+                        bucket(row.time, &schema.granularity_spec.segment_granularity);
+                    // The chunk's open index: the last one for the chunk, unless it is full.
+                    let open = indexes
+                        .iter()
+                        .rposition(|i| i.interval() == (start, end))
+                        .filter(|&i| indexes[i].len() < max_rows.max(1));
+                    let position = open.unwrap_or_else(|| {
+                        indexes.push(ChunkIndex::new(start, end, schema));
+                        indexes.len() - 1
+                    });
+                    indexes[position].add(row);
+                }
+                Outcome::ThrownAway => counts.thrown_away += 1,
+                Outcome::Unparseable(why) => {
+                    counts.unparseable += 1;
+                    failure = Some(why);
+                }
+            }
+        }
+        failure
+    }
+}
+
+/// The task's loop; returns how it ended.
+fn run(
+    context: &Context,
+    plan: &TaskPlan,
+    progress: &Mutex<TaskProgress>,
+    stop: &AtomicU8,
+    indexes: &TaskIndexes,
+) -> TaskEnd {
+    let spec = &plan.spec.spec;
+    let pipeline = match (
+        RowReader::new(&spec.io_config.input_format),
+        RowTransformer::new(&spec.data_schema, &spec.io_config),
+    ) {
+        (Ok(reader), Ok(transformer)) => RowPipeline {
+            reader,
+            transformer,
+            spec: plan.spec.clone(),
+        },
+        (Err(e), _) => return TaskEnd::Failed(format!("spec.ioConfig.inputFormat: {e}")),
+        (_, Err(e)) => return TaskEnd::Failed(e.to_string()),
+    };
+    let tuning = &spec.tuning_config;
+    let poll = Duration::from_millis(spec.io_config.poll_timeout.max(1));
+    let deadline = Instant::now() + plan.duration;
+    let mut next = plan.start_offsets.clone();
+    loop {
+        match stop.load(Ordering::SeqCst) {
+            s if s == StopRequest::Discard as u8 => return TaskEnd::Discarded,
+            s if s == StopRequest::Publish as u8 => break,
+            _ if Instant::now() >= deadline => break,
+            _ => {}
+        }
+        let generation = context.log.append_generation();
+        let mut read_any = false;
+        for (&partition, offset) in next.iter_mut() {
+            let records = match context
+                .log
+                .read(&plan.topic, partition, *offset, READ_BATCH)
+            {
+                Ok(records) => records,
+                Err(e) => return TaskEnd::Failed(format!("reading {}: {e}", plan.topic)),
+            };
+            let Some(last) = records.last() else { continue };
+            read_any = true;
+            *offset = last.offset + 1;
+            let mut counts = RowCounts::default();
+            let mut errors = Vec::new();
+            {
+                let mut indexes = indexes.lock().expect("task indexes lock");
+                for record in &records {
+                    if let Some(why) =
+                        pipeline.ingest(&plan.topic, record, &mut indexes, &mut counts)
+                    {
+                        let message = format!(
+                            "unparseable record at {}/{partition} offset {}: {why}",
+                            plan.topic, record.offset
+                        );
+                        if tuning.log_parse_exceptions {
+                            tracing::warn!(task = %plan.id, "{message}");
+                        }
+                        errors.push(message);
+                    }
+                }
+            }
+            let mut progress = progress.lock().expect("task progress lock");
+            progress.current_offsets.insert(partition, *offset);
+            let total = &mut progress.counts;
+            total.processed += counts.processed;
+            total.processed_bytes += counts.processed_bytes;
+            total.processed_with_error += counts.processed_with_error;
+            total.thrown_away += counts.thrown_away;
+            total.unparseable += counts.unparseable;
+            let failed_rows = total.unparseable + total.processed_with_error;
+            let saved = tuning.max_saved_parse_exceptions as usize;
+            progress.parse_errors.extend(errors);
+            let excess = progress.parse_errors.len().saturating_sub(saved);
+            progress.parse_errors.drain(..excess);
+            if let Some(max) = tuning.max_parse_exceptions
+                && failed_rows > max
+            {
+                return TaskEnd::Failed(format!(
+                    "Max parse exceptions [{max}] exceeded ({failed_rows} unparseable rows)"
+                ));
+            }
+        }
+        if !read_any {
+            context.log.wait_for_append(generation, poll);
+        }
+    }
+    progress.lock().expect("task progress lock").publishing = true;
+    let advance = OffsetAdvance {
+        topic: plan.topic.clone(),
+        start: plan.start_offsets.clone(),
+        end: next.clone(),
+    };
+    match crate::publish::publish(context, &plan.datasource, &plan.id, indexes, &advance) {
+        Ok(PublishOutcome::Published) => TaskEnd::Published(next),
+        Ok(PublishOutcome::OffsetsMoved { stored }) => TaskEnd::Failed(format!(
+            "the datasource's stored offsets {:?} are not where the task started {:?}; nothing was published",
+            stored.partitions, plan.start_offsets
+        )),
+        Err(e) => TaskEnd::Failed(format!("publishing: {e}")),
+    }
+}

@@ -1,0 +1,215 @@
+//! What queries see of each datasource: the visible published segments (as the catalog has
+//! them) and the realtime indexes of running tasks.
+//!
+//! A task's publish swaps its realtime rows for the segments it wrote under the write lock,
+//! and a query takes its view under the read lock, so no query ever sees rows twice or not
+//! at all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use millrace_catalog::{Catalog, CatalogError, PublishOutcome, SegmentRecord};
+use millrace_segments::columns::SegmentSchema;
+use millrace_segments::index::ChunkIndex;
+use millrace_segments::timeline::{SegmentPlace, visibility};
+use millrace_segments::view::{DatasourceView, RealtimeChunk, SegmentFile};
+
+/// The chunk indexes a running task holds (several per time chunk once one is full).
+pub type TaskIndexes = Arc<Mutex<Vec<ChunkIndex>>>;
+
+#[derive(Default)]
+struct Datasource {
+    segments: Vec<Arc<SegmentFile>>,
+    /// Realtime indexes by task id.
+    tasks: BTreeMap<String, TaskIndexes>,
+}
+
+/// A chunk index a running task holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealtimeSegment {
+    pub datasource: String,
+    pub task: String,
+    pub start: i64,
+    pub end: i64,
+    pub rows: usize,
+}
+
+/// The registry of visible data, shared by tasks (writers) and queries (readers).
+pub struct Visible {
+    data_dir: PathBuf,
+    datasources: RwLock<BTreeMap<String, Datasource>>,
+}
+
+/// The segment file a catalog record describes (its payload names the file and columns).
+pub fn segment_file(data_dir: &Path, record: &SegmentRecord) -> Option<SegmentFile> {
+    let payload = &record.payload;
+    let path = payload.get("loadSpec")?.get("path")?.as_str()?;
+    let schema: SegmentSchema = serde_json::from_value(payload.get("columns")?.clone()).ok()?;
+    Some(SegmentFile {
+        id: record.id.clone(),
+        start: record.start,
+        end: record.end,
+        path: data_dir.join(path),
+        size: payload.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
+        num_rows: payload.get("numRows").and_then(|v| v.as_u64()).unwrap_or(0),
+        schema,
+    })
+}
+
+/// The place of a segment record in its timeline.
+pub fn segment_place(record: &SegmentRecord) -> SegmentPlace {
+    let core = record
+        .payload
+        .pointer("/shardSpec/partitions")
+        .or_else(|| record.payload.pointer("/shardSpec/numCorePartitions"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    SegmentPlace {
+        datasource: record.datasource.clone(),
+        start: record.start,
+        end: record.end,
+        version: record.version.clone(),
+        partition_num: record.partition_num,
+        core_partitions: core as u32,
+    }
+}
+
+impl Visible {
+    pub fn new(data_dir: &Path) -> Visible {
+        Visible {
+            data_dir: data_dir.to_path_buf(),
+            datasources: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// Loads every datasource's visible segments from the catalog (at start-up).
+    pub fn load(&self, catalog: &dyn Catalog) -> Result<(), CatalogError> {
+        for datasource in catalog.datasources()? {
+            self.refresh(catalog, &datasource)?;
+        }
+        Ok(())
+    }
+
+    /// Reloads one datasource's visible segments (after segments were marked used or unused).
+    pub fn refresh(&self, catalog: &dyn Catalog, datasource: &str) -> Result<(), CatalogError> {
+        let mut datasources = self.datasources.write().expect("visible lock");
+        self.reload(&mut datasources, catalog, datasource)
+    }
+
+    fn reload(
+        &self,
+        datasources: &mut BTreeMap<String, Datasource>,
+        catalog: &dyn Catalog,
+        datasource: &str,
+    ) -> Result<(), CatalogError> {
+        let records = catalog.segments(datasource, true)?;
+        let places: Vec<SegmentPlace> = records.iter().map(segment_place).collect();
+        let visible = visibility(&places).visible;
+        let segments: Vec<Arc<SegmentFile>> = visible
+            .into_iter()
+            .filter_map(|i| segment_file(&self.data_dir, &records[i]))
+            .map(Arc::new)
+            .collect();
+        let entry = datasources.entry(datasource.to_string()).or_default();
+        entry.segments = segments;
+        if entry.segments.is_empty() && entry.tasks.is_empty() {
+            datasources.remove(datasource);
+        }
+        Ok(())
+    }
+
+    /// Shows a running task's realtime indexes to queries.
+    pub fn add_task(&self, datasource: &str, task_id: &str, indexes: TaskIndexes) {
+        let mut datasources = self.datasources.write().expect("visible lock");
+        datasources
+            .entry(datasource.to_string())
+            .or_default()
+            .tasks
+            .insert(task_id.to_string(), indexes);
+    }
+
+    /// Stops showing a task's realtime indexes (a task that ends without publishing).
+    pub fn remove_task(&self, datasource: &str, task_id: &str) {
+        let mut datasources = self.datasources.write().expect("visible lock");
+        if let Some(entry) = datasources.get_mut(datasource) {
+            entry.tasks.remove(task_id);
+            if entry.segments.is_empty() && entry.tasks.is_empty() {
+                datasources.remove(datasource);
+            }
+        }
+    }
+
+    /// Runs a task's catalog publish and, when it succeeds, shows the published segments in
+    /// place of the task's realtime rows, all under the write lock.
+    pub fn publish(
+        &self,
+        catalog: &dyn Catalog,
+        datasource: &str,
+        task_id: &str,
+        publish: impl FnOnce() -> Result<PublishOutcome, CatalogError>,
+    ) -> Result<PublishOutcome, CatalogError> {
+        let mut datasources = self.datasources.write().expect("visible lock");
+        let outcome = publish()?;
+        if outcome == PublishOutcome::Published {
+            if let Some(entry) = datasources.get_mut(datasource) {
+                entry.tasks.remove(task_id);
+            }
+            self.reload(&mut datasources, catalog, datasource)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Names of datasources with segments or realtime rows.
+    pub fn names(&self) -> Vec<String> {
+        let datasources = self.datasources.read().expect("visible lock");
+        datasources.keys().cloned().collect()
+    }
+
+    /// A datasource's rows as a query sees them now.
+    pub fn view(&self, datasource: &str) -> Option<DatasourceView> {
+        let datasources = self.datasources.read().expect("visible lock");
+        let entry = datasources.get(datasource)?;
+        let mut realtime = Vec::new();
+        for indexes in entry.tasks.values() {
+            let mut indexes = indexes.lock().expect("task indexes lock");
+            for index in indexes.iter_mut().filter(|i| !i.is_empty()) {
+                let (start, end) = index.interval();
+                // Building a batch only fails on a column type mismatch, which the index rules out.
+                if let Ok(batch) = index.batch() {
+                    realtime.push(RealtimeChunk {
+                        start,
+                        end,
+                        schema: index.schema().clone(),
+                        batch,
+                    });
+                }
+            }
+        }
+        Some(DatasourceView {
+            segments: entry.segments.clone(),
+            realtime,
+        })
+    }
+
+    /// The chunk indexes running tasks hold now (for sys.segments).
+    pub fn realtime_segments(&self) -> Vec<RealtimeSegment> {
+        let datasources = self.datasources.read().expect("visible lock");
+        let mut segments = Vec::new();
+        for (datasource, entry) in datasources.iter() {
+            for (task, indexes) in &entry.tasks {
+                for index in indexes.lock().expect("task indexes lock").iter() {
+                    let (start, end) = index.interval();
+                    segments.push(RealtimeSegment {
+                        datasource: datasource.clone(),
+                        task: task.clone(),
+                        start,
+                        end,
+                        rows: index.len(),
+                    });
+                }
+            }
+        }
+        segments
+    }
+}

@@ -1,0 +1,272 @@
+//! Supervisors and tasks over the embedded log and the SQLite catalog: realtime visibility,
+//! publishing on suspend, restarts from published offsets, parse errors and bad specs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use millrace_catalog::{Catalog, SqliteCatalog};
+use millrace_ingest::Ingestion;
+use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
+use serde_json::json;
+
+const HOUR: i64 = 3_600_000;
+/// 2025-01-01T00:00:00Z.
+const BASE: i64 = 1_735_689_600_000;
+
+struct Server {
+    dir: tempfile::TempDir,
+    log: Arc<EmbeddedLog>,
+    catalog: Arc<SqliteCatalog>,
+}
+
+impl Server {
+    fn new() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).unwrap());
+        let catalog = Arc::new(SqliteCatalog::open(&dir.path().join("catalog.db")).unwrap());
+        Server { dir, log, catalog }
+    }
+
+    fn ingestion(&self) -> Ingestion {
+        Ingestion::open(self.log.clone(), self.catalog.clone(), self.dir.path()).unwrap()
+    }
+
+    /// Appends `count` social posts spread over `hours` hours and all partitions.
+    fn produce(&self, topic: &str, first: usize, count: usize, hours: i64) {
+        let partitions = self.log.partition_count(topic).unwrap().unwrap();
+        for i in first..first + count {
+            let time = BASE + (i as i64 * 7_919_000) % (hours * HOUR);
+            let post = json!({"time": segments_time(time), "username": format!("user{}", i % 8),
+                "post_title": format!("post {i}"), "views": i % 1000, "edited": "False"});
+            let record = Record {
+                key: None,
+                value: Some(post.to_string().into_bytes().into()),
+                timestamp: time,
+                headers: vec![],
+            };
+            self.log
+                .append(topic, i as u32 % partitions, vec![record])
+                .unwrap();
+        }
+    }
+}
+
+fn segments_time(millis: i64) -> String {
+    millrace_segments::time::format_iso(millis)
+}
+
+fn spec(datasource: &str, topic: &str, task_count: u32) -> Vec<u8> {
+    json!({"type": "kafka", "spec": {
+        "dataSchema": {"dataSource": datasource,
+            "timestampSpec": {"column": "time", "format": "iso"},
+            "dimensionsSpec": {"dimensions": ["username", "post_title", {"type": "long", "name": "views"}, "edited"]},
+            "granularitySpec": {"segmentGranularity": "hour", "queryGranularity": "none", "rollup": false}},
+        "ioConfig": {"topic": topic, "inputFormat": {"type": "json"}, "taskCount": task_count,
+            "useEarliestOffset": true, "taskDuration": "PT1H"},
+        "tuningConfig": {"type": "kafka", "maxParseExceptions": 5, "maxSavedParseExceptions": 10}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Rows a query would see now (realtime and published).
+fn visible_rows(ingestion: &Ingestion, datasource: &str) -> u64 {
+    let Some(view) = ingestion.visible().view(datasource) else {
+        return 0;
+    };
+    let published: u64 = view.segments.iter().map(|s| s.num_rows).sum();
+    let realtime: u64 = view
+        .realtime
+        .iter()
+        .map(|r| r.batch.num_rows() as u64)
+        .sum();
+    published + realtime
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Suspends a supervisor and waits until its tasks have published.
+fn suspend_and_wait(ingestion: &Ingestion, datasource: &str) {
+    ingestion.set_suspended(datasource, true).unwrap();
+    wait_until("the tasks published", || {
+        ingestion.status(datasource).unwrap().state == "SUSPENDED"
+    });
+}
+
+#[test]
+fn each_task_publishes_one_segment_per_hour_and_rows_are_visible_before() {
+    for task_count in [1u32, 2, 4] {
+        let server = Server::new();
+        server.log.create_topic("posts", 4).unwrap();
+        server.produce("posts", 0, 2000, 3);
+        let ingestion = server.ingestion();
+        let datasource = format!("social_{task_count}");
+        ingestion
+            .submit(&spec(&datasource, "posts", task_count))
+            .unwrap();
+        wait_until("all rows are visible in realtime", || {
+            visible_rows(&ingestion, &datasource) == 2000
+        });
+        assert!(
+            server
+                .catalog
+                .segments(&datasource, true)
+                .unwrap()
+                .is_empty(),
+            "nothing is published before the hand-off"
+        );
+        let status = ingestion.status(&datasource).unwrap();
+        assert_eq!(status.active_tasks.len(), task_count as usize);
+        let processed: u64 = status.active_tasks.iter().map(|t| t.counts.processed).sum();
+        assert_eq!(processed, 2000);
+
+        suspend_and_wait(&ingestion, &datasource);
+        let segments = server.catalog.segments(&datasource, true).unwrap();
+        for hour in 0..3 {
+            let in_hour = segments
+                .iter()
+                .filter(|s| s.start == BASE + hour * HOUR)
+                .count();
+            assert_eq!(in_hour, task_count as usize, "hour {hour}: one per task");
+        }
+        let rows: u64 = segments
+            .iter()
+            .map(|s| s.payload["numRows"].as_u64().unwrap())
+            .sum();
+        assert_eq!(rows, 2000);
+        assert_eq!(visible_rows(&ingestion, &datasource), 2000);
+        let offsets = server.catalog.offsets(&datasource).unwrap().unwrap();
+        assert_eq!(offsets.partitions.values().sum::<u64>(), 2000);
+        let partition_nums: Vec<u32> = segments
+            .iter()
+            .filter(|s| s.start == BASE)
+            .map(|s| s.partition_num)
+            .collect();
+        assert_eq!(
+            partition_nums,
+            (0..task_count).collect::<Vec<_>>(),
+            "numbered partitions"
+        );
+        ingestion.shutdown();
+    }
+}
+
+#[test]
+fn a_restart_resumes_from_published_offsets_without_loss_or_duplicates() {
+    let server = Server::new();
+    server.log.create_topic("posts", 2).unwrap();
+    server.produce("posts", 0, 500, 2);
+    {
+        let ingestion = server.ingestion();
+        ingestion.submit(&spec("d", "posts", 2)).unwrap();
+        wait_until("500 rows", || visible_rows(&ingestion, "d") == 500);
+        suspend_and_wait(&ingestion, "d");
+        ingestion.set_suspended("d", false).unwrap();
+        server.produce("posts", 500, 300, 2);
+        wait_until("800 rows", || visible_rows(&ingestion, "d") == 800);
+        // A shutdown publishes nothing: the 300 unpublished rows are read again after.
+        ingestion.shutdown();
+    }
+    server.produce("posts", 800, 200, 2);
+    let ingestion = server.ingestion();
+    assert_eq!(
+        visible_rows(&ingestion, "d"),
+        500,
+        "only published rows survive"
+    );
+    wait_until("1000 rows after the restart", || {
+        visible_rows(&ingestion, "d") == 1000
+    });
+    suspend_and_wait(&ingestion, "d");
+    assert_eq!(visible_rows(&ingestion, "d"), 1000);
+    let tasks = server.catalog.tasks().unwrap();
+    assert!(tasks.iter().all(|t| t.status != "RUNNING"));
+}
+
+#[test]
+fn unparseable_records_are_counted_and_too_many_fail_the_task() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    server.produce("posts", 0, 10, 1);
+    for bad in ["not json", "{\"time\": \"yesterday\"}", "[1"] {
+        let record = Record {
+            key: None,
+            value: Some(bad.as_bytes().to_vec().into()),
+            timestamp: BASE,
+            headers: vec![],
+        };
+        server.log.append("posts", 0, vec![record]).unwrap();
+    }
+    let ingestion = server.ingestion();
+    ingestion.submit(&spec("d", "posts", 1)).unwrap();
+    wait_until("13 records read", || {
+        let status = ingestion.status("d").unwrap();
+        status
+            .active_tasks
+            .first()
+            .is_some_and(|t| t.counts.processed + t.counts.unparseable == 13)
+    });
+    let status = ingestion.status("d").unwrap();
+    let task = &status.active_tasks[0];
+    assert_eq!((task.counts.processed, task.counts.unparseable), (10, 3));
+    assert!(
+        task.parse_errors[0].contains("offset 10"),
+        "{:?}",
+        task.parse_errors
+    );
+
+    // Past maxParseExceptions (5) the task fails, and the supervisor says why.
+    for _ in 0..3 {
+        let record = Record {
+            key: None,
+            value: Some(b"garbage".to_vec().into()),
+            timestamp: BASE,
+            headers: vec![],
+        };
+        server.log.append("posts", 0, vec![record]).unwrap();
+    }
+    wait_until("the task failed", || {
+        ingestion.status("d").unwrap().state == "UNHEALTHY_TASKS"
+    });
+    let status = ingestion.status("d").unwrap();
+    assert!(
+        status.recent_errors[0]
+            .message
+            .contains("Max parse exceptions [5] exceeded"),
+        "{:?}",
+        status.recent_errors
+    );
+    assert!(server.catalog.segments("d", true).unwrap().is_empty());
+    ingestion.shutdown();
+}
+
+#[test]
+fn a_bad_spec_is_refused_with_its_path_and_leaves_the_running_one() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    server.produce("posts", 0, 10, 1);
+    let ingestion = server.ingestion();
+    ingestion.submit(&spec("d", "posts", 1)).unwrap();
+    let mut bad: serde_json::Value = serde_json::from_slice(&spec("d", "posts", 1)).unwrap();
+    bad["spec"]["dataSchema"]["transformSpec"] =
+        json!({"transforms": [{"type": "expression", "name": "x", "expression": "upper("}]});
+    let error = ingestion
+        .submit(bad.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("spec.dataSchema.transformSpec.transforms[0].expression"),
+        "{error}"
+    );
+    wait_until("the good one still ingests", || {
+        visible_rows(&ingestion, "d") == 10
+    });
+    let spec = ingestion.spec("d").unwrap();
+    assert!(spec["spec"]["dataSchema"]["transformSpec"].is_null());
+    ingestion.shutdown();
+}

@@ -1,0 +1,55 @@
+//! What a query sees of a datasource at one moment: its visible published segment files and
+//! the realtime indexes of running tasks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use crate::columns::SegmentSchema;
+
+/// A published segment as a Parquet file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentFile {
+    pub id: String,
+    /// The time chunk, epoch milliseconds, end exclusive.
+    pub start: i64,
+    pub end: i64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub num_rows: u64,
+    pub schema: SegmentSchema,
+}
+
+/// Rows a running task holds for one time chunk, sorted as a segment would be.
+#[derive(Debug, Clone)]
+pub struct RealtimeChunk {
+    pub start: i64,
+    pub end: i64,
+    pub schema: SegmentSchema,
+    pub batch: RecordBatch,
+}
+
+/// A datasource's rows: published segments and realtime chunks (never the same rows twice).
+#[derive(Debug, Clone, Default)]
+pub struct DatasourceView {
+    pub segments: Vec<Arc<SegmentFile>>,
+    pub realtime: Vec<RealtimeChunk>,
+}
+
+impl DatasourceView {
+    /// The columns of all its rows together.
+    pub fn schema(&self) -> SegmentSchema {
+        SegmentSchema::merge(
+            self.segments
+                .iter()
+                .map(|s| &s.schema)
+                .chain(self.realtime.iter().map(|r| &r.schema)),
+        )
+    }
+
+    /// Whether it holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.realtime.is_empty()
+    }
+}

@@ -1,4 +1,271 @@
-//! Druid SQL over datasources, with DataFusion: Druid's functions (so far its time functions;
-//! tables over segments and sys tables come next).
+//! Druid SQL over datasources, with DataFusion: each datasource is a table over its published
+//! segments and realtime rows; Druid's functions, system tables and INFORMATION_SCHEMA come
+//! with it, and identifiers are case-sensitive as in Druid.
 
 pub mod functions;
+pub mod rewrite;
+pub mod schemas;
+pub mod table;
+pub mod types;
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+/// SQL values, for query parameters.
+pub use datafusion::common::ScalarValue;
+use datafusion::common::{DataFusionError, TableReference};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement};
+use millrace_segments::view::DatasourceView;
+
+use schemas::{
+    CATALOG, DATASOURCES, DatasourceSchema, INFORMATION_SCHEMA, InformationSchema, SYS, SysSchema,
+};
+
+/// Where queries find their data.
+pub trait QuerySource: Send + Sync {
+    /// Datasources with rows (published or realtime).
+    fn datasource_names(&self) -> Vec<String>;
+    /// A datasource's rows now.
+    fn datasource(&self, name: &str) -> Option<DatasourceView>;
+    /// A `sys` table (see [`schemas::SYSTEM_TABLES`]) as one batch.
+    fn system_table(&self, name: &str) -> Option<RecordBatch>;
+}
+
+/// Why a query failed: the query itself (HTTP 400 in Druid) or running it (500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Execution(String),
+}
+
+/// A query's answer.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Runs Druid SQL against a [`QuerySource`].
+pub struct SqlEngine {
+    source: Arc<dyn QuerySource>,
+}
+
+/// A planning error's text without DataFusion's prefixes.
+fn plan_message(error: &DataFusionError) -> String {
+    let text = error.to_string();
+    for prefix in [
+        "Error during planning: ",
+        "SQL error: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    text
+}
+
+/// Whether an error comes from the query (parsing, planning, types) rather than running it.
+fn is_query_error(error: &DataFusionError) -> bool {
+    match error {
+        DataFusionError::Context(_, inner) => is_query_error(inner),
+        DataFusionError::Diagnostic(_, inner) => is_query_error(inner),
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => true,
+        _ => false,
+    }
+}
+
+/// `(line, column)` (1-based) of the first place `name` appears in the text.
+fn position_of(sql: &str, name: &str) -> (usize, usize) {
+    let Some(at) = sql.find(name) else {
+        return (1, 1);
+    };
+    let before = &sql[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(at, |nl| at - nl - 1) + 1;
+    (line, column)
+}
+
+/// Druid's names for the output columns: an expression without an alias is `EXPR$<i>`.
+/// None when the names cannot be told from the statement (wildcards, set operations).
+fn druid_column_names(statement: &Statement) -> Option<Vec<Option<String>>> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    select
+        .projection
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            SelectItem::UnnamedExpr(datafusion::sql::sqlparser::ast::Expr::Identifier(_))
+            | SelectItem::UnnamedExpr(datafusion::sql::sqlparser::ast::Expr::CompoundIdentifier(
+                _,
+            ))
+            | SelectItem::ExprWithAlias { .. } => Some(None),
+            SelectItem::UnnamedExpr(_) => Some(Some(format!("EXPR${i}"))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Renames the output columns Druid names differently.
+fn rename(output: QueryOutput, names: &[Option<String>]) -> Result<QueryOutput, SqlError> {
+    if names.len() != output.schema.fields().len() || names.iter().all(Option::is_none) {
+        return Ok(output);
+    }
+    let fields: Vec<Field> = output
+        .schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, name)| match name {
+            Some(name) => f.as_ref().clone().with_name(name),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches = output
+        .batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| SqlError::Execution(e.to_string()))?;
+    Ok(QueryOutput { schema, batches })
+}
+
+impl SqlEngine {
+    pub fn new(source: Arc<dyn QuerySource>) -> SqlEngine {
+        SqlEngine { source }
+    }
+
+    /// A session with Druid's catalog, schemas and functions.
+    fn session(&self) -> Result<SessionContext, DataFusionError> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, DATASOURCES)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false);
+        // Druid identifiers are case-sensitive, quoted or not.
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        let context = SessionContext::new_with_config(config);
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema(DATASOURCES, Arc::new(DatasourceSchema(self.source.clone())))?;
+        catalog.register_schema(SYS, Arc::new(SysSchema(self.source.clone())))?;
+        catalog.register_schema(
+            INFORMATION_SCHEMA,
+            Arc::new(InformationSchema(self.source.clone())),
+        )?;
+        context.register_catalog(CATALOG, Arc::new(catalog));
+        for function in functions::time_functions() {
+            context.register_udf(function);
+        }
+        Ok(context)
+    }
+
+    /// Runs one SELECT statement with its `?` parameters.
+    pub async fn query(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<QueryOutput, SqlError> {
+        let invalid = |e: DataFusionError| SqlError::Invalid(plan_message(&e));
+        let mut statements = DFParser::parse_sql(sql).map_err(|e| invalid(e.into()))?;
+        if statements.len() != 1 {
+            return Err(SqlError::Invalid(format!(
+                "expected one SQL statement, found {}",
+                statements.len()
+            )));
+        }
+        let statement = match statements.pop_front() {
+            Some(DFStatement::Statement(statement)) => *statement,
+            _ => {
+                return Err(SqlError::Invalid(
+                    "only SELECT statements are supported".into(),
+                ));
+            }
+        };
+        let mut statement = match statement {
+            s @ (Statement::Query(_) | Statement::Explain { .. }) => s,
+            other => {
+                return Err(SqlError::Invalid(format!(
+                    "only SELECT statements are supported, not {}",
+                    other.to_string().split_whitespace().next().unwrap_or("")
+                )));
+            }
+        };
+        let placeholders = rewrite::rewrite(&mut statement).map_err(SqlError::Invalid)?;
+        if placeholders != parameters.len() {
+            return Err(SqlError::Invalid(format!(
+                "the query has {placeholders} parameters (?) but {} values were given",
+                parameters.len()
+            )));
+        }
+        let names = druid_column_names(&statement);
+        let context = self.session().map_err(invalid)?;
+        let state = context.state();
+        let statement = DFStatement::Statement(Box::new(statement));
+        self.check_tables(&state, &statement, sql)?;
+        let mut plan = state.statement_to_plan(statement).await.map_err(invalid)?;
+        if !parameters.is_empty() {
+            plan = plan.with_param_values(parameters).map_err(invalid)?;
+        }
+        let frame = context.execute_logical_plan(plan).await.map_err(invalid)?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(|e| {
+            if is_query_error(&e) {
+                invalid(e)
+            } else {
+                SqlError::Execution(e.to_string())
+            }
+        })?;
+        let output = QueryOutput { schema, batches };
+        match names {
+            Some(names) => rename(output, &names),
+            None => Ok(output),
+        }
+    }
+
+    /// Fails, as Druid does, when a table the statement reads does not exist.
+    fn check_tables(
+        &self,
+        state: &datafusion::execution::SessionState,
+        statement: &DFStatement,
+        sql: &str,
+    ) -> Result<(), SqlError> {
+        let references = state
+            .resolve_table_references(statement)
+            .map_err(|e| SqlError::Invalid(plan_message(&e)))?;
+        for reference in references {
+            let (schema, table) = match &reference {
+                TableReference::Bare { table } => (DATASOURCES, table.as_ref()),
+                TableReference::Partial { schema, table }
+                | TableReference::Full { schema, table, .. } => (schema.as_ref(), table.as_ref()),
+            };
+            let exists = match schema {
+                DATASOURCES => self.source.datasource_names().iter().any(|n| n == table),
+                SYS => schemas::SYSTEM_TABLES.contains(&table),
+                INFORMATION_SCHEMA => matches!(table, "TABLES" | "COLUMNS"),
+                _ => false,
+            };
+            if !exists {
+                let (line, column) = position_of(sql, table);
+                return Err(SqlError::Invalid(format!(
+                    "Object '{table}' not found (line [{line}], column [{column}])"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! A datasource as a DataFusion table: its published segments read as Parquet files and its
+//! realtime rows from memory, `__time` first, with segments and chunks outside the query's
+//! `__time` bounds left unread.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use millrace_segments::time::{parse_interval, parse_iso};
+use millrace_segments::transform::TIME_COLUMN;
+use millrace_segments::view::DatasourceView;
+
+/// A datasource's rows at the moment the query started.
+#[derive(Debug)]
+pub struct DatasourceTable {
+    schema: SchemaRef,
+    view: DatasourceView,
+}
+
+impl DatasourceTable {
+    pub fn new(view: DatasourceView) -> DatasourceTable {
+        DatasourceTable {
+            schema: view.schema().arrow(),
+            view,
+        }
+    }
+}
+
+/// The `[start, end)` of `__time` a query can match (epoch milliseconds), from its filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl TimeBounds {
+    const ALL: TimeBounds = TimeBounds {
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+
+    /// Whether `[start, end)` can hold rows within the bounds.
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        start < self.end && end > self.start
+    }
+
+    /// Narrows the bounds by every filter that bounds `__time` by a constant; other filters
+    /// change nothing (DataFusion applies all filters to the rows anyway).
+    pub fn from_filters(filters: &[Expr]) -> TimeBounds {
+        let mut bounds = TimeBounds::ALL;
+        for filter in filters {
+            bounds.narrow(filter);
+        }
+        bounds
+    }
+
+    fn narrow(&mut self, filter: &Expr) {
+        match filter {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                if *op == Operator::And {
+                    self.narrow(left);
+                    self.narrow(right);
+                    return;
+                }
+                let (op, value) = match (is_time(left), is_time(right)) {
+                    (true, false) => (*op, millis_of(right)),
+                    (false, true) => match op.swap() {
+                        Some(op) => (op, millis_of(left)),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                let Some(v) = value else { return };
+                match op {
+                    Operator::Gt => self.start = self.start.max(v.saturating_add(1)),
+                    Operator::GtEq => self.start = self.start.max(v),
+                    Operator::Lt => self.end = self.end.min(v),
+                    Operator::LtEq => self.end = self.end.min(v.saturating_add(1)),
+                    Operator::Eq => {
+                        self.start = self.start.max(v);
+                        self.end = self.end.min(v.saturating_add(1));
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(between) if !between.negated && is_time(&between.expr) => {
+                if let (Some(low), Some(high)) = (millis_of(&between.low), millis_of(&between.high))
+                {
+                    self.start = self.start.max(low);
+                    self.end = self.end.min(high.saturating_add(1));
+                }
+            }
+            Expr::ScalarFunction(call)
+                if call.name() == "time_in_interval"
+                    && call.args.len() == 2
+                    && is_time(&call.args[0]) =>
+            {
+                if let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = &call.args[1]
+                    && let Some((start, end)) = parse_interval(text)
+                {
+                    self.start = self.start.max(start);
+                    self.end = self.end.min(end);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_time(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(c) => c.name == TIME_COLUMN,
+        Expr::Cast(c) => is_time(&c.expr),
+        Expr::TryCast(c) => is_time(&c.expr),
+        _ => false,
+    }
+}
+
+/// A constant time as epoch milliseconds.
+fn millis_of(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return match expr {
+            Expr::Cast(c) => millis_of(&c.expr),
+            _ => None,
+        };
+    };
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some(*v),
+        // Rounded outwards, so the bounds never leave out a row that matches.
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.div_euclid(1000)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000_000)),
+        ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text)) => parse_iso(text),
+        _ => None,
+    }
+}
+
+/// A batch with the table's columns: ones it lacks are null, ones of another type are cast.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => Ok(cast(column, field.data_type())?),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<_>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+#[async_trait]
+impl TableProvider for DatasourceTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// Every filter comes to `scan` to bound `__time`; DataFusion still applies them all.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = TimeBounds::from_filters(filters);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        let files: Vec<PartitionedFile> = self
+            .view
+            .segments
+            .iter()
+            .filter(|s| bounds.overlaps(s.start, s.end))
+            .map(|s| PartitionedFile::new(s.path.to_string_lossy(), s.size))
+            .collect();
+        if !files.is_empty() {
+            let mut source = ParquetSource::new(self.schema.clone());
+            if let Some(predicate) = conjunction(filters.iter().cloned()) {
+                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            // Files spread over as many groups as DataFusion has threads.
+            let groups = state.config().target_partitions().max(1);
+            let mut file_groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
+            for (i, file) in files.into_iter().enumerate() {
+                file_groups[i % groups].push(file);
+            }
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                    .with_file_groups(
+                        file_groups
+                            .into_iter()
+                            .filter(|g| !g.is_empty())
+                            .map(FileGroup::new)
+                            .collect(),
+                    )
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+
+        let batches: Vec<RecordBatch> = self
+            .view
+            .realtime
+            .iter()
+            .filter(|chunk| bounds.overlaps(chunk.start, chunk.end))
+            .map(|chunk| conform(&chunk.batch, &self.schema))
+            .collect::<Result<_>>()?;
+        if !batches.is_empty() {
+            let partitions: Vec<Vec<RecordBatch>> = batches.into_iter().map(|b| vec![b]).collect();
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &partitions,
+                self.schema.clone(),
+                projection.cloned(),
+            )?);
+        }
+
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    fn ts(text: &str) -> Expr {
+        lit(ScalarValue::TimestampMillisecond(parse_iso(text), None))
+    }
+
+    #[test]
+    fn time_filters_bound_the_scan() {
+        let filters = vec![
+            col("__time").gt_eq(ts("2025-01-01T01:00:00Z")),
+            col("__time").lt(ts("2025-01-01T03:00:00Z")),
+            col("username").eq(lit("mia")),
+        ];
+        let bounds = TimeBounds::from_filters(&filters);
+        assert_eq!(bounds.start, parse_iso("2025-01-01T01:00:00Z").unwrap());
+        assert_eq!(bounds.end, parse_iso("2025-01-01T03:00:00Z").unwrap());
+        assert!(!bounds.overlaps(0, bounds.start));
+        assert!(bounds.overlaps(bounds.start, bounds.start + 1));
+
+        let flipped = TimeBounds::from_filters(&[ts("2025-01-01T02:00:00Z").lt(col("__time"))]);
+        assert_eq!(
+            flipped.start,
+            parse_iso("2025-01-01T02:00:00Z").unwrap() + 1
+        );
+        assert_eq!(
+            TimeBounds::from_filters(&[col("__time")
+                .gt(ts("2025-01-01T02:00:00Z"))
+                .or(col("x").eq(lit(1)))]),
+            TimeBounds::ALL,
+            "an OR leaves the bounds open"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The millrace server: one process hosting the embedded log, the metadata catalog,
+//! supervisors and tasks, and the HTTP API on Druid's paths (plus topics over HTTP).
+
+mod coordinator_api;
+mod indexer_api;
+pub mod results;
+pub mod source;
+mod sql_api;
+mod topics_api;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use millrace_catalog::{Catalog, SqliteCatalog};
+use millrace_ingest::{IngestError, Ingestion};
+use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
+use millrace_query::SqlEngine;
+use serde_json::{Value, json};
+
+use source::ServerSource;
+
+/// The largest request body accepted (a batch of produced records is the largest).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Log(#[from] millrace_log::LogError),
+    #[error(transparent)]
+    Catalog(#[from] millrace_catalog::CatalogError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// What the HTTP handlers share.
+pub struct AppState {
+    pub ingestion: Arc<Ingestion>,
+    pub engine: SqlEngine,
+    pub log: Arc<dyn Log>,
+    pub data_dir: PathBuf,
+}
+
+/// A server over a data directory.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+/// An error answer: a status and a JSON body.
+pub struct ApiError(StatusCode, Value);
+
+impl ApiError {
+    /// Druid's `{"error": message}` shape of the indexer and coordinator APIs.
+    pub fn plain(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, json!({"error": message.into()}))
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::plain(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::plain(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> ApiError {
+        match error {
+            IngestError::NoSupervisor(id) => {
+                ApiError::not_found(format!("Cannot find any supervisor with id: [{id}]"))
+            }
+            IngestError::Spec(e) => ApiError::bad_request(e.to_string()),
+            other => ApiError::plain(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<millrace_catalog::CatalogError> for ApiError {
+    fn from(error: millrace_catalog::CatalogError) -> ApiError {
+        ApiError::plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+impl From<millrace_log::LogError> for ApiError {
+    fn from(error: millrace_log::LogError) -> ApiError {
+        ApiError::plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+/// Runs blocking work (catalog, log, supervisor hand-offs) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a worker failed: {e}"),
+        )
+    })?
+}
+
+impl Server {
+    /// Opens the data directory: the embedded log, the catalog (`catalog.db`) and ingestion,
+    /// which resumes every stored supervisor.
+    pub fn open(data_dir: &Path, log_config: EmbeddedLogConfig) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| ServerError::Io(format!("creating {}", data_dir.display()), e))?;
+        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(data_dir, log_config)?);
+        let catalog: Arc<dyn Catalog> =
+            Arc::new(SqliteCatalog::open(&data_dir.join("catalog.db"))?);
+        let ingestion = Arc::new(Ingestion::open(log.clone(), catalog, data_dir)?);
+        let engine = SqlEngine::new(Arc::new(ServerSource(ingestion.clone())));
+        Ok(Server {
+            state: Arc::new(AppState {
+                ingestion,
+                engine,
+                log,
+                data_dir: data_dir.to_path_buf(),
+            }),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Every route of the API.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(sql_api::routes())
+            .merge(indexer_api::routes())
+            .merge(coordinator_api::routes())
+            .merge(topics_api::routes())
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` completes, then stops ingestion without publishing anything
+    /// half-done (unpublished records are read again on the next start).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let address: Option<SocketAddr> = listener.local_addr().ok();
+        tracing::info!(?address, "serving");
+        let router = self.router();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| ServerError::Io("serving HTTP".into(), e));
+        let ingestion = self.state.ingestion.clone();
+        let _ = tokio::task::spawn_blocking(move || ingestion.shutdown()).await;
+        served
+    }
+}

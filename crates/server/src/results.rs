@@ -1,0 +1,251 @@
+//! SQL answers in Druid's result formats: object, array, objectLines, arrayLines and csv, with
+//! the optional header rows (names, native types, SQL types). Times are ISO text ending in Z.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use millrace_query::QueryOutput;
+use millrace_query::types::{native_type, sql_type};
+use millrace_segments::time::format_iso;
+use serde_json::{Map, Value, json};
+
+/// Druid's result formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    Object,
+    Array,
+    ObjectLines,
+    ArrayLines,
+    Csv,
+}
+
+impl ResultFormat {
+    pub fn parse(name: &str) -> Option<ResultFormat> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "object" => ResultFormat::Object,
+            "array" => ResultFormat::Array,
+            "objectlines" => ResultFormat::ObjectLines,
+            "arraylines" => ResultFormat::ArrayLines,
+            "csv" => ResultFormat::Csv,
+            _ => return None,
+        })
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ResultFormat::Object | ResultFormat::Array => "application/json",
+            ResultFormat::Csv => "text/csv",
+            _ => "text/plain",
+        }
+    }
+}
+
+/// Which header rows to add.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Headers {
+    pub names: bool,
+    pub types: bool,
+    pub sql_types: bool,
+}
+
+/// One cell as JSON.
+fn cell(column: &dyn Array, row: usize) -> Value {
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    macro_rules! number {
+        ($t:ty) => {
+            json!(column.as_primitive::<$t>().value(row))
+        };
+    }
+    match column.data_type() {
+        DataType::Boolean => json!(column.as_boolean().value(row)),
+        DataType::Int8 => number!(Int8Type),
+        DataType::Int16 => number!(Int16Type),
+        DataType::Int32 => number!(Int32Type),
+        DataType::Int64 => number!(Int64Type),
+        DataType::UInt8 => number!(UInt8Type),
+        DataType::UInt16 => number!(UInt16Type),
+        DataType::UInt32 => number!(UInt32Type),
+        DataType::UInt64 => number!(UInt64Type),
+        DataType::Float32 => number!(Float32Type),
+        DataType::Float64 => number!(Float64Type),
+        DataType::Utf8 => json!(column.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => json!(column.as_string::<i64>().value(row)),
+        DataType::Utf8View => json!(column.as_string_view().value(row)),
+        DataType::Timestamp(unit, _) => {
+            let millis = match unit {
+                TimeUnit::Second => column.as_primitive::<TimestampSecondType>().value(row) * 1000,
+                TimeUnit::Millisecond => {
+                    column.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    column.as_primitive::<TimestampMicrosecondType>().value(row) / 1000
+                }
+                TimeUnit::Nanosecond => {
+                    column.as_primitive::<TimestampNanosecondType>().value(row) / 1_000_000
+                }
+            };
+            json!(format_iso(millis))
+        }
+        _ => {
+            let options = FormatOptions::default();
+            ArrayFormatter::try_new(column, &options)
+                .map(|f| json!(f.value(row).to_string()))
+                .unwrap_or(Value::Null)
+        }
+    }
+}
+
+fn rows(batches: &[RecordBatch]) -> impl Iterator<Item = Vec<Value>> + '_ {
+    batches.iter().flat_map(|batch| {
+        (0..batch.num_rows()).map(move |row| {
+            batch
+                .columns()
+                .iter()
+                .map(|column| cell(column.as_ref(), row))
+                .collect()
+        })
+    })
+}
+
+/// The header rows as arrays (names, then native types, then SQL types).
+fn header_arrays(output: &QueryOutput, headers: Headers) -> Vec<Vec<Value>> {
+    let fields = output.schema.fields();
+    let mut arrays = Vec::new();
+    if headers.names {
+        arrays.push(fields.iter().map(|f| json!(f.name())).collect());
+    }
+    if headers.types {
+        arrays.push(
+            fields
+                .iter()
+                .map(|f| json!(native_type(f.data_type())))
+                .collect(),
+        );
+    }
+    if headers.sql_types {
+        arrays.push(
+            fields
+                .iter()
+                .map(|f| json!(sql_type(f.data_type())))
+                .collect(),
+        );
+    }
+    arrays
+}
+
+/// A JSON object with its keys in the given order (serde_json's map would sort them, and
+/// Druid clients read the column order from the object).
+fn ordered_object(entries: impl Iterator<Item = (String, Value)>) -> Vec<u8> {
+    let mut out = vec![b'{'];
+    for (n, (key, value)) in entries.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend(serde_json::to_vec(&key).unwrap_or_default());
+        out.push(b':');
+        out.extend(serde_json::to_vec(&value).unwrap_or_default());
+    }
+    out.push(b'}');
+    out
+}
+
+/// The header as one object, for the object formats: `{name: {type, sqlType}}` or
+/// `{name: null}` with names only.
+fn header_object(output: &QueryOutput, headers: Headers) -> Option<Vec<u8>> {
+    if !headers.names {
+        return None;
+    }
+    let entries = output.schema.fields().iter().map(|field| {
+        let mut types = Map::new();
+        if headers.types {
+            types.insert("type".into(), json!(native_type(field.data_type())));
+        }
+        if headers.sql_types {
+            types.insert("sqlType".into(), json!(sql_type(field.data_type())));
+        }
+        let value = if types.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(types)
+        };
+        (field.name().clone(), value)
+    });
+    Some(ordered_object(entries))
+}
+
+/// The rows, each as JSON text: objects (in column order) or arrays, headers first.
+fn json_items(output: &QueryOutput, objects: bool, headers: Headers) -> Vec<Vec<u8>> {
+    let names: Vec<String> = output
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let header: Vec<Vec<u8>> = if objects {
+        header_object(output, headers).into_iter().collect()
+    } else {
+        header_arrays(output, headers)
+            .iter()
+            .map(|h| serde_json::to_vec(h).unwrap_or_default())
+            .collect()
+    };
+    let rows = rows(&output.batches).map(|row| {
+        if objects {
+            ordered_object(names.iter().cloned().zip(row))
+        } else {
+            serde_json::to_vec(&row).unwrap_or_default()
+        }
+    });
+    header.into_iter().chain(rows).collect()
+}
+
+/// The response body.
+pub fn render(output: &QueryOutput, format: ResultFormat, headers: Headers) -> Vec<u8> {
+    match format {
+        ResultFormat::Object | ResultFormat::Array => {
+            let items = json_items(output, format == ResultFormat::Object, headers);
+            let mut body = vec![b'['];
+            for (n, item) in items.into_iter().enumerate() {
+                if n > 0 {
+                    body.push(b',');
+                }
+                body.extend(item);
+            }
+            body.push(b']');
+            body
+        }
+        ResultFormat::ObjectLines | ResultFormat::ArrayLines => {
+            let mut body = Vec::new();
+            for line in json_items(output, format == ResultFormat::ObjectLines, headers) {
+                body.extend(line);
+                body.push(b'\n');
+            }
+            // Druid ends the lines formats with an empty line.
+            body.push(b'\n');
+            body
+        }
+        ResultFormat::Csv => {
+            let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+            let text = |v: &Value| match v {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            for row in header_arrays(output, headers)
+                .into_iter()
+                .chain(rows(&output.batches))
+            {
+                let _ = writer.write_record(row.iter().map(text));
+            }
+            let mut body = writer.into_inner().unwrap_or_default();
+            body.push(b'\n');
+            body
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The HTTP API end to end: the seed's flow (topic, supervisors with 1, 2 and 4 tasks, SQL,
+//! suspend, segments), and the shapes of each endpoint's answers and errors.
+
+use std::time::{Duration, Instant};
+
+use millrace_log::EmbeddedLogConfig;
+use millrace_segments::time::format_iso;
+use millrace_server::Server;
+use serde_json::{Value, json};
+
+const HOUR: i64 = 3_600_000;
+/// 2025-01-01T00:00:00Z.
+const BASE: i64 = 1_735_689_600_000;
+
+/// A server on a free port of a temporary data directory, stopped on drop.
+struct Running {
+    url: String,
+    agent: ureq::Agent,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start() -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::open(dir.path(), EmbeddedLogConfig::default()).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                address_tx.send(listener.local_addr().unwrap()).unwrap();
+                server
+                    .serve(listener, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let address = address_rx.recv().unwrap();
+        Running {
+            url: format!("http://{address}"),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let response = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Content-Type", content_type)
+                .send(body),
+        };
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    fn json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let (status, text) = self.call(
+            method,
+            path,
+            "application/json",
+            body.to_string().as_bytes(),
+        );
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, value) = self.json(method, path, body);
+        assert_eq!(status, 200, "{method} {path}: {value}");
+        value
+    }
+
+    /// Runs SQL and returns rows as objects.
+    fn sql(&self, query: &str) -> Vec<Value> {
+        let answer = self.ok("POST", "/druid/v2/sql", json!({"query": query}));
+        answer.as_array().unwrap().clone()
+    }
+
+    fn count(&self, datasource: &str) -> i64 {
+        let (status, answer) = self.json(
+            "POST",
+            "/druid/v2/sql",
+            json!({"query": format!("SELECT COUNT(*) AS n FROM \"{datasource}\"")}),
+        );
+        if status != 200 {
+            return -1;
+        }
+        answer[0]["n"].as_i64().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Tutorial-like social posts as text lines over `hours` hours.
+fn posts(count: usize, hours: i64) -> String {
+    let names = [
+        "willow", "mia", "leon", "milton", "miette", "gus", "jojo", "rocket",
+    ];
+    let mut text = String::new();
+    for i in 0..count {
+        let time = BASE + (i as i64 * 7_919_000) % (hours * HOUR);
+        let post = json!({"time": format_iso(time), "username": names[i % 8],
+            "post_title": format!("post {i}"), "views": (i * 37) % 20000,
+            "upvotes": 50 + i % 40, "comments": i % 20, "edited": if i % 3 == 0 { "True" } else { "False" }});
+        text.push_str(&post.to_string());
+        text.push('\n');
+    }
+    text
+}
+
+fn spec(datasource: &str, topic: &str, task_count: u32) -> Value {
+    json!({"type": "kafka", "spec": {
+        "dataSchema": {"dataSource": datasource,
+            "timestampSpec": {"column": "time", "format": "iso"},
+            "dimensionsSpec": {"dimensions": ["username", "post_title",
+                {"type": "long", "name": "views"}, {"type": "long", "name": "upvotes"},
+                {"type": "long", "name": "comments"}, "edited"]},
+            "granularitySpec": {"queryGranularity": "none", "rollup": false, "segmentGranularity": "hour"}},
+        "ioConfig": {"topic": topic, "inputFormat": {"type": "json"}, "useEarliestOffset": true,
+            "taskCount": task_count},
+        "tuningConfig": {"type": "kafka"}}})
+}
+
+#[test]
+fn the_seed_flow_with_one_two_and_four_tasks() {
+    let server = Running::start();
+    let created = server.ok(
+        "POST",
+        "/topics",
+        json!({"name": "social_media", "partitions": 4}),
+    );
+    assert_eq!(created["created"], json!(true));
+    let events = 4000;
+    let (status, answer) = server.call(
+        "POST",
+        "/topics/social_media",
+        "text/plain",
+        posts(events, 3).as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let described = server.ok("GET", "/topics/social_media", json!(null));
+    let per_partition: Vec<u64> = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latest_offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_partition.iter().sum::<u64>(), events as u64);
+    assert!(
+        per_partition.iter().all(|n| *n > 0),
+        "key-less records spread: {per_partition:?}"
+    );
+
+    for task_count in [1u32, 2, 4] {
+        let datasource = format!("social_media_{task_count}");
+        let answer = server.ok(
+            "POST",
+            "/druid/indexer/v1/supervisor",
+            spec(&datasource, "social_media", task_count),
+        );
+        assert_eq!(answer, json!({"id": datasource}));
+        wait_until("COUNT(*) reaches the events", || {
+            server.count(&datasource) == events as i64
+        });
+
+        let realtime = server.sql(&format!(
+            "SELECT COUNT(*) AS n FROM sys.segments WHERE datasource = '{datasource}' AND is_realtime = 1"
+        ));
+        assert!(
+            realtime[0]["n"].as_i64().unwrap() > 0,
+            "rows are served from realtime segments"
+        );
+
+        let suspended = server.ok(
+            "POST",
+            &format!("/druid/indexer/v1/supervisor/{datasource}/suspend"),
+            json!(null),
+        );
+        assert_eq!(suspended["suspended"], json!(true));
+        wait_until("the supervisor is suspended", || {
+            server.ok(
+                "GET",
+                &format!("/druid/indexer/v1/supervisor/{datasource}/status"),
+                json!(null),
+            )["payload"]["state"]
+                == json!("SUSPENDED")
+        });
+        let per_hour = server.sql(&format!(
+            "SELECT \"start\", COUNT(*) AS segments, SUM(num_rows) AS num_rows FROM sys.segments \
+             WHERE datasource = '{datasource}' AND is_published = 1 GROUP BY \"start\" ORDER BY \"start\""
+        ));
+        assert_eq!(per_hour.len(), 3, "{per_hour:?}");
+        for hour in &per_hour {
+            assert_eq!(
+                hour["segments"],
+                json!(task_count),
+                "one segment per task per hour: {hour}"
+            );
+        }
+        let total: i64 = per_hour
+            .iter()
+            .map(|h| h["num_rows"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, events as i64);
+        assert_eq!(
+            server.count(&datasource),
+            events as i64,
+            "published rows replace realtime ones"
+        );
+    }
+
+    // Queries over the published segments.
+    let by_user = server.sql(
+        "SELECT username, COUNT(*) AS posts FROM social_media_2 GROUP BY username ORDER BY username",
+    );
+    assert_eq!(by_user.len(), 8);
+    assert_eq!(by_user[0], json!({"username": "gus", "posts": events / 8}));
+    let hourly = server.sql(
+        "SELECT TIME_FLOOR(__time, 'PT1H') AS hour, COUNT(*) AS n FROM social_media_4 \
+         WHERE __time >= TIMESTAMP '2025-01-01 01:00:00' GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(hourly.len(), 2);
+    assert_eq!(hourly[0]["hour"], json!("2025-01-01T01:00:00.000Z"));
+}
+
+#[test]
+fn sql_formats_headers_parameters_and_errors() {
+    let server = Running::start();
+    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));
+    server.call(
+        "POST",
+        "/topics/posts",
+        "text/plain",
+        posts(16, 1).as_bytes(),
+    );
+    server.ok(
+        "POST",
+        "/druid/indexer/v1/supervisor",
+        spec("social", "posts", 1),
+    );
+    wait_until("rows arrive", || server.count("social") == 16);
+
+    let query = "SELECT username, COUNT(*) AS n FROM social WHERE username = ? GROUP BY username";
+    let parameters = json!([{"type": "VARCHAR", "value": "mia"}]);
+    let ask = |format: &str, extra: Value| {
+        let mut body = json!({"query": query, "parameters": parameters, "resultFormat": format});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        server.call(
+            "POST",
+            "/druid/v2/sql",
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(ask("object", json!({})).1, r#"[{"username":"mia","n":2}]"#);
+    assert_eq!(ask("array", json!({})).1, r#"[["mia",2]]"#);
+    assert_eq!(
+        ask(
+            "array",
+            json!({"header": true, "typesHeader": true, "sqlTypesHeader": true})
+        )
+        .1,
+        r#"[["username","n"],["STRING","LONG"],["VARCHAR","BIGINT"],["mia",2]]"#
+    );
+    assert_eq!(
+        ask("objectLines", json!({})).1,
+        "{\"username\":\"mia\",\"n\":2}\n\n"
+    );
+    assert_eq!(ask("arrayLines", json!({})).1, "[\"mia\",2]\n\n");
+    assert_eq!(
+        ask("csv", json!({"header": true})).1,
+        "username,n\nmia,2\n\n"
+    );
+
+    // The query id header, and Druid's EXPR$ names; text/plain bodies are raw SQL.
+    let response = server
+        .agent
+        .post(format!("{}/druid/v2/sql", server.url))
+        .header("Content-Type", "application/json")
+        .send(json!({"query": "SELECT COUNT(*), MAX(__time) FROM social", "context": {"sqlQueryId": "q-1"}}).to_string())
+        .unwrap();
+    assert_eq!(
+        response.headers().get("X-Druid-SQL-Query-Id").unwrap(),
+        "q-1"
+    );
+    let (_, plain) = server.call(
+        "POST",
+        "/druid/v2/sql",
+        "text/plain",
+        b"SELECT COUNT(*) FROM social",
+    );
+    assert_eq!(plain, r#"[{"EXPR$0":16}]"#);
+
+    // Errors: unknown table, bad syntax, unknown format, wrong content type.
+    let (status, error) = server.json(
+        "POST",
+        "/druid/v2/sql",
+        json!({"query": "SELECT 1 FROM \"nope\" LIMIT 1"}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(error["error"], json!("druidException"));
+    assert_eq!(error["errorCode"], json!("invalidInput"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Object 'nope' not found (line [1], column [16])")
+    );
+    let (status, error) = server.json("POST", "/druid/v2/sql", json!({"query": "SELEC 1"}));
+    assert_eq!((status, &error["category"]), (400, &json!("INVALID_INPUT")));
+    let (status, _) = server.json(
+        "POST",
+        "/druid/v2/sql",
+        json!({"query": "SELECT 1", "resultFormat": "xml"}),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = server.call(
+        "POST",
+        "/druid/v2/sql",
+        "application/x-www-form-urlencoded",
+        b"query=1",
+    );
+    assert_eq!(status, 415);
+
+    // INFORMATION_SCHEMA and sys tables.
+    let columns = server.sql(
+        "SELECT COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'social' ORDER BY ORDINAL_POSITION LIMIT 3",
+    );
+    assert_eq!(
+        columns,
+        vec![
+            json!({"COLUMN_NAME": "__time", "DATA_TYPE": "TIMESTAMP"}),
+            json!({"COLUMN_NAME": "username", "DATA_TYPE": "VARCHAR"}),
+            json!({"COLUMN_NAME": "post_title", "DATA_TYPE": "VARCHAR"}),
+        ]
+    );
+    let supervisors = server.sql("SELECT supervisor_id, state, healthy FROM sys.supervisors");
+    assert_eq!(
+        supervisors,
+        vec![json!({"supervisor_id": "social", "state": "RUNNING", "healthy": 1})]
+    );
+    let tasks = server.sql("SELECT datasource, status FROM sys.tasks");
+    assert_eq!(
+        tasks,
+        vec![json!({"datasource": "social", "status": "RUNNING"})]
+    );
+}
+
+#[test]
+fn supervisor_task_and_coordinator_endpoints() {
+    let server = Running::start();
+    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 2}));
+    server.call(
+        "POST",
+        "/topics/posts",
+        "text/plain",
+        posts(400, 2).as_bytes(),
+    );
+    // Key-less lines go to partitions in 16 KiB runs, so both partitions get rows of both hours.
+    let base = "/druid/indexer/v1/supervisor";
+
+    // Bad specs: 400 with the JSON path; not JSON: 415; nothing replaced.
+    let mut bad = spec("social", "posts", 1);
+    bad["spec"]["ioConfig"]["taskCount"] = json!("two");
+    let (status, error) = server.json("POST", base, bad);
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("spec.ioConfig.taskCount"),
+        "{error}"
+    );
+    let (status, _) = server.call("POST", base, "text/plain", b"{}");
+    assert_eq!(status, 415);
+    assert_eq!(server.ok("GET", base, json!(null)), json!([]));
+
+    server.ok("POST", base, spec("social", "posts", 2));
+    wait_until("rows arrive", || server.count("social") == 400);
+    assert_eq!(server.ok("GET", base, json!(null)), json!(["social"]));
+    let full = server.ok("GET", &format!("{base}?full"), json!(null));
+    assert_eq!(full[0]["state"], json!("RUNNING"));
+    assert_eq!(full[0]["spec"]["spec"]["ioConfig"]["taskCount"], json!(2));
+    assert_eq!(
+        server.ok("GET", &format!("{base}/social/health"), json!(null)),
+        json!({"healthy": true})
+    );
+    let status = server.ok("GET", &format!("{base}/social/status"), json!(null));
+    assert_eq!(
+        status["payload"]["activeTasks"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(status["payload"]["aggregateLag"], json!(0));
+    let stats = server.ok("GET", &format!("{base}/social/stats"), json!(null));
+    let processed: u64 = stats
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|g| g.as_object().unwrap().values())
+        .map(|t| t["totals"]["buildSegments"]["processed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(processed, 400);
+    let (status, error) = server.json("GET", &format!("{base}/nope/status"), json!(null));
+    assert_eq!((status, error["error"].is_string()), (404, true));
+
+    // Tasks.
+    let running = server.ok(
+        "GET",
+        "/druid/indexer/v1/tasks?state=running&datasource=social",
+        json!(null),
+    );
+    assert_eq!(running.as_array().unwrap().len(), 2);
+    let task_id = running[0]["id"].as_str().unwrap().to_string();
+    assert!(task_id.starts_with("index_kafka_social_"));
+    let task = server.ok(
+        "GET",
+        &format!("/druid/indexer/v1/task/{task_id}/status"),
+        json!(null),
+    );
+    assert_eq!(task["status"]["statusCode"], json!("RUNNING"));
+    let (status, _) = server.json("GET", "/druid/indexer/v1/tasks?state=sleeping", json!(null));
+    assert_eq!(status, 400);
+    let (status, _) = server.json("GET", "/druid/indexer/v1/task/nope/status", json!(null));
+    assert_eq!(status, 404);
+
+    // Terminate publishes; the coordinator then shows the datasource's segments.
+    assert_eq!(
+        server.ok("POST", &format!("{base}/social/terminate"), json!(null)),
+        json!({"id": "social"})
+    );
+    assert_eq!(server.ok("GET", base, json!(null)), json!([]));
+    let complete = server.ok("GET", "/druid/indexer/v1/tasks?state=complete", json!(null));
+    assert!(
+        complete
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["statusCode"] == json!("SUCCESS"))
+    );
+    let coordinator = "/druid/coordinator/v1/datasources";
+    assert_eq!(
+        server.ok("GET", coordinator, json!(null)),
+        json!(["social"])
+    );
+    let segments = server.ok(
+        "GET",
+        &format!("{coordinator}/social/segments"),
+        json!(null),
+    );
+    assert_eq!(segments.as_array().unwrap().len(), 4, "2 tasks x 2 hours");
+    assert_eq!(
+        server.ok(
+            "GET",
+            &format!("{coordinator}/social/loadstatus"),
+            json!(null)
+        ),
+        json!({"social": 100.0})
+    );
+    let metadata = server.ok(
+        "GET",
+        "/druid/coordinator/v1/metadata/segments?datasources=social",
+        json!(null),
+    );
+    assert_eq!(metadata[0]["shardSpec"]["type"], json!("numbered"));
+
+    // Marking unused hides rows; marking used brings them back; kill deletes unused ones.
+    let unused = server.ok(
+        "POST",
+        &format!("{coordinator}/social/markUnused"),
+        json!({"interval": "2025-01-01T00:00:00Z/2025-01-01T01:00:00Z"}),
+    );
+    assert_eq!(unused, json!({"numChangedSegments": 2}));
+    let remaining = server.count("social");
+    assert!(remaining > 0 && remaining < 400, "{remaining}");
+    server.ok(
+        "POST",
+        &format!("{coordinator}/social/markUsed"),
+        json!({"interval": "2025-01-01T00:00:00Z/2025-01-01T01:00:00Z"}),
+    );
+    assert_eq!(server.count("social"), 400);
+    assert_eq!(
+        server.ok("DELETE", &format!("{coordinator}/social"), json!(null)),
+        json!({"numChangedSegments": 4})
+    );
+    assert_eq!(
+        server.count("social"),
+        -1,
+        "no used segments: the table is gone"
+    );
+    let kill = server.ok("POST", "/druid/indexer/v1/task",
+        json!({"type": "kill", "dataSource": "social", "interval": "2025-01-01T00:00:00Z/2025-01-02T00:00:00Z"}));
+    assert!(kill["task"].is_string());
+    assert_eq!(
+        server.ok(
+            "GET",
+            &format!("{coordinator}/social/segments"),
+            json!(null)
+        ),
+        json!([])
+    );
+
+    assert_eq!(server.ok("GET", "/status/health", json!(null)), json!(true));
+    assert!(server.ok("GET", "/status", json!(null))["version"].is_string());
+}

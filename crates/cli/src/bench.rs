@@ -51,6 +51,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The Druid seed's experiment: tutorial social posts ingested by supervisors with each
+    /// task count (rows/s until queryable, publish time), then SQL latencies over the rows.
+    Druid {
+        /// How many events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Task counts to ingest with, one datasource each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        tasks: Vec<u32>,
+        /// Timed runs of each query.
+        #[arg(long, default_value_t = 5)]
+        query_runs: usize,
+        /// Where to put the data (a fresh temporary directory by default).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// Runs a benchmark and prints its figures.
@@ -96,6 +112,12 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             data_dir,
             runs,
         } => crate::bench_pipeline::run(events, &definition, &predicate, &mapper, data_dir, runs),
+        BenchCommand::Druid {
+            events,
+            tasks,
+            query_runs,
+            data_dir,
+        } => crate::bench_druid::run(events, &tasks, query_runs, data_dir),
     }
 }
 

@@ -1,8 +1,12 @@
 //! The `millrace` command line: argument parsing and wiring of the crates below.
 
 mod bench;
+mod bench_druid;
 mod bench_pipeline;
 mod definitions;
+mod http;
+mod serve;
+mod sql;
 mod topic;
 
 use std::path::PathBuf;
@@ -18,9 +22,10 @@ use millrace_stream::runner::{RunOptions, run};
 #[command(
     name = "millrace",
     version,
-    about = "Stream processing from KSML definitions, on an embedded log",
+    about = "KSML stream processing and Druid-compatible real-time ingestion and SQL, on an embedded log",
     long_about = "millrace runs KSML definition files (streams, functions in Python, pipelines, producers) \
-with the semantics of the KSML runner, on an embedded crash-safe log in a data directory."
+with the semantics of the KSML runner, on an embedded crash-safe log in a data directory. \
+`millrace serve` hosts that log with Druid's Kafka supervisors, segments and SQL behind Druid's HTTP API."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -73,12 +78,36 @@ enum Command {
         /// Definition files.
         definitions: Vec<PathBuf>,
     },
-    /// List, create, produce to and consume from topics of the embedded log.
+    /// Serve the data directory: the log, Druid supervisors and tasks, segments, and Druid's
+    /// HTTP API (supervisors, tasks, coordinator, SQL) plus topics over HTTP.
+    Serve {
+        #[command(flatten)]
+        data: DataDir,
+        /// The port to listen on (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 8888)]
+        port: u16,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
+    /// Run Druid SQL on a server.
+    Sql {
+        /// The server, e.g. http://127.0.0.1:8888.
+        #[arg(long, env = "MILLRACE_URL", default_value = "http://127.0.0.1:8888")]
+        url: String,
+        /// How to print rows.
+        #[arg(long, value_enum, default_value = "table")]
+        format: sql::SqlFormat,
+        /// The query.
+        query: String,
+    },
+    /// List, create, produce to and consume from topics of the embedded log, or of a server
+    /// with --url.
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
     },
-    /// Print throughput figures of the log and of the KSML runtime.
+    /// Print throughput and latency figures: the log, the KSML runtime, Druid ingestion and SQL.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
@@ -113,6 +142,8 @@ fn main() -> ExitCode {
         } => definitions::load(config.as_deref(), &definitions, strict).map(|_| {
             eprintln!("definitions are valid");
         }),
+        Command::Serve { data, port, bind } => serve::run(&data.data_dir, &bind, port),
+        Command::Sql { url, format, query } => sql::run(&url, &query, format),
         Command::Topic { command } => topic::run(command),
         Command::Bench { command } => bench::run(command),
     };

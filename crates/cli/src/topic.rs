@@ -11,18 +11,30 @@ use millrace_types::codec::{display_json, encode};
 use millrace_types::{DataType, Value};
 
 use crate::DataDir;
+use crate::http::{Client, encode_segment};
+
+/// Where the topics are: the embedded log of a data directory, or a server (`--url`), which
+/// owns its data directory while it runs.
+#[derive(clap::Args)]
+pub struct Target {
+    #[command(flatten)]
+    data: DataDir,
+    /// A running server, e.g. http://127.0.0.1:8888 (instead of --data-dir).
+    #[arg(long, env = "MILLRACE_URL")]
+    url: Option<String>,
+}
 
 #[derive(Subcommand)]
 pub enum TopicCommand {
     /// List topics and their partition counts.
     List {
         #[command(flatten)]
-        data: DataDir,
+        target: Target,
     },
     /// Create a topic.
     Create {
         #[command(flatten)]
-        data: DataDir,
+        target: Target,
         /// The topic.
         name: String,
         #[arg(long, default_value_t = 1)]
@@ -32,7 +44,7 @@ pub enum TopicCommand {
     /// producer does).
     Produce {
         #[command(flatten)]
-        data: DataDir,
+        target: Target,
         /// The topic.
         name: String,
         /// Split each line at the first SEP into key and value.
@@ -44,7 +56,7 @@ pub enum TopicCommand {
     /// Print records as JSON lines {"topic","partition","offset","timestamp","key","value"}.
     Consume {
         #[command(flatten)]
-        data: DataDir,
+        target: Target,
         /// The topic.
         name: String,
         /// Start at the oldest record and exit at the end of the data (otherwise follow new
@@ -89,23 +101,37 @@ fn parse_type(text: Option<&str>) -> Result<Option<DataType>, String> {
 /// Runs a topic command.
 pub fn run(command: TopicCommand) -> Result<(), String> {
     match command {
-        TopicCommand::List { data } => {
-            let log = data.open()?;
-            for topic in log.topics().map_err(|e| e.to_string())? {
-                println!("{}\t{} partition(s)", topic.name, topic.partitions);
+        TopicCommand::List { target } => {
+            let topics: Vec<(String, u32)> = match &target.url {
+                Some(url) => remote::list(&Client::new(url))?,
+                None => target
+                    .data
+                    .open()?
+                    .topics()
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|t| (t.name, t.partitions))
+                    .collect(),
+            };
+            for (name, partitions) in topics {
+                println!("{name}\t{partitions} partition(s)");
             }
             Ok(())
         }
         TopicCommand::Create {
-            data,
+            target,
             name,
             partitions,
         } => {
-            let log = data.open()?;
-            if log
-                .create_topic(&name, partitions)
-                .map_err(|e| e.to_string())?
-            {
+            let created = match &target.url {
+                Some(url) => remote::create(&Client::new(url), &name, partitions)?,
+                None => target
+                    .data
+                    .open()?
+                    .create_topic(&name, partitions)
+                    .map_err(|e| e.to_string())?,
+            };
+            if created {
                 eprintln!("created topic '{name}' with {partitions} partition(s)");
                 Ok(())
             } else {
@@ -113,39 +139,171 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             }
         }
         TopicCommand::Produce {
-            data,
+            target,
             name,
             key_separator,
             types,
         } => {
             let (key_type, value_type) = types.parse()?;
-            let log = data.open()?;
-            let sent = produce(
-                log.as_ref(),
-                &name,
-                key_separator.as_deref(),
-                key_type.as_ref(),
-                value_type.as_ref(),
-            )?;
+            let sent = match &target.url {
+                Some(url) => {
+                    if key_type.is_some() || value_type.is_some() {
+                        return Err(
+                            "--key-type and --value-type work on a data directory, not with --url"
+                                .into(),
+                        );
+                    }
+                    remote::produce(&Client::new(url), &name, key_separator.as_deref())?
+                }
+                None => produce(
+                    target.data.open()?.as_ref(),
+                    &name,
+                    key_separator.as_deref(),
+                    key_type.as_ref(),
+                    value_type.as_ref(),
+                )?,
+            };
             eprintln!("produced {sent} record(s) to '{name}'");
             Ok(())
         }
         TopicCommand::Consume {
-            data,
+            target,
             name,
             from_beginning,
             format: _,
             types,
         } => {
             let (key_type, value_type) = types.parse()?;
-            let log = data.open()?;
-            consume(
-                log.as_ref(),
-                &name,
-                from_beginning,
-                key_type.as_ref(),
-                value_type.as_ref(),
-            )
+            match &target.url {
+                Some(url) => {
+                    if key_type.is_some() || value_type.is_some() {
+                        return Err(
+                            "--key-type and --value-type work on a data directory, not with --url"
+                                .into(),
+                        );
+                    }
+                    remote::consume(&Client::new(url), &name, from_beginning)
+                }
+                None => consume(
+                    target.data.open()?.as_ref(),
+                    &name,
+                    from_beginning,
+                    key_type.as_ref(),
+                    value_type.as_ref(),
+                ),
+            }
+        }
+    }
+}
+
+/// The topic commands against a server.
+mod remote {
+    use std::io::{BufRead, Write};
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::{Client, encode_segment};
+
+    /// Lines sent per request when producing.
+    const LINES_PER_REQUEST: usize = 50_000;
+
+    pub fn list(client: &Client) -> Result<Vec<(String, u32)>, String> {
+        let names: Vec<String> = serde_json::from_value(client.get_json("/topics")?)
+            .map_err(|e| format!("unexpected answer: {e}"))?;
+        let mut topics = Vec::new();
+        for name in names {
+            let described = client.get_json(&format!("/topics/{}", encode_segment(&name)))?;
+            let partitions = described["partitions"].as_array().map_or(0, Vec::len) as u32;
+            topics.push((name, partitions));
+        }
+        Ok(topics)
+    }
+
+    pub fn create(client: &Client, name: &str, partitions: u32) -> Result<bool, String> {
+        let body = json!({"name": name, "partitions": partitions}).to_string();
+        let answer: Value =
+            serde_json::from_str(&client.post("/topics", "application/json", body.as_bytes())?)
+                .map_err(|e| format!("unexpected answer: {e}"))?;
+        Ok(answer["created"].as_bool().unwrap_or(false))
+    }
+
+    /// Streams stdin lines to the server in large text batches.
+    pub fn produce(client: &Client, topic: &str, separator: Option<&str>) -> Result<u64, String> {
+        let mut path = format!("/topics/{}", encode_segment(topic));
+        if let Some(separator) = separator {
+            path.push_str(&format!("?keySeparator={}", encode_segment(separator)));
+        }
+        let mut batch = Vec::with_capacity(8 << 20);
+        let (mut lines, mut sent) = (0usize, 0u64);
+        let mut send = |batch: &mut Vec<u8>, lines: &mut usize| -> Result<(), String> {
+            if *lines > 0 {
+                client.post(&path, "text/plain", batch)?;
+                sent += *lines as u64;
+            }
+            batch.clear();
+            *lines = 0;
+            Ok(())
+        };
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+            if line.is_empty() {
+                continue;
+            }
+            batch.extend_from_slice(line.as_bytes());
+            batch.push(b'\n');
+            lines += 1;
+            if lines >= LINES_PER_REQUEST {
+                send(&mut batch, &mut lines)?;
+            }
+        }
+        send(&mut batch, &mut lines)?;
+        Ok(sent)
+    }
+
+    /// Prints records as JSON lines; from the start to the end, or following new records.
+    pub fn consume(client: &Client, topic: &str, from_beginning: bool) -> Result<(), String> {
+        let topic_path = format!("/topics/{}", encode_segment(topic));
+        let described = client.get_json(&topic_path)?;
+        let mut positions: Vec<u64> = described["partitions"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        let key = if from_beginning {
+                            "earliest_offset"
+                        } else {
+                            "latest_offset"
+                        };
+                        p[key].as_u64().unwrap_or(0)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        loop {
+            let mut read_any = false;
+            for (p, position) in positions.iter_mut().enumerate() {
+                let records = client.get_json(&format!(
+                    "{topic_path}/partitions/{p}/messages?offset={position}&count=10000"
+                ))?;
+                for record in records.as_array().into_iter().flatten() {
+                    read_any = true;
+                    *position = record["offset"].as_u64().unwrap_or(*position) + 1;
+                    let line = json!({"topic": topic, "partition": p, "offset": record["offset"],
+                        "timestamp": record["timestamp"], "key": record["key"], "value": record["value"]});
+                    writeln!(out, "{line}").map_err(|e| e.to_string())?;
+                }
+            }
+            if read_any {
+                continue;
+            }
+            out.flush().map_err(|e| e.to_string())?;
+            if from_beginning {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 }

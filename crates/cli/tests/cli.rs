@@ -432,3 +432,197 @@ fn benchmarks_run_and_print_figures() {
         .expect("a result count");
     assert!(results > 0 && results < 2000, "{text}");
 }
+
+/// A `millrace serve` child process on a free port.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(data: &Path) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = millrace()
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(data)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let url = loop {
+            let line = lines.next().expect("serve printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("millrace is serving ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServeProcess { child, url }
+    }
+
+    fn post_json(&self, path: &str, body: &Json) -> Json {
+        let mut response = ureq::post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    fn count(&self, datasource: &str) -> i64 {
+        let query =
+            serde_json::json!({"query": format!("SELECT COUNT(*) AS n FROM \"{datasource}\"")});
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("{}/druid/v2/sql", self.url))
+            .header("Content-Type", "application/json")
+            .send(query.to_string())
+            .unwrap();
+        if response.status() != 200 {
+            return -1;
+        }
+        let rows: Json =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        rows[0]["n"].as_i64().unwrap()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Produces tutorial-like posts `first..first+count` through `topic produce --url`.
+fn produce_posts(url: &str, first: usize, count: usize) {
+    use std::io::Write;
+    let names = [
+        "willow", "mia", "leon", "milton", "miette", "gus", "jojo", "rocket",
+    ];
+    let mut text = String::new();
+    for i in first..first + count {
+        let minute = i % 180;
+        text.push_str(&format!(
+            "{{\"time\":\"2025-01-01T{:02}:{:02}:{:02}Z\",\"username\":\"{}\",\"post_title\":\"post {i}\",\"views\":{},\"edited\":\"False\"}}\n",
+            minute / 60, minute % 60, i % 60, names[i % 8], i % 977
+        ));
+    }
+    let mut child = millrace()
+        .args(["topic", "produce", "social_media", "--url", url])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_server_survives_kill_9_without_loss_or_duplicates() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(data.path());
+    run_ok(millrace().args([
+        "topic",
+        "create",
+        "social_media",
+        "--partitions",
+        "4",
+        "--url",
+        &server.url,
+    ]));
+    produce_posts(&server.url, 0, 30_000);
+    let spec = serde_json::json!({"type": "kafka", "spec": {
+        "dataSchema": {"dataSource": "social_media", "timestampSpec": {"column": "time", "format": "iso"},
+            "dimensionsSpec": {"dimensions": ["username", "post_title", {"type": "long", "name": "views"}, "edited"]},
+            "granularitySpec": {"queryGranularity": "none", "rollup": false, "segmentGranularity": "hour"}},
+        "ioConfig": {"topic": "social_media", "inputFormat": {"type": "json"}, "useEarliestOffset": true, "taskCount": 2}}});
+    assert_eq!(
+        server.post_json("/druid/indexer/v1/supervisor", &spec),
+        serde_json::json!({"id": "social_media"})
+    );
+    wait_for("the first 30000 rows", || {
+        server.count("social_media") == 30_000
+    });
+    // Publish what is there, then ingest more without publishing it, and kill the server.
+    server.post_json(
+        "/druid/indexer/v1/supervisor/social_media/suspend",
+        &Json::Null,
+    );
+    wait_for("the first segments are published", || {
+        let status = server.post_json(
+            "/druid/v2/sql",
+            &serde_json::json!({"query": "SELECT state FROM sys.supervisors"}),
+        );
+        status[0]["state"] == "SUSPENDED"
+    });
+    server.post_json(
+        "/druid/indexer/v1/supervisor/social_media/resume",
+        &Json::Null,
+    );
+    produce_posts(&server.url, 30_000, 20_000);
+    wait_for("rows beyond the published ones", || {
+        server.count("social_media") > 30_000
+    });
+    drop(server); // SIGKILL: nothing gets to run.
+
+    let server = ServeProcess::start(data.path());
+    produce_posts(&server.url, 50_000, 10_000);
+    wait_for("all 60000 rows after the restart", || {
+        server.count("social_media") == 60_000
+    });
+    server.post_json(
+        "/druid/indexer/v1/supervisor/social_media/suspend",
+        &Json::Null,
+    );
+    let published = || {
+        server.post_json(
+            "/druid/v2/sql",
+            &serde_json::json!({"query": "SELECT SUM(num_rows) AS n FROM sys.segments WHERE is_published = 1"}),
+        )[0]["n"]
+            .as_i64()
+    };
+    wait_for("everything is published", || published() == Some(60_000));
+    assert_eq!(
+        server.count("social_media"),
+        60_000,
+        "no loss, no duplicates"
+    );
+
+    let table = run_ok(millrace().args([
+        "sql",
+        "--url",
+        &server.url,
+        "SELECT username, COUNT(*) AS posts FROM social_media GROUP BY username ORDER BY username LIMIT 2",
+    ]));
+    assert_eq!(
+        String::from_utf8(table.stdout).unwrap(),
+        "username  posts\n--------  -----\ngus        7500\njojo       7500\n(2 rows)\n"
+    );
+    let listed = run_ok(millrace().args(["topic", "list", "--url", &server.url]));
+    assert_eq!(
+        String::from_utf8(listed.stdout).unwrap(),
+        "social_media\t4 partition(s)\n"
+    );
+}

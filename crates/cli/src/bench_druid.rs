@@ -1,0 +1,236 @@
+//! `millrace bench druid`: the seed's experiment (tutorial social posts ingested with 1, 2 and
+//! 4 tasks) and Druid SQL latencies over the result. Prints figures; asserts none.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use millrace_catalog::SqliteCatalog;
+use millrace_ingest::Ingestion;
+use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
+use millrace_query::SqlEngine;
+use millrace_segments::time::format_iso;
+use millrace_server::source::ServerSource;
+use serde_json::json;
+
+use crate::bench::{BenchDir, median, rate};
+
+const TOPIC: &str = "social_media";
+const PARTITIONS: u32 = 4;
+/// 2025-01-01T00:00:00Z: the simulated clock starts here.
+const START: i64 = 1_735_689_600_000;
+
+/// A small deterministic random source (xorshift64*), so every run ingests the same events.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+        let (u, v) = (self.unit().max(1e-12), self.unit());
+        mean + sd * (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// The tutorial's social posts (see the datagen `social_posts` config): one per simulated
+/// second per worker, with 10 workers.
+fn social_posts(count: usize) -> Vec<Bytes> {
+    const NAMES: [&str; 8] = [
+        "willow", "mia", "leon", "milton", "miette", "gus", "jojo", "rocket",
+    ];
+    const TITLE: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_!';:,.";
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
+    (0..count)
+        .map(|i| {
+            let length = 1 + random.next() as usize % 140;
+            let title: String = (0..length)
+                .map(|_| TITLE[random.next() as usize % TITLE.len()] as char)
+                .collect();
+            let post = json!({
+                "time": format_iso(START + (i as i64 / 10) * 1000),
+                "username": NAMES[random.next() as usize % NAMES.len()],
+                "post_title": title,
+                "views": (-10_000.0 * (1.0 - random.unit()).ln()) as i64,
+                "upvotes": random.normal(70.0, 20.0).round() as i64,
+                "comments": random.normal(10.0, 5.0).round().max(0.0) as i64,
+                "edited": if random.next() % 2 == 0 { "True" } else { "False" },
+            });
+            Bytes::from(post.to_string())
+        })
+        .collect()
+}
+
+fn spec(datasource: &str, tasks: u32) -> Vec<u8> {
+    json!({"type": "kafka", "spec": {
+        "dataSchema": {"dataSource": datasource,
+            "timestampSpec": {"column": "time", "format": "iso"},
+            "dimensionsSpec": {"dimensions": ["username", "post_title",
+                {"type": "long", "name": "views"}, {"type": "long", "name": "upvotes"},
+                {"type": "long", "name": "comments"}, "edited"]},
+            "granularitySpec": {"queryGranularity": "none", "rollup": false, "segmentGranularity": "hour"}},
+        "ioConfig": {"topic": TOPIC, "inputFormat": {"type": "json"}, "useEarliestOffset": true,
+            "taskCount": tasks, "taskDuration": "PT24H"},
+        "tuningConfig": {"type": "kafka", "maxRowsPerSegment": 5_000_000}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// The peak resident memory of this process (VmHWM), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn wait(what: &str, mut done: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while !done()? {
+        if Instant::now() > deadline {
+            return Err(format!("gave up waiting until {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Ingests the events with a supervisor of `tasks` tasks; returns the seconds until every row
+/// was queryable and the seconds its tasks then took to publish.
+fn ingest(
+    ingestion: &Ingestion,
+    datasource: &str,
+    tasks: u32,
+    events: usize,
+) -> Result<(f64, f64), String> {
+    let started = Instant::now();
+    ingestion
+        .submit(&spec(datasource, tasks))
+        .map_err(|e| e.to_string())?;
+    wait("every row is ingested", || {
+        let status = ingestion.status(datasource).map_err(|e| e.to_string())?;
+        let processed: u64 = status.active_tasks.iter().map(|t| t.counts.processed).sum();
+        Ok(processed as usize >= events)
+    })?;
+    let ingested = started.elapsed().as_secs_f64();
+    let publishing = Instant::now();
+    ingestion
+        .set_suspended(datasource, true)
+        .map_err(|e| e.to_string())?;
+    wait("the tasks published", || {
+        Ok(ingestion
+            .status(datasource)
+            .map_err(|e| e.to_string())?
+            .state
+            == "SUSPENDED")
+    })?;
+    Ok((ingested, publishing.elapsed().as_secs_f64()))
+}
+
+/// Runs the benchmark.
+pub fn run(
+    events: usize,
+    task_counts: &[u32],
+    queries_runs: usize,
+    data_dir: Option<PathBuf>,
+) -> Result<(), String> {
+    let dir = BenchDir::new(data_dir, "druid")?;
+    let log = Arc::new(
+        EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).map_err(|e| e.to_string())?,
+    );
+    let catalog =
+        Arc::new(SqliteCatalog::open(&dir.path().join("catalog.db")).map_err(|e| e.to_string())?);
+    log.create_topic(TOPIC, PARTITIONS)
+        .map_err(|e| e.to_string())?;
+    let generated = Instant::now();
+    let posts = social_posts(events);
+    let bytes: usize = posts.iter().map(Bytes::len).sum();
+    // Key-less records go to partitions in runs of 1000, as a batching producer sends them.
+    for (n, chunk) in posts.chunks(1000).enumerate() {
+        let records = chunk
+            .iter()
+            .map(|value| Record {
+                key: None,
+                value: Some(value.clone()),
+                timestamp: START,
+                headers: Vec::new(),
+            })
+            .collect();
+        log.append(TOPIC, n as u32 % PARTITIONS, records)
+            .map_err(|e| e.to_string())?;
+    }
+    drop(posts);
+    println!(
+        "{events} tutorial social posts ({:.0} MB of JSON) produced to {PARTITIONS} partitions in {:.1} s",
+        bytes as f64 / 1e6,
+        generated.elapsed().as_secs_f64()
+    );
+    let ingestion = Arc::new(Ingestion::open(log, catalog, dir.path()).map_err(|e| e.to_string())?);
+    let mut last = None;
+    for &tasks in task_counts {
+        let datasource = format!("social_media_{tasks}");
+        let (ingested, published) = ingest(&ingestion, &datasource, tasks, events)?;
+        println!(
+            "taskCount {tasks}: ingested {} until queryable, then published in {published:.2} s",
+            rate(events, ingested)
+        );
+        last = Some(datasource);
+    }
+    if let Some(mib) = peak_memory_mib() {
+        println!("peak memory (VmHWM) so far: {mib:.0} MiB");
+    }
+    let Some(datasource) = last else {
+        return Ok(());
+    };
+    let engine = SqlEngine::new(Arc::new(ServerSource(ingestion.clone())));
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let queries = [
+        ("COUNT(*)", format!("SELECT COUNT(*) FROM \"{datasource}\"")),
+        (
+            "GROUP BY username",
+            format!(
+                "SELECT username, COUNT(*) AS posts, SUM(views) AS views FROM \"{datasource}\" GROUP BY username ORDER BY posts DESC"
+            ),
+        ),
+        (
+            "TIME_FLOOR hourly",
+            format!(
+                "SELECT TIME_FLOOR(__time, 'PT1H') AS hour, COUNT(*) AS posts FROM \"{datasource}\" GROUP BY 1 ORDER BY 1"
+            ),
+        ),
+    ];
+    println!(
+        "SQL over {events} published rows of {datasource} (median of {queries_runs} after one warm-up):"
+    );
+    for (label, query) in queries {
+        let mut timings = Vec::new();
+        for run in 0..=queries_runs.max(1) {
+            let started = Instant::now();
+            let output = runtime
+                .block_on(engine.query(&query, vec![]))
+                .map_err(|e| format!("{label}: {e}"))?;
+            if run > 0 {
+                timings.push(started.elapsed().as_secs_f64());
+            }
+            if output.batches.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
+                return Err(format!("{label}: no rows"));
+            }
+        }
+        println!("  {label:<18} {:>8.1} ms", median(timings) * 1000.0);
+    }
+    ingestion.shutdown();
+    if let Some(mib) = peak_memory_mib() {
+        println!("peak memory (VmHWM): {mib:.0} MiB");
+    }
+    Ok(())
+}

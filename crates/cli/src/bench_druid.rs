@@ -64,7 +64,7 @@ fn social_posts(count: usize) -> Vec<Bytes> {
                 "views": (-10_000.0 * (1.0 - random.unit()).ln()) as i64,
                 "upvotes": random.normal(70.0, 20.0).round() as i64,
                 "comments": random.normal(10.0, 5.0).round().max(0.0) as i64,
-                "edited": if random.next() % 2 == 0 { "True" } else { "False" },
+                "edited": if random.next().is_multiple_of(2) { "True" } else { "False" },
             });
             Bytes::from(post.to_string())
         })

@@ -117,6 +117,12 @@ impl Ingestion {
         catalog: Arc<dyn Catalog>,
         data_dir: &Path,
     ) -> Result<Ingestion, IngestError> {
+        // Rows tasks persisted before the server stopped are read again from the log.
+        let persisted = data_dir.join("tasks");
+        if persisted.exists() {
+            std::fs::remove_dir_all(&persisted)
+                .map_err(|e| IngestError::Io(format!("removing {}", persisted.display()), e))?;
+        }
         let visible = Arc::new(Visible::new(data_dir));
         visible.load(catalog.as_ref())?;
         for mut task in catalog.tasks()? {

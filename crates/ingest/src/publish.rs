@@ -114,7 +114,7 @@ pub fn publish(
         let place = allocate(&existing, datasource, index.interval(), &version);
         let file_name = format!("{}.parquet", place.id());
         let path = directory.join(&file_name);
-        let batch = index.batch()?;
+        let batch = index.segment_batch()?;
         let size = write_parquet(&path, &batch)?;
         written.push(path);
         let record = record(

@@ -3,6 +3,7 @@
 //! when asked) publishes its segments with its end offsets.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -113,6 +114,11 @@ impl RunningTask {
                     if !matches!(end, TaskEnd::Published(_)) {
                         context.visible.remove_task(&plan.datasource, &plan.id);
                     }
+                    // Persisted files go when the last index holding them does (a query may
+                    // still read them); the directory goes now if it is empty, else at the
+                    // next start.
+                    drop(indexes);
+                    let _ = std::fs::remove_dir(persist_dir(&context, &plan.id));
                     end
                 })
                 .map_err(|e| IngestError::Io("starting a task thread".into(), e))?
@@ -223,6 +229,50 @@ impl RowPipeline {
     }
 }
 
+/// Where a task persists rows: `tasks/<task id>/` in the data directory.
+pub fn persist_dir(context: &Context, task_id: &str) -> PathBuf {
+    context.data_dir.join("tasks").join(task_id)
+}
+
+/// When a task persists its in-memory rows to disk.
+struct PersistPolicy {
+    max_rows_in_memory: usize,
+    period: Duration,
+    last: Instant,
+    /// Files written so far (they are numbered).
+    files: usize,
+}
+
+impl PersistPolicy {
+    /// Persists every index's in-memory rows when they reached maxRowsInMemory or
+    /// intermediatePersistPeriod has passed since the last persist.
+    fn maybe_persist(
+        &mut self,
+        context: &Context,
+        plan: &TaskPlan,
+        indexes: &mut [ChunkIndex],
+    ) -> Result<(), String> {
+        let in_memory: usize = indexes.iter().map(ChunkIndex::in_memory_rows).sum();
+        if in_memory == 0
+            || (in_memory < self.max_rows_in_memory && self.last.elapsed() < self.period)
+        {
+            return Ok(());
+        }
+        let directory = persist_dir(context, &plan.id);
+        std::fs::create_dir_all(&directory)
+            .map_err(|e| format!("creating {}: {e}", directory.display()))?;
+        for index in indexes.iter_mut().filter(|i| i.in_memory_rows() > 0) {
+            let path = directory.join(format!("{:06}.parquet", self.files));
+            index
+                .persist(path)
+                .map_err(|e| format!("persisting rows: {e}"))?;
+            self.files += 1;
+        }
+        self.last = Instant::now();
+        Ok(())
+    }
+}
+
 /// The task's loop; returns how it ended.
 fn run(
     context: &Context,
@@ -247,6 +297,18 @@ fn run(
     let tuning = &spec.tuning_config;
     let poll = Duration::from_millis(spec.io_config.poll_timeout.max(1));
     let deadline = Instant::now() + plan.duration;
+    let mut persist = PersistPolicy {
+        max_rows_in_memory: tuning.max_rows_in_memory.max(1) as usize,
+        period: Duration::from_millis(
+            tuning
+                .intermediate_persist_period
+                .fixed_millis()
+                .unwrap_or(600_000)
+                .max(1),
+        ),
+        last: Instant::now(),
+        files: 0,
+    };
     let mut next = plan.start_offsets.clone();
     loop {
         match stop.load(Ordering::SeqCst) {
@@ -306,6 +368,12 @@ fn run(
                 return TaskEnd::Failed(format!(
                     "Max parse exceptions [{max}] exceeded ({failed_rows} unparseable rows)"
                 ));
+            }
+        }
+        {
+            let mut indexes = indexes.lock().expect("task indexes lock");
+            if let Err(e) = persist.maybe_persist(context, plan, &mut indexes) {
+                return TaskEnd::Failed(e);
             }
         }
         if !read_any {

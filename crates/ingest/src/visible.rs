@@ -170,10 +170,14 @@ impl Visible {
     pub fn view(&self, datasource: &str) -> Option<DatasourceView> {
         let datasources = self.datasources.read().expect("visible lock");
         let entry = datasources.get(datasource)?;
-        let mut realtime = Vec::new();
+        let (mut realtime, mut persisted) = (Vec::new(), Vec::new());
         for indexes in entry.tasks.values() {
             let mut indexes = indexes.lock().expect("task indexes lock");
-            for index in indexes.iter_mut().filter(|i| !i.is_empty()) {
+            for index in indexes.iter_mut() {
+                persisted.extend(index.persisted().iter().cloned());
+                if index.in_memory_rows() == 0 {
+                    continue;
+                }
                 let (start, end) = index.interval();
                 // Building a batch only fails on a column type mismatch, which the index rules out.
                 if let Ok(batch) = index.batch() {
@@ -188,6 +192,7 @@ impl Visible {
         }
         Some(DatasourceView {
             segments: entry.segments.clone(),
+            persisted,
             realtime,
         })
     }

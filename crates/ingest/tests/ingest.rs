@@ -74,12 +74,13 @@ fn visible_rows(ingestion: &Ingestion, datasource: &str) -> u64 {
         return 0;
     };
     let published: u64 = view.segments.iter().map(|s| s.num_rows).sum();
+    let persisted: u64 = view.persisted.iter().map(|p| p.0.num_rows).sum();
     let realtime: u64 = view
         .realtime
         .iter()
         .map(|r| r.batch.num_rows() as u64)
         .sum();
-    published + realtime
+    published + persisted + realtime
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -154,6 +155,55 @@ fn each_task_publishes_one_segment_per_hour_and_rows_are_visible_before() {
         );
         ingestion.shutdown();
     }
+}
+
+#[test]
+fn tasks_persist_at_max_rows_in_memory_and_publish_every_row_once() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    let mut body: serde_json::Value = serde_json::from_slice(&spec("d", "posts", 1)).unwrap();
+    body["spec"]["tuningConfig"]["maxRowsInMemory"] = json!(100);
+    let ingestion = server.ingestion();
+    ingestion.submit(body.to_string().as_bytes()).unwrap();
+    let persist_dir = server.dir.path().join("tasks");
+    // Appended in small steps, so the task persists several times.
+    for step in 0..10 {
+        server.produce("posts", step * 100, 100, 2);
+        wait_until("the step's rows are visible", || {
+            visible_rows(&ingestion, "d") == (step as u64 + 1) * 100
+        });
+    }
+    let view = ingestion.visible().view("d").unwrap();
+    assert!(
+        view.persisted.len() >= 5,
+        "{} files persisted",
+        view.persisted.len()
+    );
+    let files: Vec<_> = view.persisted.iter().map(|p| p.0.path.clone()).collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with(&persist_dir) && f.exists())
+    );
+    drop(view);
+
+    suspend_and_wait(&ingestion, "d");
+    let segments = server.catalog.segments("d", true).unwrap();
+    assert_eq!(
+        segments.len(),
+        2,
+        "one segment per hour however many persists"
+    );
+    let rows: u64 = segments
+        .iter()
+        .map(|s| s.payload["numRows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, 1000);
+    assert_eq!(visible_rows(&ingestion, "d"), 1000);
+    assert!(
+        files.iter().all(|f| !f.exists()),
+        "persisted files go once their rows are published"
+    );
 }
 
 #[test]

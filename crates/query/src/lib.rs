@@ -181,7 +181,7 @@ impl SqlEngine {
         parameters: Vec<ScalarValue>,
     ) -> Result<QueryOutput, SqlError> {
         let invalid = |e: DataFusionError| SqlError::Invalid(plan_message(&e));
-        let mut statements = DFParser::parse_sql(sql).map_err(|e| invalid(e.into()))?;
+        let mut statements = DFParser::parse_sql(sql).map_err(invalid)?;
         if statements.len() != 1 {
             return Err(SqlError::Invalid(format!(
                 "expected one SQL statement, found {}",

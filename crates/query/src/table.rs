@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::cast;
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -21,9 +20,10 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use millrace_segments::columns::conform;
 use millrace_segments::time::{parse_interval, parse_iso};
 use millrace_segments::transform::TIME_COLUMN;
-use millrace_segments::view::DatasourceView;
+use millrace_segments::view::{DatasourceView, SegmentFile};
 
 /// A datasource's rows at the moment the query started.
 #[derive(Debug)]
@@ -150,20 +150,6 @@ fn millis_of(expr: &Expr) -> Option<i64> {
     }
 }
 
-/// A batch with the table's columns: ones it lacks are null, ones of another type are cast.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-            Some(column) => Ok(cast(column, field.data_type())?),
-            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<_>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
 #[async_trait]
 impl TableProvider for DatasourceTable {
     fn schema(&self) -> SchemaRef {
@@ -192,13 +178,22 @@ impl TableProvider for DatasourceTable {
         let bounds = TimeBounds::from_filters(filters);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
-        let files: Vec<PartitionedFile> = self
+        let file = |s: &SegmentFile| PartitionedFile::new(s.path.to_string_lossy(), s.size);
+        let published = self
             .view
             .segments
             .iter()
             .filter(|s| bounds.overlaps(s.start, s.end))
-            .map(|s| PartitionedFile::new(s.path.to_string_lossy(), s.size))
-            .collect();
+            .map(|s| file(s));
+        // A persisted file goes with the plan, so it stays on disk until the plan is done
+        // even when its task publishes meanwhile.
+        let persisted = self
+            .view
+            .persisted
+            .iter()
+            .filter(|p| bounds.overlaps(p.0.start, p.0.end))
+            .map(|p| file(&p.0).with_extension(p.clone()));
+        let files: Vec<PartitionedFile> = published.chain(persisted).collect();
         if !files.is_empty() {
             let mut source = ParquetSource::new(self.schema.clone());
             if let Some(predicate) = conjunction(filters.iter().cloned()) {
@@ -232,7 +227,7 @@ impl TableProvider for DatasourceTable {
             .iter()
             .filter(|chunk| bounds.overlaps(chunk.start, chunk.end))
             .map(|chunk| conform(&chunk.batch, &self.schema))
-            .collect::<Result<_>>()?;
+            .collect::<Result<_, _>>()?;
         if !batches.is_empty() {
             let partitions: Vec<Vec<RecordBatch>> = batches.into_iter().map(|b| vec![b]).collect();
             inputs.push(MemorySourceConfig::try_new_exec(

@@ -7,10 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder, new_null_array,
 };
+use arrow::compute::{SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
@@ -184,6 +188,58 @@ pub fn to_batch(
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(time.finish())];
     arrays.extend(columns.into_iter().map(Builder::finish));
     RecordBatch::try_new(arrow_schema, arrays)
+}
+
+/// A batch with the columns of `schema`: ones it lacks are null, ones of another type are cast
+/// (segments written before schema discovery met a column lack it).
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => cast(column, field.data_type()),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Batches of one schema as one batch sorted by time, then by each dimension (nulls first),
+/// as a segment stores its rows.
+pub fn merge_sorted(
+    schema: &SegmentSchema,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, ArrowError> {
+    let arrow_schema = schema.arrow();
+    let conformed: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| conform(b, &arrow_schema))
+        .collect::<Result<_, _>>()?;
+    let all = concat_batches(&arrow_schema, &conformed)?;
+    let keys: Vec<SortColumn> = all.columns()[..=schema.dimensions.len()]
+        .iter()
+        .map(|column| SortColumn {
+            values: column.clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        })
+        .collect();
+    let order = lexsort_to_indices(&keys, None)?;
+    let columns = all
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &order, None))
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(arrow_schema, columns)
+}
+
+/// Reads a Parquet file written by [`write_parquet`] back as batches.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?.build()?;
+    Ok(reader.collect::<Result<_, _>>()?)
 }
 
 /// Writes a batch as a Parquet file (Snappy-compressed, with page statistics), first to a

@@ -1,16 +1,26 @@
-//! The in-memory index of one time chunk while a task ingests it: rows rolled up as they
-//! come, the dimension list growing as schema discovery meets new columns, and the rows as a
-//! sorted Arrow batch for queries (built when asked, kept until the next row arrives).
+//! The index of one time chunk while a task ingests it: rows rolled up in memory as they
+//! come, the dimension list growing as schema discovery meets new columns, the rows as a
+//! sorted Arrow batch for queries (built when asked, kept until the next row arrives), and
+//! the rows persisted to disk so far.
+//!
+//! Rollup combines rows within what is in memory between persists; rows persisted apart stay
+//! apart, which is Druid's best-effort rollup of streaming ingestion.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
+use parquet::errors::ParquetError;
 
-use crate::columns::{SegmentSchema, sort_rows, to_batch};
+use crate::columns::{
+    SegmentSchema, merge_sorted, read_parquet, sort_rows, to_batch, write_parquet,
+};
 use crate::rollup::{Accumulator, MetricKind, RolledRow};
 use crate::spec::{DataSchema, DimensionType};
 use crate::transform::{DimValue, IngestRow};
+use crate::view::{PersistedFile, SegmentFile};
 
 /// The rows of one time chunk `[start, end)`.
 #[derive(Debug, Clone)]
@@ -21,8 +31,11 @@ pub struct ChunkIndex {
     /// Where each dimension sits in `schema.dimensions` (used when discovering).
     positions: HashMap<String, usize>,
     rows: Accumulator,
-    /// The sorted batch of the rows so far; None once a row has arrived since.
+    /// The sorted batch of the rows in memory; None once a row has arrived since.
     snapshot: Option<RecordBatch>,
+    /// Rows persisted to disk, oldest first.
+    persisted: Vec<Arc<PersistedFile>>,
+    persisted_rows: usize,
 }
 
 impl ChunkIndex {
@@ -54,6 +67,8 @@ impl ChunkIndex {
                 granularity.rollup,
             ),
             snapshot: None,
+            persisted: Vec::new(),
+            persisted_rows: 0,
         }
     }
 
@@ -96,13 +111,64 @@ impl ChunkIndex {
         (self.start, self.end)
     }
 
-    /// Stored (rolled-up) rows so far.
+    /// Stored (rolled-up) rows so far, persisted or in memory.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.persisted_rows + self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
+    }
+
+    /// Rows held in memory.
+    pub fn in_memory_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The files persisted so far.
+    pub fn persisted(&self) -> &[Arc<PersistedFile>] {
+        &self.persisted
+    }
+
+    /// Writes the rows in memory to a Parquet file at `path` and lets them go from memory.
+    pub fn persist(&mut self, path: PathBuf) -> Result<(), ParquetError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let batch = self.batch()?;
+        let size = write_parquet(&path, &batch)?;
+        let file = SegmentFile {
+            id: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            start: self.start,
+            end: self.end,
+            path,
+            size,
+            num_rows: batch.num_rows() as u64,
+            schema: self.schema.clone(),
+        };
+        self.persisted.push(Arc::new(PersistedFile(file)));
+        self.persisted_rows += batch.num_rows();
+        self.rows.clear();
+        self.snapshot = None;
+        Ok(())
+    }
+
+    /// Every row, persisted and in memory, as one batch sorted as a segment stores them.
+    pub fn segment_batch(&mut self) -> Result<RecordBatch, ParquetError> {
+        let mut batches = Vec::new();
+        for file in &self.persisted {
+            batches.extend(read_parquet(&file.0.path)?);
+        }
+        if batches.is_empty() {
+            return Ok(self.batch()?);
+        }
+        if !self.rows.is_empty() {
+            batches.push(self.batch()?);
+        }
+        Ok(merge_sorted(&self.schema, &batches)?)
     }
 
     /// The columns of the rows so far.
@@ -110,7 +176,7 @@ impl ChunkIndex {
         &self.schema
     }
 
-    /// The rows so far as one batch sorted by time then dimensions.
+    /// The rows in memory as one batch sorted by time then dimensions.
     pub fn batch(&mut self) -> Result<RecordBatch, ArrowError> {
         if let Some(batch) = &self.snapshot {
             return Ok(batch.clone());
@@ -183,6 +249,57 @@ mod tests {
         assert_eq!(likes.value(1), 3);
         let counts = batch.column(3).as_primitive::<Int64Type>();
         assert_eq!((counts.value(0), counts.value(1)), (2, 1));
+    }
+
+    #[test]
+    fn persisted_rows_join_the_segment_in_order_and_their_files_go_with_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
+        let mia = DimValue::String("mia".into());
+        index.add(discovered(120_000, &[("user", mia.clone())]));
+        index.add(discovered(
+            60_000,
+            &[("user", DimValue::String("gus".into()))],
+        ));
+        index.persist(dir.path().join("0.parquet")).unwrap();
+        assert_eq!((index.len(), index.in_memory_rows()), (2, 0));
+        // A dimension discovered after the persist; the persisted rows have it as null.
+        for _ in 0..2 {
+            index.add(discovered(
+                90_000,
+                &[("user", mia.clone()), ("likes", DimValue::Long(4))],
+            ));
+        }
+        index.add(discovered(120_000, &[("user", mia.clone())]));
+        assert_eq!(
+            index.len(),
+            4,
+            "rolled up in memory, not with persisted rows"
+        );
+        let batch = index.segment_batch().unwrap();
+        assert_eq!(
+            batch.num_rows(),
+            4,
+            "best-effort rollup keeps persisted rows apart"
+        );
+        let times: Vec<i64> = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+            .values()
+            .to_vec();
+        assert_eq!(times, vec![60_000, 60_000, 120_000, 120_000]);
+        let users = batch.column(1).as_string::<i32>();
+        assert_eq!((users.value(0), users.value(1)), ("gus", "mia"));
+        let likes = batch.column(2).as_primitive::<Int64Type>();
+        assert_eq!(likes.null_count(), 3);
+        assert_eq!(likes.value(1), 4);
+        let file = index.persisted()[0].0.path.clone();
+        assert!(file.exists());
+        drop(index);
+        assert!(
+            !file.exists(),
+            "the persisted file goes with the last holder"
+        );
     }
 
     #[test]

@@ -284,6 +284,12 @@ impl Accumulator {
         self.rows.len()
     }
 
+    /// Forgets every row (after they were persisted).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.index.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }

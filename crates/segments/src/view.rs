@@ -21,6 +21,18 @@ pub struct SegmentFile {
     pub schema: SegmentSchema,
 }
 
+/// Rows a running task persisted to disk (at maxRowsInMemory or intermediatePersistPeriod), in
+/// the layout of a segment file. The file is removed once nothing holds it any more: the task
+/// let it go (it published or stopped) and no query that planned to read it still runs.
+#[derive(Debug)]
+pub struct PersistedFile(pub SegmentFile);
+
+impl Drop for PersistedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0.path);
+    }
+}
+
 /// Rows a running task holds for one time chunk, sorted as a segment would be.
 #[derive(Debug, Clone)]
 pub struct RealtimeChunk {
@@ -34,6 +46,9 @@ pub struct RealtimeChunk {
 #[derive(Debug, Clone, Default)]
 pub struct DatasourceView {
     pub segments: Vec<Arc<SegmentFile>>,
+    /// Rows running tasks persisted.
+    pub persisted: Vec<Arc<PersistedFile>>,
+    /// Rows running tasks hold in memory.
     pub realtime: Vec<RealtimeChunk>,
 }
 
@@ -44,12 +59,13 @@ impl DatasourceView {
             self.segments
                 .iter()
                 .map(|s| &s.schema)
+                .chain(self.persisted.iter().map(|p| &p.0.schema))
                 .chain(self.realtime.iter().map(|r| &r.schema)),
         )
     }
 
     /// Whether it holds nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty() && self.realtime.is_empty()
+        self.segments.is_empty() && self.persisted.is_empty() && self.realtime.is_empty()
     }
 }

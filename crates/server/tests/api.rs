@@ -257,6 +257,58 @@ fn the_seed_flow_with_one_two_and_four_tasks() {
 }
 
 #[test]
+fn druid_aggregates_and_floor_to_unit_give_known_answers() {
+    let server = Running::start();
+    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));
+    server.call(
+        "POST",
+        "/topics/posts",
+        "text/plain",
+        posts(16, 1).as_bytes(),
+    );
+    server.ok(
+        "POST",
+        "/druid/indexer/v1/supervisor",
+        spec("social", "posts", 1),
+    );
+    wait_until("rows arrive", || server.count("social") == 16);
+    // What `posts` made for milton (every 8th post from the 4th): times and views. His
+    // earliest post has the most views, so EARLIEST differs from MIN.
+    let milton: Vec<(i64, usize)> = (0..16usize)
+        .filter(|i| i % 8 == 3)
+        .map(|i| ((i as i64 * 7_919_000) % HOUR, (i * 37) % 20000))
+        .collect();
+    let earliest = milton.iter().min().unwrap();
+    let latest = milton.iter().max().unwrap();
+    assert!(earliest.1 > latest.1);
+
+    let answer = server.sql(
+        "SELECT EARLIEST(views) AS e, LATEST(views) AS l, EARLIEST_BY(post_title, __time) AS eb, \
+         LATEST_BY(views, __time) AS lb, ANY_VALUE(username) AS a, \
+         CEIL(MIN(__time) TO HOUR) AS c FROM social WHERE username = 'milton'",
+    );
+    let first_post = (0..16usize)
+        .filter(|i| i % 8 == 3)
+        .min_by_key(|i| (*i as i64 * 7_919_000) % HOUR)
+        .unwrap();
+    assert_eq!(
+        answer,
+        vec![
+            json!({"e": earliest.1, "l": latest.1, "eb": format!("post {first_post}"),
+            "lb": latest.1, "a": "milton", "c": format_iso(BASE + HOUR)})
+        ]
+    );
+    let answer = server.sql(
+        "SELECT FLOOR(__time TO HOUR) AS h, APPROX_COUNT_DISTINCT(username) AS users, \
+         COUNT(*) AS n FROM social GROUP BY 1",
+    );
+    assert_eq!(
+        answer,
+        vec![json!({"h": format_iso(BASE), "users": 8, "n": 16})]
+    );
+}
+
+#[test]
 fn sql_formats_headers_parameters_and_errors() {
     let server = Running::start();
     server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));

@@ -587,3 +587,126 @@ fn supervisor_task_and_coordinator_endpoints() {
     assert_eq!(server.ok("GET", "/status/health", json!(null)), json!(true));
     assert!(server.ok("GET", "/status", json!(null))["version"].is_string());
 }
+
+#[test]
+fn reset_offsets_task_shutdown_bulk_actions_and_the_body_limit() {
+    let server = Running::start();
+    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 2}));
+    server.call(
+        "POST",
+        "/topics/posts",
+        "text/plain",
+        posts(400, 1).as_bytes(),
+    );
+    let described = server.ok("GET", "/topics/posts", json!(null));
+    let in_partition_0 = described["partitions"][0]["latest_offset"]
+        .as_i64()
+        .unwrap();
+    assert!(in_partition_0 > 0 && in_partition_0 < 400);
+    let base = "/druid/indexer/v1/supervisor";
+    server.ok("POST", base, spec("a", "posts", 1));
+    server.ok("POST", base, spec("b", "posts", 2));
+    wait_until("both ingested", || {
+        server.count("a") == 400 && server.count("b") == 400
+    });
+
+    // suspendAll: every supervisor publishes and stops.
+    let success = json!({"status": "success"});
+    assert_eq!(
+        server.ok("POST", &format!("{base}/suspendAll"), json!(null)),
+        success
+    );
+    let states = || server.ok("GET", &format!("{base}?state=true"), json!(null));
+    wait_until("both suspended", || {
+        states()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == json!("SUSPENDED"))
+    });
+
+    // reset forgets a's offsets: resumed, it reads the topic again from the earliest offset.
+    assert_eq!(
+        server.ok("POST", &format!("{base}/a/reset"), json!(null)),
+        json!({"id": "a"})
+    );
+    // resetOffsets moves b's partition 0 back to 0 and keeps partition 1 where it was.
+    let offsets = json!({"type": "kafka", "partitions": {"type": "end", "stream": "posts",
+        "partitionOffsetMap": {"0": 0}}});
+    assert_eq!(
+        server.ok("POST", &format!("{base}/b/resetOffsets"), offsets),
+        json!({"id": "b"})
+    );
+    let (status, _) = server.json(
+        "POST",
+        &format!("{base}/b/resetOffsets"),
+        json!({"type": "kafka"}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        server.ok("POST", &format!("{base}/resumeAll"), json!(null)),
+        success
+    );
+    wait_until("a read everything again", || server.count("a") == 800);
+    wait_until("b read partition 0 again", || {
+        server.count("b") == 400 + in_partition_0
+    });
+
+    // A task shut down ends without publishing; the next task reads its records again.
+    let running = server.ok(
+        "GET",
+        "/druid/indexer/v1/tasks?state=running&datasource=a",
+        json!(null),
+    );
+    let task = running[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        server.ok(
+            "POST",
+            &format!("/druid/indexer/v1/task/{task}/shutdown"),
+            json!(null)
+        ),
+        json!({"task": task})
+    );
+    wait_until("the task ended", || {
+        server.ok(
+            "GET",
+            &format!("/druid/indexer/v1/task/{task}/status"),
+            json!(null),
+        )["status"]["statusCode"]
+            == json!("FAILED")
+    });
+    let reports = server.ok(
+        "GET",
+        &format!("/druid/indexer/v1/task/{task}/reports"),
+        json!(null),
+    );
+    let payload = &reports["ingestionStatsAndErrors"]["payload"];
+    assert_eq!(payload["ingestionState"], json!("COMPLETED"));
+    assert_eq!(
+        payload["rowStats"]["buildSegments"]["processed"],
+        json!(400)
+    );
+    wait_until("a's next task read the records again", || {
+        server.count("a") == 800
+    });
+    let (status, _) = server.json(
+        "POST",
+        &format!("/druid/indexer/v1/task/{task}/shutdown"),
+        json!(null),
+    );
+    assert_eq!(status, 400, "not running any more");
+
+    // terminateAll publishes and removes every supervisor.
+    assert_eq!(
+        server.ok("POST", &format!("{base}/terminateAll"), json!(null)),
+        success
+    );
+    assert_eq!(server.ok("GET", base, json!(null)), json!([]));
+    assert_eq!(server.count("a"), 800);
+
+    // Bodies above the limit are refused; the server keeps serving.
+    let huge = vec![b'x'; millrace_server::MAX_BODY_BYTES + 1];
+    let (status, _) = server.call("POST", "/topics/posts", "text/plain", &huge);
+    assert_eq!(status, 413);
+    assert_eq!(server.count("b"), 400 + in_partition_0);
+}

@@ -8,7 +8,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -23,7 +24,7 @@ use datafusion::physical_plan::union::UnionExec;
 use millrace_segments::columns::conform;
 use millrace_segments::time::{parse_interval, parse_iso};
 use millrace_segments::transform::TIME_COLUMN;
-use millrace_segments::view::{DatasourceView, SegmentFile};
+use millrace_segments::view::{DatasourceView, PersistedFile, SegmentFile};
 
 /// A datasource's rows at the moment the query started.
 #[derive(Debug)]
@@ -178,22 +179,31 @@ impl TableProvider for DatasourceTable {
         let bounds = TimeBounds::from_filters(filters);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
-        let file = |s: &SegmentFile| PartitionedFile::new(s.path.to_string_lossy(), s.size);
-        let published = self
+        // Published segments, and files running tasks persisted, within the bounds.
+        let chosen: Vec<(&SegmentFile, Option<&Arc<PersistedFile>>)> = self
             .view
             .segments
             .iter()
-            .filter(|s| bounds.overlaps(s.start, s.end))
-            .map(|s| file(s));
-        // A persisted file goes with the plan, so it stays on disk until the plan is done
-        // even when its task publishes meanwhile.
-        let persisted = self
-            .view
-            .persisted
-            .iter()
-            .filter(|p| bounds.overlaps(p.0.start, p.0.end))
-            .map(|p| file(&p.0).with_extension(p.clone()));
-        let files: Vec<PartitionedFile> = published.chain(persisted).collect();
+            .map(|s| (s.as_ref(), None))
+            .chain(self.view.persisted.iter().map(|p| (&p.0, Some(p))))
+            .filter(|(file, _)| bounds.overlaps(file.start, file.end))
+            .collect();
+        // Row counts are known exactly, so COUNT(*) without filters is answered from them.
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        statistics.num_rows =
+            Precision::Exact(chosen.iter().map(|(f, _)| f.num_rows as usize).sum());
+        let files: Vec<PartitionedFile> = chosen
+            .into_iter()
+            .map(|(segment, persisted)| {
+                let file = PartitionedFile::new(segment.path.to_string_lossy(), segment.size);
+                // A persisted file goes with the plan, so it stays on disk until the plan is
+                // done even when its task publishes meanwhile.
+                match persisted {
+                    Some(p) => file.with_extension(p.clone()),
+                    None => file,
+                }
+            })
+            .collect();
         if !files.is_empty() {
             let mut source = ParquetSource::new(self.schema.clone());
             if let Some(predicate) = conjunction(filters.iter().cloned()) {
@@ -215,6 +225,7 @@ impl TableProvider for DatasourceTable {
                             .map(FileGroup::new)
                             .collect(),
                     )
+                    .with_statistics(statistics)
                     .with_projection_indices(projection.cloned())?
                     .with_limit(limit)
                     .build();

@@ -40,19 +40,74 @@ pub struct SegmentRecord {
     pub payload: serde_json::Value,
 }
 
-/// A datasource's committed position in its stream: offset of the next record per partition.
+/// A partition of a topic. Written `topic:partition`, as Druid writes partitions of
+/// multi-topic (topicPattern) streams.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: u32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.topic, self.partition)
+    }
+}
+
+impl std::str::FromStr for TopicPartition {
+    type Err = String;
+
+    /// `topic:partition` (topic names may hold ':' themselves; the last one separates).
+    fn from_str(text: &str) -> Result<TopicPartition, String> {
+        let (topic, partition) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' is not topic:partition"))?;
+        let partition = partition
+            .parse()
+            .map_err(|_| format!("'{text}' is not topic:partition"))?;
+        Ok(TopicPartition::new(topic, partition))
+    }
+}
+
+impl Serialize for TopicPartition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicPartition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The offset of the next record, per partition.
+pub type PartitionOffsets = BTreeMap<TopicPartition, u64>;
+
+/// A datasource's committed position in its stream (a topic, or the topicPattern whose
+/// topics it reads).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamOffsets {
-    pub topic: String,
-    pub partitions: BTreeMap<u32, u64>,
+    pub stream: String,
+    pub partitions: PartitionOffsets,
 }
 
 /// What a publish asks to move: from the offsets a task started at to where it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetAdvance {
-    pub topic: String,
-    pub start: BTreeMap<u32, u64>,
-    pub end: BTreeMap<u32, u64>,
+    pub stream: String,
+    pub start: PartitionOffsets,
+    pub end: PartitionOffsets,
 }
 
 /// How a publish went.
@@ -311,12 +366,12 @@ impl Catalog for SqliteCatalog {
             let mut stored: StreamOffsets = match stored {
                 Some(text) => serde_json::from_str(&text)?,
                 None => StreamOffsets {
-                    topic: advance.topic.clone(),
+                    stream: advance.stream.clone(),
                     partitions: BTreeMap::new(),
                 },
             };
             // A partition the datasource has no offset for yet may start anywhere.
-            let matches = stored.topic == advance.topic
+            let matches = stored.stream == advance.stream
                 && advance
                     .start
                     .iter()
@@ -326,7 +381,7 @@ impl Catalog for SqliteCatalog {
             }
             stored
                 .partitions
-                .extend(advance.end.iter().map(|(p, o)| (*p, *o)));
+                .extend(advance.end.iter().map(|(p, o)| (p.clone(), *o)));
             tx.execute(
                 "INSERT INTO datasource_offsets (datasource, payload) VALUES (?1, ?2)
                  ON CONFLICT (datasource) DO UPDATE SET payload = excluded.payload",

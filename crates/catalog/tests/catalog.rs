@@ -1,6 +1,5 @@
 //! The SQLite catalog: exactly-once publishing, segment flags, offsets, supervisors, tasks.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use millrace_catalog::*;
@@ -19,11 +18,18 @@ fn segment(ds: &str, start: i64, partition: u32) -> SegmentRecord {
     }
 }
 
+fn offsets(pairs: &[(u32, u64)]) -> PartitionOffsets {
+    pairs
+        .iter()
+        .map(|&(p, o)| (TopicPartition::new("social", p), o))
+        .collect()
+}
+
 fn advance(start: &[(u32, u64)], end: &[(u32, u64)]) -> OffsetAdvance {
     OffsetAdvance {
-        topic: "social".into(),
-        start: start.iter().copied().collect(),
-        end: end.iter().copied().collect(),
+        stream: "social".into(),
+        start: offsets(start),
+        end: offsets(end),
     }
 }
 
@@ -47,7 +53,7 @@ fn publishing_checks_the_start_offsets() {
     );
     assert_eq!(
         catalog.offsets("ds").unwrap().unwrap().partitions,
-        BTreeMap::from([(0, 5), (1, 7)])
+        offsets(&[(0, 5), (1, 7)])
     );
     // A task that started from the old offsets (a duplicate after a crash) publishes nothing.
     let stale = catalog
@@ -57,7 +63,9 @@ fn publishing_checks_the_start_offsets() {
             Some(&advance(&[(0, 0)], &[(0, 5)])),
         )
         .unwrap();
-    assert!(matches!(stale, PublishOutcome::OffsetsMoved { stored } if stored.partitions[&0] == 5));
+    assert!(
+        matches!(stale, PublishOutcome::OffsetsMoved { stored } if stored.partitions[&TopicPartition::new("social", 0)] == 5)
+    );
     assert_eq!(
         catalog.segments("ds", true).unwrap().len(),
         1,
@@ -75,7 +83,7 @@ fn publishing_checks_the_start_offsets() {
     );
     assert_eq!(
         catalog.offsets("ds").unwrap().unwrap().partitions,
-        BTreeMap::from([(0, 9), (1, 7)])
+        offsets(&[(0, 9), (1, 7)])
     );
     drop(catalog);
     let reopened = open(&dir);
@@ -94,8 +102,8 @@ fn of_two_racing_publishes_from_the_same_start_one_wins() {
         .set_offsets(
             "ds",
             Some(&StreamOffsets {
-                topic: "social".into(),
-                partitions: BTreeMap::from([(0, 10)]),
+                stream: "social".into(),
+                partitions: offsets(&[(0, 10)]),
             }),
         )
         .unwrap();
@@ -213,4 +221,25 @@ fn supervisors_and_tasks() {
     assert_eq!(catalog.task("nope").unwrap(), None);
     catalog.set_offsets("ds", None).unwrap();
     assert_eq!(catalog.offsets("ds").unwrap(), None);
+}
+
+#[test]
+fn topic_partitions_are_written_as_druid_writes_them() {
+    let partition = TopicPartition::new("events:eu", 3);
+    assert_eq!(partition.to_string(), "events:eu:3");
+    assert_eq!("events:eu:3".parse::<TopicPartition>(), Ok(partition));
+    assert!("events".parse::<TopicPartition>().is_err());
+    let stored = StreamOffsets {
+        stream: "events.*".into(),
+        partitions: [(TopicPartition::new("events_a", 0), 7)].into(),
+    };
+    let text = serde_json::to_string(&stored).unwrap();
+    assert_eq!(
+        text,
+        r#"{"stream":"events.*","partitions":{"events_a:0":7}}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<StreamOffsets>(&text).unwrap(),
+        stored
+    );
 }

@@ -16,6 +16,7 @@ use millrace_segments::spec::{SpecError, SupervisorSpec};
 use millrace_segments::transform::RowTransformer;
 
 pub mod publish;
+pub mod stream;
 pub mod supervisor;
 pub mod task;
 pub mod visible;
@@ -86,12 +87,7 @@ pub fn check_spec(body: &[u8]) -> Result<SupervisorSpec, SpecError> {
             message: "reading an external Kafka cluster is not supported yet; leave bootstrap.servers out to read this server's own topics".into(),
         });
     }
-    if io.topic.is_none() && io.stream.is_none() {
-        return Err(SpecError {
-            path: "spec.ioConfig.topicPattern".into(),
-            message: "topicPattern is not supported yet; name one topic".into(),
-        });
-    }
+    stream::Stream::of(&spec)?;
     if io.replicas > 1 {
         return Err(SpecError {
             path: "spec.ioConfig.replicas".into(),
@@ -259,7 +255,7 @@ impl Ingestion {
             // Partitions not named keep their stored offsets.
             Some(mut new) => {
                 if let Some(stored) = self.context.catalog.offsets(id)?
-                    && stored.topic == new.topic
+                    && stored.stream == new.stream
                 {
                     for (p, o) in stored.partitions {
                         new.partitions.entry(p).or_insert(o);

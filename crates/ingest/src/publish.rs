@@ -2,10 +2,9 @@
 //! the task's end offsets go into the catalog in one transaction that checks where the task
 //! started. Segment ids, versions and `numbered` shard specs are formed as Druid forms them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use millrace_catalog::{OffsetAdvance, PublishOutcome, SegmentRecord};
+use millrace_catalog::{OffsetAdvance, PartitionOffsets, PublishOutcome, SegmentRecord};
 use millrace_segments::columns::write_parquet;
 use millrace_segments::index::ChunkIndex;
 use millrace_segments::time::format_iso;
@@ -140,11 +139,19 @@ pub fn publish(
     Ok(outcome)
 }
 
-/// The partitions of an advance, as Druid shows offsets: partition number (as text) to offset.
-pub fn offsets_json(offsets: &BTreeMap<u32, u64>) -> serde_json::Value {
+/// Offsets as Druid shows them: partition to offset, the partition written as its number for
+/// a single-topic stream and as `topic:partition` for a topicPattern.
+pub fn offsets_json(stream: &str, offsets: &PartitionOffsets) -> serde_json::Value {
     offsets
         .iter()
-        .map(|(p, o)| (p.to_string(), json!(o)))
+        .map(|(p, o)| {
+            let key = if p.topic == stream {
+                p.partition.to_string()
+            } else {
+                p.to_string()
+            };
+            (key, json!(o))
+        })
         .collect::<serde_json::Map<_, _>>()
         .into()
 }
@@ -164,6 +171,21 @@ mod tests {
             used,
             payload: json!({}),
         }
+    }
+
+    #[test]
+    fn offsets_show_partition_numbers_for_a_topic_and_topic_partitions_for_a_pattern() {
+        use millrace_catalog::TopicPartition;
+        let offsets: PartitionOffsets = [
+            (TopicPartition::new("events", 0), 5),
+            (TopicPartition::new("events", 1), 7),
+        ]
+        .into();
+        assert_eq!(offsets_json("events", &offsets), json!({"0": 5, "1": 7}));
+        assert_eq!(
+            offsets_json("ev.*", &offsets),
+            json!({"events:0": 5, "events:1": 7})
+        );
     }
 
     #[test]

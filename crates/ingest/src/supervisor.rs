@@ -8,12 +8,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use millrace_catalog::{StreamOffsets, TaskRecord};
+use millrace_catalog::{PartitionOffsets, StreamOffsets, TaskRecord, TopicPartition};
 use millrace_segments::spec::SupervisorSpec;
 use millrace_segments::time::format_iso;
 use serde_json::json;
 
 use crate::publish::offsets_json;
+use crate::stream::Stream;
 use crate::task::{RunningTask, StopRequest, TaskEnd, TaskPlan};
 use crate::{Context, IngestError, now_millis};
 
@@ -62,8 +63,8 @@ struct Health {
 pub struct ActiveTask {
     pub id: String,
     pub group: u32,
-    pub start_offsets: BTreeMap<u32, u64>,
-    pub current_offsets: BTreeMap<u32, u64>,
+    pub start_offsets: PartitionOffsets,
+    pub current_offsets: PartitionOffsets,
     pub started_millis: i64,
     pub remaining_seconds: u64,
     pub publishing: bool,
@@ -78,16 +79,18 @@ pub struct SupervisorStatus {
     pub detailed_state: &'static str,
     pub healthy: bool,
     pub suspended: bool,
-    pub topic: String,
+    /// The topic or topicPattern.
+    pub stream: String,
     pub partitions: u32,
     pub active_tasks: Vec<ActiveTask>,
-    /// The next offset of each partition of the topic.
-    pub latest_offsets: BTreeMap<u32, u64>,
+    /// The next offset of each partition of the stream.
+    pub latest_offsets: PartitionOffsets,
     pub recent_errors: Vec<RecentError>,
 }
 
 struct Shared {
     spec: Arc<SupervisorSpec>,
+    stream: Stream,
     control: Mutex<Control>,
     wake: Condvar,
     tasks: Mutex<BTreeMap<u32, RunningTask>>,
@@ -121,8 +124,10 @@ impl Supervisor {
         } else {
             Desired::Run
         };
+        let stream = Stream::of(&spec).map_err(IngestError::Spec)?;
         let shared = Arc::new(Shared {
             spec: Arc::new(spec),
+            stream,
             control: Mutex::new(Control {
                 desired,
                 reset: None,
@@ -199,8 +204,7 @@ impl Supervisor {
 
     /// The supervisor's state, tasks and offsets now.
     pub fn status(&self) -> SupervisorStatus {
-        let spec = &self.shared.spec;
-        let topic = topic_of(spec);
+        let stream = &self.shared.stream;
         let desired = self
             .shared
             .control
@@ -228,17 +232,16 @@ impl Supervisor {
                 }
             })
             .collect();
-        let partitions = self
-            .context
-            .log
-            .partition_count(&topic)
+        let partitions = stream
+            .partitions(self.context.log.as_ref())
             .ok()
             .flatten()
-            .unwrap_or(0);
-        let latest_offsets = (0..partitions)
+            .unwrap_or_default();
+        let latest_offsets: PartitionOffsets = partitions
+            .iter()
             .filter_map(|p| {
-                let (_, end) = self.context.log.offset_range(&topic, p).ok()?;
-                Some((p, end))
+                let (_, end) = self.context.log.offset_range(&p.topic, p.partition).ok()?;
+                Some((p.clone(), end))
             })
             .collect();
         let health = self.shared.health.lock().expect("supervisor health lock");
@@ -258,8 +261,8 @@ impl Supervisor {
             detailed_state,
             healthy: !state.starts_with("UNHEALTHY"),
             suspended: desired == Desired::Suspend,
-            topic,
-            partitions,
+            stream: stream.name.clone(),
+            partitions: partitions.len() as u32,
             active_tasks,
             latest_offsets,
             recent_errors: health.recent_errors.iter().cloned().collect(),
@@ -275,11 +278,6 @@ impl Drop for Supervisor {
             let _ = thread.join();
         }
     }
-}
-
-fn topic_of(spec: &SupervisorSpec) -> String {
-    let io = &spec.spec.io_config;
-    io.topic.clone().or(io.stream.clone()).unwrap_or_default()
 }
 
 fn record_error(shared: &Shared, message: String) {
@@ -391,9 +389,9 @@ fn reap(context: &Context, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant
             created: started,
             payload: json!({
                 "group": plan.group,
-                "topic": plan.topic,
-                "startOffsets": offsets_json(&plan.start_offsets),
-                "endOffsets": end_offsets.as_ref().map(offsets_json),
+                "topic": plan.stream,
+                "startOffsets": offsets_json(&plan.stream, &plan.start_offsets),
+                "endOffsets": end_offsets.as_ref().map(|o| offsets_json(&plan.stream, o)),
                 "duration": now_millis() - started,
                 "errorMsg": error,
                 "rowStats": progress.counts,
@@ -411,20 +409,20 @@ fn reap(context: &Context, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant
 fn start_offsets(
     context: &Context,
     spec: &SupervisorSpec,
-    topic: &str,
-    partitions: &[u32],
-) -> Result<BTreeMap<u32, u64>, IngestError> {
+    stream: &Stream,
+    partitions: &[TopicPartition],
+) -> Result<PartitionOffsets, IngestError> {
     let stored = context
         .catalog
         .offsets(spec.id())?
-        .filter(|s| s.topic == topic)
+        .filter(|s| s.stream == stream.name)
         .unwrap_or_default();
-    let mut offsets = BTreeMap::new();
-    for &p in partitions {
-        let offset = match stored.partitions.get(&p) {
+    let mut offsets = PartitionOffsets::new();
+    for p in partitions {
+        let offset = match stored.partitions.get(p) {
             Some(&o) => o,
             None => {
-                let (earliest, latest) = context.log.offset_range(topic, p)?;
+                let (earliest, latest) = context.log.offset_range(&p.topic, p.partition)?;
                 if spec.spec.io_config.use_earliest_offset {
                     earliest
                 } else {
@@ -432,7 +430,7 @@ fn start_offsets(
                 }
             }
         };
-        offsets.insert(p, offset);
+        offsets.insert(p.clone(), offset);
     }
     Ok(offsets)
 }
@@ -440,18 +438,18 @@ fn start_offsets(
 /// Starts a task for every group that has none (and is not waiting to retry).
 fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant>) {
     let spec = &shared.spec;
-    let topic = topic_of(spec);
-    let partitions = match context.log.partition_count(&topic) {
-        Ok(Some(n)) => {
+    let stream = &shared.stream;
+    let partitions = match stream.partitions(context.log.as_ref()) {
+        Ok(Some(partitions)) => {
             shared
                 .health
                 .lock()
                 .expect("supervisor health lock")
                 .stream_problem = None;
-            n
+            partitions
         }
         Ok(None) | Err(_) => {
-            let problem = format!("topic '{topic}' does not exist");
+            let problem = format!("topic '{}' does not exist", stream.name);
             let mut health = shared.health.lock().expect("supervisor health lock");
             if health.stream_problem.as_deref() != Some(&problem) {
                 health.stream_problem = Some(problem.clone());
@@ -470,7 +468,7 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
             .unwrap_or(3_600_000),
     );
     let now = Instant::now();
-    for group in 0..task_count.min(partitions) {
+    for group in 0..task_count {
         if shared
             .tasks
             .lock()
@@ -480,16 +478,21 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
         {
             continue;
         }
-        let mine: Vec<u32> = (0..partitions)
-            .filter(|p| p % task_count == group)
+        let mine: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|p| stream.group_of(p, task_count) == group)
+            .cloned()
             .collect();
-        let plan = match start_offsets(context, spec, &topic, &mine) {
+        if mine.is_empty() {
+            continue;
+        }
+        let plan = match start_offsets(context, spec, stream, &mine) {
             Ok(start) => TaskPlan {
                 id: task_id(spec.id()),
                 datasource: spec.id().to_string(),
                 group,
                 spec: spec.clone(),
-                topic: topic.clone(),
+                stream: stream.name.clone(),
                 start_offsets: start,
                 duration,
             },
@@ -507,8 +510,8 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
             created: now_millis(),
             payload: json!({
                 "group": group,
-                "topic": topic,
-                "startOffsets": offsets_json(&plan.start_offsets),
+                "topic": stream.name,
+                "startOffsets": offsets_json(&stream.name, &plan.start_offsets),
                 "startTime": format_iso(now_millis()),
             }),
         };

@@ -1,15 +1,14 @@
-//! An ingestion task: reads its partitions of the topic from its start offsets, turns records
+//! An ingestion task: reads its partitions of the stream from its start offsets, turns records
 //! into rows in per-chunk indexes that queries see at once, and at the end of its duration (or
 //! when asked) publishes its segments with its end offsets.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use millrace_catalog::{OffsetAdvance, PublishOutcome};
+use millrace_catalog::{OffsetAdvance, PartitionOffsets, PublishOutcome};
 use millrace_log::StoredRecord;
 use millrace_segments::index::ChunkIndex;
 use millrace_segments::input::{RecordMeta, RowReader};
@@ -18,22 +17,24 @@ use millrace_segments::time::bucket;
 use millrace_segments::transform::{Outcome, RowTransformer};
 use serde::Serialize;
 
+use crate::publish::offsets_json;
 use crate::visible::TaskIndexes;
 use crate::{Context, IngestError, now_millis};
 
 /// Records read from one partition at a time.
 const READ_BATCH: usize = 4096;
 
-/// What a task is to do: which partitions of which topic, from where, for how long.
+/// What a task is to do: which partitions of which topics, from where, for how long.
 #[derive(Debug, Clone)]
 pub struct TaskPlan {
     pub id: String,
     pub datasource: String,
-    /// The task group: partition p belongs to group p % taskCount.
+    /// The task group: partition p of a topic belongs to group p % taskCount.
     pub group: u32,
     pub spec: Arc<SupervisorSpec>,
-    pub topic: String,
-    pub start_offsets: BTreeMap<u32, u64>,
+    /// The topic, or the topicPattern, read.
+    pub stream: String,
+    pub start_offsets: PartitionOffsets,
     pub duration: Duration,
 }
 
@@ -52,7 +53,7 @@ pub struct RowCounts {
 #[derive(Debug, Clone, Default)]
 pub struct TaskProgress {
     /// The offset of the next record to read, per partition.
-    pub current_offsets: BTreeMap<u32, u64>,
+    pub current_offsets: PartitionOffsets,
     pub counts: RowCounts,
     /// The latest parse exceptions (at most maxSavedParseExceptions).
     pub parse_errors: Vec<String>,
@@ -74,7 +75,7 @@ pub enum StopRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskEnd {
     /// Segments and end offsets published.
-    Published(BTreeMap<u32, u64>),
+    Published(PartitionOffsets),
     /// Stopped without publishing.
     Discarded,
     /// Failed; nothing was published.
@@ -319,14 +320,15 @@ fn run(
         }
         let generation = context.log.append_generation();
         let mut read_any = false;
-        for (&partition, offset) in next.iter_mut() {
-            let records = match context
-                .log
-                .read(&plan.topic, partition, *offset, READ_BATCH)
-            {
-                Ok(records) => records,
-                Err(e) => return TaskEnd::Failed(format!("reading {}: {e}", plan.topic)),
-            };
+        for (partition, offset) in next.iter_mut() {
+            let records =
+                match context
+                    .log
+                    .read(&partition.topic, partition.partition, *offset, READ_BATCH)
+                {
+                    Ok(records) => records,
+                    Err(e) => return TaskEnd::Failed(format!("reading {partition}: {e}")),
+                };
             let Some(last) = records.last() else { continue };
             read_any = true;
             *offset = last.offset + 1;
@@ -336,11 +338,11 @@ fn run(
                 let mut indexes = indexes.lock().expect("task indexes lock");
                 for record in &records {
                     if let Some(why) =
-                        pipeline.ingest(&plan.topic, record, &mut indexes, &mut counts)
+                        pipeline.ingest(&partition.topic, record, &mut indexes, &mut counts)
                     {
                         let message = format!(
-                            "unparseable record at {}/{partition} offset {}: {why}",
-                            plan.topic, record.offset
+                            "unparseable record at {partition} offset {}: {why}",
+                            record.offset
                         );
                         if tuning.log_parse_exceptions {
                             tracing::warn!(task = %plan.id, "{message}");
@@ -350,7 +352,7 @@ fn run(
                 }
             }
             let mut progress = progress.lock().expect("task progress lock");
-            progress.current_offsets.insert(partition, *offset);
+            progress.current_offsets.insert(partition.clone(), *offset);
             let total = &mut progress.counts;
             total.processed += counts.processed;
             total.processed_bytes += counts.processed_bytes;
@@ -382,15 +384,16 @@ fn run(
     }
     progress.lock().expect("task progress lock").publishing = true;
     let advance = OffsetAdvance {
-        topic: plan.topic.clone(),
+        stream: plan.stream.clone(),
         start: plan.start_offsets.clone(),
         end: next.clone(),
     };
     match crate::publish::publish(context, &plan.datasource, &plan.id, indexes, &advance) {
         Ok(PublishOutcome::Published) => TaskEnd::Published(next),
         Ok(PublishOutcome::OffsetsMoved { stored }) => TaskEnd::Failed(format!(
-            "the datasource's stored offsets {:?} are not where the task started {:?}; nothing was published",
-            stored.partitions, plan.start_offsets
+            "the datasource's stored offsets {} are not where the task started {}; nothing was published",
+            offsets_json(&stored.stream, &stored.partitions),
+            offsets_json(&plan.stream, &plan.start_offsets)
         )),
         Err(e) => TaskEnd::Failed(format!("publishing: {e}")),
     }

@@ -320,3 +320,60 @@ fn a_bad_spec_is_refused_with_its_path_and_leaves_the_running_one() {
     assert!(spec["spec"]["dataSchema"]["transformSpec"].is_null());
     ingestion.shutdown();
 }
+
+#[test]
+fn a_topic_pattern_reads_every_matching_topic() {
+    let server = Server::new();
+    server.log.create_topic("events_eu", 2).unwrap();
+    server.log.create_topic("events_us", 1).unwrap();
+    server.log.create_topic("other", 1).unwrap();
+    server.produce("events_eu", 0, 300, 1);
+    server.produce("events_us", 300, 100, 1);
+    server.produce("other", 400, 50, 1);
+    let mut body: serde_json::Value = serde_json::from_slice(&spec("d", "x", 2)).unwrap();
+    let io = body["spec"]["ioConfig"].as_object_mut().unwrap();
+    io.remove("topic");
+    io.insert("topicPattern".into(), json!("events_.*"));
+    let ingestion = server.ingestion();
+
+    let mut bad = body.clone();
+    bad["spec"]["ioConfig"]["topicPattern"] = json!("events_(");
+    let error = ingestion
+        .submit(bad.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("spec.ioConfig.topicPattern"), "{error}");
+
+    ingestion.submit(body.to_string().as_bytes()).unwrap();
+    wait_until("the matching topics' rows", || {
+        visible_rows(&ingestion, "d") == 400
+    });
+    let status = ingestion.status("d").unwrap();
+    assert_eq!(
+        (status.stream.as_str(), status.partitions),
+        ("events_.*", 3)
+    );
+    suspend_and_wait(&ingestion, "d");
+    let stored = server.catalog.offsets("d").unwrap().unwrap();
+    assert_eq!(stored.stream, "events_.*");
+    let read: Vec<String> = stored.partitions.keys().map(ToString::to_string).collect();
+    assert_eq!(read, vec!["events_eu:0", "events_eu:1", "events_us:0"]);
+    assert_eq!(stored.partitions.values().sum::<u64>(), 400);
+
+    // A topic created later is read by the next tasks, from its earliest offset.
+    server.log.create_topic("events_asia", 1).unwrap();
+    server.produce("events_asia", 450, 25, 1);
+    ingestion.set_suspended("d", false).unwrap();
+    wait_until("the new topic's rows", || {
+        visible_rows(&ingestion, "d") == 425
+    });
+    suspend_and_wait(&ingestion, "d");
+    let rows: u64 = server
+        .catalog
+        .segments("d", true)
+        .unwrap()
+        .iter()
+        .map(|s| s.payload["numRows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, 425, "every matching record once, none of 'other'");
+}

@@ -1,7 +1,7 @@
 //! Druid's overlord API: supervisors (/druid/indexer/v1/supervisor...) and tasks
 //! (/druid/indexer/v1/task[s]...).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use millrace_catalog::{StreamOffsets, TaskRecord};
+use millrace_catalog::{PartitionOffsets, StreamOffsets, TaskRecord, TopicPartition};
 use millrace_ingest::publish::offsets_json;
 use millrace_ingest::{SupervisorStatus, now_millis};
 use millrace_segments::time::{format_iso, parse_interval};
@@ -73,32 +73,31 @@ async fn create_supervisor(
 
 /// The status as Druid's `/status` payload.
 fn status_payload(id: &str, status: &SupervisorStatus, task_duration_seconds: u64) -> Value {
-    let lag = |current: &BTreeMap<u32, u64>| -> BTreeMap<u32, u64> {
+    let lag = |current: &PartitionOffsets| -> PartitionOffsets {
         current
             .iter()
             .map(|(p, o)| {
-                (
-                    *p,
-                    status
-                        .latest_offsets
-                        .get(p)
-                        .map_or(0, |l| l.saturating_sub(*o)),
-                )
+                let latest = status
+                    .latest_offsets
+                    .get(p)
+                    .map_or(0, |l| l.saturating_sub(*o));
+                (p.clone(), latest)
             })
             .collect()
     };
-    let mut current_all = BTreeMap::new();
+    let offsets = |offsets: &PartitionOffsets| offsets_json(&status.stream, offsets);
+    let mut current_all = PartitionOffsets::new();
     let (mut active, mut publishing) = (Vec::new(), Vec::new());
     for task in &status.active_tasks {
         current_all.extend(task.current_offsets.clone());
         let entry = json!({
             "id": task.id,
-            "startingOffsets": offsets_json(&task.start_offsets),
+            "startingOffsets": offsets(&task.start_offsets),
             "startTime": format_iso(task.started_millis),
             "remainingSeconds": task.remaining_seconds,
             "type": if task.publishing { "PUBLISHING" } else { "ACTIVE" },
-            "currentOffsets": offsets_json(&task.current_offsets),
-            "lag": offsets_json(&lag(&task.current_offsets)),
+            "currentOffsets": offsets(&task.current_offsets),
+            "lag": offsets(&lag(&task.current_offsets)),
         });
         if task.publishing {
             publishing.push(entry);
@@ -117,14 +116,14 @@ fn status_payload(id: &str, status: &SupervisorStatus, task_duration_seconds: u6
         .collect();
     json!({
         "dataSource": id,
-        "stream": status.topic,
+        "stream": status.stream,
         "partitions": status.partitions,
         "replicas": 1,
         "durationSeconds": task_duration_seconds,
         "activeTasks": active,
         "publishingTasks": publishing,
-        "latestOffsets": offsets_json(&status.latest_offsets),
-        "minimumLag": offsets_json(&lags),
+        "latestOffsets": offsets(&status.latest_offsets),
+        "minimumLag": offsets(&lags),
         "aggregateLag": lags.values().sum::<u64>(),
         "offsetsLastUpdated": format_iso(now_millis()),
         "suspended": status.suspended,
@@ -233,7 +232,8 @@ async fn reset(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Answ
     .await
 }
 
-/// `{"type":"kafka","partitions":{"type":"end","stream":topic,"partitionOffsetMap":{"0":100}}}`.
+/// `{"type":"kafka","partitions":{"type":"end","stream":topic,"partitionOffsetMap":{"0":100}}}`
+/// (partitions of a topicPattern's topics as `"topic:0"`).
 async fn reset_offsets(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -244,7 +244,7 @@ async fn reset_offsets(
     let partitions = body
         .get("partitions")
         .ok_or_else(|| ApiError::bad_request("partitions is missing"))?;
-    let topic = partitions
+    let stream = partitions
         .get("stream")
         .and_then(|s| s.as_str())
         .ok_or_else(|| ApiError::bad_request("partitions.stream is missing"))?
@@ -253,11 +253,15 @@ async fn reset_offsets(
         .get("partitionOffsetMap")
         .and_then(|m| m.as_object())
         .ok_or_else(|| ApiError::bad_request("partitions.partitionOffsetMap is missing"))?;
-    let mut offsets = BTreeMap::new();
+    let mut offsets = PartitionOffsets::new();
     for (partition, offset) in map {
-        let (Ok(p), Some(o)) = (partition.parse::<u32>(), offset.as_u64()) else {
+        let key = match partition.parse::<u32>() {
+            Ok(number) => Ok(TopicPartition::new(&stream, number)),
+            Err(_) => partition.parse::<TopicPartition>(),
+        };
+        let (Ok(p), Some(o)) = (key, offset.as_u64()) else {
             return Err(ApiError::bad_request(format!(
-                "partitions.partitionOffsetMap.{partition}: expected a partition number and an offset"
+                "partitions.partitionOffsetMap.{partition}: expected a partition (number, or topic:number) and an offset"
             )));
         };
         offsets.insert(p, o);
@@ -266,7 +270,7 @@ async fn reset_offsets(
         app.ingestion.reset(
             &id,
             Some(StreamOffsets {
-                topic,
+                stream,
                 partitions: offsets,
             }),
         )?;

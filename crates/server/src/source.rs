@@ -247,7 +247,7 @@ impl ServerSource {
                     text(status.detailed_state),
                     long(status.healthy.into()),
                     text("kafka"),
-                    text(&status.topic),
+                    text(&status.stream),
                     long(status.suspended.into()),
                     text(spec.to_string()),
                 ])

@@ -53,6 +53,25 @@ impl Running {
         }
     }
 
+    /// A server whose datasource `social` holds `posts(16, 1)`, ingested by one task.
+    fn with_sixteen_posts() -> Running {
+        let server = Running::start();
+        server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));
+        server.call(
+            "POST",
+            "/topics/posts",
+            "text/plain",
+            posts(16, 1).as_bytes(),
+        );
+        server.ok(
+            "POST",
+            "/druid/indexer/v1/supervisor",
+            spec("social", "posts", 1),
+        );
+        wait_until("rows arrive", || server.count("social") == 16);
+        server
+    }
+
     fn call(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
         let url = format!("{}{path}", self.url);
         let response = match method {
@@ -258,20 +277,7 @@ fn the_seed_flow_with_one_two_and_four_tasks() {
 
 #[test]
 fn druid_aggregates_and_floor_to_unit_give_known_answers() {
-    let server = Running::start();
-    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));
-    server.call(
-        "POST",
-        "/topics/posts",
-        "text/plain",
-        posts(16, 1).as_bytes(),
-    );
-    server.ok(
-        "POST",
-        "/druid/indexer/v1/supervisor",
-        spec("social", "posts", 1),
-    );
-    wait_until("rows arrive", || server.count("social") == 16);
+    let server = Running::with_sixteen_posts();
     // What `posts` made for milton (every 8th post from the 4th): times and views. His
     // earliest post has the most views, so EARLIEST differs from MIN.
     let milton: Vec<(i64, usize)> = (0..16usize)
@@ -310,20 +316,7 @@ fn druid_aggregates_and_floor_to_unit_give_known_answers() {
 
 #[test]
 fn sql_formats_headers_parameters_and_errors() {
-    let server = Running::start();
-    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));
-    server.call(
-        "POST",
-        "/topics/posts",
-        "text/plain",
-        posts(16, 1).as_bytes(),
-    );
-    server.ok(
-        "POST",
-        "/druid/indexer/v1/supervisor",
-        spec("social", "posts", 1),
-    );
-    wait_until("rows arrive", || server.count("social") == 16);
+    let server = Running::with_sixteen_posts();
 
     let query = "SELECT username, COUNT(*) AS n FROM social WHERE username = ? GROUP BY username";
     let parameters = json!([{"type": "VARCHAR", "value": "mia"}]);

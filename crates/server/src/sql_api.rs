@@ -18,7 +18,10 @@ use crate::AppState;
 use crate::results::{Headers, ResultFormat, render};
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/druid/v2/sql", post(sql))
+    // pydruid and other clients post to the path with a trailing slash, which Druid accepts.
+    Router::new()
+        .route("/druid/v2/sql", post(sql))
+        .route("/druid/v2/sql/", post(sql))
 }
 
 /// A typed query parameter.

@@ -365,7 +365,7 @@ fn sql_formats_headers_parameters_and_errors() {
     );
     let (_, plain) = server.call(
         "POST",
-        "/druid/v2/sql",
+        "/druid/v2/sql/", // the trailing slash pydruid sends
         "text/plain",
         b"SELECT COUNT(*) FROM social",
     );

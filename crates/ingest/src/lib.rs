@@ -245,26 +245,25 @@ impl Ingestion {
         Ok(record.spec)
     }
 
-    /// Stops a supervisor's tasks unpublished and clears (None) or sets its stored offsets.
+    /// Stops a supervisor's tasks unpublished and clears (None) or sets its stored offsets
+    /// (partitions not named keep theirs). The offsets must be of the supervisor's stream.
     pub fn reset(&self, id: &str, offsets: Option<StreamOffsets>) -> Result<(), IngestError> {
         let supervisors = self.lock();
         let supervisor = supervisors
             .get(id)
             .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))?;
-        let offsets = match offsets {
-            // Partitions not named keep their stored offsets.
-            Some(mut new) => {
-                if let Some(stored) = self.context.catalog.offsets(id)?
-                    && stored.stream == new.stream
-                {
-                    for (p, o) in stored.partitions {
-                        new.partitions.entry(p).or_insert(o);
-                    }
-                }
-                Some(new)
-            }
-            None => None,
-        };
+        if let Some(offsets) = &offsets
+            && offsets.stream != supervisor.stream_name()
+        {
+            return Err(IngestError::Spec(SpecError {
+                path: "partitions.stream".into(),
+                message: format!(
+                    "supervisor '{id}' reads '{}', not '{}'",
+                    supervisor.stream_name(),
+                    offsets.stream
+                ),
+            }));
+        }
         supervisor.reset(offsets);
         Ok(())
     }
@@ -276,8 +275,10 @@ impl Ingestion {
 
     /// Terminates a supervisor: its tasks publish, then it is removed. Waits for that.
     pub fn terminate(&self, id: &str) -> Result<(), IngestError> {
-        let supervisor = self
-            .lock()
+        // The lock is held until the record is gone, so a spec submitted meanwhile for the
+        // same datasource waits instead of starting tasks beside the publishing ones.
+        let mut supervisors = self.lock();
+        let supervisor = supervisors
             .remove(id)
             .ok_or_else(|| IngestError::NoSupervisor(id.to_string()))?;
         supervisor.stop(true);

@@ -154,6 +154,11 @@ impl Supervisor {
         &self.shared.spec
     }
 
+    /// The topic or topicPattern it reads.
+    pub fn stream_name(&self) -> &str {
+        &self.shared.stream.name
+    }
+
     fn command(&self, change: impl FnOnce(&mut Control)) {
         let mut control = self.shared.control.lock().expect("supervisor control lock");
         change(&mut control);
@@ -172,7 +177,8 @@ impl Supervisor {
     }
 
     /// Stops the tasks without publishing and replaces the stored offsets (None: clears them,
-    /// so the next tasks start at the earliest or latest offset the spec asks for).
+    /// so the next tasks start at the earliest or latest offset the spec asks for; partitions
+    /// the new offsets do not name keep what is stored once the tasks have ended).
     pub fn reset(&self, offsets: Option<StreamOffsets>) {
         self.command(|c| c.reset = Some(offsets));
     }
@@ -304,8 +310,24 @@ fn supervise(context: &Arc<Context>, shared: &Shared) {
         if let Some(offsets) = reset {
             stop_all(shared, StopRequest::Discard);
             reap(context, shared, &mut retry_at, true);
+            // Merged only now: a task that was publishing when the reset came has committed.
             let datasource = shared.spec.id();
-            if let Err(e) = context.catalog.set_offsets(datasource, offsets.as_ref()) {
+            let merged = offsets
+                .map(|mut new| {
+                    if let Some(stored) = context.catalog.offsets(datasource)?
+                        && stored.stream == new.stream
+                    {
+                        for (p, o) in stored.partitions {
+                            new.partitions.entry(p).or_insert(o);
+                        }
+                    }
+                    Ok::<_, IngestError>(new)
+                })
+                .transpose();
+            let stored = merged.and_then(|offsets| {
+                Ok(context.catalog.set_offsets(datasource, offsets.as_ref())?)
+            });
+            if let Err(e) = stored {
                 record_error(shared, format!("resetting offsets: {e}"));
             }
             retry_at.clear();

@@ -18,6 +18,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
@@ -195,7 +196,12 @@ impl TableProvider for DatasourceTable {
         let files: Vec<PartitionedFile> = chosen
             .into_iter()
             .map(|(segment, persisted)| {
-                let file = PartitionedFile::new(segment.path.to_string_lossy(), segment.size);
+                let mut file = PartitionedFile::new(segment.path.to_string_lossy(), segment.size);
+                // The local store reads the location as a URL path: built from the absolute
+                // file path, characters such as '%' or '~' are encoded exactly once.
+                if let Ok(location) = ObjectPath::from_absolute_path(&segment.path) {
+                    file.object_meta.location = location;
+                }
                 // A persisted file goes with the plan, so it stays on disk until the plan is
                 // done even when its task publishes meanwhile.
                 match persisted {

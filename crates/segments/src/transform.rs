@@ -11,6 +11,12 @@ use crate::time::{TimeValue, parse_iso, parse_timestamp};
 /// The time column of every datasource.
 pub const TIME_COLUMN: &str = "__time";
 
+/// The earliest time a row may have: 0001-01-01T00:00:00Z (epoch milliseconds).
+const EARLIEST_TIME: i64 = -62_135_596_800_000;
+/// The latest time a row may have, 9999-12-31T23:59:59.999Z: every granularity bucket of a
+/// row's time then stays within i64.
+const LATEST_TIME: i64 = 253_402_300_799_999;
+
 /// A dimension's value as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DimValue {
@@ -182,10 +188,12 @@ impl RowTransformer {
             .enumerate()
             .map(|(i, m)| metric_input(m, &format!("{path}.metricsSpec[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
-        // Discovered dimensions leave out the time column, exclusions and metric inputs.
+        // Discovered dimensions leave out the time column, exclusions, metric inputs and
+        // metric names (a column may not be both).
         let mut exclusions = schema.dimensions_spec.dimension_exclusions.clone();
         exclusions.push(spec.column.clone());
         exclusions.push(TIME_COLUMN.to_string());
+        exclusions.extend(schema.metrics_spec.iter().map(|m| m.name().to_string()));
         for input in &metric_inputs {
             if let Some(c) = input.column() {
                 exclusions.push(c.to_string());
@@ -273,6 +281,11 @@ impl RowTransformer {
                 }
             }
             computed.push((name.clone(), value));
+        }
+        if !(EARLIEST_TIME..=LATEST_TIME).contains(&time) {
+            return Outcome::Unparseable(format!(
+                "the timestamp {time} is outside the years 0001 to 9999"
+            ));
         }
         let view = TransformRow {
             input,
@@ -421,6 +434,25 @@ mod tests {
         assert!(
             matches!(t.apply(&row(json!({"username": "x"})), NOW), Outcome::Unparseable(m) if m.contains("'time' is missing"))
         );
+    }
+
+    #[test]
+    fn times_beyond_year_9999_are_unparseable_not_overflowing() {
+        let t = transformer(
+            json!({"dataSource": "d", "timestampSpec": {"column": "time", "format": "millis"},
+                "dimensionsSpec": {"dimensions": []}, "granularitySpec": {"segmentGranularity": "year"}}),
+            json!({}),
+        );
+        for time in [json!(1e30), json!(i64::MAX), json!(-1e20)] {
+            assert!(
+                matches!(t.apply(&row(json!({"time": time})), NOW), Outcome::Unparseable(m) if m.contains("outside")),
+                "{time}"
+            );
+        }
+        assert!(matches!(
+            t.apply(&row(json!({"time": NOW})), NOW),
+            Outcome::Row(_)
+        ));
     }
 
     #[test]

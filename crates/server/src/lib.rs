@@ -119,6 +119,9 @@ impl Server {
     pub fn open(data_dir: &Path, log_config: EmbeddedLogConfig) -> Result<Server, ServerError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| ServerError::Io(format!("creating {}", data_dir.display()), e))?;
+        // Segment files are read by absolute path (queries address them as URLs).
+        let data_dir = &std::fs::canonicalize(data_dir)
+            .map_err(|e| ServerError::Io(format!("resolving {}", data_dir.display()), e))?;
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(data_dir, log_config)?);
         let catalog: Arc<dyn Catalog> =
             Arc::new(SqliteCatalog::open(&data_dir.join("catalog.db"))?);

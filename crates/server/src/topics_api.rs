@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, blocking};
 
+/// The most partitions a topic may have (each costs memory for as long as the log lives).
+const MAX_PARTITIONS: u32 = 10_000;
+
 /// Picks partitions for key-less records across requests, as Kafka's sticky partitioner does.
 static PARTITIONER: Mutex<Option<KeyPartitioner>> = Mutex::new(None);
 
@@ -52,8 +55,10 @@ async fn create(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Json<Va
             "expected {{\"name\": ..., \"partitions\": n}}: {e}"
         ))
     })?;
-    if request.partitions == 0 {
-        return Err(ApiError::bad_request("partitions must be at least 1"));
+    if !(1..=MAX_PARTITIONS).contains(&request.partitions) {
+        return Err(ApiError::bad_request(format!(
+            "partitions must be between 1 and {MAX_PARTITIONS}"
+        )));
     }
     blocking(move || {
         let created = app

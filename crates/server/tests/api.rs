@@ -636,6 +636,10 @@ fn reset_offsets_task_shutdown_bulk_actions_and_the_body_limit() {
         json!({"type": "kafka"}),
     );
     assert_eq!(status, 400);
+    let other_stream = json!({"type": "kafka", "partitions": {"type": "end", "stream": "other",
+        "partitionOffsetMap": {"0": 0}}});
+    let (status, error) = server.json("POST", &format!("{base}/b/resetOffsets"), other_stream);
+    assert_eq!(status, 400, "{error}");
     assert_eq!(
         server.ok("POST", &format!("{base}/resumeAll"), json!(null)),
         success
@@ -696,6 +700,13 @@ fn reset_offsets_task_shutdown_bulk_actions_and_the_body_limit() {
     );
     assert_eq!(server.ok("GET", base, json!(null)), json!([]));
     assert_eq!(server.count("a"), 800);
+
+    let (status, _) = server.json(
+        "POST",
+        "/topics",
+        json!({"name": "huge", "partitions": 4_000_000_000u32}),
+    );
+    assert_eq!(status, 400, "partition counts are capped");
 
     // Bodies above the limit are refused; the server keeps serving.
     let huge = vec![b'x'; millrace_server::MAX_BODY_BYTES + 1];

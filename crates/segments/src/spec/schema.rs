@@ -441,6 +441,19 @@ impl DataSchema {
                 "must not be empty",
             ));
         }
+        // Druid's rules for ids; the name also becomes a directory of segment files.
+        let name = &self.data_source;
+        if name.starts_with('.')
+            || name.contains(['/', '\\'])
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() && c != ' ' || c.is_control())
+        {
+            return Err(SpecError::at(
+                &format!("{path}.dataSource"),
+                "must not start with '.' or contain '/', '\\', tabs, line breaks or control characters",
+            ));
+        }
         if self.timestamp_spec.column.is_empty() {
             return Err(SpecError::at(
                 &format!("{path}.timestampSpec.column"),

@@ -149,6 +149,13 @@ fn problems_name_the_json_path() {
         error_of(|s| s["spec"]["ioConfig"]["replicas"] = json!(2)),
         "spec.ioConfig.replicas: only 1 replica is supported"
     );
+    for name in ["../escape", ".hidden", "a/b", "tab\there"] {
+        assert!(
+            error_of(|s| s["spec"]["dataSchema"]["dataSource"] = json!(name))
+                .starts_with("spec.dataSchema.dataSource: must not start with '.'"),
+            "{name}"
+        );
+    }
     assert_eq!(
         error_of(|s| s["type"] = json!("kinesis")),
         "type: unknown supervisor type 'kinesis' (only kafka)"

@@ -286,6 +286,24 @@ impl Ingestion {
         Ok(())
     }
 
+    /// Deletes a datasource's unused segments within an interval, rows and files (Druid's
+    /// `kill` task); returns how many. Publishes wait meanwhile, so none can take a killed
+    /// segment's partition number (and file name) before its file is gone.
+    pub fn kill_unused(
+        &self,
+        datasource: &str,
+        interval: (i64, i64),
+    ) -> Result<usize, IngestError> {
+        let _publishes = self.context.publish_lock.lock().expect("publish lock");
+        let killed = self.context.catalog.delete_unused(datasource, interval)?;
+        for segment in &killed {
+            if let Some(file) = visible::segment_file(&self.context.data_dir, segment) {
+                let _ = std::fs::remove_file(file.path);
+            }
+        }
+        Ok(killed.len())
+    }
+
     /// Stops every supervisor without publishing (server shutdown): nothing is half-done,
     /// and the next start reads the unpublished records again.
     pub fn shutdown(&self) {

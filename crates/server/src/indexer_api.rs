@@ -452,20 +452,14 @@ async fn submit_task(State(app): State<Arc<AppState>>, body: Bytes) -> Answer {
         .ok_or_else(|| ApiError::bad_request("interval must be an ISO interval start/end"))?;
     blocking(move || {
         let id = format!("kill_{datasource}_{}", now_millis());
-        let catalog = app.ingestion.catalog();
-        let killed = catalog.delete_unused(&datasource, interval)?;
-        for segment in &killed {
-            if let Some(file) = millrace_ingest::visible::segment_file(&app.data_dir, segment) {
-                let _ = std::fs::remove_file(file.path);
-            }
-        }
-        catalog.put_task(&TaskRecord {
+        let killed = app.ingestion.kill_unused(&datasource, interval)?;
+        app.ingestion.catalog().put_task(&TaskRecord {
             id: id.clone(),
             datasource,
             kind: "kill".into(),
             status: "SUCCESS".into(),
             created: now_millis(),
-            payload: json!({"duration": 0, "killedSegments": killed.len()}),
+            payload: json!({"duration": 0, "killedSegments": killed}),
         })?;
         Ok(Json(json!({"task": id})))
     })

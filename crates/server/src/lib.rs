@@ -9,7 +9,7 @@ mod sql_api;
 mod topics_api;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -45,7 +45,6 @@ pub struct AppState {
     pub ingestion: Arc<Ingestion>,
     pub engine: SqlEngine,
     pub log: Arc<dyn Log>,
-    pub data_dir: PathBuf,
 }
 
 /// A server over a data directory.
@@ -132,7 +131,6 @@ impl Server {
                 ingestion,
                 engine,
                 log,
-                data_dir: data_dir.to_path_buf(),
             }),
         })
     }

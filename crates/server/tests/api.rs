@@ -568,6 +568,10 @@ fn supervisor_task_and_coordinator_endpoints() {
     let kill = server.ok("POST", "/druid/indexer/v1/task",
         json!({"type": "kill", "dataSource": "social", "interval": "2025-01-01T00:00:00Z/2025-01-02T00:00:00Z"}));
     assert!(kill["task"].is_string());
+    let files = std::fs::read_dir(server._dir.path().join("segments/social"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 0, "kill deletes the segment files");
     assert_eq!(
         server.ok(
             "GET",

@@ -139,29 +139,14 @@ fn header_arrays(output: &QueryOutput, headers: Headers) -> Vec<Vec<Value>> {
     arrays
 }
 
-/// A JSON object with its keys in the given order (serde_json's map would sort them, and
-/// Druid clients read the column order from the object).
-fn ordered_object(entries: impl Iterator<Item = (String, Value)>) -> Vec<u8> {
-    let mut out = vec![b'{'];
-    for (n, (key, value)) in entries.enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend(serde_json::to_vec(&key).unwrap_or_default());
-        out.push(b':');
-        out.extend(serde_json::to_vec(&value).unwrap_or_default());
-    }
-    out.push(b'}');
-    out
-}
-
 /// The header as one object, for the object formats: `{name: {type, sqlType}}` or
 /// `{name: null}` with names only.
-fn header_object(output: &QueryOutput, headers: Headers) -> Option<Vec<u8>> {
+fn header_object(output: &QueryOutput, headers: Headers) -> Option<Value> {
     if !headers.names {
         return None;
     }
-    let entries = output.schema.fields().iter().map(|field| {
+    let mut object = Map::new();
+    for field in output.schema.fields() {
         let mut types = Map::new();
         if headers.types {
             types.insert("type".into(), json!(native_type(field.data_type())));
@@ -174,32 +159,33 @@ fn header_object(output: &QueryOutput, headers: Headers) -> Option<Vec<u8>> {
         } else {
             Value::Object(types)
         };
-        (field.name().clone(), value)
-    });
-    Some(ordered_object(entries))
+        object.insert(field.name().clone(), value);
+    }
+    Some(Value::Object(object))
 }
 
-/// The rows, each as JSON text: objects (in column order) or arrays, headers first.
-fn json_items(output: &QueryOutput, objects: bool, headers: Headers) -> Vec<Vec<u8>> {
+/// The header rows, then the rows: objects (keys in column order, which serde_json keeps
+/// and Druid clients read the column order from) or arrays.
+fn json_items(output: &QueryOutput, objects: bool, headers: Headers) -> Vec<Value> {
     let names: Vec<String> = output
         .schema
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let header: Vec<Vec<u8>> = if objects {
+    let header: Vec<Value> = if objects {
         header_object(output, headers).into_iter().collect()
     } else {
         header_arrays(output, headers)
-            .iter()
-            .map(|h| serde_json::to_vec(h).unwrap_or_default())
+            .into_iter()
+            .map(Value::Array)
             .collect()
     };
     let rows = rows(&output.batches).map(|row| {
         if objects {
-            ordered_object(names.iter().cloned().zip(row))
+            Value::Object(names.iter().cloned().zip(row).collect())
         } else {
-            serde_json::to_vec(&row).unwrap_or_default()
+            Value::Array(row)
         }
     });
     header.into_iter().chain(rows).collect()
@@ -210,20 +196,12 @@ pub fn render(output: &QueryOutput, format: ResultFormat, headers: Headers) -> V
     match format {
         ResultFormat::Object | ResultFormat::Array => {
             let items = json_items(output, format == ResultFormat::Object, headers);
-            let mut body = vec![b'['];
-            for (n, item) in items.into_iter().enumerate() {
-                if n > 0 {
-                    body.push(b',');
-                }
-                body.extend(item);
-            }
-            body.push(b']');
-            body
+            serde_json::to_vec(&items).unwrap_or_default()
         }
         ResultFormat::ObjectLines | ResultFormat::ArrayLines => {
             let mut body = Vec::new();
             for line in json_items(output, format == ResultFormat::ObjectLines, headers) {
-                body.extend(line);
+                body.extend(serde_json::to_vec(&line).unwrap_or_default());
                 body.push(b'\n');
             }
             // Druid ends the lines formats with an empty line.

@@ -49,6 +49,16 @@ pub struct RowCounts {
     pub unparseable: u64,
 }
 
+impl std::ops::AddAssign for RowCounts {
+    fn add_assign(&mut self, more: RowCounts) {
+        self.processed += more.processed;
+        self.processed_bytes += more.processed_bytes;
+        self.processed_with_error += more.processed_with_error;
+        self.thrown_away += more.thrown_away;
+        self.unparseable += more.unparseable;
+    }
+}
+
 /// How far a running task has come.
 #[derive(Debug, Clone, Default)]
 pub struct TaskProgress {
@@ -166,11 +176,12 @@ struct RowPipeline {
 
 impl RowPipeline {
     /// Ingests one record into the indexes, counting what became of it; an unparseable
-    /// record's reason is returned.
+    /// record's reason is returned. `now` (epoch ms) anchors the rejection windows.
     fn ingest(
         &self,
         topic: &str,
         record: &StoredRecord,
+        now: i64,
         indexes: &mut Vec<ChunkIndex>,
         counts: &mut RowCounts,
     ) -> Option<String> {
@@ -200,7 +211,6 @@ impl RowPipeline {
         };
         let schema = &self.spec.spec.data_schema;
         let max_rows = self.spec.spec.tuning_config.max_rows_per_segment as usize;
-        let now = now_millis();
         let mut failure = None;
         for row in rows {
             match self.transformer.apply(&row, now) {
@@ -336,9 +346,10 @@ fn run(
             let mut errors = Vec::new();
             {
                 let mut indexes = indexes.lock().expect("task indexes lock");
+                let now = now_millis();
                 for record in &records {
                     if let Some(why) =
-                        pipeline.ingest(&partition.topic, record, &mut indexes, &mut counts)
+                        pipeline.ingest(&partition.topic, record, now, &mut indexes, &mut counts)
                     {
                         let message = format!(
                             "unparseable record at {partition} offset {}: {why}",
@@ -353,13 +364,8 @@ fn run(
             }
             let mut progress = progress.lock().expect("task progress lock");
             progress.current_offsets.insert(partition.clone(), *offset);
-            let total = &mut progress.counts;
-            total.processed += counts.processed;
-            total.processed_bytes += counts.processed_bytes;
-            total.processed_with_error += counts.processed_with_error;
-            total.thrown_away += counts.thrown_away;
-            total.unparseable += counts.unparseable;
-            let failed_rows = total.unparseable + total.processed_with_error;
+            progress.counts += counts;
+            let failed_rows = progress.counts.unparseable + progress.counts.processed_with_error;
             let saved = tuning.max_saved_parse_exceptions as usize;
             progress.parse_errors.extend(errors);
             let excess = progress.parse_errors.len().saturating_sub(saved);

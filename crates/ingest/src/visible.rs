@@ -197,6 +197,19 @@ impl Visible {
         })
     }
 
+    /// The columns of a datasource's rows now, without building its realtime batches.
+    pub fn schema(&self, datasource: &str) -> Option<SegmentSchema> {
+        let datasources = self.datasources.read().expect("visible lock");
+        let entry = datasources.get(datasource)?;
+        let mut schemas: Vec<SegmentSchema> =
+            entry.segments.iter().map(|s| s.schema.clone()).collect();
+        for indexes in entry.tasks.values() {
+            let indexes = indexes.lock().expect("task indexes lock");
+            schemas.extend(indexes.iter().map(|i| i.schema().clone()));
+        }
+        Some(SegmentSchema::merge(&schemas))
+    }
+
     /// The chunk indexes running tasks hold now (for sys.segments).
     pub fn realtime_segments(&self) -> Vec<RealtimeSegment> {
         let datasources = self.datasources.read().expect("visible lock");

@@ -19,6 +19,7 @@ use datafusion::common::{DataFusionError, TableReference};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement};
+use millrace_segments::columns::SegmentSchema;
 use millrace_segments::view::DatasourceView;
 
 use schemas::{
@@ -31,6 +32,8 @@ pub trait QuerySource: Send + Sync {
     fn datasource_names(&self) -> Vec<String>;
     /// A datasource's rows now.
     fn datasource(&self, name: &str) -> Option<DatasourceView>;
+    /// A datasource's columns now (for INFORMATION_SCHEMA; cheaper than its rows).
+    fn datasource_schema(&self, name: &str) -> Option<SegmentSchema>;
     /// A `sys` table (see [`schemas::SYSTEM_TABLES`]) as one batch.
     fn system_table(&self, name: &str) -> Option<RecordBatch>;
 }

@@ -91,8 +91,8 @@ impl InformationSchema {
     fn tables(&self) -> Vec<(&'static str, String, SchemaRef)> {
         let mut tables = Vec::new();
         for name in self.0.datasource_names() {
-            if let Some(view) = self.0.datasource(&name) {
-                tables.push((DATASOURCES, name, view.schema().arrow()));
+            if let Some(schema) = self.0.datasource_schema(&name) {
+                tables.push((DATASOURCES, name, schema.arrow()));
             }
         }
         for name in SYSTEM_TABLES {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use millrace_ingest::Ingestion;
-use millrace_ingest::visible::{segment_file, segment_place};
+use millrace_ingest::visible::segment_place;
 use millrace_query::QuerySource;
+use millrace_segments::columns::SegmentSchema;
 use millrace_segments::time::format_iso;
 use millrace_segments::timeline::visibility;
 use millrace_segments::view::DatasourceView;
@@ -109,17 +110,17 @@ impl ServerSource {
             for (i, record) in records.iter().enumerate() {
                 let is_overshadowed = overshadowed.contains(&i);
                 let payload = &record.payload;
-                let file = segment_file(std::path::Path::new(""), record);
+                let payload_long = |field: &str| payload.get(field).and_then(|v| v.as_i64());
                 rows.push(vec![
                     text(&record.id),
                     text(&record.datasource),
                     text(format_iso(record.start)),
                     text(format_iso(record.end)),
-                    long(file.as_ref().map_or(0, |f| f.size as i64)),
+                    Cell::Long(payload_long("size")),
                     text(&record.version),
                     long(record.partition_num.into()),
                     long(1),
-                    long(file.as_ref().map_or(0, |f| f.num_rows as i64)),
+                    Cell::Long(payload_long("numRows")),
                     long((!is_overshadowed).into()),
                     long(1),
                     long(1),
@@ -264,6 +265,10 @@ impl QuerySource for ServerSource {
 
     fn datasource(&self, name: &str) -> Option<DatasourceView> {
         self.0.visible().view(name)
+    }
+
+    fn datasource_schema(&self, name: &str) -> Option<SegmentSchema> {
+        self.0.visible().schema(name)
     }
 
     fn system_table(&self, name: &str) -> Option<RecordBatch> {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use millrace_catalog::SqliteCatalog;
 use millrace_ingest::Ingestion;
@@ -70,19 +72,19 @@ fn social_posts(count: usize) -> impl Iterator<Item = Bytes> {
     })
 }
 
+/// The example spec of the tutorial's posts (`examples/druid/social-media-supervisor.json`)
+/// for a datasource and task count; tasks run a day, so only the suspend publishes.
 fn spec(datasource: &str, tasks: u32) -> Vec<u8> {
-    json!({"type": "kafka", "spec": {
-        "dataSchema": {"dataSource": datasource,
-            "timestampSpec": {"column": "time", "format": "iso"},
-            "dimensionsSpec": {"dimensions": ["username", "post_title",
-                {"type": "long", "name": "views"}, {"type": "long", "name": "upvotes"},
-                {"type": "long", "name": "comments"}, "edited"]},
-            "granularitySpec": {"queryGranularity": "none", "rollup": false, "segmentGranularity": "hour"}},
-        "ioConfig": {"topic": TOPIC, "inputFormat": {"type": "json"}, "useEarliestOffset": true,
-            "taskCount": tasks, "taskDuration": "PT24H"},
-        "tuningConfig": {"type": "kafka", "maxRowsPerSegment": 5_000_000}}})
-    .to_string()
-    .into_bytes()
+    let mut spec: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../examples/druid/social-media-supervisor.json"
+    ))
+    .expect("the example spec is JSON");
+    spec["spec"]["dataSchema"]["dataSource"] = json!(datasource);
+    let io = &mut spec["spec"]["ioConfig"];
+    io["topic"] = json!(TOPIC);
+    io["taskCount"] = json!(tasks);
+    io["taskDuration"] = json!("PT24H");
+    spec.to_string().into_bytes()
 }
 
 /// The peak resident memory of this process (VmHWM), in MiB.
@@ -232,6 +234,20 @@ pub fn run(
             }
         }
         println!("  {label:<18} {:>8.1} ms", median(timings) * 1000.0);
+    }
+    // The figures only count if every event arrived exactly once.
+    let counted = runtime
+        .block_on(engine.query(&format!("SELECT COUNT(*) FROM \"{datasource}\""), vec![]))
+        .map_err(|e| e.to_string())?
+        .batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_primitive_opt::<Int64Type>()
+                .map(|c| c.value(0))
+        });
+    if counted != Some(events as i64) {
+        return Err(format!("{datasource} holds {counted:?} rows, not {events}"));
     }
     ingestion.shutdown();
     if let Some(mib) = peak_memory_mib() {

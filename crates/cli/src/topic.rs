@@ -147,12 +147,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             let (key_type, value_type) = types.parse()?;
             let sent = match &target.url {
                 Some(url) => {
-                    if key_type.is_some() || value_type.is_some() {
-                        return Err(
-                            "--key-type and --value-type work on a data directory, not with --url"
-                                .into(),
-                        );
-                    }
+                    no_types_with_url(&key_type, &value_type)?;
                     remote::produce(&Client::new(url), &name, key_separator.as_deref())?
                 }
                 None => produce(
@@ -176,12 +171,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             let (key_type, value_type) = types.parse()?;
             match &target.url {
                 Some(url) => {
-                    if key_type.is_some() || value_type.is_some() {
-                        return Err(
-                            "--key-type and --value-type work on a data directory, not with --url"
-                                .into(),
-                        );
-                    }
+                    no_types_with_url(&key_type, &value_type)?;
                     remote::consume(&Client::new(url), &name, from_beginning)
                 }
                 None => consume(
@@ -194,6 +184,15 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Refuses --key-type and --value-type with --url: the server takes and shows records as
+/// text and JSON.
+fn no_types_with_url(key: &Option<DataType>, value: &Option<DataType>) -> Result<(), String> {
+    if key.is_some() || value.is_some() {
+        return Err("--key-type and --value-type work on a data directory, not with --url".into());
+    }
+    Ok(())
 }
 
 /// The topic commands against a server.

@@ -431,6 +431,27 @@ fn benchmarks_run_and_print_figures() {
         .and_then(|n| n.trim().parse().ok())
         .expect("a result count");
     assert!(results > 0 && results < 2000, "{text}");
+
+    let output = run_ok(millrace().args([
+        "bench",
+        "druid",
+        "--events",
+        "3000",
+        "--tasks",
+        "1,2",
+        "--query-runs",
+        "1",
+    ]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for figure in [
+        "taskCount 1: ingested",
+        "taskCount 2: ingested",
+        "SQL over 3000 published rows of social_media_2",
+        "COUNT(*)",
+        "TIME_FLOOR hourly",
+    ] {
+        assert!(text.contains(figure), "{figure}: {text}");
+    }
 }
 
 /// A `millrace serve` child process on a free port.
@@ -624,5 +645,43 @@ fn the_server_survives_kill_9_without_loss_or_duplicates() {
     assert_eq!(
         String::from_utf8(listed.stdout).unwrap(),
         "social_media\t4 partition(s)\n"
+    );
+
+    // Records read through the server print as they do from a data directory: fields in
+    // the same order, JSON values with their keys as written.
+    use std::io::Write;
+    let mut produce = millrace()
+        .args([
+            "topic",
+            "produce",
+            "small",
+            "--key-separator",
+            ":",
+            "--url",
+            &server.url,
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    produce
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"k:{\"z\":1,\"a\":[2]}\n")
+        .unwrap();
+    assert!(produce.wait().unwrap().success());
+    let consumed = run_ok(millrace().args([
+        "topic",
+        "consume",
+        "small",
+        "--from-beginning",
+        "--url",
+        &server.url,
+    ]));
+    let line = String::from_utf8(consumed.stdout).unwrap();
+    assert!(
+        line.starts_with("{\"topic\":\"small\",\"partition\":0,\"offset\":0,\"timestamp\":")
+            && line.ends_with(",\"key\":\"k\",\"value\":{\"z\":1,\"a\":[2]}}\n"),
+        "{line}"
     );
 }

@@ -106,37 +106,42 @@ pub fn publish(
         .map_err(|e| IngestError::Io(format!("creating {}", directory.display()), e))?;
     let mut records = Vec::new();
     let mut written: Vec<PathBuf> = Vec::new();
-    // The indexes are let go before the visible registry is locked to publish: queries lock
-    // the two the other way round.
-    let mut indexes = indexes.lock().expect("task indexes lock");
-    for index in indexes.iter_mut().filter(|i| !i.is_empty()) {
-        let place = allocate(&existing, datasource, index.interval(), &version);
-        let file_name = format!("{}.parquet", place.id());
-        let path = directory.join(&file_name);
-        let batch = index.segment_batch()?;
-        let size = write_parquet(&path, &batch)?;
-        written.push(path);
-        let record = record(
-            &place,
-            &format!("segments/{datasource}/{file_name}"),
-            size,
-            index,
-        )?;
-        existing.push(record.clone());
-        records.push(record);
-    }
-    drop(indexes);
-    let outcome = context
-        .visible
-        .publish(context.catalog.as_ref(), datasource, task_id, || {
-            context.catalog.publish(datasource, &records, Some(advance))
-        })?;
-    if outcome != PublishOutcome::Published {
+    let mut write_all = || -> Result<(), IngestError> {
+        // The indexes are let go before the visible registry is locked to publish: queries
+        // lock the two the other way round.
+        let mut indexes = indexes.lock().expect("task indexes lock");
+        for index in indexes.iter_mut().filter(|i| !i.is_empty()) {
+            let place = allocate(&existing, datasource, index.interval(), &version);
+            let file_name = format!("{}.parquet", place.id());
+            let path = directory.join(&file_name);
+            let batch = index.segment_batch()?;
+            let size = write_parquet(&path, &batch)?;
+            written.push(path);
+            let record = record(
+                &place,
+                &format!("segments/{datasource}/{file_name}"),
+                size,
+                index,
+            )?;
+            existing.push(record.clone());
+            records.push(record);
+        }
+        Ok(())
+    };
+    let outcome = write_all().and_then(|()| {
+        Ok(context
+            .visible
+            .publish(context.catalog.as_ref(), datasource, task_id, || {
+                context.catalog.publish(datasource, &records, Some(advance))
+            })?)
+    });
+    // Files of segments that were not published are nobody's: a retry writes new ones.
+    if !matches!(outcome, Ok(PublishOutcome::Published)) {
         for path in written {
             let _ = std::fs::remove_file(path);
         }
     }
-    Ok(outcome)
+    outcome
 }
 
 /// Offsets as Druid shows them: partition to offset, the partition written as its number for

@@ -70,6 +70,8 @@ pub struct ActiveTask {
     pub publishing: bool,
     pub counts: crate::task::RowCounts,
     pub parse_errors: Vec<String>,
+    /// Why the last publish attempt failed, while the task retries it.
+    pub publish_error: Option<String>,
 }
 
 /// The supervisor's state now.
@@ -235,6 +237,7 @@ impl Supervisor {
                     publishing: progress.publishing,
                     counts: progress.counts,
                     parse_errors: progress.parse_errors.clone(),
+                    publish_error: progress.publish_error.clone(),
                 }
             })
             .collect();
@@ -251,7 +254,17 @@ impl Supervisor {
             })
             .collect();
         let health = self.shared.health.lock().expect("supervisor health lock");
+        let publish_errors: Vec<RecentError> = active_tasks
+            .iter()
+            .filter_map(|task| {
+                Some(RecentError {
+                    timestamp: now_millis(),
+                    message: format!("task {}: {}", task.id, task.publish_error.as_ref()?),
+                })
+            })
+            .collect();
         let (state, detailed_state) = match desired {
+            _ if !publish_errors.is_empty() => ("UNHEALTHY_TASKS", "UNHEALTHY_TASKS"),
             Desired::Suspend if active_tasks.is_empty() => ("SUSPENDED", "SUSPENDED"),
             Desired::Suspend | Desired::Terminate | Desired::Shutdown => ("STOPPING", "STOPPING"),
             Desired::Run if health.stream_problem.is_some() => {
@@ -271,7 +284,12 @@ impl Supervisor {
             partitions: partitions.len() as u32,
             active_tasks,
             latest_offsets,
-            recent_errors: health.recent_errors.iter().cloned().collect(),
+            recent_errors: health
+                .recent_errors
+                .iter()
+                .cloned()
+                .chain(publish_errors)
+                .collect(),
         }
     }
 }

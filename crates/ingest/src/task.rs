@@ -23,6 +23,9 @@ use crate::{Context, IngestError, now_millis};
 
 /// Records read from one partition at a time.
 const READ_BATCH: usize = 4096;
+/// The pause after a failed publish before the first retry; it doubles up to the maximum.
+const PUBLISH_RETRY_FIRST: Duration = Duration::from_secs(1);
+const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What a task is to do: which partitions of which topics, from where, for how long.
 #[derive(Debug, Clone)]
@@ -68,6 +71,8 @@ pub struct TaskProgress {
     /// The latest parse exceptions (at most maxSavedParseExceptions).
     pub parse_errors: Vec<String>,
     pub publishing: bool,
+    /// Why the last publish attempt failed, while the task retries it.
+    pub publish_error: Option<String>,
 }
 
 /// What a task is asked to do besides reading.
@@ -394,13 +399,48 @@ fn run(
         start: plan.start_offsets.clone(),
         end: next.clone(),
     };
-    match crate::publish::publish(context, &plan.datasource, &plan.id, indexes, &advance) {
-        Ok(PublishOutcome::Published) => TaskEnd::Published(next),
-        Ok(PublishOutcome::OffsetsMoved { stored }) => TaskEnd::Failed(format!(
-            "the datasource's stored offsets {} are not where the task started {}; nothing was published",
-            offsets_json(&stored.stream, &stored.partitions),
-            offsets_json(&plan.stream, &plan.start_offsets)
-        )),
-        Err(e) => TaskEnd::Failed(format!("publishing: {e}")),
+    publish_until_done(context, plan, progress, stop, indexes, &advance)
+}
+
+/// Publishes the task's segments, retrying after errors (a full disk, a file that cannot be
+/// written) with a growing pause: the rows stay queryable meanwhile, where failing would drop
+/// them until a later task read them again, which a suspended supervisor never starts. Ends
+/// when published, when another task moved the offsets, or when asked to discard.
+fn publish_until_done(
+    context: &Context,
+    plan: &TaskPlan,
+    progress: &Mutex<TaskProgress>,
+    stop: &AtomicU8,
+    indexes: &TaskIndexes,
+    advance: &OffsetAdvance,
+) -> TaskEnd {
+    let mut pause = PUBLISH_RETRY_FIRST;
+    loop {
+        match crate::publish::publish(context, &plan.datasource, &plan.id, indexes, advance) {
+            Ok(PublishOutcome::Published) => return TaskEnd::Published(advance.end.clone()),
+            Ok(PublishOutcome::OffsetsMoved { stored }) => {
+                return TaskEnd::Failed(format!(
+                    "the datasource's stored offsets {} are not where the task started {}; nothing was published",
+                    offsets_json(&stored.stream, &stored.partitions),
+                    offsets_json(&plan.stream, &plan.start_offsets)
+                ));
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot publish (retrying in {}s; the rows stay queryable): {e}",
+                    pause.as_secs()
+                );
+                tracing::warn!(task = %plan.id, "{message}");
+                progress.lock().expect("task progress lock").publish_error = Some(message);
+            }
+        }
+        let retry_at = Instant::now() + pause;
+        while Instant::now() < retry_at {
+            if stop.load(Ordering::SeqCst) == StopRequest::Discard as u8 {
+                return TaskEnd::Discarded;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pause = (pause * 2).min(PUBLISH_RETRY_MAX);
     }
 }

@@ -389,3 +389,48 @@ fn a_topic_pattern_reads_every_matching_topic() {
         .sum();
     assert_eq!(rows, 425, "every matching record once, none of 'other'");
 }
+
+#[test]
+fn a_failing_publish_keeps_the_rows_queryable_and_retries_until_it_succeeds() {
+    let server = Server::new();
+    server.log.create_topic("posts", 2).unwrap();
+    server.produce("posts", 0, 300, 2);
+    // A file where the datasource's segment directory goes: every publish fails.
+    let blocker = server.dir.path().join("segments").join("blocked");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let ingestion = server.ingestion();
+    ingestion.submit(&spec("blocked", "posts", 1)).unwrap();
+    wait_until("all rows are visible in realtime", || {
+        visible_rows(&ingestion, "blocked") == 300
+    });
+    ingestion.set_suspended("blocked", true).unwrap();
+    wait_until("a publish failed", || {
+        let status = ingestion.status("blocked").unwrap();
+        status.state == "UNHEALTHY_TASKS"
+            && status
+                .recent_errors
+                .iter()
+                .any(|e| e.message.contains("cannot publish (retrying"))
+    });
+    assert_eq!(
+        visible_rows(&ingestion, "blocked"),
+        300,
+        "rows stay queryable while the publish is retried"
+    );
+    assert!(server.catalog.segments("blocked", true).unwrap().is_empty());
+
+    std::fs::remove_file(&blocker).unwrap();
+    wait_until("the retried publish succeeded", || {
+        ingestion.status("blocked").unwrap().state == "SUSPENDED"
+    });
+    let published: u64 = server
+        .catalog
+        .segments("blocked", true)
+        .unwrap()
+        .iter()
+        .map(|s| s.payload["numRows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(published, 300);
+    assert_eq!(visible_rows(&ingestion, "blocked"), 300);
+}

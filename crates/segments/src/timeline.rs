@@ -10,6 +10,18 @@ use std::collections::BTreeMap;
 
 use crate::time::format_iso;
 
+/// Bytes of an ISO time as segment ids hold them (`2024-01-01T00:00:00.000Z`).
+const ISO_TIME_BYTES: usize = 24;
+/// The longest part of a segment id after the datasource: start, end and version (ISO times),
+/// each after a `_`, then `_` and the largest partition number (10 digits).
+const ID_SUFFIX_MAX_BYTES: usize = 3 * (1 + ISO_TIME_BYTES) + 1 + 10;
+/// The longest file name common file systems hold (Linux's NAME_MAX).
+const FILE_NAME_MAX_BYTES: usize = 255;
+/// The longest dataSource name, in bytes: a segment file is named by its id and `.parquet`,
+/// and that name must fit in one file name.
+pub const MAX_DATASOURCE_BYTES: usize =
+    FILE_NAME_MAX_BYTES - ID_SUFFIX_MAX_BYTES - ".parquet".len();
+
 /// Where a segment sits in its time chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentPlace {
@@ -113,6 +125,17 @@ mod tests {
             "social_1970-01-01T00:00:00.000Z_1970-01-01T01:00:00.000Z_2024-05-01T00:00:00.000Z"
         );
         assert!(place(0, "v", 3, 0).id().ends_with("_v_3"));
+    }
+
+    #[test]
+    fn the_longest_segment_file_name_fits() {
+        let year_9999 = 253_402_300_799_000;
+        let mut longest = place(year_9999 - HOUR, &format_iso(year_9999), u32::MAX, 0);
+        longest.datasource = "x".repeat(MAX_DATASOURCE_BYTES);
+        assert_eq!(
+            format!("{}.parquet", longest.id()).len(),
+            FILE_NAME_MAX_BYTES
+        );
     }
 
     #[test]

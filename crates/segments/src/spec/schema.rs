@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{Granularity, SpecError};
+use crate::timeline::MAX_DATASOURCE_BYTES;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -454,6 +455,15 @@ impl DataSchema {
                 "must not start with '.' or contain '/', '\\', tabs, line breaks or control characters",
             ));
         }
+        if name.len() > MAX_DATASOURCE_BYTES {
+            return Err(SpecError::at(
+                &format!("{path}.dataSource"),
+                format!(
+                    "is {} bytes long; at most {MAX_DATASOURCE_BYTES} bytes fit (segment files are named by it)",
+                    name.len()
+                ),
+            ));
+        }
         if self.timestamp_spec.column.is_empty() {
             return Err(SpecError::at(
                 &format!("{path}.timestampSpec.column"),
@@ -536,12 +546,19 @@ impl InputFormat {
                 Ok(())
             }
             InputFormat::Csv(format) | InputFormat::Tsv(format) => {
-                let from_header =
-                    format.find_columns_from_header || format.has_header_row == Some(true);
-                if format.columns.is_empty() && !from_header {
+                // Druid reads a stream's records one by one: none carries a header row.
+                if format.columns.is_empty() {
                     return Err(SpecError::at(
                         &format!("{path}.columns"),
-                        "give columns, or set findColumnsFromHeader",
+                        "give columns: stream records have no header row to find them in",
+                    ));
+                }
+                if let Some(delimiter) = &format.delimiter
+                    && delimiter.len() != 1
+                {
+                    return Err(SpecError::at(
+                        &format!("{path}.delimiter"),
+                        format!("'{delimiter}' is not one single-byte character"),
                     ));
                 }
                 Ok(())

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::timeline::MAX_DATASOURCE_BYTES;
 
 /// The seed's supervisor spec (social_media_2task).
 fn seed_spec() -> serde_json::Value {
@@ -156,6 +157,20 @@ fn problems_name_the_json_path() {
             "{name}"
         );
     }
+    // Bytes count, not characters: 81 x 'ö' is 162 bytes.
+    for name in ["x".repeat(MAX_DATASOURCE_BYTES + 1), "ö".repeat(81)] {
+        assert_eq!(
+            error_of(|s| s["spec"]["dataSchema"]["dataSource"] = json!(name)),
+            format!(
+                "spec.dataSchema.dataSource: is {} bytes long; at most {MAX_DATASOURCE_BYTES} bytes fit (segment files are named by it)",
+                name.len()
+            )
+        );
+    }
+    let longest = "ö".repeat(MAX_DATASOURCE_BYTES / 2);
+    let mut spec = seed_spec();
+    spec["spec"]["dataSchema"]["dataSource"] = json!(longest);
+    assert_eq!(parse(&spec).unwrap().id(), longest);
     assert_eq!(
         error_of(|s| s["type"] = json!("kinesis")),
         "type: unknown supervisor type 'kinesis' (only kafka)"
@@ -178,7 +193,17 @@ fn problems_name_the_json_path() {
     );
     assert_eq!(
         error_of(|s| s["spec"]["ioConfig"]["inputFormat"] = json!({"type": "csv"})),
-        "spec.ioConfig.inputFormat.columns: give columns, or set findColumnsFromHeader"
+        "spec.ioConfig.inputFormat.columns: give columns: stream records have no header row to find them in"
+    );
+    assert_eq!(
+        error_of(|s| s["spec"]["ioConfig"]["inputFormat"] =
+            json!({"type": "tsv", "findColumnsFromHeader": true})),
+        "spec.ioConfig.inputFormat.columns: give columns: stream records have no header row to find them in"
+    );
+    assert_eq!(
+        error_of(|s| s["spec"]["ioConfig"]["inputFormat"] =
+            json!({"type": "csv", "columns": ["a"], "delimiter": "ab"})),
+        "spec.ioConfig.inputFormat.delimiter: 'ab' is not one single-byte character"
     );
     let not_json = SupervisorSpec::from_json(b"{\"type\": ").unwrap_err();
     assert_eq!(

@@ -138,10 +138,7 @@ fn pipeline_run(
         log.clone(),
         &loaded.definitions,
         RunnerConfig::default(),
-        RunOptions {
-            until_idle: true,
-            stop: Arc::new(AtomicBool::new(false)),
-        },
+        RunOptions::new(true, Arc::new(AtomicBool::new(false))),
     )
     .map_err(|e| e.to_string())?;
     let outputs: u64 = log

@@ -181,11 +181,12 @@ fn run_command(
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     }
-    let summary = run(log, &loaded, runner_config, RunOptions { until_idle, stop })
+    let summary = run(log, &loaded, runner_config, RunOptions::new(until_idle, stop))
         .map_err(|e| e.to_string())?;
     eprintln!(
-        "processed {} records, produced {} messages in {:.2}s",
+        "pipelines processed {} records and wrote {}, producers sent {} messages, in {:.2}s",
         summary.records_processed,
+        summary.records_written,
         summary.messages_produced,
         summary.elapsed.as_secs_f64()
     );

@@ -43,6 +43,16 @@ impl<'py> Datum<'py> {
         }
     }
 
+    /// Checks that bytes no operator has decoded yet are of their declared type `ty`, as Kafka
+    /// Streams' deserializer would at the source: bytes copied to a sink unchanged must not
+    /// carry what the stream's type forbids.
+    pub fn check(&self, ty: &DataType) -> Result<(), CodecError> {
+        match self {
+            Datum::Raw(bytes) => codec::validate(bytes, ty),
+            Datum::Null | Datum::Decoded(..) | Datum::Py(_) => Ok(()),
+        }
+    }
+
     /// Record bytes of type `to`; `from` is the type raw bytes are encoded in.
     pub fn to_bytes(&self, from: &DataType, to: &DataType) -> Result<Option<Bytes>, CodecError> {
         match self {

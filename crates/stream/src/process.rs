@@ -2,6 +2,7 @@
 //! one hold of Python's lock. Results are collected, not written: the caller appends them
 //! together with the input offset in one atomic step.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,6 +11,8 @@ use millrace_log::{Header, KeyPartitioner, Log, Record, StoredRecord, murmur2_pa
 use millrace_python::convert::{py_to_value, value_to_py};
 use millrace_python::pyo3::prelude::*;
 use millrace_python::pyo3::types::{PyDict, PyList, PyString};
+use millrace_python::watch::WatchedThread;
+use millrace_types::codec::CodecError;
 use millrace_types::{DataType, Value};
 
 use crate::config::{ErrorHandler, ErrorHandling, Handler};
@@ -77,6 +80,9 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Set when a stopOnFail handler stopped processing: the error as logged.
     pub stopped: Option<String>,
+    /// A function was interrupted (the run is stopping): `next_offset` is the record it was
+    /// processing, and its outputs are not among `outputs`.
+    pub interrupted: bool,
 }
 
 /// Per-task state kept between batches.
@@ -99,6 +105,10 @@ pub struct BatchProcessor<'a, 'py> {
     partition: u32,
     offset: u64,
     previous_timestamp: i64,
+    /// Where this thread reports its Python calls.
+    watched: &'a WatchedThread,
+    /// Set when a function call was interrupted.
+    interrupted: Cell<bool>,
 }
 
 impl<'a, 'py> BatchProcessor<'a, 'py> {
@@ -112,6 +122,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         source: usize,
         partition: u32,
         batch: Vec<StoredRecord>,
+        watched: &'a WatchedThread,
     ) -> BatchOutcome {
         let src = &topology.sources[source];
         let mut processor = BatchProcessor {
@@ -124,13 +135,26 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             partition,
             offset: 0,
             previous_timestamp: -1,
+            watched,
+            interrupted: Cell::new(false),
         };
         let mut next_offset = batch.first().map_or(0, |r| r.offset);
         let mut records = 0;
         for stored in batch {
             processor.offset = stored.offset;
+            watched.set_offset(stored.offset);
             let kept = processor.outputs.len();
             let result = processor.record(source, &stored.record);
+            if processor.interrupted.get() {
+                processor.outputs.truncate(kept);
+                return BatchOutcome {
+                    outputs: processor.outputs,
+                    next_offset: stored.offset,
+                    records,
+                    stopped: None,
+                    interrupted: true,
+                };
+            }
             if let Err(failure) = result {
                 let handler = failure.kind.handler(handling);
                 let text = processor.describe(&failure, handler, &stored.record);
@@ -148,6 +172,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                         next_offset: stored.offset,
                         records,
                         stopped: Some(text),
+                        interrupted: false,
                     };
                 }
             }
@@ -159,6 +184,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             next_offset,
             records,
             stopped: None,
+            interrupted: false,
         }
     }
 
@@ -266,13 +292,19 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         args: &[Bound<'py, PyAny>],
         node: &str,
     ) -> Result<Bound<'py, PyAny>, Failure> {
+        let _call = self.watched.enter(f);
         self.topology.functions[f]
             .py
             .call(self.py, args)
-            .map_err(|e| Failure {
-                kind: FailureKind::Process,
-                node: node.to_string(),
-                message: e.to_string(),
+            .map_err(|e| {
+                if e.interrupted {
+                    self.interrupted.set(true);
+                }
+                Failure {
+                    kind: FailureKind::Process,
+                    node: node.to_string(),
+                    message: e.to_string(),
+                }
             })
     }
 
@@ -293,17 +325,22 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         node: &OpNode,
         rec: &mut Rec<'py>,
     ) -> Result<[Bound<'py, PyAny>; 2], Failure> {
-        let consume = |e: millrace_types::codec::CodecError| Failure {
-            kind: FailureKind::Consume,
-            node: node.name.clone(),
-            message: e.to_string(),
-        };
+        let consume = |e| Self::consume_failure(node, e);
         Ok([
             rec.key.as_py(self.py, &node.key_type).map_err(consume)?,
             rec.value
                 .as_py(self.py, &node.value_type)
                 .map_err(consume)?,
         ])
+    }
+
+    /// Bytes that are not of the node's declared type: a deserialization failure there.
+    fn consume_failure(node: &OpNode, error: CodecError) -> Failure {
+        Failure {
+            kind: FailureKind::Consume,
+            node: node.name.clone(),
+            message: error.to_string(),
+        }
     }
 
     fn process_failure(node: &OpNode, function: &str, message: impl Into<String>) -> Failure {
@@ -644,7 +681,10 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         target: &TopicTarget,
     ) -> Result<(), Failure> {
         let topic = &target.topic;
-        let produce = |e: millrace_types::codec::CodecError| Failure {
+        let consume = |e| Self::consume_failure(node, e);
+        rec.key.check(&node.key_type).map_err(consume)?;
+        rec.value.check(&node.value_type).map_err(consume)?;
+        let produce = |e: CodecError| Failure {
             kind: FailureKind::Produce,
             node: node.name.clone(),
             message: format!("cannot write to topic '{topic}': {e}"),

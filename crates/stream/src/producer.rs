@@ -14,6 +14,7 @@ use millrace_python::Python;
 use millrace_python::convert::{py_to_bytes, py_to_value};
 use millrace_python::pyo3::prelude::*;
 use millrace_python::pyo3::types::{PyList, PyString};
+use millrace_python::watch::WatchedThread;
 use millrace_types::Value;
 
 use crate::config::{ErrorHandler, Handler};
@@ -29,6 +30,8 @@ const TRIES_PER_MESSAGE: usize = 10;
 pub struct ProducerError {
     pub producer: String,
     pub message: String,
+    /// A function was interrupted because the run is stopping: not a failure.
+    pub interrupted: bool,
 }
 
 /// A generated message: key and value.
@@ -47,6 +50,8 @@ pub struct ProducerRun<'a> {
     pub log: &'a dyn Log,
     pub handler: &'a ErrorHandler,
     pub stop: &'a AtomicBool,
+    /// Where this producer's thread reports its Python calls.
+    pub watched: &'a WatchedThread,
 }
 
 impl ProducerRun<'_> {
@@ -73,11 +78,15 @@ impl ProducerRun<'_> {
         let mut pending: VecDeque<Py<PyAny>> = VecDeque::new();
         let mut produced = 0u64;
         let mut next_tick = Instant::now();
+        self.watched.set_place(format!("producer '{}'", plan.name));
         while !self.stop.load(Ordering::Relaxed) {
             let slots = count.map_or(batch_size, |c| batch_size.min(c - produced));
-            let tick = Python::attach(|py| {
+            let tick = match Python::attach(|py| {
                 self.tick(py, slots, once, partitions, &mut keyless, &mut pending)
-            })?;
+            }) {
+                Err(e) if e.interrupted => break,
+                tick => tick?,
+            };
             produced += tick.records.len() as u64;
             self.append(tick.records)?;
             if tick.finished || count.is_some_and(|c| produced >= c) {
@@ -93,6 +102,7 @@ impl ProducerRun<'_> {
         ProducerError {
             producer: self.plan.name.clone(),
             message,
+            interrupted: false,
         }
     }
 
@@ -137,8 +147,13 @@ impl ProducerRun<'_> {
         f: FnId,
         args: &[Bound<'py, PyAny>],
     ) -> Result<Option<Bound<'py, PyAny>>, ProducerError> {
+        let _call = self.watched.enter(f);
         match self.topology.functions[f].py.call(py, args) {
             Ok(result) => Ok(Some(result)),
+            Err(e) if e.interrupted => Err(ProducerError {
+                interrupted: true,
+                ..self.error(e.to_string())
+            }),
             Err(e) => self.failed(e.to_string()).map(|()| None),
         }
     }

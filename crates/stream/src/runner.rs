@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use millrace_log::{Append, CommittedOffset, Log, LogError};
 use millrace_python::Python;
+use millrace_python::watch::{CallWatch, WatchedThread};
 
 use crate::config::RunnerConfig;
 use crate::model::{Definition, OffsetReset};
@@ -40,6 +41,8 @@ pub enum RunError {
 pub struct RunSummary {
     /// Input records processed by pipelines.
     pub records_processed: u64,
+    /// Records pipelines wrote to topics.
+    pub records_written: u64,
     /// Messages sent by producers.
     pub messages_produced: u64,
     pub elapsed: Duration,
@@ -50,8 +53,23 @@ pub struct RunSummary {
 pub struct RunOptions {
     /// Stop once producers are done and every input is drained.
     pub until_idle: bool,
-    /// Set to stop (Ctrl-C); workers finish their batch and commit first.
+    /// Set to stop (Ctrl-C); workers finish their batch and commit first, and Python
+    /// functions still running are interrupted.
     pub stop: Arc<AtomicBool>,
+    /// A Python function running longer than this is reported (with its topic, partition
+    /// and offset), then again at each doubling.
+    pub slow_call_warning: Duration,
+}
+
+impl RunOptions {
+    /// Options that report Python functions running over five seconds.
+    pub fn new(until_idle: bool, stop: Arc<AtomicBool>) -> RunOptions {
+        RunOptions {
+            until_idle,
+            stop,
+            slow_call_warning: Duration::from_secs(5),
+        }
+    }
 }
 
 /// One input partition's processing state.
@@ -71,6 +89,7 @@ struct Shared {
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
     processed: AtomicU64,
+    written: AtomicU64,
     produced: AtomicU64,
     producers_running: AtomicU64,
 }
@@ -107,6 +126,18 @@ pub fn run(
         .map(|t| (t.topic.clone(), t.partition, t.position.clone()))
         .collect();
     let threads = config.stream_threads().min(tasks.len()).max(1);
+    let watch = Arc::new(CallWatch::new(
+        topology
+            .functions
+            .iter()
+            .map(|f| f.py.context().to_string())
+            .collect(),
+        options.slow_call_warning,
+    ));
+    let watchdog_finished = Arc::new(AtomicBool::new(false));
+    let watchdog = watch
+        .start_watchdog(options.stop.clone(), watchdog_finished.clone())
+        .expect("spawn the Python watchdog thread");
     let shared = Arc::new(Shared {
         topology,
         log,
@@ -114,6 +145,7 @@ pub fn run(
         stop: options.stop.clone(),
         failure: Mutex::new(None),
         processed: AtomicU64::new(0),
+        written: AtomicU64::new(0),
         produced: AtomicU64::new(0),
         producers_running: AtomicU64::new(0),
     });
@@ -126,35 +158,39 @@ pub fn run(
         if worker_tasks.is_empty() {
             continue;
         }
-        let shared = shared.clone();
+        let (shared, watch) = (shared.clone(), watch.clone());
         handles.push(
             std::thread::Builder::new()
                 .name(format!("stream-{i}"))
-                .spawn(move || worker(&shared, worker_tasks))
+                .spawn(move || worker(&shared, &watch, worker_tasks))
                 .expect("spawn worker thread"),
         );
     }
     for index in 0..shared.topology.producers.len() {
-        let shared = shared.clone();
+        let (shared, watch) = (shared.clone(), watch.clone());
         shared.producers_running.fetch_add(1, Ordering::SeqCst);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("producer-{index}"))
                 .spawn(move || {
                     let plan = &shared.topology.producers[index];
-                    let result = ProducerRun {
-                        plan,
-                        topology: &shared.topology,
-                        log: shared.log.as_ref(),
-                        handler: &shared.config.error_handling.process,
-                        stop: &shared.stop,
-                    }
-                    .run();
+                    let result = register(&watch).and_then(|watched| {
+                        ProducerRun {
+                            plan,
+                            topology: &shared.topology,
+                            log: shared.log.as_ref(),
+                            handler: &shared.config.error_handling.process,
+                            stop: &shared.stop,
+                            watched: &watched,
+                        }
+                        .run()
+                        .map_err(|e| e.to_string())
+                    });
                     match result {
                         Ok(sent) => {
                             shared.produced.fetch_add(sent, Ordering::Relaxed);
                         }
-                        Err(e) => shared.fail(e.to_string()),
+                        Err(e) => shared.fail(e),
                     }
                     shared.producers_running.fetch_sub(1, Ordering::SeqCst);
                 })
@@ -165,8 +201,11 @@ pub fn run(
     for handle in handles {
         let _ = handle.join();
     }
+    watchdog_finished.store(true, Ordering::SeqCst);
+    let _ = watchdog.join();
     let summary = RunSummary {
         records_processed: shared.processed.load(Ordering::Relaxed),
+        records_written: shared.written.load(Ordering::Relaxed),
         messages_produced: shared.produced.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     };
@@ -265,8 +304,18 @@ fn start_offset(
     })
 }
 
-fn worker(shared: &Shared, mut tasks: Vec<Task>) {
+/// Registers the calling thread with the watch.
+fn register(watch: &CallWatch) -> Result<Arc<WatchedThread>, String> {
+    Python::attach(|py| watch.register(py))
+        .map_err(|e| format!("cannot watch a thread's Python calls: {e}"))
+}
+
+fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) {
     let group = shared.config.application_id().to_string();
+    let watched = match register(watch) {
+        Ok(watched) => watched,
+        Err(message) => return shared.fail(message),
+    };
     while !shared.stop.load(Ordering::SeqCst) {
         let generation = shared.log.append_generation();
         let mut worked = false;
@@ -274,7 +323,7 @@ fn worker(shared: &Shared, mut tasks: Vec<Task>) {
             if shared.stop.load(Ordering::SeqCst) {
                 break;
             }
-            match run_batch(shared, &group, task) {
+            match run_batch(shared, &group, task, &watched) {
                 Ok(n) => worked |= n > 0,
                 Err(message) => {
                     shared.fail(message);
@@ -289,7 +338,12 @@ fn worker(shared: &Shared, mut tasks: Vec<Task>) {
 }
 
 /// Processes one batch of a task; returns how many records it read.
-fn run_batch(shared: &Shared, group: &str, task: &mut Task) -> Result<usize, String> {
+fn run_batch(
+    shared: &Shared,
+    group: &str,
+    task: &mut Task,
+    watched: &WatchedThread,
+) -> Result<usize, String> {
     let position = task.position.load(Ordering::SeqCst);
     let batch = shared
         .log
@@ -300,6 +354,10 @@ fn run_batch(shared: &Shared, group: &str, task: &mut Task) -> Result<usize, Str
     };
     let read = batch.len();
     let end_of_batch = last.offset + 1;
+    watched.set_place(format!(
+        "topic '{}' partition {}",
+        task.topic, task.partition
+    ));
     let outcome = Python::attach(|py| {
         BatchProcessor::run(
             py,
@@ -310,9 +368,15 @@ fn run_batch(shared: &Shared, group: &str, task: &mut Task) -> Result<usize, Str
             task.source,
             task.partition,
             batch,
+            watched,
         )
     });
-    let next = if outcome.stopped.is_some() {
+    if outcome.interrupted {
+        // A KeyboardInterrupt stops the run, as it stops a Python program.
+        shared.stop.store(true, Ordering::SeqCst);
+    }
+    let written = outcome.outputs.len() as u64;
+    let next = if outcome.stopped.is_some() || outcome.interrupted {
         outcome.next_offset
     } else {
         end_of_batch
@@ -333,6 +397,7 @@ fn run_batch(shared: &Shared, group: &str, task: &mut Task) -> Result<usize, Str
     shared
         .processed
         .fetch_add(outcome.records as u64, Ordering::Relaxed);
+    shared.written.fetch_add(written, Ordering::Relaxed);
     match outcome.stopped {
         Some(message) => Err(message),
         None => Ok(read),

@@ -81,10 +81,7 @@ impl Env {
             self.log.clone(),
             &loaded.definitions,
             config,
-            RunOptions {
-                until_idle: true,
-                stop: Arc::new(AtomicBool::new(false)),
-            },
+            RunOptions::new(true, Arc::new(AtomicBool::new(false))),
         )
     }
 
@@ -763,6 +760,8 @@ fn continue_on_fail_skips_bad_records_and_bad_bytes() {
     config.error_handling.consume.handler = Handler::ContinueOnFail;
     let summary = env.run_with(&[&file], config).unwrap();
     assert_eq!(summary.records_processed, 4);
+    assert_eq!(summary.records_written, 2);
+    assert_eq!(summary.messages_produced, 0);
     let keys: Vec<_> = env
         .pairs("output")
         .into_iter()
@@ -990,4 +989,141 @@ fn strict_turns_unknown_keys_into_errors() {
     let sources = [("x".to_string(), DefinitionSource::File(file))];
     assert!(!load_definitions(&sources, false).has_errors());
     assert!(load_definitions(&sources, true).has_errors());
+}
+
+/// A pipeline with no operations between a `json` stream and a `json` sink.
+const COPY_JSON: &str = "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: json
+  output:
+    topic: output
+    keyType: string
+    valueType: json
+pipelines:
+  copy:
+    from: input
+    to: output
+";
+
+#[test]
+fn bytes_copied_unchanged_are_checked_against_the_declared_type() {
+    let env = Env::new();
+    env.produce(
+        "input",
+        1,
+        &[
+            (Some("a"), r#"{"n": 1}"#),
+            (Some("x"), "{not json"),
+            (Some("b"), r#"[2]"#),
+        ],
+    );
+    let file = env.write("app.yaml", COPY_JSON);
+    let message = env
+        .run_with(&[&file], RunnerConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("Deserialization error"), "{message}");
+    assert!(message.contains("offset=1"), "{message}");
+    assert!(message.contains("invalid JSON"), "{message}");
+    assert_eq!(
+        env.pairs("output"),
+        vec![(Some("a".into()), json!({"n": 1}))]
+    );
+
+    let mut config = RunnerConfig::default();
+    config.error_handling.consume.handler = Handler::ContinueOnFail;
+    let summary = env.run_with(&[&file], config).unwrap();
+    assert_eq!((summary.records_processed, summary.records_written), (2, 1));
+    let keys: Vec<_> = env
+        .pairs("output")
+        .into_iter()
+        .map(|(k, _)| k.unwrap())
+        .collect();
+    assert_eq!(keys, ["a", "b"]);
+}
+
+#[test]
+fn stopping_interrupts_a_function_that_never_returns() {
+    let env = Env::new();
+    env.produce(
+        "input",
+        1,
+        &[
+            (Some("a"), r#"{"n": 1}"#),
+            (Some("b"), r#"{"n": 2}"#),
+            (Some("c"), r#"{"n": 3}"#),
+        ],
+    );
+    // The function leaves a marker file when it gets stuck.
+    let marker = env.path("stuck");
+    let file = env.write(
+        "app.yaml",
+        &format!(
+            "{STREAMS}
+functions:
+  stuck_on_two:
+    type: valueTransformer
+    code: |
+      if value['n'] == 2:
+        open({marker:?}, 'w').close()
+      while value['n'] == 2:
+        pass
+    expression: value
+pipelines:
+  copy:
+    from: input
+    via:
+      - type: mapValues
+        mapper: stuck_on_two
+    to: output
+"
+        ),
+    );
+    let config = {
+        let mut config = RunnerConfig::default();
+        config
+            .definitions
+            .push(("app".into(), DefinitionSource::File(file.to_path_buf())));
+        config
+    };
+    let loaded = load_definitions(&config.definitions, false);
+    assert!(!loaded.has_errors());
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = RunOptions {
+        slow_call_warning: std::time::Duration::from_millis(100),
+        ..RunOptions::new(false, stop.clone())
+    };
+    let log = env.log.clone();
+    let running = std::thread::spawn(move || run(log, &loaded.definitions, config, options));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the function gets stuck"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stopping = std::time::Instant::now();
+    while !running.is_finished() {
+        assert!(
+            stopping.elapsed() < std::time::Duration::from_secs(10),
+            "the run stops although its function never returns"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let summary = running.join().unwrap().unwrap();
+    assert_eq!(summary.records_processed, 1);
+    assert_eq!(
+        env.pairs("output"),
+        vec![(Some("a".into()), json!({"n": 1}))]
+    );
+    assert_eq!(
+        env.log.committed("millrace", "input", 0).unwrap(),
+        Some(1),
+        "the interrupted record is read again by the next run"
+    );
 }

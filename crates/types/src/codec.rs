@@ -82,6 +82,22 @@ pub fn decode(bytes: Option<&[u8]>, ty: &DataType) -> Result<Value, CodecError> 
     })
 }
 
+/// Checks that record bytes read as `ty`, as a deserializer would, without keeping the value:
+/// bytes passed on unchanged must still be what their stream declares. JSON is only scanned.
+pub fn validate(bytes: &[u8], ty: &DataType) -> Result<(), CodecError> {
+    match ty {
+        DataType::Any | DataType::Bytes => Ok(()),
+        DataType::Json => serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map(|_| ())
+            .map_err(|e| CodecError::Decode {
+                ty: ty.to_string(),
+                len: bytes.len(),
+                reason: format!("invalid JSON: {e}"),
+            }),
+        _ => decode(Some(bytes), ty).map(|_| ()),
+    }
+}
+
 /// Encodes a value as `ty`; a null value is a null record key or value (`None`).
 pub fn encode(value: &Value, ty: &DataType) -> Result<Option<Vec<u8>>, CodecError> {
     if matches!(value, Value::Null) {
@@ -204,6 +220,32 @@ mod tests {
             decode(Some(b"x"), &ty("avro:A")).unwrap_err(),
             CodecError::Unsupported("avro")
         );
+    }
+
+    #[test]
+    fn validation_agrees_with_decoding() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"{\"a\": [1, 2]}", "json"),
+            (b"{\"a\": [1, 2}", "json"),
+            (b"not json", "json"),
+            (b"", "json"),
+            (b"abc", "long"),
+            (&[0, 0, 0, 0, 0, 0, 0, 9], "long"),
+            (&[0xff, 0xfe], "string"),
+            (b"{\"n\": 1}", "struct"),
+            (&[0xff], "bytes"),
+        ];
+        for (bytes, type_text) in cases {
+            let t = ty(type_text);
+            assert_eq!(
+                validate(bytes, &t).map_err(|e| e.to_string()),
+                decode(Some(bytes), &t)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                "{type_text}: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[test]

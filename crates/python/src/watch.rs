@@ -1,0 +1,177 @@
+//! Watching Python calls from outside the threads that make them: a call that runs long is
+//! reported with what it was working on, and when a run stops, calls still in progress are
+//! interrupted by raising `KeyboardInterrupt` in them, so that an endless function cannot
+//! keep the process from stopping.
+//!
+//! Threads only bump counters around each call (no clock, no lock), and a watchdog thread
+//! samples them a few times a second.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+/// How often the watchdog looks at the threads.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// `offset` of a thread that is not working on a record.
+const NO_OFFSET: u64 = u64::MAX;
+
+/// What one thread is doing in Python, as the watchdog sees it.
+pub struct WatchedThread {
+    /// Python's identifier of the thread (`threading.get_ident()`), to raise in it.
+    ident: u64,
+    /// Calls begun plus calls ended: odd while a call is in progress.
+    calls: AtomicU64,
+    /// The function being called: an index into the watch's function names.
+    function: AtomicUsize,
+    /// The offset of the record being processed, or [`NO_OFFSET`].
+    offset: AtomicU64,
+    /// What the thread works on, e.g. "topic 'input' partition 3".
+    place: Mutex<String>,
+}
+
+impl WatchedThread {
+    /// Says what the thread works on now; reports name it.
+    pub fn set_place(&self, place: String) {
+        *self.place.lock().unwrap_or_else(|p| p.into_inner()) = place;
+    }
+
+    /// Says which record the thread processes now.
+    pub fn set_offset(&self, offset: u64) {
+        self.offset.store(offset, Ordering::Relaxed);
+    }
+
+    /// Marks the start of a call of function `function`; the call ends when the guard drops.
+    pub fn enter(&self, function: usize) -> CallGuard<'_> {
+        self.function.store(function, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Release);
+        CallGuard(self)
+    }
+}
+
+/// A call in progress; dropping it marks the call's end.
+pub struct CallGuard<'a>(&'a WatchedThread);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.calls.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The threads of a run that call Python functions, and the names of those functions.
+pub struct CallWatch {
+    /// What each function index stands for, e.g. "function 'f' in app.yaml".
+    functions: Vec<String>,
+    threads: Mutex<Vec<Arc<WatchedThread>>>,
+    /// Calls running longer than this are reported (then again at each doubling).
+    slow_after: Duration,
+}
+
+impl CallWatch {
+    pub fn new(functions: Vec<String>, slow_after: Duration) -> CallWatch {
+        CallWatch {
+            functions,
+            threads: Mutex::new(Vec::new()),
+            slow_after,
+        }
+    }
+
+    /// Registers the calling thread; it reports its calls on the returned handle.
+    pub fn register(&self, py: Python<'_>) -> PyResult<Arc<WatchedThread>> {
+        let ident: u64 = py
+            .import("threading")?
+            .getattr("get_ident")?
+            .call0()?
+            .extract()?;
+        let thread = Arc::new(WatchedThread {
+            ident,
+            calls: AtomicU64::new(0),
+            function: AtomicUsize::new(0),
+            offset: AtomicU64::new(NO_OFFSET),
+            place: Mutex::new(String::new()),
+        });
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(thread.clone());
+        Ok(thread)
+    }
+
+    /// Starts the watchdog: it reports slow calls, interrupts calls in progress once `stop`
+    /// is set, and ends when `finished` is set.
+    pub fn start_watchdog(
+        self: &Arc<Self>,
+        stop: Arc<AtomicBool>,
+        finished: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let watch = self.clone();
+        std::thread::Builder::new()
+            .name("python-watchdog".into())
+            .spawn(move || watch.watch(&stop, &finished))
+    }
+
+    fn watch(&self, stop: &AtomicBool, finished: &AtomicBool) {
+        // Per thread: the call counter last seen, since when, and when to report next.
+        let mut seen: Vec<(u64, Instant, Duration)> = Vec::new();
+        while !finished.load(Ordering::SeqCst) {
+            std::thread::sleep(SAMPLE_EVERY);
+            let threads = self
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            seen.resize(threads.len(), (0, Instant::now(), self.slow_after));
+            for (thread, (last_calls, since, report_at)) in threads.iter().zip(seen.iter_mut()) {
+                let calls = thread.calls.load(Ordering::Acquire);
+                if calls % 2 == 0 {
+                    continue;
+                }
+                if calls != *last_calls {
+                    (*last_calls, *since, *report_at) = (calls, Instant::now(), self.slow_after);
+                }
+                if stop.load(Ordering::SeqCst) {
+                    interrupt(thread.ident);
+                } else if since.elapsed() >= *report_at {
+                    self.report_slow(thread, since.elapsed());
+                    *report_at *= 2;
+                }
+            }
+        }
+    }
+
+    fn report_slow(&self, thread: &WatchedThread, running: Duration) {
+        let function = self
+            .functions
+            .get(thread.function.load(Ordering::Relaxed))
+            .map_or("a function", String::as_str);
+        let place = thread
+            .place
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let offset = match thread.offset.load(Ordering::Relaxed) {
+            NO_OFFSET => String::new(),
+            offset => format!(" offset {offset}"),
+        };
+        tracing::warn!(
+            "{function} has been running for {:.1}s on {place}{offset}",
+            running.as_secs_f64()
+        );
+    }
+}
+
+/// Raises `KeyboardInterrupt` in the Python thread `ident` at its next bytecode. Taking the
+/// interpreter lock works while that thread runs Python code: CPython hands the lock over at
+/// its switch interval.
+fn interrupt(ident: u64) {
+    Python::attach(|py| {
+        let exception = py.get_type::<pyo3::exceptions::PyKeyboardInterrupt>();
+        // SAFETY: the interpreter lock is held, and the exception type is a live object.
+        // CPython takes its own reference to it.
+        unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exception.as_ptr());
+        }
+    });
+}

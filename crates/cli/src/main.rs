@@ -8,6 +8,7 @@ mod http;
 mod serve;
 mod sql;
 mod topic;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,16 +81,7 @@ enum Command {
     },
     /// Serve the data directory: the log, Druid supervisors and tasks, segments, and Druid's
     /// HTTP API (supervisors, tasks, coordinator, SQL) plus topics over HTTP.
-    Serve {
-        #[command(flatten)]
-        data: DataDir,
-        /// The port to listen on (0: any free port; the address is printed).
-        #[arg(long, default_value_t = 8888)]
-        port: u16,
-        /// The address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: String,
-    },
+    Serve(serve::ServeArgs),
     /// Run Druid SQL on a server.
     Sql {
         /// The server, e.g. http://127.0.0.1:8888.
@@ -106,6 +98,11 @@ enum Command {
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,
+    },
+    /// Add, remove and list the users of the server's HTTP basic authentication.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
     },
     /// Print throughput and latency figures: the log, the KSML runtime, Druid ingestion and SQL.
     Bench {
@@ -142,9 +139,10 @@ fn main() -> ExitCode {
         } => definitions::load(config.as_deref(), &definitions, strict).map(|_| {
             eprintln!("definitions are valid");
         }),
-        Command::Serve { data, port, bind } => serve::run(&data.data_dir, &bind, port),
+        Command::Serve(args) => serve::run(args),
         Command::Sql { url, format, query } => sql::run(&url, &query, format),
         Command::Topic { command } => topic::run(command),
+        Command::User { command } => user::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {
@@ -181,8 +179,13 @@ fn run_command(
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     }
-    let summary = run(log, &loaded, runner_config, RunOptions::new(until_idle, stop))
-        .map_err(|e| e.to_string())?;
+    let summary = run(
+        log,
+        &loaded,
+        runner_config,
+        RunOptions::new(until_idle, stop),
+    )
+    .map_err(|e| e.to_string())?;
     eprintln!(
         "pipelines processed {} records and wrote {}, producers sent {} messages, in {:.2}s",
         summary.records_processed,

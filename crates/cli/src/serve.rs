@@ -1,10 +1,42 @@
 //! `millrace serve`: the server with Druid's HTTP API over a data directory, until Ctrl-C or
 //! SIGTERM.
 
-use std::path::Path;
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use millrace_log::EmbeddedLogConfig;
-use millrace_server::Server;
+use millrace_server::auth::Authenticator;
+use millrace_server::{ConnectionLimits, ServeOptions, Server};
+
+use crate::user::UsersFileArg;
+
+/// How `millrace serve` listens and whom it lets in.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    users: UsersFileArg,
+    /// The port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8888)]
+    port: u16,
+    /// The address to listen on. Any but a loopback address needs authentication (see
+    /// `millrace user add`) or --open-to-anyone.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Serve a non-loopback address without authentication: anyone who reaches it may do
+    /// everything.
+    #[arg(long)]
+    open_to_anyone: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+}
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
@@ -29,8 +61,37 @@ async fn shutdown_signal() {
     );
 }
 
+/// Whether every address `bind` names is a loopback address.
+fn is_loopback(bind: &str) -> bool {
+    (bind, 0)
+        .to_socket_addrs()
+        .is_ok_and(|mut addresses| addresses.all(|a| a.ip().is_loopback()))
+}
+
 /// Serves until a shutdown signal.
-pub fn run(data_dir: &Path, bind: &str, port: u16) -> Result<(), String> {
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let users_file = args.users.path();
+    let auth = Arc::new(Authenticator::open(&users_file)?);
+    if !auth.is_on() && !args.open_to_anyone && !is_loopback(&args.bind) {
+        return Err(format!(
+            "refusing to serve {} without authentication: add a user with `millrace user add NAME --role admin` (users file {}), or pass --open-to-anyone",
+            args.bind,
+            users_file.display()
+        ));
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(millrace_server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let options = ServeOptions {
+        tls,
+        limits: ConnectionLimits {
+            max_connections: args.max_connections,
+            ..ConnectionLimits::default()
+        },
+        auth: Some(auth.clone()),
+    };
+    let data_dir = args.users.data_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,18 +99,33 @@ pub fn run(data_dir: &Path, bind: &str, port: u16) -> Result<(), String> {
     runtime.block_on(async {
         let server =
             Server::open(data_dir, EmbeddedLogConfig::default()).map_err(|e| e.to_string())?;
-        let listener = tokio::net::TcpListener::bind((bind, port))
+        let (bind, port) = (&args.bind, args.port);
+        let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
             .await
             .map_err(|e| format!("cannot listen on {bind}:{port}: {e}"))?;
         let address = listener
             .local_addr()
             .map_err(|e| format!("cannot listen on {bind}:{port}: {e}"))?;
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let access = if auth.is_on() {
+            format!(
+                "authentication on: {} user(s) in {}",
+                auth.user_count(),
+                users_file.display()
+            )
+        } else {
+            "open to anyone who reaches it".to_string()
+        };
         eprintln!(
-            "millrace is serving http://{address} (data directory {})",
+            "millrace is serving {scheme}://{address} (data directory {}; {access})",
             data_dir.display()
         );
         server
-            .serve(listener, shutdown_signal())
+            .serve(listener, options, shutdown_signal())
             .await
             .map_err(|e| e.to_string())
     })

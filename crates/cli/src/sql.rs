@@ -71,7 +71,7 @@ pub fn table(rows: &[Vec<Value>]) -> String {
 
 /// Runs a query and prints its answer.
 pub fn run(url: &str, query: &str, format: SqlFormat) -> Result<(), String> {
-    let client = Client::new(url);
+    let client = Client::new(url)?;
     let (result_format, header) = match format {
         SqlFormat::Table => ("array", true),
         SqlFormat::Json => ("objectLines", false),

@@ -103,7 +103,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
     match command {
         TopicCommand::List { target } => {
             let topics: Vec<(String, u32)> = match &target.url {
-                Some(url) => remote::list(&Client::new(url))?,
+                Some(url) => remote::list(&Client::new(url)?)?,
                 None => target
                     .data
                     .open()?
@@ -124,7 +124,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             partitions,
         } => {
             let created = match &target.url {
-                Some(url) => remote::create(&Client::new(url), &name, partitions)?,
+                Some(url) => remote::create(&Client::new(url)?, &name, partitions)?,
                 None => target
                     .data
                     .open()?
@@ -145,10 +145,10 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             types,
         } => {
             let (key_type, value_type) = types.parse()?;
-            let sent = match &target.url {
+            let (sent, rejected) = match &target.url {
                 Some(url) => {
                     no_types_with_url(&key_type, &value_type)?;
-                    remote::produce(&Client::new(url), &name, key_separator.as_deref())?
+                    remote::produce(&Client::new(url)?, &name, key_separator.as_deref())?
                 }
                 None => produce(
                     target.data.open()?.as_ref(),
@@ -158,8 +158,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
                     value_type.as_ref(),
                 )?,
             };
-            eprintln!("produced {sent} record(s) to '{name}'");
-            Ok(())
+            report_produced(&name, sent, &rejected)
         }
         TopicCommand::Consume {
             target,
@@ -172,7 +171,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             match &target.url {
                 Some(url) => {
                     no_types_with_url(&key_type, &value_type)?;
-                    remote::consume(&Client::new(url), &name, from_beginning)
+                    remote::consume(&Client::new(url)?, &name, from_beginning)
                 }
                 None => consume(
                     target.data.open()?.as_ref(),
@@ -197,12 +196,12 @@ fn no_types_with_url(key: &Option<DataType>, value: &Option<DataType>) -> Result
 
 /// The topic commands against a server.
 mod remote {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     use std::time::Duration;
 
     use serde_json::{Value, json};
 
-    use super::{Client, encode_segment};
+    use super::{Client, Rejected, encode_segment, for_each_line};
 
     /// Lines sent per request when producing.
     const LINES_PER_REQUEST: usize = 50_000;
@@ -228,7 +227,11 @@ mod remote {
     }
 
     /// Streams stdin lines to the server in large text batches.
-    pub fn produce(client: &Client, topic: &str, separator: Option<&str>) -> Result<u64, String> {
+    pub fn produce(
+        client: &Client,
+        topic: &str,
+        separator: Option<&str>,
+    ) -> Result<(u64, Vec<Rejected>), String> {
         let mut path = format!("/topics/{}", encode_segment(topic));
         if let Some(separator) = separator {
             path.push_str(&format!("?keySeparator={}", encode_segment(separator)));
@@ -244,10 +247,9 @@ mod remote {
             *lines = 0;
             Ok(())
         };
-        for line in std::io::stdin().lock().lines() {
-            let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        let rejected = for_each_line(|_, line| {
             if line.is_empty() {
-                continue;
+                return Ok(None);
             }
             batch.extend_from_slice(line.as_bytes());
             batch.push(b'\n');
@@ -255,9 +257,10 @@ mod remote {
             if lines >= LINES_PER_REQUEST {
                 send(&mut batch, &mut lines)?;
             }
-        }
+            Ok(None)
+        })?;
         send(&mut batch, &mut lines)?;
-        Ok(sent)
+        Ok((sent, rejected))
     }
 
     /// Prints records as JSON lines; from the start to the end, or following new records.
@@ -308,12 +311,7 @@ mod remote {
 }
 
 /// Encodes text from stdin: as UTF-8, or parsed (JSON, else the text itself) for a type.
-fn encode_text(
-    text: &str,
-    ty: Option<&DataType>,
-    what: &str,
-    line: usize,
-) -> Result<Option<Bytes>, String> {
+fn encode_text(text: &str, ty: Option<&DataType>, what: &str) -> Result<Option<Bytes>, String> {
     let Some(ty) = ty else {
         return Ok(Some(Bytes::copy_from_slice(text.as_bytes())));
     };
@@ -325,7 +323,59 @@ fn encode_text(
     };
     encode(&value, ty)
         .map(|b| b.map(Bytes::from))
-        .map_err(|e| format!("line {line}: {what}: {e}"))
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// A stdin line that was not produced: its number (from 1) and why.
+pub struct Rejected {
+    line: usize,
+    why: String,
+}
+
+/// Calls `produce` with each stdin line (its number from 1, and its text without the line
+/// end). A line that is not UTF-8, or that `produce` turns down with a reason, is set aside
+/// and the others go on; an `Err` from `produce` (the topic cannot be written) ends it.
+fn for_each_line(
+    mut produce: impl FnMut(usize, &str) -> Result<Option<String>, String>,
+) -> Result<Vec<Rejected>, String> {
+    let mut stdin = std::io::stdin().lock();
+    let mut buffer = Vec::new();
+    let mut rejected = Vec::new();
+    for line in 1.. {
+        buffer.clear();
+        if stdin
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| format!("reading stdin: {e}"))?
+            == 0
+        {
+            break;
+        }
+        let text = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let why = match std::str::from_utf8(text) {
+            Ok(text) => produce(line, text)?,
+            Err(e) => Some(format!(
+                "not UTF-8 (invalid byte at column {})",
+                e.valid_up_to() + 1
+            )),
+        };
+        if let Some(why) = why {
+            rejected.push(Rejected { line, why });
+        }
+    }
+    Ok(rejected)
+}
+
+/// Reports what a produce sent and the lines it set aside; an error when it set any aside.
+fn report_produced(topic: &str, sent: u64, rejected: &[Rejected]) -> Result<(), String> {
+    eprintln!("produced {sent} record(s) to '{topic}'");
+    for line in rejected {
+        eprintln!("line {}: {}", line.line, line.why);
+    }
+    match rejected.len() {
+        0 => Ok(()),
+        n => Err(format!("{n} line(s) were not produced")),
+    }
 }
 
 fn produce(
@@ -334,7 +384,7 @@ fn produce(
     separator: Option<&str>,
     key_type: Option<&DataType>,
     value_type: Option<&DataType>,
-) -> Result<u64, String> {
+) -> Result<(u64, Vec<Rejected>), String> {
     let partitions = log.ensure_topic(topic).map_err(|e| e.to_string())?;
     let mut partitioner = KeyPartitioner::default();
     let mut pending: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
@@ -347,16 +397,18 @@ fn produce(
         }
         Ok(())
     };
-    for (index, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+    let rejected = for_each_line(|_, line| {
         let (key, value) = match separator.and_then(|sep| line.split_once(sep)) {
-            Some((k, v)) => (
-                Some(encode_text(k, key_type, "key", index + 1)?.unwrap_or_default()),
-                v,
-            ),
-            None => (None, line.as_str()),
+            Some((k, v)) => match encode_text(k, key_type, "key") {
+                Ok(key) => (Some(key.unwrap_or_default()), v),
+                Err(why) => return Ok(Some(why)),
+            },
+            None => (None, line),
         };
-        let value = encode_text(value, value_type, "value", index + 1)?;
+        let value = match encode_text(value, value_type, "value") {
+            Ok(value) => value,
+            Err(why) => return Ok(Some(why)),
+        };
         let partition = partitioner.partition(
             key.as_deref(),
             value.as_ref().map_or(0, Bytes::len),
@@ -377,9 +429,10 @@ fn produce(
             flush(&mut pending)?;
             buffered = 0;
         }
-    }
+        Ok(None)
+    })?;
     flush(&mut pending)?;
-    Ok(sent)
+    Ok((sent, rejected))
 }
 
 fn consume(

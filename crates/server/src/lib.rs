@@ -1,11 +1,15 @@
 //! The millrace server: one process hosting the embedded log, the metadata catalog,
 //! supervisors and tasks, and the HTTP API on Druid's paths (plus topics over HTTP).
 
+pub mod auth;
+mod connections;
 mod coordinator_api;
+mod error_bodies;
 mod indexer_api;
 pub mod results;
 pub mod source;
 mod sql_api;
+pub mod tls;
 mod topics_api;
 
 use std::net::SocketAddr;
@@ -15,13 +19,18 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use millrace_catalog::{Catalog, SqliteCatalog};
 use millrace_ingest::{IngestError, Ingestion};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
 use millrace_query::SqlEngine;
 use serde_json::{Value, json};
+use tokio_rustls::TlsAcceptor;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use auth::Authenticator;
+pub use connections::ConnectionLimits;
 use source::ServerSource;
 
 /// The largest request body accepted (a batch of produced records is the largest).
@@ -50,6 +59,16 @@ pub struct AppState {
 /// A server over a data directory.
 pub struct Server {
     state: Arc<AppState>,
+}
+
+/// How the server meets its clients.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Serve HTTPS with this.
+    pub tls: Option<TlsAcceptor>,
+    pub limits: ConnectionLimits,
+    /// Check requests against users (see [`auth`]); None serves everyone.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 /// An error answer: a status and a JSON body.
@@ -139,15 +158,21 @@ impl Server {
         &self.state
     }
 
-    /// Every route of the API.
-    pub fn router(&self) -> Router {
-        Router::new()
+    /// Every route of the API, behind authentication (when on), the body limits, and the
+    /// layer that makes every error answer JSON.
+    pub fn router(&self, options: &ServeOptions) -> Router {
+        let mut router = Router::new()
             .merge(sql_api::routes())
             .merge(indexer_api::routes())
             .merge(coordinator_api::routes())
             .merge(topics_api::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .with_state(self.state.clone())
+            .layer(RequestBodyTimeoutLayer::new(options.limits.body_timeout))
+            .with_state(self.state.clone());
+        if let Some(auth) = &options.auth {
+            router = router.layer(middleware::from_fn_with_state(auth.clone(), auth::check));
+        }
+        router.layer(middleware::from_fn(error_bodies::json_errors))
     }
 
     /// Serves until `shutdown` completes, then stops ingestion without publishing anything
@@ -155,17 +180,22 @@ impl Server {
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        options: ServeOptions,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let address: Option<SocketAddr> = listener.local_addr().ok();
-        tracing::info!(?address, "serving");
-        let router = self.router();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| ServerError::Io("serving HTTP".into(), e));
+        tracing::info!(?address, tls = options.tls.is_some(), "serving");
+        let router = self.router(&options);
+        connections::serve_connections(
+            listener,
+            router,
+            options.tls.clone(),
+            options.limits.clone(),
+            shutdown,
+        )
+        .await;
         let ingestion = self.state.ingestion.clone();
         let _ = tokio::task::spawn_blocking(move || ingestion.shutdown()).await;
-        served
+        Ok(())
     }
 }

@@ -12,9 +12,10 @@ use axum::{Json, Router};
 use millrace_query::{ScalarValue, SqlError};
 use millrace_segments::time::parse_iso;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::AppState;
+use crate::error_bodies::druid_exception;
 use crate::results::{Headers, ResultFormat, render};
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -53,21 +54,9 @@ struct SqlRequest {
 
 /// Druid's error answer for SQL.
 fn sql_error(status: StatusCode, code: &str, category: &str, message: String) -> Response {
-    let persona = if status.is_client_error() {
-        "USER"
-    } else {
-        "OPERATOR"
-    };
     (
         status,
-        Json(json!({
-            "error": "druidException",
-            "errorCode": code,
-            "persona": persona,
-            "category": category,
-            "errorMessage": message,
-            "context": {},
-        })),
+        Json(druid_exception(status, code, category, &message)),
     )
         .into_response()
 }

@@ -252,14 +252,21 @@ fn shown(bytes: Option<&[u8]>) -> Value {
 
 async fn read(
     State(app): State<Arc<AppState>>,
-    Path((topic, partition)): Path<(String, u32)>,
+    Path((topic, partition)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
-        params.get(name).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| ApiError::bad_request(format!("{name} must be a whole number")))
+    let whole = |name: &str, text: &str| -> Result<u64, ApiError> {
+        text.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "{name} must be a whole number of at least 0, not '{text}'"
+            ))
         })
+    };
+    let partition = u32::try_from(whole("partition", &partition)?).map_err(|_| {
+        ApiError::not_found(format!("Partition {partition} of topic {topic} not found"))
+    })?;
+    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+        params.get(name).map_or(Ok(default), |v| whole(name, v))
     };
     let offset = number("offset", 0)?;
     let count = number("count", 1000)?.min(100_000) as usize;

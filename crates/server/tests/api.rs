@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use millrace_log::EmbeddedLogConfig;
 use millrace_segments::time::format_iso;
-use millrace_server::Server;
+use millrace_server::{ServeOptions, Server};
 use serde_json::{Value, json};
 
 const HOUR: i64 = 3_600_000;
@@ -23,7 +23,24 @@ struct Running {
 
 impl Running {
     fn start() -> Running {
-        let dir = tempfile::tempdir().unwrap();
+        Running::start_with(
+            tempfile::tempdir().unwrap(),
+            ServeOptions::default(),
+            ureq::Agent::config_builder(),
+        )
+    }
+
+    /// A server on `dir` with `options`; the test's agent is built from `agent`.
+    fn start_with(
+        dir: tempfile::TempDir,
+        options: ServeOptions,
+        agent: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+    ) -> Running {
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let server = Server::open(dir.path(), EmbeddedLogConfig::default()).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
@@ -33,7 +50,7 @@ impl Running {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 address_tx.send(listener.local_addr().unwrap()).unwrap();
                 server
-                    .serve(listener, async {
+                    .serve(listener, options, async {
                         let _ = stopped.await;
                     })
                     .await
@@ -42,11 +59,8 @@ impl Running {
         });
         let address = address_rx.recv().unwrap();
         Running {
-            url: format!("http://{address}"),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into(),
+            url: format!("{scheme}://{address}"),
+            agent: agent.http_status_as_error(false).build().into(),
             stop: Some(stop),
             thread: Some(thread),
             _dir: dir,
@@ -712,7 +726,318 @@ fn reset_offsets_task_shutdown_bulk_actions_and_the_body_limit() {
 
     // Bodies above the limit are refused; the server keeps serving.
     let huge = vec![b'x'; millrace_server::MAX_BODY_BYTES + 1];
-    let (status, _) = server.call("POST", "/topics/posts", "text/plain", &huge);
+    let (status, answer) = server.call("POST", "/topics/posts", "text/plain", &huge);
     assert_eq!(status, 413);
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("length limit"),
+        "{answer}"
+    );
     assert_eq!(server.count("b"), 400 + in_partition_0);
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it or `wait` passes.
+fn raw_exchange(address: &str, request: &[u8], wait: Duration) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body of a raw HTTP answer.
+fn raw_body(answer: &str) -> Value {
+    let (_, body) = answer
+        .split_once("\r\n\r\n")
+        .expect("an answer with a body");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+#[test]
+fn every_error_answer_is_json() {
+    let server = Running::start();
+    server.ok("POST", "/topics", json!({"name": "t", "partitions": 1}));
+    let (status, answer) = server.json("GET", "/topics/t/partitions/-1/messages", json!(null));
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer,
+        json!({"error": "partition must be a whole number of at least 0, not '-1'"})
+    );
+    let (status, answer) = server.json("GET", "/no/such/path", json!(null));
+    assert_eq!(status, 404);
+    assert_eq!(answer, json!({"error": "Not Found: GET /no/such/path"}));
+    let (status, answer) = server.json("DELETE", "/druid/v2/sql", json!(null));
+    assert_eq!(status, 405);
+    assert_eq!(answer["error"], json!("druidException"), "{answer}");
+    assert_eq!(
+        answer["errorMessage"],
+        json!("Method Not Allowed: DELETE /druid/v2/sql")
+    );
+    let (status, answer) = server.call("POST", "/druid/v2/sql", "application/json", b"{nope");
+    assert_eq!(status, 400);
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["errorCode"], json!("invalidInput"), "{answer}");
+
+    // hyper's own answers to requests it cannot read get JSON bodies too.
+    let address = server.url.trim_start_matches("http://");
+    let long_path = format!("/{}", "a".repeat(100_000));
+    let answer = raw_exchange(
+        address,
+        format!("GET {long_path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer}");
+    assert_eq!(
+        raw_body(&answer),
+        json!({"error": "URI Too Long: the request line or headers could not be read"})
+    );
+    let answer = raw_exchange(address, b"NOT HTTP\r\n\r\n", Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(raw_body(&answer)["error"].is_string());
+    assert_eq!(server.ok("GET", "/status/health", json!(null)), json!(true));
+}
+
+#[test]
+fn stalled_clients_are_cut_off_and_connections_are_bounded() {
+    use std::io::{Read, Write};
+    let limits = millrace_server::ConnectionLimits {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let server = Running::start_with(
+        tempfile::tempdir().unwrap(),
+        ServeOptions {
+            limits,
+            ..ServeOptions::default()
+        },
+        ureq::Agent::config_builder(),
+    );
+    let address = server.url.trim_start_matches("http://").to_string();
+    // Raw connections that close after each answer: a pooled one would hold a slot.
+    let body = json!({"name": "t", "partitions": 1}).to_string();
+    let created = raw_exchange(
+        &address,
+        format!(
+            "POST /topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+        Duration::from_secs(20),
+    );
+    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+
+    // A body that never arrives: answered once the body timeout passes, in JSON.
+    let answer = raw_exchange(
+        &address,
+        b"POST /topics/t HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\n\r\npartial",
+        Duration::from_secs(20),
+    );
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        raw_body(&answer)["error"]
+            .as_str()
+            .unwrap()
+            .contains("body"),
+        "{answer}"
+    );
+    // Headers that never end: the connection is closed.
+    let cut = raw_exchange(
+        &address,
+        b"GET /topics HTTP/1.1\r\nHost:",
+        Duration::from_secs(20),
+    );
+    assert!(!cut.starts_with("HTTP/1.1 200"), "{cut}");
+
+    // Two connections hold both slots: a third waits until one of them goes.
+    let mut first = std::net::TcpStream::connect(&address).unwrap();
+    let mut second = std::net::TcpStream::connect(&address).unwrap();
+    first
+        .write_all(b"GET /status/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    second
+        .write_all(b"GET /status/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buffer = [0u8; 512];
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(first.read(&mut buffer).unwrap() > 0);
+    assert!(second.read(&mut buffer).unwrap() > 0);
+    let mut third = std::net::TcpStream::connect(&address).unwrap();
+    third
+        .write_all(b"GET /status/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        third.read(&mut buffer).is_err(),
+        "no third connection is served while two are open"
+    );
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let n = third.read(&mut buffer).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"),
+        "served once a slot is free"
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+#[test]
+fn basic_authentication_roles_and_tls() {
+    use millrace_server::auth::{Authenticator, Role, UsersFile};
+    let dir = tempfile::tempdir().unwrap();
+    let users_file = dir.path().join("users.json");
+    let mut users = UsersFile::default();
+    users.set_user("admin", "admin-pw", Role::Admin).unwrap();
+    users.set_user("reader", "reader-pw", Role::Read).unwrap();
+    users.save(&users_file).unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    let tls =
+        millrace_server::tls::acceptor(&dir.path().join("cert.pem"), &dir.path().join("key.pem"))
+            .unwrap();
+    let options = ServeOptions {
+        tls: Some(tls),
+        auth: Some(std::sync::Arc::new(
+            Authenticator::open(&users_file).unwrap(),
+        )),
+        ..ServeOptions::default()
+    };
+    let root = ureq::tls::Certificate::from_pem(cert.as_bytes()).unwrap();
+    let agent = ureq::Agent::config_builder().tls_config(
+        ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                root,
+            ])))
+            .build(),
+    );
+    let server = Running::start_with(dir, options, agent);
+    assert!(server.url.starts_with("https://127.0.0.1:"));
+    let as_user = |user: Option<(&str, &str)>, method: &str, path: &str, body: Value| {
+        let url = format!("{}{path}", server.url);
+        let authorization = user.map(|(name, password)| {
+            use base64::Engine;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"))
+            )
+        });
+        let mut response = match method {
+            "GET" => {
+                let request = server.agent.get(&url);
+                match &authorization {
+                    Some(a) => request.header("Authorization", a).call(),
+                    None => request.call(),
+                }
+            }
+            _ => {
+                let request = server
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                match &authorization {
+                    Some(a) => request.header("Authorization", a).send(body.to_string()),
+                    None => request.send(body.to_string()),
+                }
+            }
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let challenge = response.headers().get("www-authenticate").is_some();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap(),
+            challenge,
+        )
+    };
+    let admin = Some(("admin", "admin-pw"));
+    let reader = Some(("reader", "reader-pw"));
+    let sql = json!({"query": "SELECT 1 AS one"});
+
+    let (status, answer, challenge) =
+        as_user(None, "GET", "/druid/indexer/v1/supervisor", json!(null));
+    assert_eq!((status, challenge), (401, true), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unauthorized")
+    );
+    let (status, answer, _) = as_user(
+        Some(("admin", "wrong")),
+        "POST",
+        "/druid/v2/sql",
+        sql.clone(),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(
+        answer["errorCode"],
+        json!("unauthorized"),
+        "SQL errors keep Druid's SQL shape"
+    );
+    let (status, _, _) = as_user(None, "GET", "/status/health", json!(null));
+    assert_eq!(status, 200, "health is open to load balancers");
+
+    let (status, answer, _) = as_user(reader, "POST", "/druid/v2/sql", sql.clone());
+    assert_eq!((status, answer), (200, json!([{"one": 1}])));
+    let (status, _, _) = as_user(reader, "GET", "/druid/indexer/v1/supervisor", json!(null));
+    assert_eq!(status, 200);
+    let (status, answer, _) = as_user(
+        reader,
+        "POST",
+        "/topics",
+        json!({"name": "t", "partitions": 1}),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        answer["error"],
+        json!("Forbidden: user 'reader' has the read role, which may not POST /topics")
+    );
+    let (status, answer, _) = as_user(
+        admin,
+        "POST",
+        "/topics",
+        json!({"name": "t", "partitions": 1}),
+    );
+    assert_eq!((status, answer["created"].clone()), (200, json!(true)));
+
+    // The users file is read again when it changes.
+    let mut users = UsersFile::load(&server._dir.path().join("users.json"))
+        .unwrap()
+        .unwrap();
+    users.set_user("late", "late-pw", Role::Admin).unwrap();
+    users.users.remove("reader");
+    users.save(&server._dir.path().join("users.json")).unwrap();
+    wait_until("the new user signs in", || {
+        as_user(Some(("late", "late-pw")), "GET", "/topics", json!(null)).0 == 200
+    });
+    assert_eq!(as_user(reader, "GET", "/topics", json!(null)).0, 401);
+
+    // A client that does not speak TLS is turned away; the server keeps serving.
+    let plain = raw_exchange(
+        server.url.trim_start_matches("https://"),
+        b"GET /status/health HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(!plain.contains("200 OK"), "{plain}");
+    assert_eq!(as_user(admin, "GET", "/topics", json!(null)).0, 200);
 }

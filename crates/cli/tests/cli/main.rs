@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+
 fn millrace() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_millrace"));
     command.env("MILLRACE_LOG", "warn");
@@ -42,14 +43,16 @@ fn values(data: &Path, topic: &str) -> Vec<Json> {
         .collect()
 }
 
-fn run_example(data: &Path, producer: &str, processor: &str) {
-    run_ok(
+/// Runs a producer and a processor until idle; returns the run's summary line.
+fn run_example(data: &Path, producer: &str, processor: &str) -> String {
+    let output = run_ok(
         millrace()
             .args(["run", "--until-idle", "--data-dir"])
             .arg(data)
             .arg(examples().join(producer))
             .arg(examples().join(processor)),
     );
+    String::from_utf8(output.stderr).unwrap().trim().to_string()
 }
 
 fn round2(x: f64) -> f64 {
@@ -59,7 +62,7 @@ fn round2(x: f64) -> f64 {
 #[test]
 fn efficient_processing_example() {
     let dir = tempfile::tempdir().unwrap();
-    run_example(
+    let summary = run_example(
         dir.path(),
         "producer-high-volume.yaml",
         "processor-efficient-processing.yaml",
@@ -71,6 +74,13 @@ fn efficient_processing_example() {
         .filter(|e| !matches!(e["event_type"].as_str(), Some("scroll" | "hover")))
         .collect();
     let outputs = values(dir.path(), "processed_events");
+    assert!(
+        summary.starts_with(&format!(
+            "pipelines processed 2000 records and wrote {}, producers sent 2000 messages, in ",
+            outputs.len()
+        )),
+        "{summary}"
+    );
     assert_eq!(outputs.len(), expected.len());
     assert!(!outputs.is_empty() && outputs.len() < inputs.len());
     for (input, output) in expected.iter().zip(&outputs) {
@@ -286,6 +296,143 @@ fn topics_from_the_shell() {
         assert_eq!(r["key"], Json::String(format!("k{n}")));
         assert_eq!(r["topic"], "nums");
     }
+}
+
+#[test]
+fn produce_sets_bad_lines_aside_names_them_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut produce = millrace()
+        .args([
+            "topic",
+            "produce",
+            "nums",
+            "--value-type",
+            "long",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    produce
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1\n\xff\xfe2\nthree\n4\r\n")
+        .unwrap();
+    let output = produce.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("produced 2 record(s) to 'nums'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 2: not UTF-8 (invalid byte at column 1)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 3: value: cannot write"), "{stderr}");
+    assert!(
+        stderr.contains("error: 2 line(s) were not produced"),
+        "{stderr}"
+    );
+    let output = run_ok(
+        millrace()
+            .args([
+                "topic",
+                "consume",
+                "nums",
+                "--from-beginning",
+                "--value-type",
+                "long",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    let produced: Vec<i64> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Json>(l).unwrap()["value"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(produced, [1, 4]);
+}
+
+#[test]
+fn ctrl_c_interrupts_an_endless_python_function_which_is_reported_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let definition = dir.path().join("spin.yaml");
+    std::fs::write(
+        &definition,
+        "functions:\n  spin:\n    type: valueTransformer\n    code: |\n      while True:\n        pass\n    expression: value\nproducers:\n  p:\n    generator:\n      expression: \"('k', {'n': 1})\"\n      resultType: (string, json)\n    to:\n      topic: in\n      keyType: string\n      valueType: json\nstreams:\n  in:\n    topic: in\n    keyType: string\n    valueType: json\npipelines:\n  forever:\n    from: in\n    via:\n      - type: mapValues\n        mapper: spin\n    to:\n      topic: out\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut child = millrace()
+        .args(["run", "--data-dir"])
+        .arg(&data)
+        .arg(&definition)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (stderr, mut pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buffer) {
+                stderr
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    let warning = format!(
+        "function 'spin' in {} has been running for",
+        definition.display()
+    );
+    wait_for("the slow function is reported", || {
+        stderr.lock().unwrap().contains(&warning)
+    });
+    assert!(
+        stderr
+            .lock()
+            .unwrap()
+            .contains("s on topic 'in' partition 0 offset 0"),
+        "{}",
+        stderr.lock().unwrap()
+    );
+    let interrupted = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("Ctrl-C did not stop the run within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    reader.join().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(status.success(), "{stderr}");
+    assert!(interrupted.elapsed() < Duration::from_secs(10));
+    assert!(
+        stderr.contains("pipelines processed 0 records and wrote 0, producers sent 1 messages"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -560,10 +707,8 @@ fn produce_posts(url: &str, first: usize, count: usize) {
     );
 }
 
-#[test]
-fn the_server_survives_kill_9_without_loss_or_duplicates() {
-    let data = tempfile::tempdir().unwrap();
-    let server = ServeProcess::start(data.path());
+/// Creates the `social_media` topic with 4 partitions on a server.
+fn create_social_media(server: &ServeProcess) {
     run_ok(millrace().args([
         "topic",
         "create",
@@ -573,12 +718,30 @@ fn the_server_survives_kill_9_without_loss_or_duplicates() {
         "--url",
         &server.url,
     ]));
-    produce_posts(&server.url, 0, 30_000);
-    let spec = serde_json::json!({"type": "kafka", "spec": {
+}
+
+/// The tutorial's spec for `social_media` with 2 tasks, `io` fields added to its ioConfig,
+/// and `tuning` as its tuningConfig.
+fn social_media_spec(io: Json, tuning: Json) -> Json {
+    let mut spec = serde_json::json!({"type": "kafka", "spec": {
         "dataSchema": {"dataSource": "social_media", "timestampSpec": {"column": "time", "format": "iso"},
             "dimensionsSpec": {"dimensions": ["username", "post_title", {"type": "long", "name": "views"}, "edited"]},
             "granularitySpec": {"queryGranularity": "none", "rollup": false, "segmentGranularity": "hour"}},
-        "ioConfig": {"topic": "social_media", "inputFormat": {"type": "json"}, "useEarliestOffset": true, "taskCount": 2}}});
+        "ioConfig": {"topic": "social_media", "inputFormat": {"type": "json"}, "useEarliestOffset": true, "taskCount": 2},
+        "tuningConfig": tuning}});
+    for (name, value) in io.as_object().unwrap() {
+        spec["spec"]["ioConfig"][name] = value.clone();
+    }
+    spec
+}
+
+#[test]
+fn the_server_survives_kill_9_without_loss_or_duplicates() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(data.path());
+    create_social_media(&server);
+    produce_posts(&server.url, 0, 30_000);
+    let spec = social_media_spec(serde_json::json!({}), serde_json::json!({"type": "kafka"}));
     assert_eq!(
         server.post_json("/druid/indexer/v1/supervisor", &spec),
         serde_json::json!({"id": "social_media"})
@@ -684,4 +847,79 @@ fn the_server_survives_kill_9_without_loss_or_duplicates() {
             && line.ends_with(",\"key\":\"k\",\"value\":{\"z\":1,\"a\":[2]}}\n"),
         "{line}"
     );
+}
+
+#[test]
+fn users_and_authentication_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let refused = millrace()
+        .args(["serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to serve 0.0.0.0 without authentication"),
+        "{stderr}"
+    );
+
+    use std::io::Write;
+    let mut add = millrace()
+        .args(["user", "add", "ann", "--role", "admin", "--data-dir"])
+        .arg(data.path())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"s3cret:pw\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let listed = run_ok(
+        millrace()
+            .args(["user", "list", "--data-dir"])
+            .arg(data.path()),
+    );
+    assert_eq!(
+        String::from_utf8(listed.stdout).unwrap(),
+        "[{\"user\":\"ann\",\"role\":\"admin\"}]\n"
+    );
+
+    let server = ServeProcess::start(data.path());
+    let address = server.url.trim_start_matches("http://");
+    let query = |url: &str, password: Option<&str>| {
+        let mut command = millrace();
+        command.args(["sql", "--url", url, "SELECT 1 AS one"]);
+        if let Some(password) = password {
+            command.env("MILLRACE_PASSWORD", password);
+        }
+        command.output().unwrap()
+    };
+    let anonymous = query(&server.url, None);
+    assert_eq!(anonymous.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr)
+            .contains("the server answered 401: Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    let table = "one\n---\n  1\n(1 row)\n";
+    let signed_in = run_ok(millrace().args([
+        "sql",
+        "--url",
+        &format!("http://ann:s3cret%3Apw@{address}"),
+        "SELECT 1 AS one",
+    ]));
+    assert_eq!(String::from_utf8(signed_in.stdout).unwrap(), table);
+    let from_env = query(&format!("http://ann@{address}"), Some("s3cret:pw"));
+    assert_eq!(String::from_utf8(from_env.stdout).unwrap(), table);
+
+    run_ok(
+        millrace()
+            .args(["user", "remove", "ann", "--data-dir"])
+            .arg(data.path()),
+    );
+    wait_for("the removed user is turned away", || {
+        !query(&format!("http://ann@{address}"), Some("s3cret:pw"))
+            .status
+            .success()
+    });
 }

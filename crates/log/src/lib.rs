@@ -3,6 +3,7 @@
 
 mod embedded;
 mod encoding;
+pub mod fuzz;
 mod journal;
 mod partitioner;
 

@@ -7,6 +7,7 @@
 
 mod assemble;
 pub mod convert;
+pub mod fuzz;
 mod json_to_py;
 mod native;
 mod scan;

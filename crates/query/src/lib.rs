@@ -3,6 +3,7 @@
 //! with it, and identifiers are case-sensitive as in Druid.
 
 pub mod functions;
+pub mod fuzz;
 pub mod rewrite;
 pub mod schemas;
 pub mod table;

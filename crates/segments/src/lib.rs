@@ -5,6 +5,7 @@
 pub mod columns;
 pub mod expr;
 pub mod filter;
+pub mod fuzz;
 pub mod index;
 pub mod input;
 pub mod rollup;

@@ -6,6 +6,7 @@
 pub mod config;
 mod datum;
 pub mod diagnostics;
+pub mod fuzz;
 pub mod load;
 pub mod model;
 mod parse;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+mod properties;
+mod soak;
 
 fn millrace() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_millrace"));

@@ -1,0 +1,1 @@
+SELECT * FROM posts WHERE username = 'mia' AND views > 10 LIMIT 5

@@ -1,0 +1,1 @@
+SELECT EARLIEST(username), LATEST(views), APPROX_COUNT_DISTINCT(username), FLOOR(__time TO DAY), TIME_FORMAT(__time, 'yyyy-MM-dd'), ANY_VALUE(edited) FROM posts GROUP BY FLOOR(__time TO DAY)

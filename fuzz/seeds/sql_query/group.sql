@@ -1,0 +1,1 @@
+SELECT username, COUNT(*) AS posts, SUM(views) AS views FROM posts GROUP BY username ORDER BY views DESC

@@ -1,0 +1,1 @@
+SELECT a.username, b.views FROM posts a JOIN posts b ON a.username = b.username WHERE TIME_IN_INTERVAL(a.__time, '2025-01-01/2025-01-02') LIMIT 3

@@ -81,31 +81,23 @@ pub async fn serve_connections(
         let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
-            let served =
-                match tls {
-                    None => {
-                        let io = TokioIo::new(JsonParseErrors::new(stream));
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let io = TokioIo::new(JsonParseErrors::new(stream));
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                };
+            let served = match tls {
+                None => {
+                    let io = TokioIo::new(JsonParseErrors::new(stream));
+                    watcher.watch(http.serve_connection(io, service)).await
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let io = TokioIo::new(JsonParseErrors::new(stream));
+                    watcher.watch(http.serve_connection(io, service)).await
+                }
+            };
             if let Err(e) = served {
                 tracing::debug!(%peer, "connection ended: {e}");
             }

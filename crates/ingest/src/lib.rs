@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use millrace_catalog::{Catalog, CatalogError, StreamOffsets, SupervisorRecord};
@@ -63,6 +64,8 @@ pub struct Context {
     pub visible: Arc<Visible>,
     /// Held while a publish allocates partition numbers and writes to the catalog.
     publish_lock: Mutex<()>,
+    /// Set when the server shuts down: tasks retrying a publish give up at once.
+    shutting_down: AtomicBool,
 }
 
 /// The overlord: supervisors by id (the datasource name).
@@ -139,6 +142,7 @@ impl Ingestion {
             data_dir: data_dir.to_path_buf(),
             visible,
             publish_lock: Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
         });
         let ingestion = Ingestion {
             context,
@@ -307,6 +311,9 @@ impl Ingestion {
     /// Stops every supervisor without publishing (server shutdown): nothing is half-done,
     /// and the next start reads the unpublished records again.
     pub fn shutdown(&self) {
+        // Set before taking the lock: a terminate holding it while a task retries a failing
+        // publish would otherwise keep the shutdown waiting.
+        self.context.shutting_down.store(true, Ordering::SeqCst);
         let supervisors = std::mem::take(&mut *self.lock());
         for (_, supervisor) in supervisors {
             supervisor.stop(false);

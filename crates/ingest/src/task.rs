@@ -402,10 +402,12 @@ fn run(
     publish_until_done(context, plan, progress, stop, indexes, &advance)
 }
 
-/// Publishes the task's segments, retrying after errors (a full disk, a file that cannot be
-/// written) with a growing pause: the rows stay queryable meanwhile, where failing would drop
-/// them until a later task read them again, which a suspended supervisor never starts. Ends
-/// when published, when another task moved the offsets, or when asked to discard.
+/// Publishes the task's segments, retrying after errors (a full disk, a segment file that
+/// cannot be written) with a growing pause: the rows stay queryable meanwhile, where failing
+/// would drop them until a later task read them again, which a suspended supervisor never
+/// starts. Ends when published, when another task moved the offsets, when asked to discard or
+/// the server shuts down, or, failed, after the spec's completionTimeout (as Druid fails a
+/// task that cannot publish within it).
 fn publish_until_done(
     context: &Context,
     plan: &TaskPlan,
@@ -415,6 +417,15 @@ fn publish_until_done(
     advance: &OffsetAdvance,
 ) -> TaskEnd {
     let mut pause = PUBLISH_RETRY_FIRST;
+    let completion_timeout = Duration::from_millis(
+        plan.spec
+            .spec
+            .io_config
+            .completion_timeout
+            .fixed_millis()
+            .unwrap_or(1_800_000),
+    );
+    let give_up_at = Instant::now() + completion_timeout;
     loop {
         match crate::publish::publish(context, &plan.datasource, &plan.id, indexes, advance) {
             Ok(PublishOutcome::Published) => return TaskEnd::Published(advance.end.clone()),
@@ -423,6 +434,12 @@ fn publish_until_done(
                     "the datasource's stored offsets {} are not where the task started {}; nothing was published",
                     offsets_json(&stored.stream, &stored.partitions),
                     offsets_json(&plan.stream, &plan.start_offsets)
+                ));
+            }
+            Err(e) if Instant::now() + pause >= give_up_at => {
+                return TaskEnd::Failed(format!(
+                    "publishing failed for the whole completionTimeout ({}s): {e}",
+                    completion_timeout.as_secs()
                 ));
             }
             Err(e) => {
@@ -436,7 +453,9 @@ fn publish_until_done(
         }
         let retry_at = Instant::now() + pause;
         while Instant::now() < retry_at {
-            if stop.load(Ordering::SeqCst) == StopRequest::Discard as u8 {
+            if stop.load(Ordering::SeqCst) == StopRequest::Discard as u8
+                || context.shutting_down.load(Ordering::SeqCst)
+            {
                 return TaskEnd::Discarded;
             }
             std::thread::sleep(Duration::from_millis(50));

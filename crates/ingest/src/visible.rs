@@ -155,7 +155,14 @@ impl Visible {
             if let Some(entry) = datasources.get_mut(datasource) {
                 entry.tasks.remove(task_id);
             }
-            self.reload(&mut datasources, catalog, datasource)?;
+            // Published is published: the caller must not undo it (its files are in the
+            // catalog now). Queries see the segments at the datasource's next reload.
+            if let Err(e) = self.reload(&mut datasources, catalog, datasource) {
+                tracing::error!(
+                    datasource,
+                    "published segments are not shown to queries until the next publish or restart: reading the catalog failed: {e}"
+                );
+            }
         }
         Ok(outcome)
     }

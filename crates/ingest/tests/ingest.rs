@@ -434,3 +434,57 @@ fn a_failing_publish_keeps_the_rows_queryable_and_retries_until_it_succeeds() {
     assert_eq!(published, 300);
     assert_eq!(visible_rows(&ingestion, "blocked"), 300);
 }
+
+#[test]
+fn a_publish_failing_past_completion_timeout_fails_and_shutdown_ends_the_retries() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    server.produce("posts", 0, 50, 1);
+    for blocked in ["short", "long"] {
+        let path = server.dir.path().join("segments").join(blocked);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"not a directory").unwrap();
+    }
+    let ingestion = Arc::new(server.ingestion());
+    let mut short: serde_json::Value = serde_json::from_slice(&spec("short", "posts", 1)).unwrap();
+    short["spec"]["ioConfig"]["completionTimeout"] = json!("PT2S");
+    ingestion.submit(short.to_string().as_bytes()).unwrap();
+    ingestion.submit(&spec("long", "posts", 1)).unwrap();
+    wait_until("rows are visible", || {
+        visible_rows(&ingestion, "short") == 50 && visible_rows(&ingestion, "long") == 50
+    });
+    ingestion.set_suspended("short", true).unwrap();
+    wait_until("the task failed after completionTimeout", || {
+        ingestion
+            .status("short")
+            .unwrap()
+            .recent_errors
+            .iter()
+            .any(|e| {
+                e.message
+                    .contains("publishing failed for the whole completionTimeout (2s)")
+            })
+    });
+
+    // A terminate waits for a publish that keeps failing; a shutdown still ends it.
+    let terminating = {
+        let ingestion = ingestion.clone();
+        std::thread::spawn(move || ingestion.terminate("long"))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!terminating.is_finished(), "the publish cannot succeed");
+    assert_eq!(visible_rows(&ingestion, "long"), 50, "rows stay queryable");
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let ingestion = ingestion.clone();
+        std::thread::spawn(move || {
+            ingestion.shutdown();
+            done.send(()).unwrap();
+        });
+    }
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the shutdown ends the publish retries");
+    terminating.join().unwrap().unwrap();
+    assert!(server.catalog.segments("long", true).unwrap().is_empty());
+}

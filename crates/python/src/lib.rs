@@ -34,8 +34,6 @@ pub struct PythonError {
     pub exception: String,
     /// Python's formatted traceback, pointing into the definition file.
     pub traceback: String,
-    /// The exception is a `KeyboardInterrupt`: the run is stopping (see [`watch`]).
-    pub interrupted: bool,
 }
 
 static SUPPORT: OnceLock<Py<PyModule>> = OnceLock::new();
@@ -77,7 +75,6 @@ pub fn python_error(py: Python<'_>, err: PyErr, context: impl Into<String>) -> P
         .and_then(|t| t.extract::<String>())
         .unwrap_or_default();
     PythonError {
-        interrupted: err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py),
         context: context.into(),
         exception,
         traceback: traceback.trim_end().to_string(),

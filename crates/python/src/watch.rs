@@ -30,12 +30,20 @@ pub struct WatchedThread {
     offset: AtomicU64,
     /// What the thread works on, e.g. "topic 'input' partition 3".
     place: Mutex<String>,
+    /// The run's stop flag.
+    stop: Arc<AtomicBool>,
 }
 
 impl WatchedThread {
     /// Says what the thread works on now; reports name it.
     pub fn set_place(&self, place: String) {
         *self.place.lock().unwrap_or_else(|p| p.into_inner()) = place;
+    }
+
+    /// Whether the run is stopping: a call failing now may have been interrupted, and what
+    /// it was doing is left for the next run.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     /// Says which record the thread processes now.
@@ -74,14 +82,17 @@ pub struct CallWatch {
     threads: Mutex<Vec<Arc<WatchedThread>>>,
     /// Calls running longer than this are reported (then again at each doubling).
     slow_after: Duration,
+    /// The run's stop flag: once set, calls in progress are interrupted.
+    stop: Arc<AtomicBool>,
 }
 
 impl CallWatch {
-    pub fn new(functions: Vec<String>, slow_after: Duration) -> CallWatch {
+    pub fn new(functions: Vec<String>, slow_after: Duration, stop: Arc<AtomicBool>) -> CallWatch {
         CallWatch {
             functions,
             threads: Mutex::new(Vec::new()),
             slow_after,
+            stop,
         }
     }
 
@@ -98,6 +109,7 @@ impl CallWatch {
             function: AtomicUsize::new(0),
             offset: AtomicU64::new(NO_OFFSET),
             place: Mutex::new(String::new()),
+            stop: self.stop.clone(),
         });
         self.threads
             .lock()
@@ -106,20 +118,19 @@ impl CallWatch {
         Ok(thread)
     }
 
-    /// Starts the watchdog: it reports slow calls, interrupts calls in progress once `stop`
-    /// is set, and ends when `finished` is set.
+    /// Starts the watchdog: it reports slow calls, interrupts calls in progress once the run
+    /// stops, and ends when `finished` is set.
     pub fn start_watchdog(
         self: &Arc<Self>,
-        stop: Arc<AtomicBool>,
         finished: Arc<AtomicBool>,
     ) -> std::io::Result<JoinHandle<()>> {
         let watch = self.clone();
         std::thread::Builder::new()
             .name("python-watchdog".into())
-            .spawn(move || watch.watch(&stop, &finished))
+            .spawn(move || watch.watch(&finished))
     }
 
-    fn watch(&self, stop: &AtomicBool, finished: &AtomicBool) {
+    fn watch(&self, finished: &AtomicBool) {
         // Per thread: the call counter last seen, since when, and when to report next.
         let mut seen: Vec<(u64, Instant, Duration)> = Vec::new();
         while !finished.load(Ordering::SeqCst) {
@@ -138,8 +149,8 @@ impl CallWatch {
                 if calls != *last_calls {
                     (*last_calls, *since, *report_at) = (calls, Instant::now(), self.slow_after);
                 }
-                if stop.load(Ordering::SeqCst) {
-                    interrupt(thread.ident);
+                if self.stop.load(Ordering::SeqCst) {
+                    interrupt(thread, calls);
                 } else if since.elapsed() >= *report_at {
                     self.report_slow(thread, since.elapsed());
                     *report_at *= 2;
@@ -169,16 +180,20 @@ impl CallWatch {
     }
 }
 
-/// Raises `KeyboardInterrupt` in the Python thread `ident` at its next bytecode. Taking the
-/// interpreter lock works while that thread runs Python code: CPython hands the lock over at
-/// its switch interval.
-fn interrupt(ident: u64) {
+/// Raises `KeyboardInterrupt` in a thread's Python call at its next bytecode, if the call seen
+/// as `calls` is still in progress once the interpreter lock is taken (CPython hands the lock
+/// over at its switch interval while that thread runs Python code). A call that ended
+/// meanwhile is left alone, so the exception cannot land in code after it.
+fn interrupt(thread: &WatchedThread, calls: u64) {
     Python::attach(|py| {
+        if thread.calls.load(Ordering::Acquire) != calls {
+            return;
+        }
         let exception = py.get_type::<pyo3::exceptions::PyKeyboardInterrupt>();
         // SAFETY: the interpreter lock is held, and the exception type is a live object.
         // CPython takes its own reference to it.
         unsafe {
-            pyo3::ffi::PyThreadState_SetAsyncExc(ident as _, exception.as_ptr());
+            pyo3::ffi::PyThreadState_SetAsyncExc(thread.ident as _, exception.as_ptr());
         }
     });
 }

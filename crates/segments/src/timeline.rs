@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 
 use crate::time::format_iso;
 
-/// Bytes of an ISO time as segment ids hold them (`2024-01-01T00:00:00.000Z`).
+/// Bytes of an ISO time as segment ids hold them (`2024-01-01T00:00:00.000Z`). Row times end
+/// in year 9999, but the chunk of the last ones ends in year 10000: one byte more.
 const ISO_TIME_BYTES: usize = 24;
+const CHUNK_END_MAX_BYTES: usize = ISO_TIME_BYTES + 1;
 /// The longest part of a segment id after the datasource: start, end and version (ISO times),
 /// each after a `_`, then `_` and the largest partition number (10 digits).
-const ID_SUFFIX_MAX_BYTES: usize = 3 * (1 + ISO_TIME_BYTES) + 1 + 10;
+const ID_SUFFIX_MAX_BYTES: usize =
+    (1 + ISO_TIME_BYTES) + (1 + CHUNK_END_MAX_BYTES) + (1 + ISO_TIME_BYTES) + 1 + 10;
 /// The longest file name common file systems hold (Linux's NAME_MAX).
 const FILE_NAME_MAX_BYTES: usize = 255;
 /// The longest dataSource name, in bytes: a segment file is named by its id and `.parquet`,
@@ -129,8 +132,10 @@ mod tests {
 
     #[test]
     fn the_longest_segment_file_name_fits() {
-        let year_9999 = 253_402_300_799_000;
-        let mut longest = place(year_9999 - HOUR, &format_iso(year_9999), u32::MAX, 0);
+        // The chunk of the last hour of year 9999, ending in year 10000.
+        let year_10000 = 253_402_300_800_000;
+        let mut longest = place(year_10000 - HOUR, &format_iso(year_10000 - 1), u32::MAX, 0);
+        assert_eq!(format_iso(year_10000), "10000-01-01T00:00:00.000Z");
         longest.datasource = "x".repeat(MAX_DATASOURCE_BYTES);
         assert_eq!(
             format!("{}.parquet", longest.id()).len(),

@@ -31,6 +31,8 @@ const HASH_BYTES: usize = 64;
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 /// Verified credentials remembered (hashing takes milliseconds); forgotten all at once past it.
 const CACHE_ENTRIES: usize = 10_000;
+/// Password hashes computed at once (each takes milliseconds of one core).
+const HASHES_AT_ONCE: usize = 4;
 /// Paths anyone may read, as in Druid's default unsecured paths.
 const OPEN_PATHS: [&str; 1] = ["/status/health"];
 
@@ -160,9 +162,13 @@ impl UsersFile {
         Ok(())
     }
 
-    /// The user's role when the password is theirs.
+    /// The user's role when the password is theirs. An unknown user costs a hash too, so
+    /// that answer times do not tell which user names exist.
     pub fn verify(&self, name: &str, password: &str) -> Option<Role> {
-        let entry = self.users.get(name)?;
+        let Some(entry) = self.users.get(name) else {
+            pbkdf2(password, &[0; SALT_BYTES], ITERATIONS);
+            return None;
+        };
         let salt = BASE64.decode(&entry.salt).ok()?;
         let hash = BASE64.decode(&entry.hash).ok()?;
         same_bytes(&pbkdf2(password, &salt, entry.iterations), &hash).then_some(entry.role)
@@ -173,6 +179,9 @@ impl UsersFile {
 pub struct Authenticator {
     path: PathBuf,
     state: Mutex<Loaded>,
+    /// Password hashes computed at once: a flood of wrong passwords cannot take every
+    /// blocking thread the server's other work needs.
+    hashing: tokio::sync::Semaphore,
 }
 
 struct Loaded {
@@ -202,6 +211,7 @@ impl Authenticator {
                 checked: Instant::now(),
                 verified: HashMap::new(),
             }),
+            hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
         })
     }
 
@@ -255,20 +265,29 @@ impl Authenticator {
         let (name, password) = decoded.split_once(':')?;
         let name = name.to_string();
         let password = password.to_string();
+        let _hashing = self.hashing.acquire().await.ok()?;
         // Hashing takes milliseconds: off the async threads.
         let role = tokio::task::spawn_blocking({
-            let name = name.clone();
+            let (name, users) = (name.clone(), users.clone());
             move || users.verify(&name, &password)
         })
         .await
         .ok()??;
         let mut state = self.lock();
-        if state.verified.len() >= CACHE_ENTRIES {
-            state.verified.clear();
+        // Remembered only if the file was not read again meanwhile (a removed user or a
+        // changed password must not stay valid).
+        if state
+            .users
+            .as_ref()
+            .is_some_and(|now| Arc::ptr_eq(now, &users))
+        {
+            if state.verified.len() >= CACHE_ENTRIES {
+                state.verified.clear();
+            }
+            state
+                .verified
+                .insert(authorization.to_string(), (name.clone(), role));
         }
-        state
-            .verified
-            .insert(authorization.to_string(), (name.clone(), role));
         Some((name, role))
     }
 }

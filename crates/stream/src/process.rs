@@ -2,7 +2,6 @@
 //! one hold of Python's lock. Results are collected, not written: the caller appends them
 //! together with the input offset in one atomic step.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -80,8 +79,8 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Set when a stopOnFail handler stopped processing: the error as logged.
     pub stopped: Option<String>,
-    /// A function was interrupted (the run is stopping): `next_offset` is the record it was
-    /// processing, and its outputs are not among `outputs`.
+    /// A record failed while the run was stopping (its function may have been interrupted):
+    /// `next_offset` is that record, left with its outputs for the next run.
     pub interrupted: bool,
 }
 
@@ -107,8 +106,6 @@ pub struct BatchProcessor<'a, 'py> {
     previous_timestamp: i64,
     /// Where this thread reports its Python calls.
     watched: &'a WatchedThread,
-    /// Set when a function call was interrupted.
-    interrupted: Cell<bool>,
 }
 
 impl<'a, 'py> BatchProcessor<'a, 'py> {
@@ -136,7 +133,6 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             offset: 0,
             previous_timestamp: -1,
             watched,
-            interrupted: Cell::new(false),
         };
         let mut next_offset = batch.first().map_or(0, |r| r.offset);
         let mut records = 0;
@@ -145,7 +141,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             watched.set_offset(stored.offset);
             let kept = processor.outputs.len();
             let result = processor.record(source, &stored.record);
-            if processor.interrupted.get() {
+            if result.is_err() && watched.stopping() {
                 processor.outputs.truncate(kept);
                 return BatchOutcome {
                     outputs: processor.outputs,
@@ -296,15 +292,10 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         self.topology.functions[f]
             .py
             .call(self.py, args)
-            .map_err(|e| {
-                if e.interrupted {
-                    self.interrupted.set(true);
-                }
-                Failure {
-                    kind: FailureKind::Process,
-                    node: node.to_string(),
-                    message: e.to_string(),
-                }
+            .map_err(|e| Failure {
+                kind: FailureKind::Process,
+                node: node.to_string(),
+                message: e.to_string(),
             })
     }
 

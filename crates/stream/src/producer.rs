@@ -30,7 +30,8 @@ const TRIES_PER_MESSAGE: usize = 10;
 pub struct ProducerError {
     pub producer: String,
     pub message: String,
-    /// A function was interrupted because the run is stopping: not a failure.
+    /// A function failed while the run was stopping (it may have been interrupted): not a
+    /// failure of the producer.
     pub interrupted: bool,
 }
 
@@ -150,7 +151,7 @@ impl ProducerRun<'_> {
         let _call = self.watched.enter(f);
         match self.topology.functions[f].py.call(py, args) {
             Ok(result) => Ok(Some(result)),
-            Err(e) if e.interrupted => Err(ProducerError {
+            Err(e) if self.watched.stopping() => Err(ProducerError {
                 interrupted: true,
                 ..self.error(e.to_string())
             }),

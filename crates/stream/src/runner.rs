@@ -133,10 +133,11 @@ pub fn run(
             .map(|f| f.py.context().to_string())
             .collect(),
         options.slow_call_warning,
+        options.stop.clone(),
     ));
     let watchdog_finished = Arc::new(AtomicBool::new(false));
     let watchdog = watch
-        .start_watchdog(options.stop.clone(), watchdog_finished.clone())
+        .start_watchdog(watchdog_finished.clone())
         .expect("spawn the Python watchdog thread");
     let shared = Arc::new(Shared {
         topology,
@@ -371,10 +372,6 @@ fn run_batch(
             watched,
         )
     });
-    if outcome.interrupted {
-        // A KeyboardInterrupt stops the run, as it stops a Python program.
-        shared.stop.store(true, Ordering::SeqCst);
-    }
     let written = outcome.outputs.len() as u64;
     let next = if outcome.stopped.is_some() || outcome.interrupted {
         outcome.next_offset

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use crate::encoding::{Op, PayloadWriter, decode_ops, decode_records};
 use crate::journal::Journal;
 use crate::{
-    Append, CommittedOffset, Log, LogError, Record, StoredRecord, TopicInfo, validate_topic_name,
+    Append, CommittedOffset, Log, LogError, Record, StoredRecord, TopicInfo,
+    validate_partition_count, validate_topic_name,
 };
 
 /// Settings of the embedded log.
@@ -64,8 +65,10 @@ impl EmbeddedLogConfig {
                 "num.partitions" => {
                     self.default_partitions = u32::try_from(number()?)
                         .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("{name} must be at least 1"))?;
+                        .filter(|n| validate_partition_count(*n).is_ok())
+                        .ok_or_else(|| {
+                            format!("{name} must be between 1 and {}", crate::MAX_PARTITIONS)
+                        })?;
                 }
                 "log.segment.bytes" => {
                     self.segment_bytes = limit(number()?)
@@ -139,6 +142,9 @@ impl Tables {
                     partitions,
                     next_offsets,
                 } => {
+                    if partitions > crate::MAX_PARTITIONS {
+                        return Err(crate::encoding::Malformed("too many partitions"));
+                    }
                     let parts = self.topics.entry(name).or_default();
                     if parts.len() < partitions as usize {
                         parts.resize_with(partitions as usize, PartitionState::default);
@@ -404,12 +410,13 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, LogError> {
 impl Log for EmbeddedLog {
     fn create_topic(&self, name: &str, partitions: u32) -> Result<bool, LogError> {
         validate_topic_name(name)?;
+        validate_partition_count(partitions)?;
         let mut state = self.lock_state();
         if state.tables.topics.contains_key(name) {
             return Ok(false);
         }
         let mut w = PayloadWriter::new();
-        w.create_topic(name, partitions.max(1), &[]);
+        w.create_topic(name, partitions, &[]);
         self.write(&mut state, w.finish())?;
         Ok(true)
     }

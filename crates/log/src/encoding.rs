@@ -124,6 +124,11 @@ fn put_opt_bytes(buf: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// The fewest bytes a record takes: timestamp, key and value lengths, header count.
+const RECORD_MIN_BYTES: usize = 8 + 4 + 4 + 2;
+/// The fewest bytes a header takes: name length and value length.
+const HEADER_MIN_BYTES: usize = 2 + 4;
+
 /// A decoding failure: the payload does not have the layout above.
 #[derive(Debug)]
 pub struct Malformed(pub &'static str);
@@ -229,7 +234,9 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, Malformed> {
 /// Decodes the records of a `Records` body; `body` is shared, records slice into it.
 pub fn decode_records(body: &Bytes, count: u32) -> Result<Vec<Record>, Malformed> {
     let mut buf = body.clone();
-    let mut records = Vec::with_capacity(count as usize);
+    // The count comes from the journal: a damaged one must not reserve more records than
+    // the body could hold (each needs at least 18 bytes).
+    let mut records = Vec::with_capacity((count as usize).min(body.len() / RECORD_MIN_BYTES));
     let opt_bytes = |buf: &mut Bytes| -> Result<Option<Bytes>, Malformed> {
         if buf.remaining() < 4 {
             return Err(Malformed("record ends early"));
@@ -255,7 +262,8 @@ pub fn decode_records(body: &Bytes, count: u32) -> Result<Vec<Record>, Malformed
             return Err(Malformed("record ends early"));
         }
         let header_count = buf.get_u16_le();
-        let mut headers = Vec::with_capacity(header_count as usize);
+        let mut headers =
+            Vec::with_capacity((header_count as usize).min(buf.remaining() / HEADER_MIN_BYTES));
         for _ in 0..header_count {
             if buf.remaining() < 2 {
                 return Err(Malformed("header ends early"));

@@ -81,6 +81,8 @@ pub enum LogError {
     },
     #[error("invalid topic name '{0}': use letters, digits, '.', '_' and '-' (at most 249)")]
     InvalidTopicName(String),
+    #[error("a topic has 1 to {MAX_PARTITIONS} partitions, not {0}")]
+    InvalidPartitionCount(u32),
     #[error(
         "data directory {dir} is in use by another millrace process ({owner}); stop it or reach it through its server with --url"
     )]
@@ -154,6 +156,18 @@ pub trait Log: Send + Sync {
 
     /// Blocks until an append happens after `generation` was read, or `timeout` passes.
     fn wait_for_append(&self, generation: u64, timeout: Duration);
+}
+
+/// The most partitions a topic may have: each costs memory for as long as the log lives.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// Checks a topic's partition count against [`MAX_PARTITIONS`].
+pub fn validate_partition_count(partitions: u32) -> Result<(), LogError> {
+    if (1..=MAX_PARTITIONS).contains(&partitions) {
+        Ok(())
+    } else {
+        Err(LogError::InvalidPartitionCount(partitions))
+    }
 }
 
 /// Checks a topic name the way Kafka does.

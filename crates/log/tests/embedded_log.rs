@@ -331,3 +331,54 @@ fn kafka_properties_configure_the_log() {
         .unwrap_err();
     assert_eq!(err, "num.partitions must be a whole number, found 'many'");
 }
+
+#[test]
+fn journals_damaged_into_huge_counts_are_refused_not_allocated() {
+    // Found by fuzzing: an entry claiming 4 billion records reserved 64 GB and aborted.
+    let found = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/seeds/journal/found-huge-record-count.bin"),
+    )
+    .unwrap();
+    millrace_log::fuzz::open_damaged_journal(&found);
+
+    // A topic of 4 billion partitions, written by hand with a valid checksum.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("log")).unwrap();
+    let mut payload = 1u32.to_le_bytes().to_vec(); // one operation
+    payload.push(1); // create a topic
+    payload.extend_from_slice(&1u16.to_le_bytes());
+    payload.push(b't');
+    payload.extend_from_slice(&u32::MAX.to_le_bytes()); // partitions
+    payload.extend_from_slice(&0u32.to_le_bytes()); // no next offsets
+    let mut entry = (payload.len() as u32).to_le_bytes().to_vec();
+    entry.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    entry.extend_from_slice(&payload);
+    std::fs::write(
+        dir.path().join("log").join(format!("{:020}.log", 0)),
+        &entry,
+    )
+    .unwrap();
+    let error = EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default())
+        .err()
+        .expect("a clear error, not an allocation of 4 billion partitions");
+    assert!(
+        error
+            .to_string()
+            .ends_with("at byte 8: too many partitions"),
+        "{error}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let log = open(other.path());
+    let error = log.create_topic("huge", 4_000_000_000).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a topic has 1 to 10000 partitions, not 4000000000"
+    );
+    assert!(log.create_topic("none", 0).is_err());
+    assert!(
+        log.create_topic("most", millrace_log::MAX_PARTITIONS)
+            .unwrap()
+    );
+}

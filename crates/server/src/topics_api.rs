@@ -17,9 +17,6 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, blocking};
 
-/// The most partitions a topic may have (each costs memory for as long as the log lives).
-const MAX_PARTITIONS: u32 = 10_000;
-
 /// Picks partitions for key-less records across requests, as Kafka's sticky partitioner does.
 static PARTITIONER: Mutex<Option<KeyPartitioner>> = Mutex::new(None);
 
@@ -55,11 +52,6 @@ async fn create(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Json<Va
             "expected {{\"name\": ..., \"partitions\": n}}: {e}"
         ))
     })?;
-    if !(1..=MAX_PARTITIONS).contains(&request.partitions) {
-        return Err(ApiError::bad_request(format!(
-            "partitions must be between 1 and {MAX_PARTITIONS}"
-        )));
-    }
     blocking(move || {
         let created = app
             .log

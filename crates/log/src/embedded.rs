@@ -165,13 +165,16 @@ impl Tables {
                         .get_mut(&topic)
                         .and_then(|parts| parts.get_mut(partition as usize))
                         .ok_or(crate::encoding::Malformed("records for an unknown topic"))?;
+                    let next_offset = base_offset
+                        .checked_add(u64::from(count))
+                        .ok_or(crate::encoding::Malformed("offsets past the largest"))?;
                     part.batches.push_back(IndexEntry {
                         base_offset,
                         count,
                         position: position + body.start as u64,
                         len: body.len() as u32,
                     });
-                    part.next_offset = base_offset + u64::from(count);
+                    part.next_offset = next_offset;
                 }
                 Op::Commit {
                     group,

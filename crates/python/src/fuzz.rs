@@ -23,6 +23,9 @@ pub fn json_to_python(data: &[u8]) {
             );
         }
         (Err(_), Err(_)) => {}
+        // Python's json module and Jackson (KSML on Kafka Streams) read numbers beyond the
+        // largest double as infinities, which serde_json refuses.
+        (Ok(_), Err(e)) if e.to_string().starts_with("number out of range") => {}
         (Ok(_), Err(e)) => panic!("accepted what serde_json refuses ({e})"),
         (Err(e), Ok(_)) => panic!("refused what serde_json accepts: {e}"),
     });

@@ -13,7 +13,8 @@ pub fn ksml_definition(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let lines = text.lines().count().max(1);
+    // Lines as YAML counts them: a lone carriage return ends a line too.
+    let lines = text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 1;
     let node = match yaml::parse(text) {
         Ok(node) => node,
         Err(e) => {

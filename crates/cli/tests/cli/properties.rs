@@ -74,6 +74,26 @@ fn inputs(target: &str) -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// The fuzz targets' entry points by target name.
+const TARGETS: [(&str, fn(&[u8])); 6] = [
+    ("journal", millrace_log::fuzz::open_damaged_journal),
+    ("json_to_python", millrace_python::fuzz::json_to_python),
+    ("druid_record", millrace_segments::fuzz::druid_record),
+    ("supervisor_spec", millrace_segments::fuzz::supervisor_spec),
+    ("ksml_definition", millrace_stream::fuzz::ksml_definition),
+    ("sql_query", millrace_query::fuzz::sql_query),
+];
+
+/// Every seed as it is, among them the inputs fuzzing found (`found-*`): regression tests.
+#[test]
+fn every_seed_passes_its_target() {
+    for (target, entry_point) in TARGETS {
+        for seed in seeds(target) {
+            entry_point(&seed);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 

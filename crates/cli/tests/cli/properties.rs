@@ -74,8 +74,11 @@ fn inputs(target: &str) -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A fuzz target's entry point: arbitrary bytes in, a panic on a finding.
+type EntryPoint = fn(&[u8]);
+
 /// The fuzz targets' entry points by target name.
-const TARGETS: [(&str, fn(&[u8])); 6] = [
+const TARGETS: [(&str, EntryPoint); 6] = [
     ("journal", millrace_log::fuzz::open_damaged_journal),
     ("json_to_python", millrace_python::fuzz::json_to_python),
     ("druid_record", millrace_segments::fuzz::druid_record),

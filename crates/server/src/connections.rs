@@ -135,7 +135,10 @@ const PARSE_ERROR_STATUSES: [&[u8]; 3] = [b"HTTP/1.1 400 ", b"HTTP/1.1 414 ", b"
 const EMPTY_BODY: &[u8] = b"\r\ncontent-length: 0\r\n";
 
 /// hyper's bodiless error answer with a JSON body added, or None for any other write. The
-/// server's own error answers always carry a body, so a bodiless one is hyper's.
+/// server's own error answers always carry a body, so a bodiless one is hyper's. (A write
+/// that begins inside a body, after a partial write, would be taken for one only if the rest
+/// of that body were exactly such a head: JSON answers cannot hold its raw line breaks, so
+/// only a CSV answer crafted for it could, and only its own answer would change.)
 fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
     if !PARSE_ERROR_STATUSES.iter().any(|s| head.starts_with(s)) || !head.ends_with(b"\r\n\r\n") {
         return None;

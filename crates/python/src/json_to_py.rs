@@ -351,6 +351,10 @@ impl<'py> Parser<'_, 'py> {
     fn unicode_escape(&mut self, at: usize, end: usize) -> Result<(char, usize), JsonError> {
         let hex = |p: usize| -> Option<u32> {
             let digits = self.data.get(p..p + 4).filter(|_| p + 4 <= end)?;
+            // from_str_radix alone would take a sign: `\u+540` is not an escape.
+            if !digits.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
         };
         let fail = |s: &mut Self| {

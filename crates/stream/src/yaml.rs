@@ -145,7 +145,14 @@ enum Open {
 
 /// Parses the first document of a YAML text. An empty text is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
-    let mut parser = Parser::new_from_str(text);
+    // YAML takes a lone carriage return as a line break, as Python does; made one newline
+    // here, every line number (YAML's, and Python's inside block scalars) counts the same.
+    let text = if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    let mut parser = Parser::new_from_str(&text);
     let mut stack: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root: Option<Node> = None;
@@ -171,6 +178,13 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 message: "alias refers to an unknown anchor".into(),
             })?,
             Event::Scalar(value, style, anchor, _tag) => {
+                let mut mark = mark;
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    // The parser marks a block scalar's first line with text; blank lines
+                    // before it are newlines at the start of the value.
+                    let blank = value.len() - value.trim_start_matches('\n').len();
+                    mark.line = mark.line.saturating_sub(blank).max(1);
+                }
                 let node = Node {
                     kind: NodeKind::Scalar {
                         text: value.to_string(),
@@ -299,6 +313,10 @@ mod tests {
         let code = doc.get("code").unwrap();
         assert_eq!(code.as_scalar(), Some("x = 1\ny = 2\n"));
         assert_eq!(code.text_line(), 2);
+        let blank_first = parse("a: 1\ncode: |\n\n\n  x = 1\n").unwrap();
+        let code = blank_first.get("code").unwrap();
+        assert_eq!(code.as_scalar(), Some("\n\nx = 1\n"));
+        assert_eq!(code.text_line(), 3, "the text starts with the blank lines");
     }
 
     #[test]

@@ -84,7 +84,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run Druid SQL on a server.
     Sql {
-        /// The server, e.g. http://127.0.0.1:8888.
+        /// The server, e.g. http://127.0.0.1:8888; http://USER:PASSWORD@HOST:PORT signs in
+        /// (or http://USER@HOST:PORT with the password in MILLRACE_PASSWORD).
         #[arg(long, env = "MILLRACE_URL", default_value = "http://127.0.0.1:8888")]
         url: String,
         /// How to print rows.

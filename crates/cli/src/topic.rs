@@ -19,7 +19,8 @@ use crate::http::{Client, encode_segment};
 pub struct Target {
     #[command(flatten)]
     data: DataDir,
-    /// A running server, e.g. http://127.0.0.1:8888 (instead of --data-dir).
+    /// A running server, e.g. http://127.0.0.1:8888 (instead of --data-dir);
+    /// http://USER:PASSWORD@HOST:PORT signs in (or MILLRACE_PASSWORD holds the password).
     #[arg(long, env = "MILLRACE_URL")]
     url: Option<String>,
 }

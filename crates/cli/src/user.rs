@@ -14,7 +14,7 @@ pub struct UsersFileArg {
     #[command(flatten)]
     data: DataDir,
     /// The users file (default: users.json in the data directory). Once it exists, the
-    /// server asks every request for a user name and password.
+    /// server asks every request (but /status/health) for a user name and password.
     #[arg(long, env = "MILLRACE_USERS_FILE")]
     users_file: Option<PathBuf>,
 }

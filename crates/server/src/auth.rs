@@ -255,16 +255,17 @@ impl Authenticator {
         state.users.clone()
     }
 
-    /// Who a request's `Authorization` header signs in as, and their role.
-    async fn sign_in(&self, users: Arc<UsersFile>, authorization: &str) -> Option<(String, Role)> {
+    /// The role of the user an `Authorization` header signs in, and its name; None when the
+    /// password is wrong or the user unknown.
+    async fn sign_in(
+        &self,
+        users: Arc<UsersFile>,
+        authorization: &str,
+        (name, password): (String, String),
+    ) -> Option<(String, Role)> {
         if let Some(known) = self.lock().verified.get(authorization) {
             return Some(known.clone());
         }
-        let encoded = authorization.strip_prefix("Basic ")?.trim();
-        let decoded = String::from_utf8(BASE64.decode(encoded).ok()?).ok()?;
-        let (name, password) = decoded.split_once(':')?;
-        let name = name.to_string();
-        let password = password.to_string();
         let _hashing = self.hashing.acquire().await.ok()?;
         // Hashing takes milliseconds: off the async threads.
         let role = tokio::task::spawn_blocking({
@@ -290,6 +291,17 @@ impl Authenticator {
         }
         Some((name, role))
     }
+}
+
+/// The user name and password of HTTP basic credentials (the scheme name in any case).
+fn basic_credentials(authorization: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(BASE64.decode(encoded.trim()).ok()?).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((name.to_string(), password.to_string()))
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -325,7 +337,12 @@ pub async fn check(
             "Unauthorized: this server needs a user name and password (HTTP basic authentication)",
         );
     };
-    let Some((name, role)) = auth.sign_in(users, authorization).await else {
+    let Some(credentials) = basic_credentials(authorization) else {
+        return unauthorized(
+            "Unauthorized: the Authorization header does not hold HTTP basic credentials (Basic, then base64 of user:password)",
+        );
+    };
+    let Some((name, role)) = auth.sign_in(users, authorization, credentials).await else {
         return unauthorized("Unauthorized: wrong user name or password");
     };
     if !role.allows(request.method(), path) {
@@ -367,6 +384,19 @@ mod tests {
         );
         assert!(users.set_user("a:b", "x", Role::Read).is_err());
         assert!(users.set_user("dan", "", Role::Read).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_read_in_any_case_of_the_scheme() {
+        let header = |scheme: &str, credentials: &str| {
+            basic_credentials(&format!("{scheme} {}", BASE64.encode(credentials)))
+        };
+        let ann = Some(("ann".to_string(), "pw:with:colons".to_string()));
+        assert_eq!(header("Basic", "ann:pw:with:colons"), ann);
+        assert_eq!(header("basic", "ann:pw:with:colons"), ann);
+        assert_eq!(header("Bearer", "ann:pw"), None);
+        assert_eq!(header("Basic", "no colon"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
     }
 
     #[test]

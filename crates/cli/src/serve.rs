@@ -124,9 +124,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "millrace is serving {scheme}://{address} (data directory {}; {access})",
             data_dir.display()
         );
-        server
-            .serve(listener, options, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        server.serve(listener, options, shutdown_signal()).await;
+        Ok(())
     })
 }

@@ -248,7 +248,7 @@ mod remote {
             *lines = 0;
             Ok(())
         };
-        let rejected = for_each_line(|_, line| {
+        let rejected = for_each_line(|line| {
             if line.is_empty() {
                 return Ok(None);
             }
@@ -333,11 +333,11 @@ pub struct Rejected {
     why: String,
 }
 
-/// Calls `produce` with each stdin line (its number from 1, and its text without the line
-/// end). A line that is not UTF-8, or that `produce` turns down with a reason, is set aside
-/// and the others go on; an `Err` from `produce` (the topic cannot be written) ends it.
+/// Calls `produce` with each stdin line's text, without the line end. A line that is not
+/// UTF-8, or that `produce` turns down with a reason, is set aside with its number and the
+/// others go on; an `Err` from `produce` (the topic cannot be written) ends it.
 fn for_each_line(
-    mut produce: impl FnMut(usize, &str) -> Result<Option<String>, String>,
+    mut produce: impl FnMut(&str) -> Result<Option<String>, String>,
 ) -> Result<Vec<Rejected>, String> {
     let mut stdin = std::io::stdin().lock();
     let mut buffer = Vec::new();
@@ -354,7 +354,7 @@ fn for_each_line(
         let text = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let why = match std::str::from_utf8(text) {
-            Ok(text) => produce(line, text)?,
+            Ok(text) => produce(text)?,
             Err(e) => Some(format!(
                 "not UTF-8 (invalid byte at column {})",
                 e.valid_up_to() + 1
@@ -398,7 +398,7 @@ fn produce(
         }
         Ok(())
     };
-    let rejected = for_each_line(|_, line| {
+    let rejected = for_each_line(|line| {
         let (key, value) = match separator.and_then(|sep| line.split_once(sep)) {
             Some((k, v)) => match encode_text(k, key_type, "key") {
                 Ok(key) => (Some(key.unwrap_or_default()), v),

@@ -70,8 +70,8 @@ pub struct ActiveTask {
     pub publishing: bool,
     pub counts: crate::task::RowCounts,
     pub parse_errors: Vec<String>,
-    /// Why the last publish attempt failed, while the task retries it.
-    pub publish_error: Option<String>,
+    /// Why and when the last publish attempt failed, while the task retries it.
+    pub publish_error: Option<RecentError>,
 }
 
 /// The supervisor's state now.
@@ -257,9 +257,10 @@ impl Supervisor {
         let publish_errors: Vec<RecentError> = active_tasks
             .iter()
             .filter_map(|task| {
+                let error = task.publish_error.as_ref()?;
                 Some(RecentError {
-                    timestamp: now_millis(),
-                    message: format!("task {}: {}", task.id, task.publish_error.as_ref()?),
+                    timestamp: error.timestamp,
+                    message: format!("task {}: {}", task.id, error.message),
                 })
             })
             .collect();
@@ -500,13 +501,7 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
         }
     };
     let task_count = spec.spec.io_config.task_count.max(1);
-    let duration = Duration::from_millis(
-        spec.spec
-            .io_config
-            .task_duration
-            .fixed_millis()
-            .unwrap_or(3_600_000),
-    );
+    let duration = spec.spec.io_config.task_duration();
     let now = Instant::now();
     for group in 0..task_count {
         if shared

@@ -18,6 +18,7 @@ use millrace_segments::transform::{Outcome, RowTransformer};
 use serde::Serialize;
 
 use crate::publish::offsets_json;
+use crate::supervisor::RecentError;
 use crate::visible::TaskIndexes;
 use crate::{Context, IngestError, now_millis};
 
@@ -71,8 +72,8 @@ pub struct TaskProgress {
     /// The latest parse exceptions (at most maxSavedParseExceptions).
     pub parse_errors: Vec<String>,
     pub publishing: bool,
-    /// Why the last publish attempt failed, while the task retries it.
-    pub publish_error: Option<String>,
+    /// Why and when the last publish attempt failed, while the task retries it.
+    pub publish_error: Option<RecentError>,
 }
 
 /// What a task is asked to do besides reading.
@@ -417,14 +418,7 @@ fn publish_until_done(
     advance: &OffsetAdvance,
 ) -> TaskEnd {
     let mut pause = PUBLISH_RETRY_FIRST;
-    let completion_timeout = Duration::from_millis(
-        plan.spec
-            .spec
-            .io_config
-            .completion_timeout
-            .fixed_millis()
-            .unwrap_or(1_800_000),
-    );
+    let completion_timeout = plan.spec.spec.io_config.completion_timeout();
     let give_up_at = Instant::now() + completion_timeout;
     loop {
         match crate::publish::publish(context, &plan.datasource, &plan.id, indexes, advance) {
@@ -448,7 +442,10 @@ fn publish_until_done(
                     pause.as_secs()
                 );
                 tracing::warn!(task = %plan.id, "{message}");
-                progress.lock().expect("task progress lock").publish_error = Some(message);
+                progress.lock().expect("task progress lock").publish_error = Some(RecentError {
+                    timestamp: now_millis(),
+                    message,
+                });
             }
         }
         let retry_at = Instant::now() + pause;

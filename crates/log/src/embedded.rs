@@ -63,12 +63,11 @@ impl EmbeddedLogConfig {
             let limit = |n: i64| u64::try_from(n).ok();
             match name {
                 "num.partitions" => {
-                    self.default_partitions = u32::try_from(number()?)
+                    let n = number()?;
+                    self.default_partitions = u32::try_from(n)
                         .ok()
-                        .filter(|n| validate_partition_count(*n).is_ok())
-                        .ok_or_else(|| {
-                            format!("{name} must be between 1 and {}", crate::MAX_PARTITIONS)
-                        })?;
+                        .filter(|p| validate_partition_count(*p).is_ok())
+                        .ok_or_else(|| format!("{name}: {}", LogError::InvalidPartitionCount(n)))?;
                 }
                 "log.segment.bytes" => {
                     self.segment_bytes = limit(number()?)

@@ -4,18 +4,18 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::journal::{HEADER_LEN, segment_path};
 use crate::{EmbeddedLog, EmbeddedLogConfig, Log};
 
-/// Entry header bytes: payload length and CRC-32, both little-endian `u32`.
-const HEADER_LEN: usize = 8;
-
 /// Sets each entry's checksum to its payload's, so that damaged payloads reach the decoder
-/// instead of being cut off as torn writes.
+/// instead of being cut off as torn writes. An entry's header is its payload's length and
+/// CRC-32, both little-endian `u32`.
 fn fix_checksums(journal: &mut [u8]) {
+    let header = HEADER_LEN as usize;
     let mut at = 0;
-    while journal.len() - at >= HEADER_LEN {
+    while journal.len() - at >= header {
         let len = u32::from_le_bytes(journal[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let start = at + HEADER_LEN;
+        let start = at + header;
         if journal.len() - start < len {
             return;
         }
@@ -47,7 +47,7 @@ pub fn open_damaged_journal(data: &[u8]) {
         fix_checksums(&mut journal);
     }
     let dir = scratch_dir();
-    let segment = dir.join("log").join(format!("{:020}.log", 0));
+    let segment = segment_path(&dir.join("log"), 0);
     std::fs::create_dir_all(segment.parent().expect("a parent")).expect("scratch directory");
     std::fs::write(&segment, &journal).expect("scratch journal");
     if let Ok(log) = EmbeddedLog::open(&dir, EmbeddedLogConfig::default()) {

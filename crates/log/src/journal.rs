@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use crate::LogError;
 
-const HEADER_LEN: u64 = 8;
+pub(crate) const HEADER_LEN: u64 = 8;
 /// Entries larger than this are treated as corruption when reading back a length.
 const MAX_ENTRY_LEN: u32 = 1 << 30;
 
@@ -59,7 +59,7 @@ pub struct Journal {
     scratch: Vec<u8>,
 }
 
-fn segment_path(dir: &Path, base: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
 

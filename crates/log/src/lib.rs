@@ -82,7 +82,7 @@ pub enum LogError {
     #[error("invalid topic name '{0}': use letters, digits, '.', '_' and '-' (at most 249)")]
     InvalidTopicName(String),
     #[error("a topic has 1 to {MAX_PARTITIONS} partitions, not {0}")]
-    InvalidPartitionCount(u32),
+    InvalidPartitionCount(i64),
     #[error(
         "data directory {dir} is in use by another millrace process ({owner}); stop it or reach it through its server with --url"
     )]
@@ -166,7 +166,7 @@ pub fn validate_partition_count(partitions: u32) -> Result<(), LogError> {
     if (1..=MAX_PARTITIONS).contains(&partitions) {
         Ok(())
     } else {
-        Err(LogError::InvalidPartitionCount(partitions))
+        Err(LogError::InvalidPartitionCount(partitions.into()))
     }
 }
 

@@ -330,6 +330,13 @@ fn kafka_properties_configure_the_log() {
         .with_properties([("num.partitions", "many")])
         .unwrap_err();
     assert_eq!(err, "num.partitions must be a whole number, found 'many'");
+    let err = EmbeddedLogConfig::default()
+        .with_properties([("num.partitions", "-1")])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "num.partitions: a topic has 1 to 10000 partitions, not -1"
+    );
 }
 
 #[test]

@@ -182,20 +182,13 @@ impl Server {
         listener: tokio::net::TcpListener,
         options: ServeOptions,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServerError> {
+    ) {
         let address: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(?address, tls = options.tls.is_some(), "serving");
         let router = self.router(&options);
-        connections::serve_connections(
-            listener,
-            router,
-            options.tls.clone(),
-            options.limits.clone(),
-            shutdown,
-        )
-        .await;
+        connections::serve_connections(listener, router, options.tls, options.limits, shutdown)
+            .await;
         let ingestion = self.state.ingestion.clone();
         let _ = tokio::task::spawn_blocking(move || ingestion.shutdown()).await;
-        Ok(())
     }
 }

@@ -53,8 +53,7 @@ impl Running {
                     .serve(listener, options, async {
                         let _ = stopped.await;
                     })
-                    .await
-                    .unwrap();
+                    .await;
             });
         });
         let address = address_rx.recv().unwrap();

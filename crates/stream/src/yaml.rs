@@ -145,14 +145,7 @@ enum Open {
 
 /// Parses the first document of a YAML text. An empty text is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
-    // YAML takes a lone carriage return as a line break, as Python does; made one newline
-    // here, every line number (YAML's, and Python's inside block scalars) counts the same.
-    let text = if text.contains('\r') {
-        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    };
-    let mut parser = Parser::new_from_str(&text);
+    let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root: Option<Node> = None;

@@ -85,15 +85,20 @@ pub fn decode(bytes: Option<&[u8]>, ty: &DataType) -> Result<Value, CodecError> 
 /// Checks that record bytes read as `ty`, as a deserializer would, without keeping the value:
 /// bytes passed on unchanged must still be what their stream declares. JSON is only scanned.
 pub fn validate(bytes: &[u8], ty: &DataType) -> Result<(), CodecError> {
+    let fail = |reason: String| CodecError::Decode {
+        ty: ty.to_string(),
+        len: bytes.len(),
+        reason,
+    };
     match ty {
         DataType::Any | DataType::Bytes => Ok(()),
+        // The two most common types, checked without building the value.
+        DataType::String => std::str::from_utf8(bytes)
+            .map(|_| ())
+            .map_err(|e| fail(format!("invalid UTF-8: {e}"))),
         DataType::Json => serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
             .map(|_| ())
-            .map_err(|e| CodecError::Decode {
-                ty: ty.to_string(),
-                len: bytes.len(),
-                reason: format!("invalid JSON: {e}"),
-            }),
+            .map_err(|e| fail(format!("invalid JSON: {e}"))),
         _ => decode(Some(bytes), ty).map(|_| ()),
     }
 }
@@ -224,7 +229,7 @@ mod tests {
 
     #[test]
     fn validation_agrees_with_decoding() {
-        let cases: [(&[u8], &str); 9] = [
+        let cases: [(&[u8], &str); 10] = [
             (b"{\"a\": [1, 2]}", "json"),
             (b"{\"a\": [1, 2}", "json"),
             (b"not json", "json"),
@@ -232,6 +237,7 @@ mod tests {
             (b"abc", "long"),
             (&[0, 0, 0, 0, 0, 0, 0, 9], "long"),
             (&[0xff, 0xfe], "string"),
+            ("héllo".as_bytes(), "string"),
             (b"{\"n\": 1}", "struct"),
             (&[0xff], "bytes"),
         ];

@@ -6,6 +6,7 @@ mod period;
 mod schema;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -102,6 +103,16 @@ pub struct KafkaIoConfig {
 }
 
 impl KafkaIoConfig {
+    /// How long a task reads before it publishes (fixed and positive: the spec check says so).
+    pub fn task_duration(&self) -> Duration {
+        Duration::from_millis(self.task_duration.fixed_millis().unwrap_or_default())
+    }
+
+    /// How long a task may take to publish before it fails (fixed and positive, as checked).
+    pub fn completion_timeout(&self) -> Duration {
+        Duration::from_millis(self.completion_timeout.fixed_millis().unwrap_or_default())
+    }
+
     fn default_task_duration() -> Period {
         period("PT1H")
     }
@@ -273,11 +284,16 @@ impl SupervisorSpec {
                 "only 1 replica is supported",
             ));
         }
-        if io.task_duration.fixed_millis().is_none_or(|ms| ms == 0) {
-            return Err(SpecError::at(
-                "spec.ioConfig.taskDuration",
-                "must be a fixed, positive period such as PT1H",
-            ));
+        for (field, period, example) in [
+            ("taskDuration", &io.task_duration, "PT1H"),
+            ("completionTimeout", &io.completion_timeout, "PT30M"),
+        ] {
+            if period.fixed_millis().is_none_or(|ms| ms == 0) {
+                return Err(SpecError::at(
+                    &format!("spec.ioConfig.{field}"),
+                    format!("must be a fixed, positive period such as {example}"),
+                ));
+            }
         }
         if let Some(kind) = &self.spec.tuning_config.kind
             && kind != "kafka"

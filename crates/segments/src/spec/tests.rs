@@ -147,6 +147,10 @@ fn problems_name_the_json_path() {
         "spec.dataSchema.dimensionsSpec.dimensions[5]: dimension 'username' is listed twice"
     );
     assert_eq!(
+        error_of(|s| s["spec"]["ioConfig"]["completionTimeout"] = json!("P1M")),
+        "spec.ioConfig.completionTimeout: must be a fixed, positive period such as PT30M"
+    );
+    assert_eq!(
         error_of(|s| s["spec"]["ioConfig"]["replicas"] = json!(2)),
         "spec.ioConfig.replicas: only 1 replica is supported"
     );

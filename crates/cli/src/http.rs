@@ -26,14 +26,13 @@ fn split_credentials(url: &str) -> (String, Option<String>) {
         return (url.to_string(), None);
     };
     let (user, password) = match rest[..at].split_once(':') {
-        Some((user, password)) => (user.to_string(), password.to_string()),
+        Some((user, password)) => (percent_decode(user), percent_decode(password)),
         None => (
-            rest[..at].to_string(),
+            percent_decode(&rest[..at]),
             std::env::var("MILLRACE_PASSWORD").unwrap_or_default(),
         ),
     };
-    let decode = |text: &str| percent_decode(text);
-    let credentials = format!("{}:{}", decode(&user), decode(&password));
+    let credentials = format!("{user}:{password}");
     let header = format!("Basic {}", BASE64.encode(credentials));
     (format!("{scheme}://{}", &rest[at + 1..]), Some(header))
 }
@@ -44,10 +43,11 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Two hex digits; from_str_radix alone would also take a sign.
         let hex = bytes
             .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -189,5 +189,6 @@ mod tests {
             header.unwrap(),
             format!("Basic {}", BASE64.encode("ann:p@ss"))
         );
+        assert_eq!(percent_decode("a%2b%+5%"), "a+%+5%");
     }
 }

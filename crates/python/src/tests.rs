@@ -298,12 +298,8 @@ fn json_keys_are_interned_and_shared() {
     Python::attach(|py| {
         let a = bytes_to_py(py, Some(br#"{"shared_key": 1}"#), &DataType::Json).unwrap();
         let b = bytes_to_py(py, Some(br#"{"shared_key": 2}"#), &DataType::Json).unwrap();
-        fn first_key<'py>(d: &Bound<'py, pyo3::PyAny>) -> Bound<'py, pyo3::PyAny> {
-            d.cast::<pyo3::types::PyDict>()
-                .unwrap()
-                .keys()
-                .get_item(0)
-                .unwrap()
+        fn first_key<'py>(d: &Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+            d.cast::<PyDict>().unwrap().keys().get_item(0).unwrap()
         }
         assert!(
             first_key(&a).is(first_key(&b)),

@@ -164,10 +164,7 @@ impl Builder {
 }
 
 /// Rows (already in the order wanted) as one Arrow batch of the schema.
-pub fn to_batch(
-    schema: &SegmentSchema,
-    rows: &[RolledRow],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
+pub fn to_batch(schema: &SegmentSchema, rows: &[RolledRow]) -> Result<RecordBatch, ArrowError> {
     let arrow_schema = schema.arrow();
     let mut time = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
     let mut columns: Vec<Builder> = arrow_schema.fields()[1..]

@@ -181,7 +181,7 @@ impl Server {
         self,
         listener: tokio::net::TcpListener,
         options: ServeOptions,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let address: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(?address, tls = options.tls.is_some(), "serving");

@@ -143,7 +143,7 @@ fn substitute_env(text: &str, diags: &mut Diagnostics) -> String {
                 (Err(_), Some(default)) => out.push_str(default),
                 (Err(_), None) => {
                     diags.error(
-                        crate::yaml::Mark {
+                        yaml::Mark {
                             line: line_index + 1,
                             col: line[..line.len() - rest.len() + start].chars().count() + 1,
                         },

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| millrace_stream::fuzz::ksml_definition(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| millrace_ksml::fuzz::ksml_definition(data));

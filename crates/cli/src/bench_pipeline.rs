@@ -7,13 +7,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use bytes::Bytes;
+use millrace_ksml::config::{DefinitionSource, RunnerConfig};
+use millrace_ksml::load::{load_definitions, namespace_of, python_spec};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
 use millrace_python::convert::bytes_to_py;
 use millrace_python::pyo3::prelude::*;
 use millrace_python::pyo3::types::{PyDict, PyList};
 use millrace_python::{Namespace, Python};
-use millrace_stream::config::{DefinitionSource, RunnerConfig};
-use millrace_stream::load::{load_definitions, namespace_of, python_spec};
 use millrace_stream::runner::{RunOptions, run as run_pipelines};
 use millrace_types::DataType;
 
@@ -87,7 +87,7 @@ pub fn run(
 }
 
 /// Loads the definition, or lists its problems.
-fn load(definition: &Path) -> Result<millrace_stream::model::Definition, String> {
+fn load(definition: &Path) -> Result<millrace_ksml::model::Definition, String> {
     let sources = [(
         namespace_of(definition),
         DefinitionSource::File(definition.to_path_buf()),

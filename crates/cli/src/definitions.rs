@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use millrace_stream::config::{DefinitionSource, RunnerConfig};
-use millrace_stream::diagnostics::Severity;
-use millrace_stream::load::{load_definitions, namespace_of};
-use millrace_stream::model::Definition;
+use millrace_ksml::config::{DefinitionSource, RunnerConfig};
+use millrace_ksml::diagnostics::Severity;
+use millrace_ksml::load::{load_definitions, namespace_of};
+use millrace_ksml::model::Definition;
 
 /// Loads the config (if any) and the definitions it and the command line name. Problems are
 /// printed to stderr; any error fails the load.

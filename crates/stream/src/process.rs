@@ -14,9 +14,9 @@ use millrace_python::watch::WatchedThread;
 use millrace_types::codec::CodecError;
 use millrace_types::{DataType, Value};
 
-use crate::config::{ErrorHandler, ErrorHandling, Handler};
 use crate::datum::{Datum, conform};
 use crate::topology::{FnId, NodeId, OpNode, Step, TopicTarget, Topology};
+use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 
 /// A record on its way through the operators.
 #[derive(Clone)]

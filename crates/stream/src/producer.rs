@@ -17,9 +17,9 @@ use millrace_python::pyo3::types::{PyList, PyString};
 use millrace_python::watch::WatchedThread;
 use millrace_types::Value;
 
-use crate::config::{ErrorHandler, Handler};
 use crate::datum::conform;
 use crate::topology::{FnId, ProducerPlan, Topology};
+use millrace_ksml::config::{ErrorHandler, Handler};
 
 /// How many times a message slot may be regenerated when `condition` rejects it.
 const TRIES_PER_MESSAGE: usize = 10;

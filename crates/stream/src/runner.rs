@@ -11,11 +11,11 @@ use millrace_log::{Append, CommittedOffset, Log, LogError};
 use millrace_python::Python;
 use millrace_python::watch::{CallWatch, WatchedThread};
 
-use crate::config::RunnerConfig;
-use crate::model::{Definition, OffsetReset};
 use crate::process::{BatchProcessor, Emitted, TaskState};
 use crate::producer::ProducerRun;
 use crate::topology::{BuildError, Topology};
+use millrace_ksml::config::RunnerConfig;
+use millrace_ksml::model::{Definition, OffsetReset};
 
 /// Records read per batch: large enough to amortize the lock and the commit.
 const BATCH_RECORDS: usize = 1000;

@@ -10,8 +10,8 @@ use millrace_log::{Log, LogError};
 use millrace_python::{Namespace, PyFunction, Python, PythonError};
 use millrace_types::DataType;
 
-use crate::load::python_spec;
-use crate::model::*;
+use millrace_ksml::load::python_spec;
+use millrace_ksml::model::*;
 
 /// Index of a node in [`Topology::nodes`].
 pub type NodeId = usize;
@@ -374,30 +374,30 @@ impl Builder<'_> {
         };
         let f = |field: &str| op.function(field).map(|r| self.function(r));
         let mut out = types.clone();
-        let step = match op.op_type.as_str() {
-            "filter" | "filterNot" => Step::Filter {
+        let step = match op.kind {
+            OpKind::Filter | OpKind::FilterNot => Step::Filter {
                 predicate: f("if").expect("validated"),
-                keep_when: op.op_type == "filter",
+                keep_when: op.kind == OpKind::Filter,
             },
-            "peek" => Step::Peek {
+            OpKind::Peek => Step::Peek {
                 action: f("forEach").expect("validated"),
             },
-            "mapValue" | "mapValues" | "transformValue" => {
+            OpKind::MapValues => {
                 let mapper = f("mapper").expect("validated");
                 out.value = self.result_type(mapper);
                 Step::MapValues { mapper }
             }
-            "mapKey" | "selectKey" | "transformKey" => {
+            OpKind::MapKey => {
                 let mapper = f("mapper").expect("validated");
                 out.key = self.result_type(mapper);
                 Step::MapKey { mapper }
             }
-            "map" | "transformKeyValue" => {
+            OpKind::Map => {
                 let mapper = f("mapper").expect("validated");
                 (out.key, out.value) = pair_types(&self.result_type(mapper));
                 Step::Map { mapper }
             }
-            "flatMap" | "transformKeyValueToKeyValueList" => {
+            OpKind::FlatMap => {
                 let mapper = f("mapper").expect("validated");
                 (out.key, out.value) = match self.result_type(mapper) {
                     DataType::List(inner) => pair_types(&inner),
@@ -405,7 +405,7 @@ impl Builder<'_> {
                 };
                 Step::FlatMap { mapper }
             }
-            "flatMapValues" | "transformKeyValueToValueList" => {
+            OpKind::FlatMapValues => {
                 let mapper = f("mapper").expect("validated");
                 out.value = match self.result_type(mapper) {
                     DataType::List(inner) => *inner,
@@ -413,18 +413,18 @@ impl Builder<'_> {
                 };
                 Step::FlatMapValues { mapper }
             }
-            "transformMetadata" => Step::TransformMetadata {
+            OpKind::TransformMetadata => Step::TransformMetadata {
                 mapper: f("mapper").expect("validated"),
             },
-            "convertKey" => {
+            OpKind::ConvertKey => {
                 out.key = op.data_type("into").cloned().expect("validated");
                 Step::ConvertKey
             }
-            "convertValue" => {
+            OpKind::ConvertValue => {
                 out.value = op.data_type("into").cloned().expect("validated");
                 Step::ConvertValue
             }
-            "convertKeyValue" => {
+            OpKind::ConvertKeyValue => {
                 (out.key, out.value) = pair_types(op.data_type("into").expect("validated"));
                 let key_node = self.add_node(
                     op.name.clone(),
@@ -446,7 +446,7 @@ impl Builder<'_> {
                 self.nodes[value_node].children.push(next);
                 return Ok(key_node);
             }
-            "merge" => {
+            OpKind::Merge => {
                 let other = op.topic("stream").expect("validated");
                 let topic = &definition.topics[&other.name];
                 let node = self.add_node(op.name.clone(), Step::Pass, &types, &types);
@@ -456,8 +456,10 @@ impl Builder<'_> {
                 self.nodes[node].children.push(next);
                 return Ok(node);
             }
-            "repartition" => return self.repartition(definition, owner, op, rest, sink, types),
-            other => unreachable!("validation rejects unsupported operation '{other}'"),
+            OpKind::Repartition => {
+                return self.repartition(definition, owner, op, rest, sink, types);
+            }
+            other => unreachable!("validation rejects unsupported operation {other:?}"),
         };
         let node = self.add_node(op.name.clone(), step, &types, &out);
         let next = self.chain(definition, owner, rest, sink, out)?;

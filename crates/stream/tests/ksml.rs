@@ -1,14 +1,14 @@
 //! KSML definitions end to end on the embedded log: every stateless operation and sink, the
-//! producer rules, error handling, restarts, and the diagnostics of bad definitions.
+//! producer rules, error handling and restarts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
+use millrace_ksml::config::{DefinitionSource, Handler, RunnerConfig};
+use millrace_ksml::load::load_definitions;
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Header, Log, Record};
-use millrace_stream::config::{DefinitionSource, Handler, RunnerConfig};
-use millrace_stream::load::load_definitions;
 use millrace_stream::runner::{RunError, RunOptions, RunSummary, run};
 use serde_json::{Value as Json, json};
 
@@ -837,158 +837,6 @@ pipelines:
     let out = env.pairs("output");
     assert_eq!(out.len(), 200);
     assert!(out.iter().all(|(k, v)| v["key"].as_str() == k.as_deref()));
-}
-
-/// The diagnostics of a definition, as printed.
-fn problems(yaml: &str) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let loaded = load_definitions(
-        &[("bad".into(), DefinitionSource::File(file.clone()))],
-        false,
-    );
-    let prefix = format!("{}:", file.display());
-    loaded
-        .diagnostics
-        .iter()
-        .map(|d| d.to_string().replace(&prefix, "bad.yaml:"))
-        .collect()
-}
-
-#[test]
-fn yaml_syntax_errors_have_positions() {
-    let found = problems("streams:\n  a: [1, 2\n");
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].starts_with("bad.yaml:3:1: "), "{found:?}");
-}
-
-#[test]
-fn semantic_errors_list_every_problem_with_its_place() {
-    let found = problems(
-        "streams:
-  input:
-    topic: input
-    keyType: string
-functions:
-  pred:
-    type: valueTransformer
-    expression: value
-pipelines:
-  p:
-    from: input
-    via:
-      - type: filtr
-        if: pred
-      - type: filter
-        if: pred
-      - type: mapValues
-        mapper: nowhere
-      - type: aggregate
-        initializer:
-          expression: 0
-    to: output
-  q:
-    from: nothing
-    cacheSizeBytes: 5
-producers:
-  r:
-    generator:
-      expression: \"('k', 1)\"
-    to:
-      topic: out
-      keyType: strng
-",
-    );
-    let expected = [
-        "bad.yaml:3:5: stream 'input' is missing required field 'valueType'",
-        "bad.yaml:13:15: unknown operation type 'filtr'",
-        "bad.yaml:16:13: function 'pred' is a valueTransformer, but a predicate is expected here",
-        "bad.yaml:18:17: unknown function 'nowhere'",
-        "bad.yaml:19:9: operation 'aggregate' is not supported yet (stateful operations come with state stores)",
-        "bad.yaml:24:11: 'nothing' is not a stream, table, globalTable or pipeline output",
-        "bad.yaml:25:5: warning: unknown key 'cacheSizeBytes' in pipeline 'q'",
-        "bad.yaml:32:16: invalid type 'strng': unknown type 'strng'",
-    ];
-    for e in expected {
-        assert!(
-            found.contains(&e.to_string()),
-            "missing {e:?} in {found:#?}"
-        );
-    }
-}
-
-#[test]
-fn python_syntax_errors_point_at_the_yaml_line() {
-    let found = problems(
-        "functions:
-  broken:
-    type: predicate
-    code: |
-      x = 1
-      if x
-        return True
-pipelines: {}
-",
-    );
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].starts_with("bad.yaml:6:1: Python syntax error in function 'broken'"),
-        "{found:?}"
-    );
-}
-
-#[test]
-fn unsupported_notations_and_tables_say_so() {
-    let found = problems(
-        "streams:
-  sensors:
-    topic: sensors
-    keyType: string
-    valueType: avro:SensorData
-tables:
-  users:
-    topic: users
-    keyType: string
-    valueType: json
-pipelines:
-  a:
-    from: sensors
-    to:
-      topic: out
-  b:
-    from: users
-    to:
-      topic: out
-",
-    );
-    assert!(
-        found.contains(&"bad.yaml:3:5: the avro notation is not supported yet".to_string())
-            || found
-                .iter()
-                .any(|f| f.ends_with("the avro notation is not supported yet")),
-        "{found:#?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|f| f.contains("pipelines reading a table ('users') are not supported yet")),
-        "{found:#?}"
-    );
-}
-
-#[test]
-fn strict_turns_unknown_keys_into_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("x.yaml");
-    std::fs::write(
-        &file,
-        "streams:\n  s:\n    topic: t\n    keyType: string\n    valueType: json\n    extra: 1\n",
-    )
-    .unwrap();
-    let sources = [("x".to_string(), DefinitionSource::File(file))];
-    assert!(!load_definitions(&sources, false).has_errors());
-    assert!(load_definitions(&sources, true).has_errors());
 }
 
 /// A pipeline with no operations between a `json` stream and a `json` sink.

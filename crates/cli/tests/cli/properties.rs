@@ -83,7 +83,7 @@ const TARGETS: [(&str, EntryPoint); 6] = [
     ("json_to_python", millrace_python::fuzz::json_to_python),
     ("druid_record", millrace_segments::fuzz::druid_record),
     ("supervisor_spec", millrace_segments::fuzz::supervisor_spec),
-    ("ksml_definition", millrace_stream::fuzz::ksml_definition),
+    ("ksml_definition", millrace_ksml::fuzz::ksml_definition),
     ("sql_query", millrace_query::fuzz::sql_query),
 ];
 
@@ -122,7 +122,7 @@ proptest! {
 
     #[test]
     fn ksml_definitions_load_with_problems_inside_the_text(data in inputs("ksml_definition")) {
-        millrace_stream::fuzz::ksml_definition(&data);
+        millrace_ksml::fuzz::ksml_definition(&data);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use millrace_types::DataType;
 
 use crate::diagnostics::Diagnostics;
 use crate::model::*;
-use crate::parse::operation_supported;
 use crate::yaml::Mark;
 
 /// Names pipelines publish with `as` (including a pipeline's own name when it has no sink).
@@ -167,12 +166,12 @@ fn check_source(
 
 fn check_operations(definition: &Definition, via: &[Operation], diags: &mut Diagnostics) {
     for op in via {
-        if !operation_supported(&op.op_type) {
+        if !op.kind.supported() {
             diags.error(
                 op.mark,
                 format!(
                     "operation '{}' is not supported yet (stateful operations come with state stores)",
-                    op.op_type
+                    op.type_name
                 ),
             );
         }
@@ -192,7 +191,7 @@ fn check_operations(definition: &Definition, via: &[Operation], diags: &mut Diag
             }
             if let OpParam::Type(t) = param {
                 not_supported_type(t, op.mark, diags);
-                if op.op_type == "convertKeyValue"
+                if op.kind == OpKind::ConvertKeyValue
                     && !matches!(t, DataType::Tuple(items) if items.len() == 2)
                 {
                     diags.error(
@@ -202,7 +201,8 @@ fn check_operations(definition: &Definition, via: &[Operation], diags: &mut Diag
                 }
             }
         }
-        if op.op_type == "repartition" && op.integer("numberOfPartitions").is_some_and(|n| n < 1) {
+        if op.kind == OpKind::Repartition && op.integer("numberOfPartitions").is_some_and(|n| n < 1)
+        {
             diags.error(op.mark, "'numberOfPartitions' must be at least 1");
         }
     }

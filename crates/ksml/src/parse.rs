@@ -189,14 +189,9 @@ enum FieldKind {
 use FieldKind as K;
 use FunctionType as F;
 
-/// An operation type: its names, fields (name, kind, required) and whether this build runs it.
-struct OpSpec {
-    names: &'static [&'static str],
-    fields: &'static [(&'static str, FieldKind, bool)],
-    supported: bool,
-}
+type FieldSpec = (&'static str, FieldKind, bool);
 
-const JOIN_FIELDS: &[(&str, FieldKind, bool)] = &[
+const JOIN_FIELDS: &[FieldSpec] = &[
     ("stream", K::Topic, false),
     ("table", K::Topic, false),
     ("globalTable", K::Topic, false),
@@ -216,95 +211,45 @@ const JOIN_FIELDS: &[(&str, FieldKind, bool)] = &[
     ("store", K::Store, false),
 ];
 
-const OPERATIONS: &[OpSpec] = &[
-    OpSpec {
-        names: &["filter", "filterNot"],
-        fields: &[
+/// The fields an operation kind takes: (name, what it holds, required).
+fn op_fields(kind: OpKind) -> &'static [FieldSpec] {
+    match kind {
+        OpKind::Filter | OpKind::FilterNot => &[
             ("if", K::Function(F::Predicate), true),
             ("store", K::Store, false),
         ],
-        supported: true,
-    },
-    OpSpec {
-        names: &["peek"],
-        fields: &[("forEach", K::Function(F::ForEach), true)],
-        supported: true,
-    },
-    OpSpec {
-        names: &["mapValue", "mapValues", "transformValue"],
-        fields: &[
+        OpKind::Peek => &[("forEach", K::Function(F::ForEach), true)],
+        OpKind::MapValues => &[
             ("mapper", K::Function(F::ValueTransformer), true),
             ("store", K::Store, false),
         ],
-        supported: true,
-    },
-    OpSpec {
-        names: &["mapKey", "selectKey", "transformKey"],
-        fields: &[("mapper", K::Function(F::KeyTransformer), true)],
-        supported: true,
-    },
-    OpSpec {
-        names: &["map", "transformKeyValue"],
-        fields: &[("mapper", K::Function(F::KeyValueTransformer), true)],
-        supported: true,
-    },
-    OpSpec {
-        names: &["flatMap", "transformKeyValueToKeyValueList"],
-        fields: &[(
+        OpKind::MapKey => &[("mapper", K::Function(F::KeyTransformer), true)],
+        OpKind::Map => &[("mapper", K::Function(F::KeyValueTransformer), true)],
+        OpKind::FlatMap => &[(
             "mapper",
             K::Function(F::KeyValueToKeyValueListTransformer),
             true,
         )],
-        supported: true,
-    },
-    OpSpec {
-        names: &["flatMapValues", "transformKeyValueToValueList"],
-        fields: &[(
+        OpKind::FlatMapValues => &[(
             "mapper",
             K::Function(F::KeyValueToValueListTransformer),
             true,
         )],
-        supported: true,
-    },
-    OpSpec {
-        names: &["transformMetadata"],
-        fields: &[("mapper", K::Function(F::MetadataTransformer), true)],
-        supported: true,
-    },
-    OpSpec {
-        names: &["convertKey", "convertValue", "convertKeyValue"],
-        fields: &[("into", K::Type, true)],
-        supported: true,
-    },
-    OpSpec {
-        names: &["merge"],
-        fields: &[("stream", K::Topic, true)],
-        supported: true,
-    },
-    OpSpec {
-        names: &["repartition"],
-        fields: &[
+        OpKind::TransformMetadata => &[("mapper", K::Function(F::MetadataTransformer), true)],
+        OpKind::ConvertKey | OpKind::ConvertValue | OpKind::ConvertKeyValue => {
+            &[("into", K::Type, true)]
+        }
+        OpKind::Merge => &[("stream", K::Topic, true)],
+        OpKind::Repartition => &[
             ("numberOfPartitions", K::Integer, false),
             ("partitioner", K::Function(F::StreamPartitioner), false),
         ],
-        supported: true,
-    },
-    OpSpec {
-        names: &["groupByKey"],
-        fields: &[("store", K::Store, false)],
-        supported: false,
-    },
-    OpSpec {
-        names: &["groupBy"],
-        fields: &[
+        OpKind::GroupByKey => &[("store", K::Store, false)],
+        OpKind::GroupBy => &[
             ("mapper", K::Function(F::KeyValueMapper), true),
             ("store", K::Store, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["aggregate"],
-        fields: &[
+        OpKind::Aggregate => &[
             ("initializer", K::Function(F::Initializer), true),
             ("aggregator", K::Function(F::Aggregator), false),
             ("adder", K::Function(F::Aggregator), false),
@@ -312,85 +257,39 @@ const OPERATIONS: &[OpSpec] = &[
             ("merger", K::Function(F::Merger), false),
             ("store", K::Store, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["cogroup"],
-        fields: &[
+        OpKind::Cogroup => &[
             ("aggregator", K::Function(F::Aggregator), true),
             ("store", K::Store, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["count"],
-        fields: &[("store", K::Store, false)],
-        supported: false,
-    },
-    OpSpec {
-        names: &["reduce"],
-        fields: &[
+        OpKind::Count => &[("store", K::Store, false)],
+        OpKind::Reduce => &[
             ("reducer", K::Function(F::Reducer), false),
             ("adder", K::Function(F::Reducer), false),
             ("subtractor", K::Function(F::Reducer), false),
             ("store", K::Store, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["windowByTime"],
-        fields: &[
+        OpKind::WindowByTime => &[
             ("windowType", K::Text, true),
             ("duration", K::Duration, false),
             ("advanceBy", K::Duration, false),
             ("timeDifference", K::Duration, false),
             ("grace", K::Duration, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["windowBySession"],
-        fields: &[
+        OpKind::WindowBySession => &[
             ("inactivityGap", K::Duration, true),
             ("grace", K::Duration, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["suppress"],
-        fields: &[
+        OpKind::Suppress => &[
             ("until", K::Text, true),
             ("duration", K::Duration, false),
             ("maxBytes", K::Text, false),
             ("maxRecords", K::Text, false),
             ("bufferFullStrategy", K::Text, false),
         ],
-        supported: false,
-    },
-    OpSpec {
-        names: &["join", "leftJoin", "outerJoin"],
-        fields: JOIN_FIELDS,
-        supported: false,
-    },
-    OpSpec {
-        names: &["toStream"],
-        fields: &[("mapper", K::Function(F::KeyTransformer), false)],
-        supported: false,
-    },
-    OpSpec {
-        names: &["toTable"],
-        fields: &[("store", K::Store, false)],
-        supported: false,
-    },
-];
-
-fn op_spec(op_type: &str) -> Option<&'static OpSpec> {
-    OPERATIONS.iter().find(|s| s.names.contains(&op_type))
-}
-
-/// True when this build executes the operation type.
-pub fn operation_supported(op_type: &str) -> bool {
-    op_spec(op_type).is_some_and(|s| s.supported)
+        OpKind::ToStream => &[("mapper", K::Function(F::KeyTransformer), false)],
+        OpKind::ToTable => &[("store", K::Store, false)],
+        OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin => JOIN_FIELDS,
+    }
 }
 
 /// Builds a [`Definition`] from a parsed YAML document.
@@ -881,7 +780,7 @@ impl<'d> DefinitionParser<'d> {
         let name = f
             .text("name", self.diags)
             .unwrap_or_else(|| format!("{owner}_via_step{step}_{op_type}"));
-        let Some(spec) = op_spec(&op_type) else {
+        let Some(kind) = OpKind::from_name(&op_type) else {
             self.diags.error(
                 node.get("type").map_or(node.mark, |n| n.mark),
                 format!("unknown operation type '{op_type}'"),
@@ -889,7 +788,7 @@ impl<'d> DefinitionParser<'d> {
             return None;
         };
         let mut params = BTreeMap::new();
-        for (field, kind, required) in spec.fields {
+        for (field, field_kind, required) in op_fields(kind) {
             let Some(value) = f.take(field) else {
                 if *required {
                     self.diags.error(
@@ -900,7 +799,7 @@ impl<'d> DefinitionParser<'d> {
                 continue;
             };
             let generated = format!("{name}_{field}");
-            let param = match kind {
+            let param = match field_kind {
                 K::Function(expected) => self
                     .function_ref(value, *expected, &generated)
                     .map(OpParam::Function),
@@ -930,7 +829,8 @@ impl<'d> DefinitionParser<'d> {
         f.finish(self.diags);
         Some(Operation {
             name,
-            op_type,
+            kind,
+            type_name: op_type,
             params,
             mark: node.mark,
         })

@@ -281,11 +281,139 @@ pub enum OpParam {
     Type(DataType),
 }
 
+/// Every operation type a pipeline's `via` may name. Aliases (`mapValue`, `mapValues`,
+/// `transformValue`) are one kind, so everything after parsing matches on this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Filter,
+    FilterNot,
+    Peek,
+    MapValues,
+    MapKey,
+    Map,
+    FlatMap,
+    FlatMapValues,
+    TransformMetadata,
+    ConvertKey,
+    ConvertValue,
+    ConvertKeyValue,
+    Merge,
+    Repartition,
+    GroupByKey,
+    GroupBy,
+    Aggregate,
+    Cogroup,
+    Count,
+    Reduce,
+    WindowByTime,
+    WindowBySession,
+    Suppress,
+    Join,
+    LeftJoin,
+    OuterJoin,
+    ToStream,
+    ToTable,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 28] = [
+        OpKind::Filter,
+        OpKind::FilterNot,
+        OpKind::Peek,
+        OpKind::MapValues,
+        OpKind::MapKey,
+        OpKind::Map,
+        OpKind::FlatMap,
+        OpKind::FlatMapValues,
+        OpKind::TransformMetadata,
+        OpKind::ConvertKey,
+        OpKind::ConvertValue,
+        OpKind::ConvertKeyValue,
+        OpKind::Merge,
+        OpKind::Repartition,
+        OpKind::GroupByKey,
+        OpKind::GroupBy,
+        OpKind::Aggregate,
+        OpKind::Cogroup,
+        OpKind::Count,
+        OpKind::Reduce,
+        OpKind::WindowByTime,
+        OpKind::WindowBySession,
+        OpKind::Suppress,
+        OpKind::Join,
+        OpKind::LeftJoin,
+        OpKind::OuterJoin,
+        OpKind::ToStream,
+        OpKind::ToTable,
+    ];
+
+    /// The `type:` names of this kind; KSML accepts each of them.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            OpKind::Filter => &["filter"],
+            OpKind::FilterNot => &["filterNot"],
+            OpKind::Peek => &["peek"],
+            OpKind::MapValues => &["mapValue", "mapValues", "transformValue"],
+            OpKind::MapKey => &["mapKey", "selectKey", "transformKey"],
+            OpKind::Map => &["map", "transformKeyValue"],
+            OpKind::FlatMap => &["flatMap", "transformKeyValueToKeyValueList"],
+            OpKind::FlatMapValues => &["flatMapValues", "transformKeyValueToValueList"],
+            OpKind::TransformMetadata => &["transformMetadata"],
+            OpKind::ConvertKey => &["convertKey"],
+            OpKind::ConvertValue => &["convertValue"],
+            OpKind::ConvertKeyValue => &["convertKeyValue"],
+            OpKind::Merge => &["merge"],
+            OpKind::Repartition => &["repartition"],
+            OpKind::GroupByKey => &["groupByKey"],
+            OpKind::GroupBy => &["groupBy"],
+            OpKind::Aggregate => &["aggregate"],
+            OpKind::Cogroup => &["cogroup"],
+            OpKind::Count => &["count"],
+            OpKind::Reduce => &["reduce"],
+            OpKind::WindowByTime => &["windowByTime"],
+            OpKind::WindowBySession => &["windowBySession"],
+            OpKind::Suppress => &["suppress"],
+            OpKind::Join => &["join"],
+            OpKind::LeftJoin => &["leftJoin"],
+            OpKind::OuterJoin => &["outerJoin"],
+            OpKind::ToStream => &["toStream"],
+            OpKind::ToTable => &["toTable"],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|k| k.names().contains(&name))
+    }
+
+    /// True when the runtime executes this kind; the others are refused at validation.
+    pub fn supported(self) -> bool {
+        !matches!(
+            self,
+            OpKind::GroupByKey
+                | OpKind::GroupBy
+                | OpKind::Aggregate
+                | OpKind::Cogroup
+                | OpKind::Count
+                | OpKind::Reduce
+                | OpKind::WindowByTime
+                | OpKind::WindowBySession
+                | OpKind::Suppress
+                | OpKind::Join
+                | OpKind::LeftJoin
+                | OpKind::OuterJoin
+                | OpKind::ToStream
+                | OpKind::ToTable
+        )
+    }
+}
+
 /// One step of a pipeline's `via`.
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub name: String,
-    pub op_type: String,
+    pub kind: OpKind,
+    /// The `type:` as written (one of the kind's names), for messages.
+    pub type_name: String,
     pub params: BTreeMap<&'static str, OpParam>,
     pub mark: Mark,
 }
@@ -407,5 +535,26 @@ impl Definition {
     /// The file name as written in messages.
     pub fn file_name(&self) -> String {
         self.file.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_name_belongs_to_exactly_one_kind() {
+        let names: Vec<&str> = OpKind::ALL
+            .iter()
+            .flat_map(|k| k.names().iter().copied())
+            .collect();
+        assert_eq!(names.len(), 35, "KSML has 35 operation type names");
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a name is listed twice");
+        for name in names {
+            let kind = OpKind::from_name(name).expect("every listed name is found");
+            assert!(kind.names().contains(&name));
+        }
+        assert_eq!(OpKind::from_name("filtr"), None);
     }
 }

@@ -7,4 +7,5 @@ mod datum;
 mod process;
 mod producer;
 pub mod runner;
+mod task;
 pub mod topology;

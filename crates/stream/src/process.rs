@@ -1,12 +1,12 @@
-//! Running records through the topology: one batch of one input partition at a time, under
-//! one hold of Python's lock. Results are collected, not written: the caller appends them
-//! together with the input offset in one atomic step.
+//! Running records through the topology: one batch of one task at a time, under one hold of
+//! Python's lock. Results are collected, not written: the caller appends them
+//! together with the input offsets in one atomic step.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use millrace_log::{Header, KeyPartitioner, Log, Record, StoredRecord, murmur2_partition};
+use millrace_log::{Header, Log, Record, StoredRecord, murmur2_partition};
 use millrace_python::convert::{py_to_value, value_to_py};
 use millrace_python::pyo3::prelude::*;
 use millrace_python::pyo3::types::{PyDict, PyList, PyString};
@@ -15,6 +15,7 @@ use millrace_types::codec::CodecError;
 use millrace_types::{DataType, Value};
 
 use crate::datum::{Datum, conform};
+use crate::task::Task;
 use crate::topology::{FnId, NodeId, OpNode, Step, TopicTarget, Topology};
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 
@@ -73,70 +74,73 @@ struct Failure {
 /// The outcome of a batch.
 pub struct BatchOutcome {
     pub outputs: Vec<Emitted>,
-    /// The offset to commit: after the last record handled, or at the record that stopped
-    /// processing (so a restart retries it).
-    pub next_offset: u64,
+    /// The offset to commit for each of the task's inputs: after the last record handled, or
+    /// at the record that stopped processing (so a restart retries it).
+    pub next_offsets: Vec<u64>,
     pub records: usize,
-    /// Set when a stopOnFail handler stopped processing: the error as logged.
+    /// Set when a stopOnFail handler stopped processing: the error as logged. (A record that
+    /// fails while the run is stopping, its function perhaps interrupted, also ends the batch
+    /// at that record, without a message: the next run processes it again.)
     pub stopped: Option<String>,
-    /// A record failed while the run was stopping (its function may have been interrupted):
-    /// `next_offset` is that record, left with its outputs for the next run.
-    pub interrupted: bool,
 }
 
-/// Per-task state kept between batches.
-#[derive(Default)]
-pub struct TaskState {
-    pub keyless: KeyPartitioner,
-    partition_counts: HashMap<Arc<str>, u32>,
-    /// The last topic looked up: most records go where the one before went.
-    last_topic: Option<(Arc<str>, u32)>,
-}
-
-/// Processes one batch of a source's partition.
+/// Processes one batch of a task.
 pub struct BatchProcessor<'a, 'py> {
     py: Python<'py>,
     topology: &'a Topology,
     log: &'a dyn Log,
-    task: &'a mut TaskState,
+    task: &'a mut Task,
     outputs: Vec<Emitted>,
+    /// The task input the current record came from, and the record's place.
+    input: usize,
     topic: &'a str,
     partition: u32,
     offset: u64,
-    previous_timestamp: i64,
     /// Where this thread reports its Python calls.
     watched: &'a WatchedThread,
 }
 
 impl<'a, 'py> BatchProcessor<'a, 'py> {
-    #[allow(clippy::too_many_arguments)]
+    /// Runs records (tagged with the index of the task input they came from) through the
+    /// topology in the order given.
     pub fn run(
         py: Python<'py>,
         topology: &'a Topology,
         log: &'a dyn Log,
         handling: &'a ErrorHandling,
-        task: &'a mut TaskState,
-        source: usize,
-        partition: u32,
-        batch: Vec<StoredRecord>,
+        task: &'a mut Task,
+        batch: Vec<(usize, StoredRecord)>,
         watched: &'a WatchedThread,
     ) -> BatchOutcome {
-        let src = &topology.sources[source];
+        let mut next_offsets: Vec<u64> = task
+            .inputs
+            .iter()
+            .map(|input| input.position.load(Ordering::SeqCst))
+            .collect();
         let mut processor = BatchProcessor {
             py,
             topology,
             log,
             task,
             outputs: Vec::with_capacity(batch.len()),
-            topic: &src.topic,
-            partition,
+            input: usize::MAX,
+            topic: "",
+            partition: 0,
             offset: 0,
-            previous_timestamp: -1,
             watched,
         };
-        let mut next_offset = batch.first().map_or(0, |r| r.offset);
         let mut records = 0;
-        for stored in batch {
+        for (input, stored) in batch {
+            let source = processor.task.inputs[input].source;
+            if input != processor.input {
+                processor.topic = &topology.sources[source].topic;
+                processor.partition = stored.partition;
+                watched.set_place(format!(
+                    "topic '{}' partition {}",
+                    processor.topic, processor.partition
+                ));
+            }
+            processor.input = input;
             processor.offset = stored.offset;
             watched.set_offset(stored.offset);
             let kept = processor.outputs.len();
@@ -145,10 +149,9 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 processor.outputs.truncate(kept);
                 return BatchOutcome {
                     outputs: processor.outputs,
-                    next_offset: stored.offset,
+                    next_offsets,
                     records,
                     stopped: None,
-                    interrupted: true,
                 };
             }
             if let Err(failure) = result {
@@ -165,22 +168,20 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                     processor.outputs.truncate(kept);
                     return BatchOutcome {
                         outputs: processor.outputs,
-                        next_offset: stored.offset,
+                        next_offsets,
                         records,
                         stopped: Some(text),
-                        interrupted: false,
                     };
                 }
             }
             records += 1;
-            next_offset = stored.offset + 1;
+            next_offsets[input] = stored.offset + 1;
         }
         BatchOutcome {
             outputs: processor.outputs,
-            next_offset,
+            next_offsets,
             records,
             stopped: None,
-            interrupted: false,
         }
     }
 
@@ -216,7 +217,8 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             rec.timestamp =
                 self.extract_timestamp(extractor, &mut rec, &src.key_type, &src.value_type)?;
         }
-        self.previous_timestamp = rec.timestamp;
+        let input = &mut self.task.inputs[self.input];
+        input.partition_time = input.partition_time.max(rec.timestamp);
         let roots = &src.roots;
         match roots.as_slice() {
             [only] => self.node(*only, rec),
@@ -266,7 +268,8 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             extractor,
             &[
                 record.into_any(),
-                self.previous_timestamp
+                self.task.inputs[self.input]
+                    .partition_time
                     .into_pyobject(py)
                     .expect("int")
                     .into_any(),
@@ -704,7 +707,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 Some(k) => murmur2_partition(k, partitions),
                 None => {
                     let size = record.value.as_ref().map_or(0, |v| v.len());
-                    self.task.keyless.partition(None, size, partitions)
+                    self.task.state.keyless.partition(None, size, partitions)
                 }
             };
             self.outputs.push(Emitted {
@@ -742,20 +745,23 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
     }
 
     fn partition_count(&mut self, topic: &Arc<str>) -> Result<u32, String> {
-        if let Some((last, n)) = &self.task.last_topic
+        if let Some((last, n)) = &self.task.state.last_topic
             && Arc::ptr_eq(last, topic)
         {
             return Ok(*n);
         }
-        let n = match self.task.partition_counts.get(topic) {
+        let n = match self.task.state.partition_counts.get(topic) {
             Some(n) => *n,
             None => {
                 let n = self.log.ensure_topic(topic).map_err(|e| e.to_string())?;
-                self.task.partition_counts.insert(Arc::clone(topic), n);
+                self.task
+                    .state
+                    .partition_counts
+                    .insert(Arc::clone(topic), n);
                 n
             }
         };
-        self.task.last_topic = Some((Arc::clone(topic), n));
+        self.task.state.last_topic = Some((Arc::clone(topic), n));
         Ok(n)
     }
 }

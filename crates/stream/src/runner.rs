@@ -1,24 +1,23 @@
-//! The runner: producers on their own threads, and one task per input partition spread over
+//! The runner: producers on their own threads, and tasks (see [`crate::task`]) spread over
 //! `num.stream.threads` workers. A task reads a batch, runs it through the topology under one
-//! hold of Python's lock, then appends the results and commits its input offset in one step,
+//! hold of Python's lock, then appends the results and commits its input offsets in one step,
 //! so a crash never loses or repeats a result on the embedded log.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use millrace_log::{Append, CommittedOffset, Log, LogError};
 use millrace_python::Python;
 use millrace_python::watch::{CallWatch, WatchedThread};
 
-use crate::process::{BatchProcessor, Emitted, TaskState};
+use crate::process::{BatchProcessor, Emitted};
 use crate::producer::ProducerRun;
+use crate::task::{Task, plan_tasks, read_in_time_order};
 use crate::topology::{BuildError, Topology};
 use millrace_ksml::config::RunnerConfig;
-use millrace_ksml::model::{Definition, OffsetReset};
+use millrace_ksml::model::Definition;
 
-/// Records read per batch: large enough to amortize the lock and the commit.
-const BATCH_RECORDS: usize = 1000;
 /// How long an idle worker waits for new records before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -72,15 +71,6 @@ impl RunOptions {
     }
 }
 
-/// One input partition's processing state.
-struct Task {
-    source: usize,
-    topic: String,
-    partition: u32,
-    position: Arc<AtomicU64>,
-    state: TaskState,
-}
-
 /// State shared between the workers, producers and the supervising thread.
 struct Shared {
     topology: Topology,
@@ -123,7 +113,11 @@ pub fn run(
     let tasks = plan_tasks(&topology, log.as_ref(), config.application_id())?;
     let positions: Vec<(String, u32, Arc<AtomicU64>)> = tasks
         .iter()
-        .map(|t| (t.topic.clone(), t.partition, t.position.clone()))
+        .flat_map(|t| &t.inputs)
+        .map(|input| {
+            let topic = topology.sources[input.source].topic.clone();
+            (topic, input.partition, input.position.clone())
+        })
         .collect();
     let threads = config.stream_threads().min(tasks.len()).max(1);
     let watch = Arc::new(CallWatch::new(
@@ -248,63 +242,6 @@ fn supervise(shared: &Shared, positions: &[(String, u32, Arc<AtomicU64>)], until
     }
 }
 
-/// One task per partition of every source, starting at the committed offset or as the
-/// source's offsetResetPolicy says.
-fn plan_tasks(topology: &Topology, log: &dyn Log, group: &str) -> Result<Vec<Task>, RunError> {
-    let mut tasks = Vec::new();
-    for (source_index, partitions) in topology.source_partitions(log)? {
-        let source = &topology.sources[source_index];
-        for partition in 0..partitions {
-            let position = match log.committed(group, &source.topic, partition)? {
-                Some(offset) => offset,
-                None => start_offset(log, &source.topic, partition, source.offset_reset)?,
-            };
-            tasks.push(Task {
-                source: source_index,
-                topic: source.topic.clone(),
-                partition,
-                position: Arc::new(AtomicU64::new(position)),
-                state: TaskState::default(),
-            });
-        }
-    }
-    Ok(tasks)
-}
-
-fn start_offset(
-    log: &dyn Log,
-    topic: &str,
-    partition: u32,
-    reset: OffsetReset,
-) -> Result<u64, RunError> {
-    let (start, end) = log.offset_range(topic, partition)?;
-    Ok(match reset {
-        OffsetReset::Earliest => start,
-        OffsetReset::Latest => end,
-        OffsetReset::None => {
-            return Err(RunError::NoOffset {
-                topic: topic.to_string(),
-                partition,
-            });
-        }
-        OffsetReset::ByDuration(age) => {
-            let since = SystemTime::now()
-                .checked_sub(age)
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64);
-            let mut offset = start;
-            loop {
-                let batch = log.read(topic, partition, offset, BATCH_RECORDS)?;
-                match batch.iter().find(|r| r.record.timestamp >= since) {
-                    Some(found) => break found.offset,
-                    None if batch.is_empty() => break end,
-                    None => offset = batch.last().map_or(end, |r| r.offset + 1),
-                }
-            }
-        }
-    })
-}
-
 /// Registers the calling thread with the watch.
 fn register(watch: &CallWatch) -> Result<Arc<WatchedThread>, String> {
     Python::attach(|py| watch.register(py))
@@ -345,52 +282,42 @@ fn run_batch(
     task: &mut Task,
     watched: &WatchedThread,
 ) -> Result<usize, String> {
-    let position = task.position.load(Ordering::SeqCst);
-    let batch = shared
-        .log
-        .read(&task.topic, task.partition, position, BATCH_RECORDS)
-        .map_err(|e| e.to_string())?;
-    let Some(last) = batch.last() else {
+    let topology = &shared.topology;
+    let batch = read_in_time_order(shared.log.as_ref(), topology, task)
+        .map_err(|e| format!("task {}: {e}", task.id))?;
+    if batch.is_empty() {
         return Ok(0);
-    };
+    }
     let read = batch.len();
-    let end_of_batch = last.offset + 1;
-    watched.set_place(format!(
-        "topic '{}' partition {}",
-        task.topic, task.partition
-    ));
     let outcome = Python::attach(|py| {
         BatchProcessor::run(
             py,
-            &shared.topology,
+            topology,
             shared.log.as_ref(),
             &shared.config.error_handling,
-            &mut task.state,
-            task.source,
-            task.partition,
+            task,
             batch,
             watched,
         )
     });
     let written = outcome.outputs.len() as u64;
-    let next = if outcome.stopped.is_some() || outcome.interrupted {
-        outcome.next_offset
-    } else {
-        end_of_batch
-    };
+    let offsets: Vec<CommittedOffset> = task
+        .inputs
+        .iter()
+        .zip(&outcome.next_offsets)
+        .map(|(input, next)| CommittedOffset {
+            topic: topology.sources[input.source].topic.clone(),
+            partition: input.partition,
+            offset: *next,
+        })
+        .collect();
     shared
         .log
-        .append_and_commit(
-            group_appends(outcome.outputs),
-            group,
-            &[CommittedOffset {
-                topic: task.topic.clone(),
-                partition: task.partition,
-                offset: next,
-            }],
-        )
+        .append_and_commit(group_appends(outcome.outputs), group, &offsets)
         .map_err(|e| e.to_string())?;
-    task.position.store(next, Ordering::SeqCst);
+    for (input, next) in task.inputs.iter().zip(outcome.next_offsets) {
+        input.position.store(next, Ordering::SeqCst);
+    }
     shared
         .processed
         .fetch_add(outcome.records as u64, Ordering::Relaxed);

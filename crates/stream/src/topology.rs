@@ -1,7 +1,7 @@
 //! The executable topology: validated definitions turned into a graph of operator nodes fed by
 //! sources (one per input topic), with every Python function compiled once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
@@ -637,12 +637,65 @@ fn pair_types(ty: &DataType) -> (DataType, DataType) {
 }
 
 impl Topology {
-    /// Topics by the number of partitions each source has, for planning tasks.
-    pub fn source_partitions(&self, log: &dyn Log) -> Result<BTreeMap<usize, u32>, LogError> {
-        let mut partitions = BTreeMap::new();
-        for (i, source) in self.sources.iter().enumerate() {
-            partitions.insert(i, log.ensure_topic(&source.topic)?);
+    /// Sources whose operator nodes connect, as lists of source indexes in source order: Kafka
+    /// Streams' sub-topologies. A merge or a pipeline reading another's `as` output joins two
+    /// sources; a repartition topic separates its writer from its reader.
+    pub fn source_groups(&self) -> Vec<Vec<usize>> {
+        let mut sets = DisjointSets::new(self.nodes.len());
+        for node_id in 0..self.nodes.len() {
+            for next in self.successors(node_id) {
+                sets.union(node_id, next);
+            }
         }
-        Ok(partitions)
+        for source in &self.sources {
+            for pair in source.roots.windows(2) {
+                sets.union(pair[0], pair[1]);
+            }
+        }
+        let mut groups: Vec<(Option<NodeId>, Vec<usize>)> = Vec::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let set = source.roots.first().map(|&root| sets.find(root));
+            match groups.iter_mut().find(|(s, _)| set.is_some() && *s == set) {
+                Some((_, members)) => members.push(index),
+                None => groups.push((set, vec![index])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
+    /// The nodes a node passes records to: its children and its branches' first nodes.
+    fn successors(&self, node: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        let branches = match &self.nodes[node].step {
+            Step::Branch { branches } => branches.as_slice(),
+            _ => &[],
+        };
+        let children = self.nodes[node].children.iter().copied();
+        children.chain(branches.iter().map(|(_, first)| *first))
+    }
+}
+
+/// Union-find over node ids.
+struct DisjointSets {
+    parent: Vec<usize>,
+}
+
+impl DisjointSets {
+    fn new(size: usize) -> DisjointSets {
+        DisjointSets {
+            parent: (0..size).collect(),
+        }
+    }
+
+    fn find(&mut self, mut item: usize) -> usize {
+        while self.parent[item] != item {
+            self.parent[item] = self.parent[self.parent[item]];
+            item = self.parent[item];
+        }
+        item
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        self.parent[a] = b;
     }
 }

@@ -590,6 +590,102 @@ pipelines:
     assert_eq!(env.records("output")[0].1.timestamp, 123456);
 }
 
+/// Records with the given timestamps, keyed `k`, whose values are their timestamps.
+fn timed(timestamps: &[i64]) -> Vec<Record> {
+    timestamps
+        .iter()
+        .map(|t| Record {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from(t.to_string())),
+            timestamp: *t,
+            headers: vec![],
+        })
+        .collect()
+}
+
+#[test]
+fn previous_timestamp_is_the_partition_time_across_batches() {
+    let env = Env::new();
+    // More records than one batch holds, so the partition time must outlive a batch.
+    let count = 2_500;
+    env.log.create_topic("input", 1).unwrap();
+    env.log.append("input", 0, timed(&vec![7; count])).unwrap();
+    env.run(
+        "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: string
+    timestampExtractor:
+      expression: previousTimestamp + 1
+pipelines:
+  copy:
+    from: input
+    to:
+      topic: output
+",
+    );
+    let stamps: Vec<i64> = env
+        .records("output")
+        .iter()
+        .map(|(_, r)| r.timestamp)
+        .collect();
+    assert_eq!(stamps, (0..count as i64).collect::<Vec<_>>());
+}
+
+#[test]
+fn merged_topics_are_one_task_per_partition_read_in_time_order() {
+    let env = Env::new();
+    env.log.create_topic("odd", 1).unwrap();
+    env.log.create_topic("even", 3).unwrap();
+    env.log.append("odd", 0, timed(&[1, 3, 5, 7])).unwrap();
+    env.log.append("even", 0, timed(&[2, 4, 6])).unwrap();
+    env.log.append("even", 2, timed(&[10, 8])).unwrap();
+    env.run(
+        "
+streams:
+  odd:
+    topic: odd
+    keyType: string
+    valueType: string
+  even:
+    topic: even
+    keyType: string
+    valueType: string
+pipelines:
+  both:
+    from: odd
+    via:
+      - type: merge
+        stream: even
+    to:
+      topic: output
+      keyType: string
+      valueType: string
+",
+    );
+    // Task 0_0 reads odd-0 and even-0 together, lowest timestamp first; task 0_2 reads even-2
+    // alone, in offset order. Every output record goes to the only partition of `output`.
+    let values: Vec<String> = env
+        .records("output")
+        .iter()
+        .map(|(_, r)| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+        .collect();
+    let task_0: Vec<&str> = values
+        .iter()
+        .map(String::as_str)
+        .filter(|v| !["10", "8"].contains(v))
+        .collect();
+    assert_eq!(task_0, ["1", "2", "3", "4", "5", "6", "7"], "{values:?}");
+    let task_2: Vec<&str> = values
+        .iter()
+        .map(String::as_str)
+        .filter(|v| ["10", "8"].contains(v))
+        .collect();
+    assert_eq!(task_2, ["10", "8"]);
+}
+
 #[test]
 fn producer_rules() {
     let env = Env::new();

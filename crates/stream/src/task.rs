@@ -1,0 +1,166 @@
+//! Tasks as Kafka Streams plans them: sources whose operators connect form a group (a
+//! sub-topology), and each group runs as one task per partition number. A task reads that
+//! partition of every topic in its group, so the two sides of a merge (and later of a join, with
+//! its stores) meet in one task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use millrace_ksml::model::OffsetReset;
+use millrace_log::{KeyPartitioner, Log, LogError, StoredRecord};
+
+use crate::runner::RunError;
+use crate::topology::Topology;
+
+/// Records read per input partition in one batch: large enough to amortize the lock and the
+/// commit.
+pub const BATCH_RECORDS: usize = 1000;
+
+/// One input partition of a task.
+pub struct TaskInput {
+    /// Index of the source in [`Topology::sources`].
+    pub source: usize,
+    pub partition: u32,
+    /// The offset of the next record to read; shared with the supervisor, which watches for
+    /// the end of every input.
+    pub position: Arc<AtomicU64>,
+    /// The highest record timestamp processed from this partition (Kafka Streams' partition
+    /// time), `-1` before the first; timestamp extractors receive it as `previousTimestamp`.
+    pub partition_time: i64,
+}
+
+/// A task: one partition number of one source group, with the state kept between batches.
+pub struct Task {
+    /// Kafka Streams' task id, `<group>_<partition>`, for messages.
+    pub id: String,
+    pub inputs: Vec<TaskInput>,
+    pub state: TaskState,
+}
+
+/// Per-task state kept between batches.
+#[derive(Default)]
+pub struct TaskState {
+    pub keyless: KeyPartitioner,
+    pub partition_counts: HashMap<Arc<str>, u32>,
+    /// The last topic looked up: most records go where the one before went.
+    pub last_topic: Option<(Arc<str>, u32)>,
+}
+
+/// One task per partition number of every source group. A group's topics may differ in
+/// partition count (a merge of a 1- and a 3-partition topic): it gets as many tasks as its
+/// largest topic has partitions, and each task reads the topics that have its partition.
+/// Inputs start at the committed offset, or where the source's offsetResetPolicy says.
+pub fn plan_tasks(topology: &Topology, log: &dyn Log, group: &str) -> Result<Vec<Task>, RunError> {
+    let mut tasks = Vec::new();
+    for (group_index, sources) in topology.source_groups().into_iter().enumerate() {
+        let mut counts = Vec::with_capacity(sources.len());
+        for source in sources {
+            counts.push((source, log.ensure_topic(&topology.sources[source].topic)?));
+        }
+        let task_count = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        for partition in 0..task_count {
+            let mut inputs = Vec::new();
+            for &(source, partitions) in &counts {
+                if partition >= partitions {
+                    continue;
+                }
+                let src = &topology.sources[source];
+                let position = match log.committed(group, &src.topic, partition)? {
+                    Some(offset) => offset,
+                    None => start_offset(log, &src.topic, partition, src.offset_reset)?,
+                };
+                inputs.push(TaskInput {
+                    source,
+                    partition,
+                    position: Arc::new(AtomicU64::new(position)),
+                    partition_time: -1,
+                });
+            }
+            tasks.push(Task {
+                id: format!("{group_index}_{partition}"),
+                inputs,
+                state: TaskState::default(),
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+/// Where a partition with no committed offset starts.
+fn start_offset(
+    log: &dyn Log,
+    topic: &str,
+    partition: u32,
+    reset: OffsetReset,
+) -> Result<u64, RunError> {
+    let (start, end) = log.offset_range(topic, partition)?;
+    Ok(match reset {
+        OffsetReset::Earliest => start,
+        OffsetReset::Latest => end,
+        OffsetReset::None => {
+            return Err(RunError::NoOffset {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        OffsetReset::ByDuration(age) => {
+            let since = SystemTime::now()
+                .checked_sub(age)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            let mut offset = start;
+            loop {
+                let batch = log.read(topic, partition, offset, BATCH_RECORDS)?;
+                match batch.iter().find(|r| r.record.timestamp >= since) {
+                    Some(found) => break found.offset,
+                    None if batch.is_empty() => break end,
+                    None => offset = batch.last().map_or(end, |r| r.offset + 1),
+                }
+            }
+        }
+    })
+}
+
+/// Reads the next batch of every input of a task and orders it the way Kafka Streams picks
+/// records: always the input whose next record has the lowest timestamp (ties: the earlier
+/// input). Merging stops when an input that filled its batch runs out, since its next records
+/// (still in the log) may be older than what the other inputs hold; those are read again
+/// next time. Returns (input index, record) pairs.
+pub fn read_in_time_order(
+    log: &dyn Log,
+    topology: &Topology,
+    task: &Task,
+) -> Result<Vec<(usize, StoredRecord)>, LogError> {
+    let mut queues = Vec::with_capacity(task.inputs.len());
+    for input in &task.inputs {
+        let position = input.position.load(std::sync::atomic::Ordering::SeqCst);
+        let topic = &topology.sources[input.source].topic;
+        let batch = log.read(topic, input.partition, position, BATCH_RECORDS)?;
+        let full = batch.len() >= BATCH_RECORDS;
+        queues.push((batch.into_iter().peekable(), full));
+    }
+    if let [(queue, _)] = queues.as_mut_slice() {
+        return Ok(queue.map(|r| (0, r)).collect());
+    }
+    let mut merged = Vec::new();
+    loop {
+        let mut next: Option<(usize, i64)> = None;
+        for (index, (queue, full)) in queues.iter_mut().enumerate() {
+            match queue.peek() {
+                Some(r) if next.is_none_or(|(_, t)| r.record.timestamp < t) => {
+                    next = Some((index, r.record.timestamp));
+                }
+                Some(_) => {}
+                None if *full => return Ok(merged),
+                None => {}
+            }
+        }
+        let Some((index, _)) = next else {
+            return Ok(merged);
+        };
+        let record = queues[index].0.next().expect("peeked");
+        merged.push((index, record));
+    }
+}

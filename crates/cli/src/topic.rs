@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use clap::Subcommand;
-use millrace_log::{KeyPartitioner, Log, Record};
+use millrace_log::{KeyPartitioner, Log, Record, TopicConfig};
 use millrace_types::codec::{display_json, encode};
 use millrace_types::{DataType, Value};
 
@@ -40,6 +40,10 @@ pub enum TopicCommand {
         name: String,
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// A topic config NAME=VALUE, repeatable: cleanup.policy (delete, compact or
+        /// compact,delete), retention.ms (-1: forever) and delete.retention.ms.
+        #[arg(long = "config", value_name = "NAME=VALUE")]
+        configs: Vec<String>,
     },
     /// Send one record per stdin line (key-less records spread over partitions like Kafka's
     /// producer does).
@@ -100,6 +104,18 @@ fn parse_type(text: Option<&str>) -> Result<Option<DataType>, String> {
 }
 
 /// Runs a topic command.
+/// Topic configs given as `NAME=VALUE`.
+fn topic_config(configs: &[String]) -> Result<TopicConfig, String> {
+    let pairs = configs
+        .iter()
+        .map(|c| {
+            c.split_once('=')
+                .ok_or_else(|| format!("--config takes NAME=VALUE, not '{c}'"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    TopicConfig::from_properties(pairs)
+}
+
 pub fn run(command: TopicCommand) -> Result<(), String> {
     match command {
         TopicCommand::List { target } => {
@@ -123,13 +139,15 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             target,
             name,
             partitions,
+            configs,
         } => {
+            let config = topic_config(&configs)?;
             let created = match &target.url {
-                Some(url) => remote::create(&Client::new(url)?, &name, partitions)?,
+                Some(url) => remote::create(&Client::new(url)?, &name, partitions, &config)?,
                 None => target
                     .data
                     .open()?
-                    .create_topic(&name, partitions)
+                    .create_topic_with_config(&name, partitions, &config)
                     .map_err(|e| e.to_string())?,
             };
             if created {
@@ -202,6 +220,8 @@ mod remote {
 
     use serde_json::{Value, json};
 
+    use millrace_log::TopicConfig;
+
     use super::{Client, Rejected, encode_segment, for_each_line};
 
     /// Lines sent per request when producing.
@@ -219,8 +239,18 @@ mod remote {
         Ok(topics)
     }
 
-    pub fn create(client: &Client, name: &str, partitions: u32) -> Result<bool, String> {
-        let body = json!({"name": name, "partitions": partitions}).to_string();
+    pub fn create(
+        client: &Client,
+        name: &str,
+        partitions: u32,
+        config: &TopicConfig,
+    ) -> Result<bool, String> {
+        let configs: serde_json::Map<String, Value> = config
+            .to_properties()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect();
+        let body = json!({"name": name, "partitions": partitions, "configs": configs}).to_string();
         let answer: Value =
             serde_json::from_str(&client.post("/topics", "application/json", body.as_bytes())?)
                 .map_err(|e| format!("unexpected answer: {e}"))?;

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::encoding::{Op, PayloadWriter, decode_ops, decode_records};
-use crate::journal::Journal;
+use crate::encoding::{Malformed, Op, PayloadWriter, decode_ops, decode_records};
+use crate::journal::{Journal, SegmentView};
 use crate::{
-    Append, CommittedOffset, Log, LogError, Record, StoredRecord, TopicInfo,
+    Append, CommittedOffset, Log, LogError, Record, StoredRecord, TopicConfig, TopicInfo,
     validate_partition_count, validate_topic_name,
 };
 
@@ -24,9 +24,11 @@ pub struct EmbeddedLogConfig {
     pub default_partitions: u32,
     /// A new journal segment starts once the active one holds this many bytes.
     pub segment_bytes: u64,
-    /// Oldest segments are deleted while the journal holds more than this many bytes.
+    /// While the journal holds more than this many bytes, the oldest segment's records are
+    /// deleted (those of compacted topics are compacted instead).
     pub retention_bytes: Option<u64>,
-    /// Segments whose last write is older than this are deleted.
+    /// Records are deleted once their segment's last write is older than this; a topic's
+    /// `retention.ms` overrides it. None keeps records forever.
     pub retention: Option<Duration>,
     /// Sync each append to disk (survives power loss, not only a crash of the process).
     pub sync_writes: bool,
@@ -116,12 +118,31 @@ impl PartitionState {
             .front()
             .map_or(self.next_offset, |b| b.base_offset)
     }
+
+    /// Adds records that compaction copied forward, in offset order. They replace any older
+    /// batch holding their offsets: after a crash between copying and deleting a segment,
+    /// replay meets both the originals and the copies.
+    fn insert_moved(&mut self, entry: IndexEntry) {
+        let end = entry.base_offset + u64::from(entry.count);
+        self.batches.retain(|b| {
+            let overlaps =
+                b.base_offset < end && entry.base_offset < b.base_offset + u64::from(b.count);
+            !(overlaps && b.position < entry.position)
+        });
+        let at = self
+            .batches
+            .partition_point(|b| b.base_offset < entry.base_offset);
+        self.batches.insert(at, entry);
+    }
 }
 
-/// What the journal's entries add up to: topics with their partitions' indexes, and offsets.
+/// What the journal's entries add up to: topics with their partitions' indexes, their
+/// settings, and offsets.
 #[derive(Default)]
 struct Tables {
     topics: BTreeMap<String, Vec<PartitionState>>,
+    /// Settings of topics that have some other than the defaults.
+    configs: BTreeMap<String, TopicConfig>,
     /// Committed offsets by (group, topic, partition).
     committed: HashMap<(String, String, u32), u64>,
 }
@@ -131,9 +152,23 @@ struct State {
     tables: Tables,
 }
 
+impl State {
+    /// Appends an entry to the journal and applies it to the tables.
+    fn write(&mut self, payload: &[u8]) -> Result<(), LogError> {
+        let position = self.journal.append(payload)?;
+        self.tables
+            .apply(position, payload)
+            .map_err(|m| LogError::Corrupt {
+                file: "journal".into(),
+                position,
+                reason: m.0.to_string(),
+            })
+    }
+}
+
 impl Tables {
     /// Applies the operations of one journal entry whose payload starts at `position`.
-    fn apply(&mut self, position: u64, payload: &[u8]) -> Result<(), crate::encoding::Malformed> {
+    fn apply(&mut self, position: u64, payload: &[u8]) -> Result<(), Malformed> {
         for op in decode_ops(payload)? {
             match op {
                 Op::CreateTopic {
@@ -142,7 +177,7 @@ impl Tables {
                     next_offsets,
                 } => {
                     if partitions > crate::MAX_PARTITIONS {
-                        return Err(crate::encoding::Malformed("too many partitions"));
+                        return Err(Malformed("too many partitions"));
                     }
                     let parts = self.topics.entry(name).or_default();
                     if parts.len() < partitions as usize {
@@ -158,22 +193,39 @@ impl Tables {
                     base_offset,
                     count,
                     body,
+                    moved,
                 } => {
                     let part = self
                         .topics
                         .get_mut(&topic)
                         .and_then(|parts| parts.get_mut(partition as usize))
-                        .ok_or(crate::encoding::Malformed("records for an unknown topic"))?;
+                        .ok_or(Malformed("records for an unknown topic"))?;
                     let next_offset = base_offset
                         .checked_add(u64::from(count))
-                        .ok_or(crate::encoding::Malformed("offsets past the largest"))?;
-                    part.batches.push_back(IndexEntry {
+                        .ok_or(Malformed("offsets past the largest"))?;
+                    let entry = IndexEntry {
                         base_offset,
                         count,
                         position: position + body.start as u64,
                         len: body.len() as u32,
-                    });
-                    part.next_offset = next_offset;
+                    };
+                    if moved {
+                        part.insert_moved(entry);
+                    } else {
+                        part.batches.push_back(entry);
+                        part.next_offset = next_offset;
+                    }
+                }
+                Op::TopicConfig { name, properties } => {
+                    let config = TopicConfig::from_properties(
+                        properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    )
+                    .map_err(|_| Malformed("topic config that does not parse"))?;
+                    if config == TopicConfig::default() {
+                        self.configs.remove(&name);
+                    } else {
+                        self.configs.insert(name, config);
+                    }
                 }
                 Op::Commit {
                     group,
@@ -210,10 +262,42 @@ impl Tables {
             let next: Vec<u64> = parts.iter().map(|p| p.next_offset).collect();
             w.create_topic(name, parts.len() as u32, &next);
         }
+        for (name, config) in &self.configs {
+            w.topic_config(name, &config.to_properties());
+        }
         for ((group, topic, partition), offset) in &self.committed {
             w.commit(group, topic, *partition, *offset);
         }
         w
+    }
+
+    fn config(&self, topic: &str) -> Option<&TopicConfig> {
+        self.configs.get(topic)
+    }
+
+    /// True when a batch of a delete-only topic lies in `range` of journal positions: such a
+    /// segment cannot go until that topic's retention says so.
+    fn holds_uncompacted(&self, range: &std::ops::Range<u64>) -> bool {
+        self.topics.iter().any(|(name, parts)| {
+            let compacts = self
+                .config(name)
+                .is_some_and(|c| c.cleanup_policy.compacts());
+            !compacts
+                && parts
+                    .iter()
+                    .any(|p| p.batches.iter().any(|b| range.contains(&b.position)))
+        })
+    }
+
+    /// Drops index entries in `range` from the topics `which` selects.
+    fn forget(&mut self, range: &std::ops::Range<u64>, which: impl Fn(&str) -> bool) {
+        for (name, parts) in &mut self.topics {
+            if which(name) {
+                for part in parts {
+                    part.batches.retain(|b| !range.contains(&b.position));
+                }
+            }
+        }
     }
 }
 
@@ -245,13 +329,17 @@ impl EmbeddedLog {
                     reason: m.0.to_string(),
                 })
         })?;
-        Ok(EmbeddedLog {
+        let log = EmbeddedLog {
             config,
             state: Mutex::new(State { journal, tables }),
             generation: Mutex::new(0),
             appended: Condvar::new(),
             _lock: lock,
-        })
+        };
+        // Records past their topic's retention in segments other topics still need are not
+        // in the index before the restart either.
+        log.expire(&mut log.lock_state(), SystemTime::now());
+        Ok(log)
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -262,46 +350,119 @@ impl EmbeddedLog {
 
     /// Writes an entry and applies it to the in-memory state, then rolls and trims segments.
     fn write(&self, state: &mut State, payload: Vec<u8>) -> Result<(), LogError> {
-        let position = state.journal.append(&payload)?;
-        state
-            .tables
-            .apply(position, &payload)
-            .map_err(|m| LogError::Corrupt {
-                file: "journal".into(),
-                position,
-                reason: m.0.to_string(),
-            })?;
+        state.write(&payload)?;
         if state.journal.active_len() >= self.config.segment_bytes {
             self.roll(state)?;
         }
         Ok(())
     }
 
+    /// Starts a new segment, then lets retention and compaction delete old ones.
     fn roll(&self, state: &mut State) -> Result<(), LogError> {
         state.journal.roll()?;
         let snapshot = state.tables.snapshot().finish();
         state.journal.append(&snapshot)?;
         let now = SystemTime::now();
+        self.expire(state, now);
         while let Some(oldest) = state.journal.oldest_closed() {
+            let range = oldest.base..oldest.base + oldest.len;
+            let last_write = oldest.last_write;
             let too_big = self
                 .config
                 .retention_bytes
                 .is_some_and(|limit| state.journal.total_len() > limit);
-            let too_old = self.config.retention.is_some_and(|keep| {
-                now.duration_since(oldest.last_write)
-                    .is_ok_and(|age| age > keep)
-            });
-            if !(too_big || too_old) {
+            if too_big {
+                let tables = &state.tables;
+                let deletes: Vec<String> = tables
+                    .topics
+                    .keys()
+                    .filter(|name| {
+                        tables
+                            .config(name)
+                            .is_none_or(|c| c.cleanup_policy.deletes())
+                    })
+                    .cloned()
+                    .collect();
+                state
+                    .tables
+                    .forget(&range, |name| deletes.iter().any(|d| d == name));
+            }
+            if state.tables.holds_uncompacted(&range) {
                 break;
             }
-            let new_start = state.journal.delete_oldest()?;
-            for parts in state.tables.topics.values_mut() {
-                for part in parts {
-                    while part.batches.front().is_some_and(|b| b.position < new_start) {
-                        part.batches.pop_front();
-                    }
+            self.move_compacted(state, &range, last_write, now)?;
+            state.journal.delete_oldest()?;
+            state.tables.forget(&range, |_| true);
+        }
+        Ok(())
+    }
+
+    /// Drops from the index the records of every deleting topic whose segment's last write is
+    /// older than the topic's retention. The bytes stay until no topic needs the segment.
+    fn expire(&self, state: &mut State, now: SystemTime) {
+        let closed: Vec<(std::ops::Range<u64>, Duration)> = state
+            .journal
+            .closed()
+            .iter()
+            .map(|s| {
+                let age = now.duration_since(s.last_write).unwrap_or_default();
+                (s.base..s.base + s.len, age)
+            })
+            .collect();
+        let tables = &mut state.tables;
+        for (name, parts) in &mut tables.topics {
+            let config = tables.configs.get(name);
+            if config.is_some_and(|c| !c.cleanup_policy.deletes()) {
+                continue;
+            }
+            let retention = match config.and_then(|c| c.retention) {
+                Some(topic_retention) => topic_retention,
+                None => self.config.retention,
+            };
+            let Some(keep) = retention else { continue };
+            for (range, _) in closed.iter().filter(|(_, age)| *age > keep) {
+                for part in parts.iter_mut() {
+                    part.batches.retain(|b| !range.contains(&b.position));
                 }
             }
+        }
+    }
+
+    /// Before the segment at `range` is deleted, copies forward the records of compacted
+    /// topics in it that are still the latest of their key, keeping their offsets. Tombstones
+    /// go once the segment's last write is older than the topic's `delete.retention.ms`.
+    fn move_compacted(
+        &self,
+        state: &mut State,
+        range: &std::ops::Range<u64>,
+        last_write: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), LogError> {
+        let age = now.duration_since(last_write).unwrap_or_default();
+        let view = state.journal.view();
+        let mut writer = PayloadWriter::new();
+        for (name, config) in &state.tables.configs {
+            if !config.cleanup_policy.compacts() {
+                continue;
+            }
+            let keep_tombstones = age <= config.tombstone_retention();
+            let Some(parts) = state.tables.topics.get(name) else {
+                continue;
+            };
+            for (partition, part) in parts.iter().enumerate() {
+                if !part.batches.iter().any(|b| range.contains(&b.position)) {
+                    continue;
+                }
+                let live = live_records(&view, part, range, keep_tombstones)?;
+                for run in consecutive_runs(live) {
+                    let base = run[0].0;
+                    let records: Vec<Record> = run.into_iter().map(|(_, r)| r).collect();
+                    writer.moved_records(name, partition as u32, base, &records);
+                }
+            }
+        }
+        if !writer.is_empty() {
+            state.write(&writer.finish())?;
         }
         Ok(())
     }
@@ -348,6 +509,13 @@ impl EmbeddedLog {
                 }
             };
             bases.push(*next);
+            let compacted = state
+                .tables
+                .config(&append.topic)
+                .is_some_and(|c| c.cleanup_policy.compacts());
+            if compacted && append.records.iter().any(|r| r.key.is_none()) {
+                return Err(LogError::KeylessRecord(append.topic.clone()));
+            }
             if !append.records.is_empty() {
                 writer.records(&append.topic, append.partition, *next, &append.records);
                 *next += append.records.len() as u64;
@@ -367,6 +535,66 @@ impl EmbeddedLog {
         }
         Ok(bases)
     }
+}
+
+/// The records of a compacted partition in `range` that are still the latest of their key
+/// (tombstones only with `keep_tombstones`), with their offsets, in offset order.
+fn live_records(
+    view: &SegmentView,
+    part: &PartitionState,
+    range: &std::ops::Range<u64>,
+    keep_tombstones: bool,
+) -> Result<Vec<(u64, Record)>, LogError> {
+    let mut latest: HashMap<Bytes, u64> = HashMap::new();
+    let mut candidates = Vec::new();
+    for batch in &part.batches {
+        let records = read_batch(view, batch)?;
+        let in_range = range.contains(&batch.position);
+        for (i, record) in records.into_iter().enumerate() {
+            let offset = batch.base_offset + i as u64;
+            let Some(key) = &record.key else { continue };
+            let newest = latest.entry(key.clone()).or_insert(offset);
+            *newest = (*newest).max(offset);
+            if in_range {
+                candidates.push((offset, record));
+            }
+        }
+    }
+    candidates.retain(|(offset, record)| {
+        let key = record
+            .key
+            .as_ref()
+            .expect("only keyed records are candidates");
+        latest[key] == *offset && (record.value.is_some() || keep_tombstones)
+    });
+    candidates.sort_by_key(|(offset, _)| *offset);
+    Ok(candidates)
+}
+
+/// Splits offset-ordered records into runs of consecutive offsets (one journal batch each).
+fn consecutive_runs(records: Vec<(u64, Record)>) -> Vec<Vec<(u64, Record)>> {
+    let mut runs: Vec<Vec<(u64, Record)>> = Vec::new();
+    for (offset, record) in records {
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|(o, _)| o + 1 == offset) => {
+                run.push((offset, record));
+            }
+            _ => runs.push(vec![(offset, record)]),
+        }
+    }
+    runs
+}
+
+/// Decodes the records of one index entry.
+fn read_batch(view: &SegmentView, batch: &IndexEntry) -> Result<Vec<Record>, LogError> {
+    let body = view
+        .read_at(batch.position, batch.len as usize)
+        .map_err(|e| LogError::io(format!("read the journal at byte {}", batch.position), e))?;
+    decode_records(&Bytes::from(body), batch.count).map_err(|m| LogError::Corrupt {
+        file: "journal".into(),
+        position: batch.position,
+        reason: m.0.to_string(),
+    })
 }
 
 /// Takes the data directory's lock file, or names the process that holds it.
@@ -410,7 +638,12 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, LogError> {
 }
 
 impl Log for EmbeddedLog {
-    fn create_topic(&self, name: &str, partitions: u32) -> Result<bool, LogError> {
+    fn create_topic_with_config(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &TopicConfig,
+    ) -> Result<bool, LogError> {
         validate_topic_name(name)?;
         validate_partition_count(partitions)?;
         let mut state = self.lock_state();
@@ -419,8 +652,22 @@ impl Log for EmbeddedLog {
         }
         let mut w = PayloadWriter::new();
         w.create_topic(name, partitions, &[]);
+        let properties = config.to_properties();
+        if !properties.is_empty() {
+            w.topic_config(name, &properties);
+        }
         self.write(&mut state, w.finish())?;
         Ok(true)
+    }
+
+    fn topic_config(&self, topic: &str) -> Result<Option<TopicConfig>, LogError> {
+        let state = self.lock_state();
+        if !state.tables.topics.contains_key(topic) {
+            return Ok(None);
+        }
+        Ok(Some(
+            state.tables.config(topic).cloned().unwrap_or_default(),
+        ))
     }
 
     fn ensure_topic(&self, name: &str) -> Result<u32, LogError> {
@@ -499,15 +746,7 @@ impl Log for EmbeddedLog {
         };
         let mut out = Vec::with_capacity(max_records.min(4096));
         for batch in entries {
-            let body = view
-                .read_at(batch.position, batch.len as usize)
-                .map_err(|e| LogError::io(format!("read {topic}-{partition}"), e))?;
-            let records =
-                decode_records(&Bytes::from(body), batch.count).map_err(|m| LogError::Corrupt {
-                    file: "journal".into(),
-                    position: batch.position,
-                    reason: m.0.to_string(),
-                })?;
+            let records = read_batch(&view, &batch)?;
             for (i, record) in records.into_iter().enumerate() {
                 let record_offset = batch.base_offset + i as u64;
                 if record_offset < offset {

@@ -12,6 +12,8 @@ use crate::{Header, Record};
 const OP_CREATE_TOPIC: u8 = 1;
 const OP_RECORDS: u8 = 2;
 const OP_COMMIT: u8 = 3;
+const OP_TOPIC_CONFIG: u8 = 4;
+const OP_MOVED_RECORDS: u8 = 5;
 
 /// One operation of a journal entry, as decoded on replay. Record payloads are not decoded
 /// here: replay only needs where they are.
@@ -25,12 +27,20 @@ pub enum Op {
         next_offsets: Vec<u64>,
     },
     /// Records of one partition; `body` is where their bytes sit inside the payload.
+    /// `moved` records were copied forward by compaction from a segment about to be deleted:
+    /// they keep their offsets, which lie before the partition's end.
     Records {
         topic: String,
         partition: u32,
         base_offset: u64,
         count: u32,
         body: std::ops::Range<usize>,
+        moved: bool,
+    },
+    /// A topic's settings, as Kafka topic configs (only those differing from the defaults).
+    TopicConfig {
+        name: String,
+        properties: Vec<(String, String)>,
     },
     Commit {
         group: String,
@@ -67,8 +77,35 @@ impl PayloadWriter {
     }
 
     pub fn records(&mut self, topic: &str, partition: u32, base_offset: u64, records: &[Record]) {
+        self.records_op(OP_RECORDS, topic, partition, base_offset, records);
+    }
+
+    /// Records copied forward by compaction, keeping their offsets (consecutive from `base`).
+    pub fn moved_records(&mut self, topic: &str, partition: u32, base: u64, records: &[Record]) {
+        self.records_op(OP_MOVED_RECORDS, topic, partition, base, records);
+    }
+
+    pub fn topic_config(&mut self, name: &str, properties: &[(&str, String)]) {
         self.count += 1;
-        self.buf.put_u8(OP_RECORDS);
+        self.buf.put_u8(OP_TOPIC_CONFIG);
+        put_str(&mut self.buf, name);
+        self.buf.put_u16_le(properties.len() as u16);
+        for (key, value) in properties {
+            put_str(&mut self.buf, key);
+            put_str(&mut self.buf, value);
+        }
+    }
+
+    fn records_op(
+        &mut self,
+        kind: u8,
+        topic: &str,
+        partition: u32,
+        base_offset: u64,
+        records: &[Record],
+    ) {
+        self.count += 1;
+        self.buf.put_u8(kind);
         put_str(&mut self.buf, topic);
         self.buf.put_u32_le(partition);
         self.buf.put_u64_le(base_offset);
@@ -201,7 +238,7 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, Malformed> {
                     next_offsets,
                 }
             }
-            OP_RECORDS => {
+            kind @ (OP_RECORDS | OP_MOVED_RECORDS) => {
                 let topic = r.str()?;
                 let partition = r.u32()?;
                 let base_offset = r.u64()?;
@@ -216,7 +253,17 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, Malformed> {
                     base_offset,
                     count,
                     body,
+                    moved: kind == OP_MOVED_RECORDS,
                 }
+            }
+            OP_TOPIC_CONFIG => {
+                let name = r.str()?;
+                let n = r.u16()?;
+                let mut properties = Vec::with_capacity(usize::from(n).min(64));
+                for _ in 0..n {
+                    properties.push((r.str()?, r.str()?));
+                }
+                Op::TopicConfig { name, properties }
             }
             OP_COMMIT => Op::Commit {
                 group: r.str()?,
@@ -315,9 +362,11 @@ mod tests {
         w.create_topic("t", 3, &[1, 2, 3]);
         w.records("t", 1, 7, &records);
         w.commit("g", "t", 1, 9);
+        w.topic_config("t", &[("cleanup.policy", "compact".to_string())]);
+        w.moved_records("t", 0, 3, &records[..1]);
         let payload = w.finish();
         let ops = decode_ops(&payload).unwrap();
-        assert_eq!(ops.len(), 3);
+        assert_eq!(ops.len(), 5);
         assert_eq!(
             ops[0],
             Op::CreateTopic {
@@ -339,6 +388,22 @@ mod tests {
         let body = Bytes::copy_from_slice(&payload[body.clone()]);
         assert_eq!(decode_records(&body, *count).unwrap(), records);
         assert!(matches!(&ops[2], Op::Commit { offset: 9, .. }));
+        assert_eq!(
+            ops[3],
+            Op::TopicConfig {
+                name: "t".into(),
+                properties: vec![("cleanup.policy".into(), "compact".into())]
+            }
+        );
+        assert!(matches!(
+            &ops[4],
+            Op::Records {
+                base_offset: 3,
+                count: 1,
+                moved: true,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl Journal {
         Ok(())
     }
 
+    /// The segments that are no longer written to, oldest first.
+    pub fn closed(&self) -> &[Segment] {
+        &self.segments[..self.segments.len() - 1]
+    }
+
     /// The oldest segment, unless it is the only (active) one.
     pub fn oldest_closed(&self) -> Option<&Segment> {
         (self.segments.len() > 1).then(|| &self.segments[0])

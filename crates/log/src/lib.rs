@@ -6,6 +6,7 @@ mod encoding;
 pub mod fuzz;
 mod journal;
 mod partitioner;
+mod topic_config;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use bytes::Bytes;
 
 pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
 pub use partitioner::{KeyPartitioner, murmur2_partition};
+pub use topic_config::{CleanupPolicy, TOPIC_CONFIG_NAMES, TopicConfig};
 
 /// A record header: a name and an optional value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub enum LogError {
         "data directory {dir} is in use by another millrace process ({owner}); stop it or reach it through its server with --url"
     )]
     Locked { dir: String, owner: String },
+    #[error("topic '{0}' is compacted: every record needs a key")]
+    KeylessRecord(String),
     #[error("journal file {file} is corrupt at byte {position}: {reason}")]
     Corrupt {
         file: String,
@@ -107,8 +111,23 @@ impl LogError {
 /// Topics with partitions, appends, reads and consumer-group offsets. The embedded log and the
 /// Kafka adapter both implement it, so everything above runs unchanged on either.
 pub trait Log: Send + Sync {
-    /// Creates a topic; returns false when it already existed (its partition count is kept).
-    fn create_topic(&self, name: &str, partitions: u32) -> Result<bool, LogError>;
+    /// Creates a topic with default settings; returns false when it already existed (its
+    /// partition count and settings are kept).
+    fn create_topic(&self, name: &str, partitions: u32) -> Result<bool, LogError> {
+        self.create_topic_with_config(name, partitions, &TopicConfig::default())
+    }
+
+    /// Creates a topic with settings; returns false when it already existed (its partition
+    /// count and settings are kept).
+    fn create_topic_with_config(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &TopicConfig,
+    ) -> Result<bool, LogError>;
+
+    /// A topic's settings, or None when it does not exist.
+    fn topic_config(&self, topic: &str) -> Result<Option<TopicConfig>, LogError>;
 
     /// The partition count of a topic, creating it with the default count when it is missing
     /// (Kafka's auto-creation).

@@ -1,5 +1,5 @@
 //! The embedded log against real files: appends and reads, offsets, atomic append-and-commit,
-//! crash recovery, the data directory lock and retention.
+//! crash recovery, the data directory lock, retention, topic configs and compaction.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use millrace_log::{
     Append, CommittedOffset, EmbeddedLog, EmbeddedLogConfig, Header, Log, LogError, Record,
+    TopicConfig,
 };
 
 fn record(i: u64) -> Record {
@@ -388,4 +389,146 @@ fn journals_damaged_into_huge_counts_are_refused_not_allocated() {
         log.create_topic("most", millrace_log::MAX_PARTITIONS)
             .unwrap()
     );
+}
+
+/// A log whose closed segments are all past retention at once: small segments, no time kept.
+fn short_lived(dir: &std::path::Path) -> EmbeddedLog {
+    let config = EmbeddedLogConfig {
+        segment_bytes: 4096,
+        retention: Some(Duration::ZERO),
+        ..EmbeddedLogConfig::default()
+    };
+    EmbeddedLog::open(dir, config).unwrap()
+}
+
+fn keyed(key: &str, value: Option<String>) -> Record {
+    Record {
+        key: Some(Bytes::from(key.to_string())),
+        value: value.map(Bytes::from),
+        timestamp: 1,
+        headers: vec![],
+    }
+}
+
+/// Every record of a partition as (offset, key, value).
+fn contents(log: &EmbeddedLog, topic: &str) -> Vec<(u64, String, Option<String>)> {
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    log.read(topic, 0, 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let key = r.record.key.as_ref().map(text).unwrap_or_default();
+            (r.offset, key, r.record.value.as_ref().map(text))
+        })
+        .collect()
+}
+
+#[test]
+fn compacted_topics_keep_the_latest_record_of_each_key_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let compacted = TopicConfig::compacted();
+    let mut expected_latest = std::collections::BTreeMap::new();
+    {
+        let log = short_lived(dir.path());
+        assert!(
+            log.create_topic_with_config("store-changelog", 1, &compacted)
+                .unwrap()
+        );
+        log.create_topic("events", 1).unwrap();
+        // Ten keys rewritten over and over; k9 is deleted (a tombstone) halfway.
+        for i in 0..3000u64 {
+            let (key, value) = match i {
+                1500 => ("k9".to_string(), None),
+                i if i > 1500 => (format!("k{}", i % 9), Some(format!("v{i}"))),
+                i => (format!("k{}", i % 10), Some(format!("v{i}"))),
+            };
+            let offset = log
+                .append("store-changelog", 0, vec![keyed(&key, value.clone())])
+                .unwrap();
+            expected_latest.insert(key, (offset, value));
+            log.append("events", 0, vec![record(i)]).unwrap();
+        }
+        assert!(
+            log.offset_range("events", 0).unwrap().0 > 0,
+            "events expire"
+        );
+    }
+    let log = short_lived(dir.path());
+    assert_eq!(
+        log.topic_config("store-changelog").unwrap(),
+        Some(compacted)
+    );
+    assert_eq!(
+        log.topic_config("events").unwrap(),
+        Some(TopicConfig::default())
+    );
+    let records = contents(&log, "store-changelog");
+    assert!(
+        records.len() < 1000,
+        "superseded records must be gone, found {}",
+        records.len()
+    );
+    assert!(
+        records.windows(2).all(|w| w[0].0 < w[1].0),
+        "offsets ascend"
+    );
+    let mut last_seen = std::collections::BTreeMap::new();
+    for (offset, key, value) in records {
+        last_seen.insert(key, (offset, value));
+    }
+    // The tombstone is younger than delete.retention.ms (a day), so it is still there.
+    assert_eq!(last_seen, expected_latest);
+    assert_eq!(log.offset_range("store-changelog", 0).unwrap().1, 3000);
+    let refused = log.append("store-changelog", 0, vec![Record::default()]);
+    assert!(
+        matches!(refused, Err(LogError::KeylessRecord(_))),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn tombstones_go_after_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = short_lived(dir.path());
+    let config =
+        TopicConfig::from_properties([("cleanup.policy", "compact"), ("delete.retention.ms", "0")])
+            .unwrap();
+    log.create_topic_with_config("c", 1, &config).unwrap();
+    log.append("c", 0, vec![keyed("gone", Some("x".into()))])
+        .unwrap();
+    log.append("c", 0, vec![keyed("gone", None)]).unwrap();
+    for i in 0..2000u64 {
+        log.append("c", 0, vec![keyed("other", Some(format!("v{i}")))])
+            .unwrap();
+    }
+    let records = contents(&log, "c");
+    assert!(
+        records.iter().all(|(_, key, _)| key == "other"),
+        "{:?}",
+        &records[..3]
+    );
+    assert_eq!(records.last().unwrap().2.as_deref(), Some("v1999"));
+}
+
+#[test]
+fn a_topic_retention_outlives_the_log_default() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = short_lived(dir.path());
+        let forever = TopicConfig::from_properties([("retention.ms", "-1")]).unwrap();
+        log.create_topic_with_config("kept", 1, &forever).unwrap();
+        log.create_topic("dropped", 1).unwrap();
+        for i in 0..1000 {
+            log.append("kept", 0, vec![record(i)]).unwrap();
+            log.append("dropped", 0, vec![record(i)]).unwrap();
+        }
+        assert_eq!(log.offset_range("kept", 0).unwrap(), (0, 1000));
+        assert!(log.offset_range("dropped", 0).unwrap().0 > 0);
+    }
+    let log = short_lived(dir.path());
+    assert_eq!(log.offset_range("kept", 0).unwrap(), (0, 1000));
+    assert_eq!(log.read("kept", 0, 0, 1).unwrap()[0].record, record(0));
+    let (start, _) = log.offset_range("dropped", 0).unwrap();
+    assert!(start > 0, "expired records stay expired after a restart");
+    assert_eq!(log.read("dropped", 0, 0, 1).unwrap()[0].offset, start);
 }

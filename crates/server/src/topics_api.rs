@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use millrace_ingest::now_millis;
-use millrace_log::{KeyPartitioner, Record};
+use millrace_log::{KeyPartitioner, Record, TopicConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,6 +40,9 @@ struct CreateTopic {
     name: String,
     #[serde(default = "one")]
     partitions: u32,
+    /// Kafka topic configs by name (cleanup.policy, retention.ms, delete.retention.ms).
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
 }
 
 fn one() -> u32 {
@@ -49,13 +52,20 @@ fn one() -> u32 {
 async fn create(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let request: CreateTopic = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
-            "expected {{\"name\": ..., \"partitions\": n}}: {e}"
+            "expected {{\"name\": ..., \"partitions\": n, \"configs\": {{...}}}}: {e}"
         ))
     })?;
+    let config = TopicConfig::from_properties(
+        request
+            .configs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(ApiError::bad_request)?;
     blocking(move || {
         let created = app
             .log
-            .create_topic(&request.name, request.partitions)
+            .create_topic_with_config(&request.name, request.partitions, &config)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let partitions = app.log.partition_count(&request.name)?.unwrap_or(0);
         Ok(Json(
@@ -83,8 +93,16 @@ async fn describe(
                 "earliest_offset": earliest, "latest_offset": latest,
             }));
         }
+        let configs: serde_json::Map<String, Value> = app
+            .log
+            .topic_config(&topic)?
+            .unwrap_or_default()
+            .to_properties()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect();
         Ok(Json(
-            json!({"name": topic, "configs": {}, "partitions": list}),
+            json!({"name": topic, "configs": configs, "partitions": list}),
         ))
     })
     .await

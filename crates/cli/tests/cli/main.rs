@@ -925,3 +925,37 @@ fn users_and_authentication_from_the_command_line() {
             .success()
     });
 }
+
+#[test]
+fn topic_configs_are_set_at_creation_and_described_by_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(data.path());
+    run_ok(millrace().args([
+        "topic",
+        "create",
+        "store-changelog",
+        "--config",
+        "cleanup.policy=compact",
+        "--config",
+        "delete.retention.ms=1000",
+        "--url",
+        &server.url,
+    ]));
+    let mut response = ureq::get(format!("{}/topics/store-changelog", server.url))
+        .call()
+        .unwrap();
+    let described: Json =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(
+        described["configs"],
+        serde_json::json!({"cleanup.policy": "compact", "delete.retention.ms": "1000"})
+    );
+    let refused = millrace()
+        .args(["topic", "create", "x", "--config", "segment.ms=5", "--url"])
+        .arg(&server.url)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("'segment.ms'"), "{message}");
+}

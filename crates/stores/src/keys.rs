@@ -1,0 +1,163 @@
+//! Key layouts of window and session stores.
+//!
+//! Inside a store, a windowed key is `u32 key length, key, start, sequence number` and a
+//! session key `u32 key length, key, end, start`, big-endian with the sign bit of times
+//! flipped: entries of one key are contiguous and ordered by time, so a fetch is one range
+//! scan. Changelog records use Kafka Streams' layouts instead (`key, start, sequence` and
+//! `key, end, start`, plain big-endian), so that changelogs read the same on Kafka.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+const LEN: usize = 4;
+const TIME: usize = 8;
+const SEQ: usize = 4;
+
+fn order_time(time: i64) -> u64 {
+    (time as u64) ^ (1 << 63)
+}
+
+fn unorder_time(bits: u64) -> i64 {
+    (bits ^ (1 << 63)) as i64
+}
+
+fn time_at(bytes: &[u8], at: usize) -> i64 {
+    unorder_time(u64::from_be_bytes(
+        bytes[at..at + TIME].try_into().expect("eight bytes"),
+    ))
+}
+
+/// The prefix every stored key of `key` starts with.
+pub fn key_prefix(key: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(LEN + key.len() + TIME + TIME);
+    out.put_u32(key.len() as u32);
+    out.put_slice(key);
+    out
+}
+
+/// The stored key of a window of `key` starting at `start` (ms); `seq` tells apart duplicates
+/// of a window store that retains them (0 otherwise).
+pub fn window_key(key: &[u8], start: i64, seq: u32) -> Bytes {
+    let mut out = key_prefix(key);
+    out.put_u64(order_time(start));
+    out.put_u32(seq);
+    out.freeze()
+}
+
+/// The stored key of the first window of `key` starting at or after `start`.
+pub fn window_lower_bound(key: &[u8], start: i64) -> Bytes {
+    window_key(key, start, 0)
+}
+
+/// The stored key after every window of `key` starting at or before `start`.
+pub fn window_upper_bound(key: &[u8], start: i64) -> Bytes {
+    window_key(key, start, u32::MAX)
+}
+
+/// The key, window start and sequence number of a stored windowed key; None when the bytes
+/// are not one.
+pub fn parse_window_key(stored: &[u8]) -> Option<(&[u8], i64, u32)> {
+    let len = u32::from_be_bytes(stored.get(..LEN)?.try_into().ok()?) as usize;
+    if stored.len() != LEN + len + TIME + SEQ {
+        return None;
+    }
+    let key = &stored[LEN..LEN + len];
+    let start = time_at(stored, LEN + len);
+    let seq = u32::from_be_bytes(stored[LEN + len + TIME..].try_into().ok()?);
+    Some((key, start, seq))
+}
+
+/// The stored key of a session of `key` from `start` to `end` (ms, both inclusive).
+pub fn session_key(key: &[u8], start: i64, end: i64) -> Bytes {
+    let mut out = key_prefix(key);
+    out.put_u64(order_time(end));
+    out.put_u64(order_time(start));
+    out.freeze()
+}
+
+/// The key, start and end of a stored session key; None when the bytes are not one.
+pub fn parse_session_key(stored: &[u8]) -> Option<(&[u8], i64, i64)> {
+    let len = u32::from_be_bytes(stored.get(..LEN)?.try_into().ok()?) as usize;
+    if stored.len() != LEN + len + TIME + TIME {
+        return None;
+    }
+    let end = time_at(stored, LEN + len);
+    let start = time_at(stored, LEN + len + TIME);
+    Some((&stored[LEN..LEN + len], start, end))
+}
+
+/// A stored window key in Kafka Streams' changelog layout.
+pub fn window_to_changelog(stored: &[u8]) -> Option<Bytes> {
+    let (key, start, seq) = parse_window_key(stored)?;
+    let mut out = BytesMut::with_capacity(key.len() + TIME + SEQ);
+    out.put_slice(key);
+    out.put_i64(start);
+    out.put_u32(seq);
+    Some(out.freeze())
+}
+
+/// A changelog window key back in the stored layout.
+pub fn window_from_changelog(changelog: &[u8]) -> Option<Bytes> {
+    let key_len = changelog.len().checked_sub(TIME + SEQ)?;
+    let start = i64::from_be_bytes(changelog[key_len..key_len + TIME].try_into().ok()?);
+    let seq = u32::from_be_bytes(changelog[key_len + TIME..].try_into().ok()?);
+    Some(window_key(&changelog[..key_len], start, seq))
+}
+
+/// A stored session key in Kafka Streams' changelog layout.
+pub fn session_to_changelog(stored: &[u8]) -> Option<Bytes> {
+    let (key, start, end) = parse_session_key(stored)?;
+    let mut out = BytesMut::with_capacity(key.len() + TIME + TIME);
+    out.put_slice(key);
+    out.put_i64(end);
+    out.put_i64(start);
+    Some(out.freeze())
+}
+
+/// A changelog session key back in the stored layout.
+pub fn session_from_changelog(changelog: &[u8]) -> Option<Bytes> {
+    let key_len = changelog.len().checked_sub(TIME + TIME)?;
+    let end = i64::from_be_bytes(changelog[key_len..key_len + TIME].try_into().ok()?);
+    let start = i64::from_be_bytes(changelog[key_len + TIME..].try_into().ok()?);
+    Some(session_key(&changelog[..key_len], start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_of_a_key_sort_by_time_and_apart_from_longer_keys() {
+        let mut keys = [
+            window_key(b"ab", -5, 0),
+            window_key(b"a", 10, 0),
+            window_key(b"a", -3, 0),
+            window_key(b"a", 10, 1),
+            window_key(b"a", 2, 0),
+        ];
+        keys.sort();
+        let parsed: Vec<_> = keys.iter().map(|k| parse_window_key(k).unwrap()).collect();
+        assert_eq!(
+            parsed,
+            [
+                (&b"a"[..], -3, 0),
+                (&b"a"[..], 2, 0),
+                (&b"a"[..], 10, 0),
+                (&b"a"[..], 10, 1),
+                (&b"ab"[..], -5, 0)
+            ]
+        );
+        let stored = window_key(b"user", 60_000, 3);
+        let changelog = window_to_changelog(&stored).unwrap();
+        assert_eq!(&changelog[..4], b"user");
+        assert_eq!(window_from_changelog(&changelog).unwrap(), stored);
+    }
+
+    #[test]
+    fn session_keys_round_trip() {
+        let stored = session_key(b"k", 100, 250);
+        assert_eq!(parse_session_key(&stored), Some((&b"k"[..], 100, 250)));
+        let changelog = session_to_changelog(&stored).unwrap();
+        assert_eq!(session_from_changelog(&changelog).unwrap(), stored);
+        assert_eq!(parse_session_key(b"xx"), None);
+    }
+}

@@ -112,9 +112,11 @@ enum Command {
     },
 }
 
+/// Logs at info by default; the persistent store engine (fjall, lsm_tree) only from warn,
+/// since its info lines describe routine housekeeping.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MILLRACE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -180,13 +182,12 @@ fn run_command(
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     }
-    let summary = run(
-        log,
-        &loaded,
-        runner_config,
-        RunOptions::new(until_idle, stop),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut options = RunOptions::new(until_idle, stop);
+    options.state_dir = Some(match runner_config.kafka.get("state.dir") {
+        Some(dir) => PathBuf::from(dir),
+        None => data.data_dir.join("state"),
+    });
+    let summary = run(log, &loaded, runner_config, options).map_err(|e| e.to_string())?;
     eprintln!(
         "pipelines processed {} records and wrote {}, producers sent {} messages, in {:.2}s",
         summary.records_processed,

@@ -54,6 +54,13 @@ pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
 /// the type their place expects.
 fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
     let uses = definition.function_uses.clone();
+    let producer_functions: BTreeSet<String> = definition
+        .producers
+        .iter()
+        .flat_map(|p| [Some(&p.generator), p.condition.as_ref(), p.until.as_ref()])
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
     for (reference, expected) in &uses {
         let Some(function) = definition
             .functions
@@ -105,21 +112,44 @@ fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
             );
         }
         for store in &function.stores {
-            if !definition.stores.contains_key(&store.name) {
-                diags.error(store.mark, format!("unknown store '{}'", store.name));
+            match definition.stores.get(&store.name) {
+                None => diags.error(store.mark, format!("unknown store '{}'", store.name)),
+                Some(def) => check_function_store(def, store.mark, diags),
             }
         }
         if let Some(first) = function.stores.first()
-            && uses.iter().any(|(r, _)| r.name == function.name)
+            && producer_functions.contains(function.name.as_str())
         {
             diags.error(
                 first.mark,
                 format!(
-                    "function '{}' uses state stores, which are not supported yet",
+                    "function '{}' of a producer uses state stores: stores belong to the \
+                     tasks that run pipelines, so only pipeline functions can use them",
                     function.name
                 ),
             );
         }
+    }
+}
+
+/// What a Python function can do with a store today: keyValue stores with plain values.
+fn check_function_store(store: &StoreDef, mark: Mark, diags: &mut Diagnostics) {
+    let unsupported = match store.store_type {
+        StoreType::Window | StoreType::Session => {
+            Some(format!("{} stores", store.store_type.name()))
+        }
+        StoreType::KeyValue if store.versioned => Some("versioned stores".to_string()),
+        StoreType::KeyValue if store.timestamped => Some("timestamped stores".to_string()),
+        StoreType::KeyValue => None,
+    };
+    if let Some(what) = unsupported {
+        diags.error(
+            mark,
+            format!(
+                "store '{}': {what} are not available to Python functions yet",
+                store.name
+            ),
+        );
     }
 }
 

@@ -154,3 +154,46 @@ fn strict_turns_unknown_keys_into_errors() {
     assert!(!load_definitions(&sources, false).has_errors());
     assert!(load_definitions(&sources, true).has_errors());
 }
+
+#[test]
+fn stores_python_cannot_use_yet_and_producer_stores_are_refused() {
+    let found = problems(
+        "stores:
+  windows:
+    type: window
+    keyType: string
+    valueType: long
+    windowSize: 1m
+  counts:
+    type: keyValue
+    keyType: string
+    valueType: long
+functions:
+  uses_window:
+    type: forEach
+    stores: [windows]
+    code: pass
+  generate:
+    type: generator
+    stores: [counts]
+    expression: \"('k', 1)\"
+producers:
+  p:
+    generator: generate
+    to:
+      topic: out
+      keyType: string
+      valueType: long
+",
+    );
+    let expected = [
+        "bad.yaml:14:14: store 'windows': window stores are not available to Python functions yet",
+        "bad.yaml:18:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
+    ];
+    for e in expected {
+        assert!(
+            found.contains(&e.to_string()),
+            "missing {e:?} in {found:#?}"
+        );
+    }
+}

@@ -714,9 +714,8 @@ impl Log for EmbeddedLog {
         appends: Vec<Append>,
         group: &str,
         offsets: &[CommittedOffset],
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<u64>, LogError> {
         self.append_entry(&appends, Some((group, offsets)))
-            .map(|_| ())
     }
 
     fn read(

@@ -144,12 +144,13 @@ pub trait Log: Send + Sync {
     fn append(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<u64, LogError>;
 
     /// Appends records to several partitions and commits a group's offsets, all or nothing.
+    /// Returns the offset of each append's first record.
     fn append_and_commit(
         &self,
         appends: Vec<Append>,
         group: &str,
         offsets: &[CommittedOffset],
-    ) -> Result<(), LogError>;
+    ) -> Result<Vec<u64>, LogError>;
 
     /// Reads up to `max_records` records of a partition starting at `offset` (records before
     /// the partition's start are gone; reading continues at the start).

@@ -104,27 +104,29 @@ fn append_and_commit_is_one_step() {
         log.create_topic("in", 1).unwrap();
         log.create_topic("out", 2).unwrap();
         log.append("in", 0, (0..5).map(record).collect()).unwrap();
-        log.append_and_commit(
-            vec![
-                Append {
-                    topic: "out".into(),
+        let bases = log
+            .append_and_commit(
+                vec![
+                    Append {
+                        topic: "out".into(),
+                        partition: 0,
+                        records: vec![record(1), record(2)],
+                    },
+                    Append {
+                        topic: "out".into(),
+                        partition: 0,
+                        records: vec![record(3)],
+                    },
+                ],
+                "app",
+                &[CommittedOffset {
+                    topic: "in".into(),
                     partition: 0,
-                    records: vec![record(1), record(2)],
-                },
-                Append {
-                    topic: "out".into(),
-                    partition: 0,
-                    records: vec![record(3)],
-                },
-            ],
-            "app",
-            &[CommittedOffset {
-                topic: "in".into(),
-                partition: 0,
-                offset: 5,
-            }],
-        )
-        .unwrap();
+                    offset: 5,
+                }],
+            )
+            .unwrap();
+        assert_eq!(bases, [0, 2], "the offset of each append's first record");
         assert_eq!(log.committed("app", "in", 0).unwrap(), Some(5));
         assert_eq!(log.committed("other", "in", 0).unwrap(), None);
     }

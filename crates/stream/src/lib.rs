@@ -6,6 +6,8 @@
 mod datum;
 mod process;
 mod producer;
+mod py_stores;
 pub mod runner;
 mod task;
+mod task_stores;
 pub mod topology;

@@ -16,8 +16,10 @@ use millrace_types::{DataType, Value};
 
 use crate::datum::{Datum, conform};
 use crate::task::Task;
+use crate::task_stores;
 use crate::topology::{FnId, NodeId, OpNode, Step, TopicTarget, Topology};
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
+use millrace_stores::Store;
 
 /// A record on its way through the operators.
 #[derive(Clone)]
@@ -144,9 +146,15 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             processor.offset = stored.offset;
             watched.set_offset(stored.offset);
             let kept = processor.outputs.len();
+            task_stores::each_lent(Store::savepoint);
             let result = processor.record(source, &stored.record);
+            // A record that ends the batch unprocessed leaves no outputs and no store writes.
+            let undo = |outputs: &mut Vec<Emitted>| {
+                outputs.truncate(kept);
+                task_stores::each_lent(Store::rollback);
+            };
             if result.is_err() && watched.stopping() {
-                processor.outputs.truncate(kept);
+                undo(&mut processor.outputs);
                 return BatchOutcome {
                     outputs: processor.outputs,
                     next_offsets,
@@ -165,7 +173,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                     tracing::error!(target: "ksml", logger, "{text}");
                 }
                 if handler.handler == Handler::StopOnFail {
-                    processor.outputs.truncate(kept);
+                    undo(&mut processor.outputs);
                     return BatchOutcome {
                         outputs: processor.outputs,
                         next_offsets,

@@ -3,6 +3,7 @@
 //! hold of Python's lock, then appends the results and commits its input offsets in one step,
 //! so a crash never loses or repeats a result on the embedded log.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,10 @@ use millrace_python::watch::{CallWatch, WatchedThread};
 
 use crate::process::{BatchProcessor, Emitted};
 use crate::producer::ProducerRun;
+use millrace_stores::StateDir;
+
 use crate::task::{Task, plan_tasks, read_in_time_order};
+use crate::task_stores::{self, changelog_appends};
 use crate::topology::{BuildError, Topology};
 use millrace_ksml::config::RunnerConfig;
 use millrace_ksml::model::Definition;
@@ -33,6 +37,8 @@ pub enum RunError {
     NoOffset { topic: String, partition: u32 },
     #[error("stopped on error (stopOnFail):\n{0}")]
     Stopped(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 /// How a run went.
@@ -58,6 +64,9 @@ pub struct RunOptions {
     /// A Python function running longer than this is reported (with its topic, partition
     /// and offset), then again at each doubling.
     pub slow_call_warning: Duration,
+    /// Where persistent state stores live (one folder per application.id inside); without
+    /// it, a definition with a persistent store does not start.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -67,6 +76,7 @@ impl RunOptions {
             until_idle,
             stop,
             slow_call_warning: Duration::from_secs(5),
+            state_dir: None,
         }
     }
 }
@@ -110,7 +120,13 @@ pub fn run(
             config.enable_producers,
         )
     })?;
-    let tasks = plan_tasks(&topology, log.as_ref(), config.application_id())?;
+    let state = open_state_dir(&topology, &options, config.application_id())?;
+    let tasks = plan_tasks(
+        &topology,
+        log.as_ref(),
+        config.application_id(),
+        state.as_ref(),
+    )?;
     let positions: Vec<(String, u32, Arc<AtomicU64>)> = tasks
         .iter()
         .flat_map(|t| &t.inputs)
@@ -242,6 +258,23 @@ fn supervise(shared: &Shared, positions: &[(String, u32, Arc<AtomicU64>)], until
     }
 }
 
+/// The state directory of the application, opened when some store is persistent.
+fn open_state_dir(
+    topology: &Topology,
+    options: &RunOptions,
+    application_id: &str,
+) -> Result<Option<StateDir>, RunError> {
+    if !topology.stores.iter().any(|s| s.spec.persistent) {
+        return Ok(None);
+    }
+    let Some(dir) = &options.state_dir else {
+        return Ok(None);
+    };
+    StateDir::open(&dir.join(application_id))
+        .map(Some)
+        .map_err(|e| RunError::Store(e.to_string()))
+}
+
 /// Registers the calling thread with the watch.
 fn register(watch: &CallWatch) -> Result<Arc<WatchedThread>, String> {
     Python::attach(|py| watch.register(py))
@@ -289,6 +322,7 @@ fn run_batch(
         return Ok(0);
     }
     let read = batch.len();
+    task_stores::lend(std::mem::take(&mut task.stores));
     let outcome = Python::attach(|py| {
         BatchProcessor::run(
             py,
@@ -300,6 +334,7 @@ fn run_batch(
             watched,
         )
     });
+    task.stores = task_stores::take_back();
     let written = outcome.outputs.len() as u64;
     let offsets: Vec<CommittedOffset> = task
         .inputs
@@ -311,10 +346,7 @@ fn run_batch(
             offset: *next,
         })
         .collect();
-    shared
-        .log
-        .append_and_commit(group_appends(outcome.outputs), group, &offsets)
-        .map_err(|e| e.to_string())?;
+    commit(shared, group, task, outcome.outputs, &offsets)?;
     for (input, next) in task.inputs.iter().zip(outcome.next_offsets) {
         input.position.store(next, Ordering::SeqCst);
     }
@@ -326,6 +358,60 @@ fn run_batch(
         Some(message) => Err(message),
         None => Ok(read),
     }
+}
+
+/// Commits a task: its outputs, its logged stores' changelog records and its input offsets
+/// in one log entry, then the stores' buffered writes. A store without a changelog is
+/// written first instead: after a crash between the two steps its records are processed
+/// again (at least once) rather than lost.
+fn commit(
+    shared: &Shared,
+    group: &str,
+    task: &mut Task,
+    outputs: Vec<Emitted>,
+    offsets: &[CommittedOffset],
+) -> Result<(), String> {
+    let failed = |e: millrace_stores::StoreError| format!("task {}: {e}", task.id);
+    for store in task.stores.iter_mut().flatten() {
+        if !store.spec().logging {
+            store.commit(None).map_err(failed)?;
+        }
+    }
+    let stream_time = task
+        .inputs
+        .iter()
+        .map(|i| i.partition_time)
+        .max()
+        .unwrap_or(0);
+    let changelogs = changelog_appends(
+        &shared.topology.stores,
+        &task.stores,
+        task.partition,
+        stream_time,
+    );
+    let mut appends = group_appends(outputs);
+    let first_changelog = appends.len();
+    let changelog_ends: Vec<(usize, u64)> = changelogs
+        .iter()
+        .map(|(id, append)| (*id, append.records.len() as u64))
+        .collect();
+    appends.extend(changelogs.into_iter().map(|(_, append)| append));
+    let bases = shared
+        .log
+        .append_and_commit(appends, group, offsets)
+        .map_err(|e| e.to_string())?;
+    let mut checkpoints = vec![None; task.stores.len()];
+    for (i, (id, count)) in changelog_ends.into_iter().enumerate() {
+        checkpoints[id] = Some(bases[first_changelog + i] + count);
+    }
+    for (id, store) in task.stores.iter_mut().enumerate() {
+        if let Some(store) = store
+            && store.spec().logging
+        {
+            store.commit(checkpoints[id]).map_err(failed)?;
+        }
+    }
+    Ok(())
 }
 
 /// Groups emitted records by topic and partition, keeping their order within each.

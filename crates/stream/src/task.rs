@@ -10,8 +10,10 @@ use std::time::SystemTime;
 
 use millrace_ksml::model::OffsetReset;
 use millrace_log::{KeyPartitioner, Log, LogError, StoredRecord};
+use millrace_stores::StateDir;
 
 use crate::runner::RunError;
+use crate::task_stores::{TaskStores, open_stores};
 use crate::topology::Topology;
 
 /// Records read per input partition in one batch: large enough to amortize the lock and the
@@ -33,10 +35,14 @@ pub struct TaskInput {
 
 /// A task: one partition number of one source group, with the state kept between batches.
 pub struct Task {
-    /// Kafka Streams' task id, `<group>_<partition>`, for messages.
+    /// Kafka Streams' task id, `<group>_<partition>`, for messages and store names.
     pub id: String,
+    /// The partition number: of its inputs, and of its stores' changelogs.
+    pub partition: u32,
     pub inputs: Vec<TaskInput>,
     pub state: TaskState,
+    /// The group's stores, restored before the first record.
+    pub stores: TaskStores,
 }
 
 /// Per-task state kept between batches.
@@ -51,12 +57,18 @@ pub struct TaskState {
 /// One task per partition number of every source group. A group's topics may differ in
 /// partition count (a merge of a 1- and a 3-partition topic): it gets as many tasks as its
 /// largest topic has partitions, and each task reads the topics that have its partition.
-/// Inputs start at the committed offset, or where the source's offsetResetPolicy says.
-pub fn plan_tasks(topology: &Topology, log: &dyn Log, group: &str) -> Result<Vec<Task>, RunError> {
+/// Inputs start at the committed offset, or where the source's offsetResetPolicy says; stores
+/// are restored from their changelogs.
+pub fn plan_tasks(
+    topology: &Topology,
+    log: &dyn Log,
+    group: &str,
+    state: Option<&StateDir>,
+) -> Result<Vec<Task>, RunError> {
     let mut tasks = Vec::new();
-    for (group_index, sources) in topology.source_groups().into_iter().enumerate() {
-        let mut counts = Vec::with_capacity(sources.len());
-        for source in sources {
+    for (group_index, source_group) in topology.source_groups().into_iter().enumerate() {
+        let mut counts = Vec::with_capacity(source_group.sources.len());
+        for &source in &source_group.sources {
             counts.push((source, log.ensure_topic(&topology.sources[source].topic)?));
         }
         let task_count = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
@@ -78,10 +90,23 @@ pub fn plan_tasks(topology: &Topology, log: &dyn Log, group: &str) -> Result<Vec
                     partition_time: -1,
                 });
             }
+            let id = format!("{group_index}_{partition}");
+            let stores = open_stores(
+                &topology.stores,
+                &source_group.stores,
+                &id,
+                partition,
+                task_count,
+                log,
+                state,
+            )
+            .map_err(RunError::Store)?;
             tasks.push(Task {
-                id: format!("{group_index}_{partition}"),
+                id,
+                partition,
                 inputs,
                 state: TaskState::default(),
+                stores,
             });
         }
     }

@@ -12,6 +12,11 @@ use millrace_types::DataType;
 
 use millrace_ksml::load::python_spec;
 use millrace_ksml::model::*;
+use millrace_python::pyo3::prelude::*;
+use millrace_stores::{StoreKind, StoreSpec};
+
+use crate::py_stores::KeyValueStoreHandle;
+use crate::task_stores::{StoreId, StoreSlot};
 
 /// Index of a node in [`Topology::nodes`].
 pub type NodeId = usize;
@@ -23,6 +28,8 @@ pub struct Function {
     pub name: String,
     pub function_type: FunctionType,
     pub result_type: Option<DataType>,
+    /// The stores it lists in `stores:`.
+    pub stores: Vec<StoreId>,
     pub py: PyFunction,
 }
 
@@ -143,11 +150,13 @@ pub struct ProducerPlan {
     pub until: Option<FnId>,
 }
 
-/// The compiled application: operator nodes, sources feeding them, functions and producers.
+/// The compiled application: operator nodes, sources feeding them, functions, state stores
+/// and producers.
 pub struct Topology {
     pub nodes: Vec<OpNode>,
     pub sources: Vec<Source>,
     pub functions: Vec<Function>,
+    pub stores: Vec<StoreSlot>,
     pub producers: Vec<ProducerPlan>,
     /// Kept alive for the functions compiled in them.
     _namespaces: Vec<Namespace>,
@@ -179,8 +188,11 @@ struct Builder<'a> {
     nodes: Vec<OpNode>,
     sources: Vec<Source>,
     functions: Vec<Function>,
+    stores: Vec<StoreSlot>,
     /// (definition index, function name) -> compiled function.
     function_ids: HashMap<(usize, String), FnId>,
+    /// (definition index, store name) -> store.
+    store_ids: HashMap<(usize, String), StoreId>,
     /// `as` names -> the Pass node publishing them and their types.
     published: HashMap<(usize, String), (NodeId, Types)>,
     /// Pipelines waiting for an `as` name: (definition, name) -> their first nodes.
@@ -206,7 +218,9 @@ impl Topology {
             nodes: Vec::new(),
             sources: Vec::new(),
             functions: Vec::new(),
+            stores: Vec::new(),
             function_ids: HashMap::new(),
+            store_ids: HashMap::new(),
             published: HashMap::new(),
             subscribers: HashMap::new(),
             namespace: String::new(),
@@ -239,6 +253,7 @@ impl Topology {
             nodes: builder.nodes,
             sources: builder.sources,
             functions: builder.functions,
+            stores: builder.stores,
             producers,
             _namespaces: namespaces,
         })
@@ -253,6 +268,7 @@ impl Builder<'_> {
         definition: &Definition,
     ) -> Result<Namespace, BuildError> {
         let namespace = Namespace::new(py, &definition.namespace, &definition.file_name())?;
+        self.add_stores(py, index, definition, &namespace)?;
         for function in &definition.functions {
             if let Some(code) = &function.global_code {
                 namespace.run_global_code(py, &function.name, code)?;
@@ -264,10 +280,49 @@ impl Builder<'_> {
                 name: function.name.clone(),
                 function_type: function.function_type.unwrap_or(FunctionType::Generic),
                 result_type: function.result_type.clone(),
+                stores: function
+                    .stores
+                    .iter()
+                    .map(|r| self.store_ids[&(index, r.name.clone())])
+                    .collect(),
                 py: compiled,
             });
         }
         Ok(namespace)
+    }
+
+    /// Registers a definition's stores, and puts handles of those Python can use into the
+    /// namespace's `stores`.
+    fn add_stores(
+        &mut self,
+        py: Python<'_>,
+        index: usize,
+        definition: &Definition,
+        namespace: &Namespace,
+    ) -> Result<(), BuildError> {
+        let failed = |e| millrace_python::python_error(py, e, "making store handles");
+        let handles = namespace
+            .globals(py)
+            .get_item("stores")
+            .map_err(failed)?
+            .expect("a namespace has a stores dict");
+        for store in definition.stores.values() {
+            let id = self.stores.len();
+            let slot = store_slot(store, self.application_id);
+            if store.store_type == StoreType::KeyValue && !store.timestamped && !store.versioned {
+                let handle = KeyValueStoreHandle::new(
+                    &store.name,
+                    id,
+                    slot.key_type.clone(),
+                    slot.value_type.clone(),
+                );
+                let handle = Bound::new(py, handle).map_err(failed)?;
+                handles.set_item(&store.name, handle).map_err(failed)?;
+            }
+            self.store_ids.insert((index, store.name.clone()), id);
+            self.stores.push(slot);
+        }
+        Ok(())
     }
 
     fn function(&self, reference: &Ref) -> FnId {
@@ -628,6 +683,38 @@ impl Builder<'_> {
     }
 }
 
+/// How every task instantiates a declared store. Untyped keys and values are kept as JSON,
+/// which keeps their kind exactly.
+fn store_slot(store: &StoreDef, application_id: &str) -> StoreSlot {
+    let stored = |ty: &Option<DataType>| match ty {
+        Some(ty) if !ty.is_any() => ty.clone(),
+        _ => DataType::Json,
+    };
+    let spec = StoreSpec {
+        name: store.name.clone(),
+        kind: match store.store_type {
+            StoreType::KeyValue => StoreKind::KeyValue,
+            StoreType::Window => StoreKind::Window,
+            StoreType::Session => StoreKind::Session,
+        },
+        persistent: store.persistent,
+        timestamped: store.timestamped,
+        versioned: store.versioned,
+        history_retention: store.history_retention,
+        retention: store.retention,
+        window_size: store.window_size,
+        retain_duplicates: store.retain_duplicates,
+        caching: store.caching,
+        logging: store.logging,
+    };
+    StoreSlot {
+        changelog: store.logging.then(|| spec.changelog_topic(application_id)),
+        spec: Arc::new(spec),
+        key_type: stored(&store.key_type),
+        value_type: stored(&store.value_type),
+    }
+}
+
 /// The key and value types of a `(K, V)` tuple type; anything else is untyped.
 fn pair_types(ty: &DataType) -> (DataType, DataType) {
     match ty {
@@ -636,15 +723,28 @@ fn pair_types(ty: &DataType) -> (DataType, DataType) {
     }
 }
 
+/// Sources whose operators connect, with the stores their functions use: Kafka Streams'
+/// sub-topology, which runs as one task per partition number.
+pub struct SourceGroup {
+    /// Indexes in [`Topology::sources`], in source order.
+    pub sources: Vec<usize>,
+    pub stores: Vec<StoreId>,
+}
+
 impl Topology {
-    /// Sources whose operator nodes connect, as lists of source indexes in source order: Kafka
-    /// Streams' sub-topologies. A merge or a pipeline reading another's `as` output joins two
-    /// sources; a repartition topic separates its writer from its reader.
-    pub fn source_groups(&self) -> Vec<Vec<usize>> {
+    /// The source groups. A merge or a pipeline reading another's `as` output joins two
+    /// sources, and so do functions using one store; a repartition topic separates its writer
+    /// from its reader.
+    pub fn source_groups(&self) -> Vec<SourceGroup> {
         let mut sets = DisjointSets::new(self.nodes.len());
+        let mut store_users: HashMap<StoreId, NodeId> = HashMap::new();
         for node_id in 0..self.nodes.len() {
             for next in self.successors(node_id) {
                 sets.union(node_id, next);
+            }
+            for store in self.node_stores(node_id) {
+                let first = *store_users.entry(store).or_insert(node_id);
+                sets.union(first, node_id);
             }
         }
         for source in &self.sources {
@@ -652,15 +752,29 @@ impl Topology {
                 sets.union(pair[0], pair[1]);
             }
         }
-        let mut groups: Vec<(Option<NodeId>, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(Option<NodeId>, SourceGroup)> = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
             let set = source.roots.first().map(|&root| sets.find(root));
             match groups.iter_mut().find(|(s, _)| set.is_some() && *s == set) {
-                Some((_, members)) => members.push(index),
-                None => groups.push((set, vec![index])),
+                Some((_, group)) => group.sources.push(index),
+                None => groups.push((
+                    set,
+                    SourceGroup {
+                        sources: vec![index],
+                        stores: Vec::new(),
+                    },
+                )),
             }
         }
-        groups.into_iter().map(|(_, members)| members).collect()
+        let mut stores: Vec<(StoreId, NodeId)> = store_users.into_iter().collect();
+        stores.sort_unstable();
+        for (store, node) in stores {
+            let set = Some(sets.find(node));
+            if let Some((_, group)) = groups.iter_mut().find(|(s, _)| *s == set) {
+                group.stores.push(store);
+            }
+        }
+        groups.into_iter().map(|(_, group)| group).collect()
     }
 
     /// The nodes a node passes records to: its children and its branches' first nodes.
@@ -671,6 +785,41 @@ impl Topology {
         };
         let children = self.nodes[node].children.iter().copied();
         children.chain(branches.iter().map(|(_, first)| *first))
+    }
+
+    /// The stores the functions of a node use.
+    fn node_stores(&self, node: NodeId) -> Vec<StoreId> {
+        self.nodes[node]
+            .step
+            .functions()
+            .into_iter()
+            .flat_map(|f| self.functions[f].stores.iter().copied())
+            .collect()
+    }
+}
+
+impl Step {
+    /// The functions the step calls.
+    fn functions(&self) -> Vec<FnId> {
+        match self {
+            Step::Filter { predicate: f, .. }
+            | Step::Peek { action: f }
+            | Step::MapValues { mapper: f }
+            | Step::MapKey { mapper: f }
+            | Step::Map { mapper: f }
+            | Step::FlatMap { mapper: f }
+            | Step::FlatMapValues { mapper: f }
+            | Step::TransformMetadata { mapper: f }
+            | Step::ForEach { action: f } => vec![*f],
+            Step::ConvertKey | Step::ConvertValue | Step::Pass => Vec::new(),
+            Step::Branch { branches } => branches.iter().filter_map(|(c, _)| *c).collect(),
+            Step::To(target) => target.partitioner.into_iter().collect(),
+            Step::ToTopicNameExtractor {
+                extractor,
+                partitioner,
+            } => std::iter::once(*extractor).chain(*partitioner).collect(),
+            Step::Print { mapper, .. } => mapper.iter().copied().collect(),
+        }
     }
 }
 

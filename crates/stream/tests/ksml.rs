@@ -77,12 +77,9 @@ impl Env {
         let loaded = load_definitions(&config.definitions, false);
         let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
         assert!(!loaded.has_errors(), "definitions must load: {errors:#?}");
-        run(
-            self.log.clone(),
-            &loaded.definitions,
-            config,
-            RunOptions::new(true, Arc::new(AtomicBool::new(false))),
-        )
+        let mut options = RunOptions::new(true, Arc::new(AtomicBool::new(false)));
+        options.state_dir = Some(self.path("state"));
+        run(self.log.clone(), &loaded.definitions, config, options)
     }
 
     fn run(&self, yaml: &str) -> RunSummary {
@@ -1069,5 +1066,143 @@ pipelines:
         env.log.committed("millrace", "input", 0).unwrap(),
         Some(1),
         "the interrupted record is read again by the next run"
+    );
+}
+
+/// A running count per key kept by a Python function in a keyValue store; `{options}` adds
+/// store fields.
+fn counting_definition(options: &str) -> String {
+    format!(
+        "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: string
+stores:
+  counts:
+    type: keyValue
+    keyType: string
+    valueType: long
+    {options}
+functions:
+  count:
+    type: valueTransformer
+    stores: [counts]
+    code: |
+      if value == 'fail':
+        counts.put(key, 1000)
+        raise ValueError('failing on purpose')
+      n = (counts.get(key) or 0) + 1
+      counts.put(key, n)
+    expression: n
+    resultType: long
+pipelines:
+  p:
+    from: input
+    via:
+      - type: mapValues
+        mapper: count
+    to:
+      topic: output
+      keyType: string
+      valueType: long
+"
+    )
+}
+
+/// (key, count) of the counting definition's output.
+fn counts(env: &Env) -> Vec<(String, i64)> {
+    env.records("output")
+        .into_iter()
+        .map(|(_, r)| {
+            let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            let value = i64::from_be_bytes(r.value.unwrap().as_ref().try_into().unwrap());
+            (key, value)
+        })
+        .collect()
+}
+
+fn append_values(env: &Env, values: &[(&str, &str)]) {
+    env.log.ensure_topic("input").unwrap();
+    let records = values
+        .iter()
+        .map(|(k, v)| Record {
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            timestamp: 1_000,
+            headers: vec![],
+        })
+        .collect();
+    env.log.append("input", 0, records).unwrap();
+}
+
+#[test]
+fn an_in_memory_store_is_restored_from_its_changelog_on_restart() {
+    let env = Env::new();
+    let yaml = counting_definition("logging: true");
+    append_values(&env, &[("a", "x"), ("b", "x"), ("a", "x")]);
+    env.run(&yaml);
+    assert_eq!(
+        counts(&env),
+        [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]
+    );
+    let changelog = "millrace-counts-changelog";
+    let config = env.log.topic_config(changelog).unwrap().unwrap();
+    assert_eq!(config, millrace_log::TopicConfig::compacted());
+    append_values(&env, &[("a", "x"), ("b", "x")]);
+    env.run(&yaml);
+    assert_eq!(&counts(&env)[3..], [("a".into(), 3), ("b".into(), 2)]);
+}
+
+#[test]
+fn a_persistent_store_keeps_its_entries_without_a_changelog() {
+    let env = Env::new();
+    let yaml = counting_definition("persistent: true");
+    append_values(&env, &[("a", "x"), ("a", "x")]);
+    env.run(&yaml);
+    append_values(&env, &[("a", "x")]);
+    env.run(&yaml);
+    assert_eq!(counts(&env).last(), Some(&("a".into(), 3)));
+    assert_eq!(
+        env.log
+            .partition_count("millrace-counts-changelog")
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn an_in_memory_store_without_changelog_starts_empty() {
+    let env = Env::new();
+    let yaml = counting_definition("persistent: false");
+    append_values(&env, &[("a", "x")]);
+    env.run(&yaml);
+    append_values(&env, &[("a", "x")]);
+    env.run(&yaml);
+    assert_eq!(counts(&env), [("a".into(), 1), ("a".into(), 1)]);
+}
+
+#[test]
+fn a_record_stopping_the_run_leaves_no_store_writes() {
+    let env = Env::new();
+    let yaml = counting_definition("logging: true\n    persistent: true");
+    append_values(&env, &[("a", "x"), ("a", "fail")]);
+    let file = env.write("app.yaml", &yaml);
+    let stopped = env.run_with(&[&file], RunnerConfig::default());
+    assert!(matches!(stopped, Err(RunError::Stopped(_))), "{stopped:?}");
+    // Run again with a function that no longer fails: the failing record's put of 1000 was
+    // undone, so the count goes on from 1.
+    let fixed = yaml.replace(
+        "      if value == 'fail':\n        counts.put(key, 1000)\n        raise ValueError('failing on purpose')\n",
+        "",
+    );
+    assert_ne!(fixed, yaml);
+    let file = env.write("app.yaml", &fixed);
+    append_values(&env, &[("a", "x")]);
+    env.run_with(&[&file], RunnerConfig::default()).unwrap();
+    assert_eq!(
+        counts(&env),
+        [("a".into(), 1), ("a".into(), 2), ("a".into(), 3)]
     );
 }

@@ -1,6 +1,7 @@
 //! The `millrace` binary as users run it: the seed examples end to end, `check` diagnostics,
 //! topics from the shell, the data directory lock, stopOnFail and Ctrl-C.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -958,4 +959,47 @@ fn topic_configs_are_set_at_creation_and_described_by_the_server() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("'segment.ms'"), "{message}");
+}
+
+/// (events, total score) by user.
+type UserFigures = BTreeMap<String, (i64, i64)>;
+
+/// Per user: the figures of the activity events, and those of the last summary.
+fn user_totals(data: &Path) -> (UserFigures, UserFigures) {
+    let mut inputs = BTreeMap::new();
+    for event in values(data, "user_activity") {
+        let entry = inputs
+            .entry(event["user_id"].as_str().unwrap().to_string())
+            .or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += event["score"].as_i64().unwrap();
+    }
+    let mut summaries = BTreeMap::new();
+    for summary in values(data, "user_metrics_summary") {
+        let figures = (
+            summary["total_events"].as_i64().unwrap(),
+            summary["total_score"].as_i64().unwrap(),
+        );
+        summaries.insert(summary["user_id"].as_str().unwrap().to_string(), figures);
+    }
+    (inputs, summaries)
+}
+
+#[test]
+fn optimized_state_example_keeps_per_user_metrics_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = (
+        "producer-user-metrics.yaml",
+        "processor-optimized-state.yaml",
+    );
+    run_example(dir.path(), pair.0, pair.1);
+    let (inputs, summaries) = user_totals(dir.path());
+    assert_eq!(inputs.values().map(|(n, _)| n).sum::<i64>(), 2000);
+    assert_eq!(summaries, inputs);
+    // Losing the persistent store's files: it is rebuilt from its changelog.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    run_example(dir.path(), pair.0, pair.1);
+    let (inputs, summaries) = user_totals(dir.path());
+    assert_eq!(inputs.values().map(|(n, _)| n).sum::<i64>(), 4000);
+    assert_eq!(summaries, inputs);
 }

@@ -95,13 +95,13 @@ fn serve_keeps_every_row_exactly_once_across_kill_9_at_random_moments() {
 /// The output topic's values per key, in the order written. Results of different input
 /// partitions interleave as the tasks' batches happen to, which restarts change; results of
 /// one key come from one input partition and keep its order.
-fn outputs(data: &Path) -> std::collections::BTreeMap<String, Vec<Json>> {
+fn outputs(data: &Path) -> BTreeMap<String, Vec<Json>> {
     let output = run_ok(
         millrace()
             .args(["topic", "consume", "out", "--from-beginning", "--data-dir"])
             .arg(data),
     );
-    let mut by_key = std::collections::BTreeMap::<String, Vec<Json>>::new();
+    let mut by_key = BTreeMap::<String, Vec<Json>>::new();
     let mut lines: Vec<Json> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -115,7 +115,7 @@ fn outputs(data: &Path) -> std::collections::BTreeMap<String, Vec<Json>> {
     by_key
 }
 
-fn result_count(outputs: &std::collections::BTreeMap<String, Vec<Json>>) -> usize {
+fn result_count(outputs: &BTreeMap<String, Vec<Json>>) -> usize {
     outputs.values().map(Vec::len).sum()
 }
 

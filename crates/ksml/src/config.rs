@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::parse::Fields;
@@ -92,6 +93,35 @@ impl RunnerConfig {
             .and_then(|n| n.parse().ok())
             .filter(|n| *n > 0)
             .unwrap_or(1)
+    }
+
+    /// True with `processing.guarantee` exactly_once / exactly_once_v2.
+    pub fn exactly_once(&self) -> bool {
+        self.kafka
+            .get("processing.guarantee")
+            .is_some_and(|g| g.starts_with("exactly_once"))
+    }
+
+    /// How often tasks commit (`commit.interval.ms`; Kafka Streams' default is 30 s, or
+    /// 100 ms with exactly-once).
+    pub fn commit_interval(&self) -> Duration {
+        let default = if self.exactly_once() { 100 } else { 30_000 };
+        let millis = self
+            .kafka
+            .get("commit.interval.ms")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(default);
+        Duration::from_millis(millis)
+    }
+
+    /// The bytes all tasks' store write buffers may hold (`cache.max.bytes.buffering`,
+    /// default 10 MiB as in Kafka Streams).
+    pub fn cache_max_bytes(&self) -> usize {
+        self.kafka
+            .get("cache.max.bytes.buffering")
+            .or_else(|| self.kafka.get("statestore.cache.max.bytes"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(10 << 20)
     }
 
     /// Reads a config file; relative definition paths resolve against its folder.

@@ -3,7 +3,6 @@
 //! together with the input offsets in one atomic step.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use millrace_log::{Header, Log, Record, StoredRecord, murmur2_partition};
@@ -114,11 +113,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         batch: Vec<(usize, StoredRecord)>,
         watched: &'a WatchedThread,
     ) -> BatchOutcome {
-        let mut next_offsets: Vec<u64> = task
-            .inputs
-            .iter()
-            .map(|input| input.position.load(Ordering::SeqCst))
-            .collect();
+        let mut next_offsets: Vec<u64> = task.inputs.iter().map(|input| input.position).collect();
         let mut processor = BatchProcessor {
             py,
             topology,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use millrace_log::{Append, CommittedOffset, Log, LogError};
+use millrace_log::{Append, CommittedOffset, Log, LogError, StoredRecord};
 use millrace_python::Python;
 use millrace_python::watch::{CallWatch, WatchedThread};
 
@@ -24,6 +24,8 @@ use millrace_ksml::model::Definition;
 
 /// How long an idle worker waits for new records before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// A task commits once it holds this many output records, whatever the commit interval.
+const MAX_PENDING_OUTPUTS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -92,6 +94,11 @@ struct Shared {
     written: AtomicU64,
     produced: AtomicU64,
     producers_running: AtomicU64,
+    /// `commit.interval.ms`.
+    commit_interval: Duration,
+    /// `cache.max.bytes.buffering` shared out over the tasks: a task whose store buffers hold
+    /// more commits.
+    cache_bytes_per_task: usize,
 }
 
 impl Shared {
@@ -132,10 +139,13 @@ pub fn run(
         .flat_map(|t| &t.inputs)
         .map(|input| {
             let topic = topology.sources[input.source].topic.clone();
-            (topic, input.partition, input.position.clone())
+            (topic, input.partition, input.committed.clone())
         })
         .collect();
-    let threads = config.stream_threads().min(tasks.len()).max(1);
+    let task_count = tasks.len();
+    let commit_interval = config.commit_interval();
+    let cache_bytes_per_task = config.cache_max_bytes() / task_count.max(1);
+    let threads = config.stream_threads().min(task_count).max(1);
     let watch = Arc::new(CallWatch::new(
         topology
             .functions
@@ -159,6 +169,8 @@ pub fn run(
         written: AtomicU64::new(0),
         produced: AtomicU64::new(0),
         producers_running: AtomicU64::new(0),
+        commit_interval,
+        cache_bytes_per_task,
     });
     let mut handles = Vec::new();
     let mut per_worker: Vec<Vec<Task>> = (0..threads).map(|_| Vec::new()).collect();
@@ -232,7 +244,7 @@ pub fn run(
 }
 
 /// Waits for a stop request, a failure, or (with `until_idle`) for quiet: producers done and
-/// every task at the end of its partition, twice in a row with no append in between.
+/// every task committed up to the end of its inputs, twice in a row with no append between.
 fn supervise(shared: &Shared, positions: &[(String, u32, Arc<AtomicU64>)], until_idle: bool) {
     let mut quiet_since: Option<u64> = None;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -306,22 +318,62 @@ fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) {
             shared.log.wait_for_append(generation, IDLE_WAIT);
         }
     }
+    // Stopping: what was processed since the last commit is committed now.
+    for task in &mut tasks {
+        if let Err(message) = step(shared, &group, task, Vec::new(), true, &watched) {
+            return shared.fail(message);
+        }
+    }
 }
 
-/// Processes one batch of a task; returns how many records it read.
+/// Reads and processes one batch of a task, committing when it is time; returns how many
+/// records it read.
 fn run_batch(
     shared: &Shared,
     group: &str,
     task: &mut Task,
     watched: &WatchedThread,
 ) -> Result<usize, String> {
-    let topology = &shared.topology;
-    let batch = read_in_time_order(shared.log.as_ref(), topology, task)
+    let batch = read_in_time_order(shared.log.as_ref(), &shared.topology, task)
         .map_err(|e| format!("task {}: {e}", task.id))?;
-    if batch.is_empty() {
+    let read = batch.records.len();
+    let elapsed = task
+        .pending
+        .since
+        .is_some_and(|since| since.elapsed() >= shared.commit_interval);
+    let buffered: usize = task
+        .stores
+        .iter()
+        .flatten()
+        .map(|s| s.buffered_bytes())
+        .sum();
+    // Commit when caught up, when the commit interval has passed, or when held results or
+    // store buffers grow too big.
+    let commit = !batch.more_waiting
+        || elapsed
+        || task.pending.outputs.len() >= MAX_PENDING_OUTPUTS
+        || buffered >= shared.cache_bytes_per_task;
+    if read == 0 && task.pending.is_empty() {
         return Ok(0);
     }
-    let read = batch.len();
+    step(shared, group, task, batch.records, commit, watched)?;
+    Ok(read)
+}
+
+/// Processes records of a task, then commits when `commit` says so, or when a record stopped
+/// processing.
+fn step(
+    shared: &Shared,
+    group: &str,
+    task: &mut Task,
+    records: Vec<(usize, StoredRecord)>,
+    commit: bool,
+    watched: &WatchedThread,
+) -> Result<(), String> {
+    if records.is_empty() && (!commit || task.pending.is_empty()) {
+        return Ok(());
+    }
+    let topology = &shared.topology;
     task_stores::lend(std::mem::take(&mut task.stores));
     let outcome = Python::attach(|py| {
         BatchProcessor::run(
@@ -330,33 +382,43 @@ fn run_batch(
             shared.log.as_ref(),
             &shared.config.error_handling,
             task,
-            batch,
+            records,
             watched,
         )
     });
     task.stores = task_stores::take_back();
-    let written = outcome.outputs.len() as u64;
+    for (input, next) in task.inputs.iter_mut().zip(&outcome.next_offsets) {
+        input.position = *next;
+    }
+    let pending = &mut task.pending;
+    pending.since.get_or_insert_with(Instant::now);
+    pending.records += outcome.records as u64;
+    pending.outputs.extend(outcome.outputs);
+    if !(commit || outcome.stopped.is_some() || watched.stopping()) {
+        return Ok(());
+    }
     let offsets: Vec<CommittedOffset> = task
         .inputs
         .iter()
-        .zip(&outcome.next_offsets)
-        .map(|(input, next)| CommittedOffset {
+        .map(|input| CommittedOffset {
             topic: topology.sources[input.source].topic.clone(),
             partition: input.partition,
-            offset: *next,
+            offset: input.position,
         })
         .collect();
-    commit(shared, group, task, outcome.outputs, &offsets)?;
-    for (input, next) in task.inputs.iter().zip(outcome.next_offsets) {
-        input.position.store(next, Ordering::SeqCst);
+    let pending = std::mem::take(&mut task.pending);
+    let written = pending.outputs.len() as u64;
+    commit_task(shared, group, task, pending.outputs, &offsets)?;
+    for input in &task.inputs {
+        input.committed.store(input.position, Ordering::SeqCst);
     }
     shared
         .processed
-        .fetch_add(outcome.records as u64, Ordering::Relaxed);
+        .fetch_add(pending.records, Ordering::Relaxed);
     shared.written.fetch_add(written, Ordering::Relaxed);
     match outcome.stopped {
         Some(message) => Err(message),
-        None => Ok(read),
+        None => Ok(()),
     }
 }
 
@@ -364,7 +426,7 @@ fn run_batch(
 /// in one log entry, then the stores' buffered writes. A store without a changelog is
 /// written first instead: after a crash between the two steps its records are processed
 /// again (at least once) rather than lost.
-fn commit(
+fn commit_task(
     shared: &Shared,
     group: &str,
     task: &mut Task,

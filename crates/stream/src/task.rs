@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use millrace_ksml::model::OffsetReset;
 use millrace_log::{KeyPartitioner, Log, LogError, StoredRecord};
 use millrace_stores::StateDir;
 
+use crate::process::Emitted;
 use crate::runner::RunError;
 use crate::task_stores::{TaskStores, open_stores};
 use crate::topology::Topology;
@@ -25,9 +26,11 @@ pub struct TaskInput {
     /// Index of the source in [`Topology::sources`].
     pub source: usize,
     pub partition: u32,
-    /// The offset of the next record to read; shared with the supervisor, which watches for
-    /// the end of every input.
-    pub position: Arc<AtomicU64>,
+    /// The offset of the next record to read.
+    pub position: u64,
+    /// The offset committed last; shared with the supervisor, which watches for the end of
+    /// every input.
+    pub committed: Arc<AtomicU64>,
     /// The highest record timestamp processed from this partition (Kafka Streams' partition
     /// time), `-1` before the first; timestamp extractors receive it as `previousTimestamp`.
     pub partition_time: i64,
@@ -43,6 +46,24 @@ pub struct Task {
     pub state: TaskState,
     /// The group's stores, restored before the first record.
     pub stores: TaskStores,
+    /// What was processed since the last commit.
+    pub pending: Pending,
+}
+
+/// Results a task holds until it commits.
+#[derive(Default)]
+pub struct Pending {
+    pub outputs: Vec<Emitted>,
+    /// Records processed.
+    pub records: u64,
+    /// When the first record after the last commit was processed.
+    pub since: Option<Instant>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+    }
 }
 
 /// Per-task state kept between batches.
@@ -86,7 +107,8 @@ pub fn plan_tasks(
                 inputs.push(TaskInput {
                     source,
                     partition,
-                    position: Arc::new(AtomicU64::new(position)),
+                    position,
+                    committed: Arc::new(AtomicU64::new(position)),
                     partition_time: -1,
                 });
             }
@@ -107,6 +129,7 @@ pub fn plan_tasks(
                 inputs,
                 state: TaskState::default(),
                 stores,
+                pending: Pending::default(),
             });
         }
     }
@@ -148,26 +171,44 @@ fn start_offset(
     })
 }
 
+/// A batch of a task's records, tagged with the index of the input each came from.
+pub struct TaskBatch {
+    pub records: Vec<(usize, StoredRecord)>,
+    /// Some input filled its read: more records are waiting in the log.
+    pub more_waiting: bool,
+}
+
 /// Reads the next batch of every input of a task and orders it the way Kafka Streams picks
 /// records: always the input whose next record has the lowest timestamp (ties: the earlier
 /// input). Merging stops when an input that filled its batch runs out, since its next records
 /// (still in the log) may be older than what the other inputs hold; those are read again
-/// next time. Returns (input index, record) pairs.
+/// next time.
 pub fn read_in_time_order(
     log: &dyn Log,
     topology: &Topology,
     task: &Task,
-) -> Result<Vec<(usize, StoredRecord)>, LogError> {
+) -> Result<TaskBatch, LogError> {
     let mut queues = Vec::with_capacity(task.inputs.len());
     for input in &task.inputs {
-        let position = input.position.load(std::sync::atomic::Ordering::SeqCst);
         let topic = &topology.sources[input.source].topic;
-        let batch = log.read(topic, input.partition, position, BATCH_RECORDS)?;
+        let batch = log.read(topic, input.partition, input.position, BATCH_RECORDS)?;
         let full = batch.len() >= BATCH_RECORDS;
         queues.push((batch.into_iter().peekable(), full));
     }
+    let more_waiting = queues.iter().any(|(_, full)| *full);
+    let records = merge_by_time(queues);
+    Ok(TaskBatch {
+        records,
+        more_waiting,
+    })
+}
+
+type Queue = std::iter::Peekable<std::vec::IntoIter<StoredRecord>>;
+
+/// Merges the inputs' queues lowest timestamp first (see [`read_in_time_order`]).
+fn merge_by_time(mut queues: Vec<(Queue, bool)>) -> Vec<(usize, StoredRecord)> {
     if let [(queue, _)] = queues.as_mut_slice() {
-        return Ok(queue.map(|r| (0, r)).collect());
+        return queue.map(|r| (0, r)).collect();
     }
     let mut merged = Vec::new();
     loop {
@@ -178,12 +219,12 @@ pub fn read_in_time_order(
                     next = Some((index, r.record.timestamp));
                 }
                 Some(_) => {}
-                None if *full => return Ok(merged),
+                None if *full => return merged,
                 None => {}
             }
         }
         let Some((index, _)) = next else {
-            return Ok(merged);
+            return merged;
         };
         let record = queues[index].0.next().expect("peeked");
         merged.push((index, record));

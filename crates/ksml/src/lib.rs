@@ -8,5 +8,6 @@ pub mod fuzz;
 pub mod load;
 pub mod model;
 mod parse;
+pub mod stages;
 mod validate;
 pub mod yaml;

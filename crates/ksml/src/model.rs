@@ -389,19 +389,12 @@ impl OpKind {
     pub fn supported(self) -> bool {
         !matches!(
             self,
-            OpKind::GroupByKey
-                | OpKind::GroupBy
-                | OpKind::Aggregate
-                | OpKind::Cogroup
-                | OpKind::Count
-                | OpKind::Reduce
-                | OpKind::WindowByTime
+            OpKind::Cogroup
                 | OpKind::WindowBySession
                 | OpKind::Suppress
                 | OpKind::Join
                 | OpKind::LeftJoin
                 | OpKind::OuterJoin
-                | OpKind::ToStream
                 | OpKind::ToTable
         )
     }
@@ -428,6 +421,24 @@ impl Operation {
     pub fn topic(&self, field: &str) -> Option<&Ref> {
         match self.params.get(field) {
             Some(OpParam::Topic(r)) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn store(&self, field: &str) -> Option<&Ref> {
+        match self.params.get(field) {
+            Some(OpParam::Store(r)) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn duration(&self, field: &str) -> Option<Duration> {
+        match self.params.get(field) {
+            Some(OpParam::Duration(d)) => Some(*d),
+            _ => None,
+        }
+    }
+    pub fn text(&self, field: &str) -> Option<&str> {
+        match self.params.get(field) {
+            Some(OpParam::Text(t)) => Some(t),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ use millrace_types::DataType;
 
 use crate::diagnostics::Diagnostics;
 use crate::model::*;
+use crate::stages::{Stage, stage_after};
 use crate::yaml::Mark;
 
 /// Names pipelines publish with `as` (including a pipeline's own name when it has no sink).
@@ -34,6 +35,9 @@ fn published_names(definition: &Definition) -> BTreeSet<String> {
 /// Reports every problem of a parsed definition; fills in the types of inline functions.
 pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
     check_functions(definition, diags);
+    for store in definition.stores.values() {
+        warn_unused_store_fields(store, diags);
+    }
     for store in &definition.store_uses {
         if !definition.stores.contains_key(&store.name) {
             diags.error(store.mark, format!("unknown store '{}'", store.name));
@@ -42,7 +46,8 @@ pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
     let published = published_names(definition);
     for pipeline in &definition.pipelines {
         check_source(definition, &published, &pipeline.from, diags);
-        check_operations(definition, &pipeline.via, diags);
+        let stage = check_operations(definition, Stage::Stream, &pipeline.via, diags);
+        check_end(stage, &pipeline.sink, pipeline.mark, diags);
         check_sink(definition, &pipeline.sink, diags);
     }
     for producer in &definition.producers {
@@ -132,6 +137,24 @@ fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
     }
 }
 
+/// Names the store fields that are read but not acted on yet.
+fn warn_unused_store_fields(store: &StoreDef, diags: &mut Diagnostics) {
+    let set = [
+        ("timestamped", store.timestamped),
+        ("versioned", store.versioned),
+        ("historyRetention", !store.history_retention.is_zero()),
+        ("segmentInterval", !store.segment_interval.is_zero()),
+        ("retention", !store.retention.is_zero()),
+        ("retainDuplicates", store.retain_duplicates),
+    ];
+    for (field, _) in set.iter().filter(|(_, set)| *set) {
+        diags.warn(
+            store.mark,
+            format!("store '{}': '{field}' is not acted on yet", store.name),
+        );
+    }
+}
+
 /// What a Python function can do with a store today: keyValue stores with plain values.
 fn check_function_store(store: &StoreDef, mark: Mark, diags: &mut Diagnostics) {
     let unsupported = match store.store_type {
@@ -194,15 +217,53 @@ fn check_source(
     }
 }
 
-fn check_operations(definition: &Definition, via: &[Operation], diags: &mut Diagnostics) {
+/// Where a pipeline ends: a grouped or windowed stream has no records to sink yet.
+fn check_end(stage: Option<Stage>, sink: &Sink, mark: Mark, diags: &mut Diagnostics) {
+    let Some(stage) = stage else { return };
+    if !stage.can_sink() {
+        diags.error(
+            mark,
+            format!(
+                "the pipeline ends on a {}: aggregate it (count, reduce, aggregate) first",
+                stage.name()
+            ),
+        );
+    } else if stage != Stage::Stream && matches!(sink, Sink::Branch(_)) {
+        diags.error(
+            mark,
+            format!(
+                "'branch' needs a stream, not a {}: put toStream before it",
+                stage.name()
+            ),
+        );
+    }
+}
+
+/// Checks each operation, following the stages; returns the stage at the end (None once an
+/// operation could not follow).
+fn check_operations(
+    definition: &Definition,
+    start: Stage,
+    via: &[Operation],
+    diags: &mut Diagnostics,
+) -> Option<Stage> {
+    let mut stage = Some(start);
     for op in via {
+        if let Some(current) = stage {
+            stage = match stage_after(current, op) {
+                Ok(next) => Some(next),
+                Err(message) => {
+                    diags.error(op.mark, message);
+                    None
+                }
+            };
+        }
+        check_operation_fields(op, diags);
+
         if !op.kind.supported() {
             diags.error(
                 op.mark,
-                format!(
-                    "operation '{}' is not supported yet (stateful operations come with state stores)",
-                    op.type_name
-                ),
+                format!("operation '{}' is not supported yet", op.type_name),
             );
         }
         for (field, param) in &op.params {
@@ -236,6 +297,51 @@ fn check_operations(definition: &Definition, via: &[Operation], diags: &mut Diag
             diags.error(op.mark, "'numberOfPartitions' must be at least 1");
         }
     }
+    stage
+}
+
+/// The fields an operation needs beyond what parsing checks.
+fn check_operation_fields(op: &Operation, diags: &mut Diagnostics) {
+    let mut need = |field: &str, why: &str| {
+        if !op.params.contains_key(field) {
+            diags.error(
+                op.mark,
+                format!("operation '{}' needs '{field}' {why}", op.type_name),
+            );
+        }
+    };
+    match op.kind {
+        OpKind::Reduce => need("reducer", "to combine two values of a grouped stream"),
+        OpKind::Aggregate => need("aggregator", "to add a value of a grouped stream"),
+        OpKind::WindowByTime => match op.text("windowType") {
+            Some("tumbling") => need("duration", "(the window size)"),
+            Some("hopping") => {
+                need("duration", "(the window size)");
+                need("advanceBy", "(how far windows hop)");
+            }
+            Some("sliding") => diags.error(op.mark, "sliding windows are not supported yet"),
+            Some(other) => diags.error(
+                op.mark,
+                format!("unknown windowType '{other}' (use tumbling, hopping or sliding)"),
+            ),
+            None => {}
+        },
+        _ => {}
+    }
+    if op.kind == OpKind::WindowByTime {
+        let size = op.duration("duration");
+        if size.is_some_and(|d| d.is_zero()) {
+            diags.error(op.mark, "a window's 'duration' must be more than zero");
+        }
+        if let Some(advance) = op.duration("advanceBy")
+            && (advance.is_zero() || size.is_some_and(|size| advance > size))
+        {
+            diags.error(
+                op.mark,
+                "'advanceBy' must be more than zero and at most 'duration'",
+            );
+        }
+    }
 }
 
 fn check_sink(definition: &Definition, sink: &Sink, diags: &mut Diagnostics) {
@@ -246,7 +352,8 @@ fn check_sink(definition: &Definition, sink: &Sink, diags: &mut Diagnostics) {
                 return;
             }
             for branch in branches {
-                check_operations(definition, &branch.via, diags);
+                let stage = check_operations(definition, Stage::Stream, &branch.via, diags);
+                check_end(stage, &branch.sink, branch.mark, diags);
                 check_sink(definition, &branch.sink, diags);
             }
         }

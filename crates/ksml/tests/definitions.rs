@@ -69,7 +69,8 @@ producers:
         "bad.yaml:13:15: unknown operation type 'filtr'",
         "bad.yaml:16:13: function 'pred' is a valueTransformer, but a predicate is expected here",
         "bad.yaml:18:17: unknown function 'nowhere'",
-        "bad.yaml:19:9: operation 'aggregate' is not supported yet (stateful operations come with state stores)",
+        "bad.yaml:19:9: operation 'aggregate' needs a grouped stream (groupByKey or groupBy before it), but follows a stream",
+        "bad.yaml:19:9: operation 'aggregate' needs 'aggregator' to add a value of a grouped stream",
         "bad.yaml:24:11: 'nothing' is not a stream, table, globalTable or pipeline output",
         "bad.yaml:25:5: warning: unknown key 'cacheSizeBytes' in pipeline 'q'",
         "bad.yaml:32:16: invalid type 'strng': unknown type 'strng'",
@@ -189,6 +190,58 @@ producers:
     let expected = [
         "bad.yaml:14:14: store 'windows': window stores are not available to Python functions yet",
         "bad.yaml:18:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
+    ];
+    for e in expected {
+        assert!(
+            found.contains(&e.to_string()),
+            "missing {e:?} in {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn stateful_operations_must_follow_the_right_stage() {
+    let found = problems(
+        "streams:
+  s:
+    topic: s
+    keyType: string
+    valueType: long
+pipelines:
+  ends_grouped:
+    from: s
+    via:
+      - type: groupByKey
+    to: out
+  table_needs_to_stream:
+    from: s
+    via:
+      - type: groupByKey
+      - type: count
+      - type: filter
+        if:
+          expression: True
+    to: out
+  windows:
+    from: s
+    via:
+      - type: groupByKey
+      - type: windowByTime
+        windowType: hopping
+        duration: 1m
+        advanceBy: 2m
+      - type: count
+      - type: toStream
+      - type: join
+        stream: s
+    to: out
+",
+    );
+    let expected = [
+        "bad.yaml:8:5: the pipeline ends on a grouped stream: aggregate it (count, reduce, aggregate) first",
+        "bad.yaml:17:9: operation 'filter' on a table is not supported yet: put toStream before it",
+        "bad.yaml:25:9: 'advanceBy' must be more than zero and at most 'duration'",
+        "bad.yaml:31:9: operation 'join' is not supported yet",
     ];
     for e in expected {
         assert!(

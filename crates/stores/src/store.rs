@@ -140,6 +140,14 @@ impl Store {
         self.pending_bytes
     }
 
+    /// The buffered writes: the latest of each key since the last commit, in key order.
+    pub fn buffered(&self) -> Vec<(Bytes, Option<Bytes>)> {
+        self.pending
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub fn has_writes(&self) -> bool {
         !self.pending.is_empty()
     }

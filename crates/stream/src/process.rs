@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use millrace_log::{Header, Log, Record, StoredRecord, murmur2_partition};
-use millrace_python::convert::{py_to_value, value_to_py};
+use millrace_python::convert::{bytes_to_py, py_to_bytes, py_to_value, value_to_py};
 use millrace_python::pyo3::prelude::*;
 use millrace_python::pyo3::types::{PyDict, PyList, PyString};
 use millrace_python::watch::WatchedThread;
@@ -16,9 +16,12 @@ use millrace_types::{DataType, Value};
 use crate::datum::{Datum, conform};
 use crate::task::Task;
 use crate::task_stores;
-use crate::topology::{FnId, NodeId, OpNode, Step, TopicTarget, Topology};
+use crate::topology::{
+    Aggregation, AggregationKind, FnId, NodeId, OpNode, Step, TopicTarget, Topology,
+};
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
-use millrace_stores::Store;
+use millrace_stores::{Store, keys};
+use millrace_types::time::format_instant;
 
 /// A record on its way through the operators.
 #[derive(Clone)]
@@ -79,6 +82,10 @@ pub struct BatchOutcome {
     /// at the record that stopped processing (so a restart retries it).
     pub next_offsets: Vec<u64>,
     pub records: usize,
+    /// Records dropped for arriving after their windows closed (window end plus grace).
+    pub late_records: u64,
+    /// Sending cached aggregations downstream failed: the task must not commit.
+    pub flush_failed: Option<String>,
     /// Set when a stopOnFail handler stopped processing: the error as logged. (A record that
     /// fails while the run is stopping, its function perhaps interrupted, also ends the batch
     /// at that record, without a message: the next run processes it again.)
@@ -97,13 +104,17 @@ pub struct BatchProcessor<'a, 'py> {
     topic: &'a str,
     partition: u32,
     offset: u64,
+    /// Records dropped for arriving after their windows closed.
+    late_records: u64,
     /// Where this thread reports its Python calls.
     watched: &'a WatchedThread,
 }
 
 impl<'a, 'py> BatchProcessor<'a, 'py> {
     /// Runs records (tagged with the index of the task input they came from) through the
-    /// topology in the order given.
+    /// topology in the order given; with `commit`, or when a record ends the batch, then
+    /// sends what cached aggregations hold downstream, since the task commits next.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         py: Python<'py>,
         topology: &'a Topology,
@@ -111,9 +122,17 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         handling: &'a ErrorHandling,
         task: &'a mut Task,
         batch: Vec<(usize, StoredRecord)>,
+        commit: bool,
         watched: &'a WatchedThread,
     ) -> BatchOutcome {
-        let mut next_offsets: Vec<u64> = task.inputs.iter().map(|input| input.position).collect();
+        let mut outcome = BatchOutcome {
+            outputs: Vec::new(),
+            next_offsets: task.inputs.iter().map(|input| input.position).collect(),
+            records: 0,
+            late_records: 0,
+            stopped: None,
+            flush_failed: None,
+        };
         let mut processor = BatchProcessor {
             py,
             topology,
@@ -124,9 +143,10 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             topic: "",
             partition: 0,
             offset: 0,
+            late_records: 0,
             watched,
         };
-        let mut records = 0;
+        let mut ended_early = false;
         for (input, stored) in batch {
             let source = processor.task.inputs[input].source;
             if input != processor.input {
@@ -150,12 +170,8 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             };
             if result.is_err() && watched.stopping() {
                 undo(&mut processor.outputs);
-                return BatchOutcome {
-                    outputs: processor.outputs,
-                    next_offsets,
-                    records,
-                    stopped: None,
-                };
+                ended_early = true;
+                break;
             }
             if let Err(failure) = result {
                 let handler = failure.kind.handler(handling);
@@ -169,23 +185,27 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 }
                 if handler.handler == Handler::StopOnFail {
                     undo(&mut processor.outputs);
-                    return BatchOutcome {
-                        outputs: processor.outputs,
-                        next_offsets,
-                        records,
-                        stopped: Some(text),
-                    };
+                    outcome.stopped = Some(text);
+                    ended_early = true;
+                    break;
                 }
             }
-            records += 1;
-            next_offsets[input] = stored.offset + 1;
+            outcome.records += 1;
+            outcome.next_offsets[input] = stored.offset + 1;
         }
-        BatchOutcome {
-            outputs: processor.outputs,
-            next_offsets,
-            records,
-            stopped: None,
+        if (commit || ended_early)
+            && let Err(failure) = processor.flush_caches()
+        {
+            outcome.flush_failed = Some(format!(
+                "{} error while sending cached aggregations downstream at node {}: {}",
+                failure.kind.title(),
+                failure.node,
+                failure.message
+            ));
         }
+        outcome.outputs = processor.outputs;
+        outcome.late_records = processor.late_records;
+        outcome
     }
 
     /// The error text KSML logs for a failed record.
@@ -367,6 +387,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         let fname = |f: FnId| topology.functions[f].name.as_str();
         match &node.step {
             Step::Pass => self.forward(node, rec),
+            Step::Aggregate(aggregation) => self.aggregate(node, aggregation, rec),
             Step::Filter {
                 predicate,
                 keep_when,
@@ -781,5 +802,225 @@ fn display(obj: &Bound<'_, PyAny>) -> String {
     match millrace_python::convert::write_json(obj, &mut out) {
         Ok(()) => String::from_utf8_lossy(&out).into_owned(),
         Err(_) => obj.str().map(|s| s.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A value kept by an aggregation: the timestamp of its latest update (8 bytes, big-endian, as
+/// Kafka Streams' timestamped stores keep it) and the serialized value.
+fn timestamped(time: i64, value: &[u8]) -> Bytes {
+    let mut entry = Vec::with_capacity(8 + value.len());
+    entry.extend_from_slice(&time.to_be_bytes());
+    entry.extend_from_slice(value);
+    Bytes::from(entry)
+}
+
+/// The timestamp and value of an entry written by [`timestamped`].
+fn split_timestamped(entry: &Bytes) -> Option<(i64, Bytes)> {
+    let time = i64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
+    Some((time, entry.slice(8..)))
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// The task's stream time: the highest timestamp processed from any of its inputs.
+    fn stream_time(&self) -> i64 {
+        self.task
+            .inputs
+            .iter()
+            .map(|i| i.partition_time)
+            .max()
+            .unwrap_or(-1)
+    }
+
+    /// count, reduce or aggregate of one record, into each of its windows when windowed.
+    /// Records with a null key or value are skipped, and so are records for windows closed
+    /// longer than the grace period, as in Kafka Streams.
+    fn aggregate(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let slot = &self.topology.stores[aggregation.store];
+        if matches!(rec.value, Datum::Null) {
+            return Ok(());
+        }
+        let key = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(|e| Self::consume_failure(node, e))?;
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let Some(windows) = aggregation.windows else {
+            if let Some((value, time)) = self.update(node, aggregation, key.clone(), &mut rec)? {
+                self.forward_update(node, Datum::Raw(key), value, time, &rec.headers)?;
+            }
+            return Ok(());
+        };
+        let close = self.stream_time() - windows.grace;
+        for start in windows.starts_for(rec.timestamp) {
+            let end = start + windows.size;
+            if end <= close {
+                self.late_records += 1;
+                continue;
+            }
+            let stored = keys::window_key(&key, start, 0);
+            if let Some((value, time)) = self.update(node, aggregation, stored, &mut rec)? {
+                let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
+                self.forward_update(node, windowed, value, time, &rec.headers)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Combines a record with the store's entry at `stored`; returns the new value and its
+    /// time when it goes downstream now (a store without caching), None when it waits for
+    /// the commit.
+    #[allow(clippy::type_complexity)]
+    fn update(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        stored: Bytes,
+        rec: &mut Rec<'py>,
+    ) -> Result<Option<(Option<Bytes>, i64)>, Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[aggregation.store];
+        let store_failure = |e: String| Self::process_failure(node, "state store", e);
+        let current = task_stores::with_store(aggregation.store, |s| s.get(&stored))
+            .map_err(store_failure)?
+            .map_err(|e| store_failure(e.to_string()))?;
+        let (old_time, old) = match current.as_ref().and_then(split_timestamped) {
+            Some((time, value)) => (time, Some(value)),
+            None => (i64::MIN, None),
+        };
+        let stored_value = |obj: Bound<'py, PyAny>, function: FnId| {
+            let name = &self.topology.functions[function].name;
+            py_to_bytes(&obj, &slot.value_type)
+                .map(|b| b.map(Bytes::from))
+                .map_err(|e| Self::process_failure(node, name, e.to_string()))
+        };
+        let decode_old = |old: &Bytes| {
+            bytes_to_py(py, Some(old), &slot.value_type).map_err(|e| {
+                Self::process_failure(node, "state store", format!("stored value: {e}"))
+            })
+        };
+        let value: Option<Bytes> = match &aggregation.kind {
+            AggregationKind::Count => {
+                let count = old
+                    .as_deref()
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i64::from_be_bytes);
+                Some(Bytes::copy_from_slice(&(count + 1).to_be_bytes()))
+            }
+            AggregationKind::Reduce { reducer } => match &old {
+                None => rec
+                    .value
+                    .to_bytes(&node.value_type, &slot.value_type)
+                    .map_err(|e| Self::consume_failure(node, e))?,
+                Some(old) => {
+                    let aggregate = decode_old(old)?;
+                    let value = rec
+                        .value
+                        .as_py(py, &node.value_type)
+                        .map_err(|e| Self::consume_failure(node, e))?;
+                    let reduced = self.call(*reducer, &[aggregate, value], &node.name)?;
+                    stored_value(reduced, *reducer)?
+                }
+            },
+            AggregationKind::Aggregate {
+                initializer,
+                aggregator,
+            } => {
+                let aggregate = match &old {
+                    None => self.call(*initializer, &[], &node.name)?,
+                    Some(old) => decode_old(old)?,
+                };
+                let [key, value] = self.key_value(node, rec)?;
+                let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
+                stored_value(result, *aggregator)?
+            }
+        };
+        let time = old_time.max(rec.timestamp);
+        let entry = value.as_ref().map(|v| timestamped(time, v));
+        task_stores::with_store(aggregation.store, |s| s.put(stored, entry))
+            .map_err(store_failure)?;
+        Ok((!slot.spec.caching).then_some((value, time)))
+    }
+
+    /// Passes an aggregation's new value for a key downstream.
+    fn forward_update(
+        &mut self,
+        node: &OpNode,
+        key: Datum<'py>,
+        value: Option<Bytes>,
+        time: i64,
+        headers: &[Header],
+    ) -> Result<(), Failure> {
+        let rec = Rec {
+            key,
+            value: Datum::from_bytes(value),
+            timestamp: time,
+            headers: headers.to_vec(),
+        };
+        self.forward(node, rec)
+    }
+
+    /// A windowed key as KSML shows it to Python: `{start, end, startTime, endTime, key}`.
+    fn windowed_key(
+        &self,
+        node: &OpNode,
+        key_type: &DataType,
+        key: &[u8],
+        start: i64,
+        end: i64,
+    ) -> Result<Datum<'py>, Failure> {
+        let py = self.py;
+        let inner =
+            bytes_to_py(py, Some(key), key_type).map_err(|e| Self::consume_failure(node, e))?;
+        let build = || -> PyResult<Bound<'py, PyAny>> {
+            let dict = PyDict::new(py);
+            dict.set_item("start", start)?;
+            dict.set_item("end", end)?;
+            dict.set_item("startTime", format_instant(start))?;
+            dict.set_item("endTime", format_instant(end))?;
+            dict.set_item("key", inner)?;
+            Ok(dict.into_any())
+        };
+        build()
+            .map(Datum::Py)
+            .map_err(|e| Self::process_failure(node, "windowed key", e.to_string()))
+    }
+
+    /// Sends downstream what cached aggregations of this task buffered since the last commit:
+    /// the latest value of each key, as Kafka Streams' cache flush does.
+    fn flush_caches(&mut self) -> Result<(), Failure> {
+        let topology = self.topology;
+        for (node, aggregation) in topology.aggregations() {
+            let slot = &topology.stores[aggregation.store];
+            if !slot.spec.caching {
+                continue;
+            }
+            let Ok(entries) = task_stores::with_store(aggregation.store, |s| s.buffered()) else {
+                continue;
+            };
+            for (stored, entry) in entries {
+                let (time, value) = match entry.as_ref().and_then(split_timestamped) {
+                    Some((time, value)) => (time, Some(value)),
+                    None => (self.stream_time(), None),
+                };
+                let key = match aggregation.windows {
+                    None => Datum::Raw(stored),
+                    Some(windows) => {
+                        let Some((key, start, _)) = keys::parse_window_key(&stored) else {
+                            continue;
+                        };
+                        self.windowed_key(node, &slot.key_type, key, start, start + windows.size)?
+                    }
+                };
+                self.forward_update(node, key, value, time, &[])?;
+            }
+        }
+        Ok(())
     }
 }

@@ -52,6 +52,8 @@ pub struct RunSummary {
     pub records_written: u64,
     /// Messages sent by producers.
     pub messages_produced: u64,
+    /// Records windowed aggregations dropped for arriving after their window closed.
+    pub late_records_dropped: u64,
     pub elapsed: Duration,
 }
 
@@ -93,6 +95,7 @@ struct Shared {
     processed: AtomicU64,
     written: AtomicU64,
     produced: AtomicU64,
+    late: AtomicU64,
     producers_running: AtomicU64,
     /// `commit.interval.ms`.
     commit_interval: Duration,
@@ -167,6 +170,7 @@ pub fn run(
         failure: Mutex::new(None),
         processed: AtomicU64::new(0),
         written: AtomicU64::new(0),
+        late: AtomicU64::new(0),
         produced: AtomicU64::new(0),
         producers_running: AtomicU64::new(0),
         commit_interval,
@@ -230,6 +234,7 @@ pub fn run(
         records_processed: shared.processed.load(Ordering::Relaxed),
         records_written: shared.written.load(Ordering::Relaxed),
         messages_produced: shared.produced.load(Ordering::Relaxed),
+        late_records_dropped: shared.late.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     };
     match shared
@@ -383,12 +388,19 @@ fn step(
             &shared.config.error_handling,
             task,
             records,
+            commit,
             watched,
         )
     });
     task.stores = task_stores::take_back();
     for (input, next) in task.inputs.iter_mut().zip(&outcome.next_offsets) {
         input.position = *next;
+    }
+    shared
+        .late
+        .fetch_add(outcome.late_records, Ordering::Relaxed);
+    if let Some(message) = outcome.flush_failed {
+        return Err(format!("task {}: {message}", task.id));
     }
     let pending = &mut task.pending;
     pending.since.get_or_insert_with(Instant::now);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use millrace_log::{Log, LogError};
 use millrace_python::{Namespace, PyFunction, Python, PythonError};
@@ -12,6 +13,7 @@ use millrace_types::DataType;
 
 use millrace_ksml::load::python_spec;
 use millrace_ksml::model::*;
+use millrace_ksml::stages::Stage;
 use millrace_python::pyo3::prelude::*;
 use millrace_stores::{StoreKind, StoreSpec};
 
@@ -95,6 +97,8 @@ pub enum Step {
     ConvertValue,
     /// Passes records on unchanged (merge points and `as` outputs).
     Pass,
+    /// count, reduce or aggregate of a grouped (and maybe windowed) stream into a store.
+    Aggregate(Box<Aggregation>),
     /// First branch whose condition holds (or that has none) gets the record.
     Branch {
         branches: Vec<(Option<FnId>, NodeId)>,
@@ -112,6 +116,51 @@ pub enum Step {
         label: Option<String>,
         mapper: Option<FnId>,
     },
+}
+
+/// How an aggregation combines a record with what its store holds for the key.
+pub enum AggregationKind {
+    Count,
+    Reduce { reducer: FnId },
+    Aggregate { initializer: FnId, aggregator: FnId },
+}
+
+/// Tumbling or hopping windows (milliseconds): a record at `t` belongs to every window
+/// `[start, start + size)` with `start` a multiple of `advance` and `start <= t < start + size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindows {
+    pub size: i64,
+    pub advance: i64,
+    /// How long after a window ends records are still added to it.
+    pub grace: i64,
+}
+
+impl TimeWindows {
+    fn of(op: &Operation) -> TimeWindows {
+        let millis = |field: &str| op.duration(field).map(|d| d.as_millis() as i64);
+        let size = millis("duration").expect("validated").max(1);
+        TimeWindows {
+            size,
+            advance: millis("advanceBy").unwrap_or(size),
+            grace: millis("grace").unwrap_or(0),
+        }
+    }
+
+    /// The starts of the windows a timestamp belongs to, as Kafka Streams computes them.
+    pub fn starts_for(&self, timestamp: i64) -> impl Iterator<Item = i64> + '_ {
+        let first = (timestamp - self.size + self.advance).max(0) / self.advance * self.advance;
+        (0..)
+            .map(move |i| first + i * self.advance)
+            .take_while(move |start| *start <= timestamp)
+    }
+}
+
+/// An aggregation node's work: its store and how it combines.
+pub struct Aggregation {
+    pub store: StoreId,
+    pub kind: AggregationKind,
+    /// Time windows, for a windowed aggregation (its store is a window store).
+    pub windows: Option<TimeWindows>,
 }
 
 /// An operator node. `key_type`/`value_type` are the types of the records it receives;
@@ -143,7 +192,7 @@ pub struct ProducerPlan {
     pub name: String,
     pub generator: FnId,
     pub target: TopicTarget,
-    pub interval: Option<std::time::Duration>,
+    pub interval: Option<Duration>,
     pub count: Option<u64>,
     pub batch_size: u32,
     pub condition: Option<FnId>,
@@ -168,6 +217,11 @@ pub enum BuildError {
     Python(#[from] PythonError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(
+        "store '{store}' holds the results of operation '{operation}' and is listed by a \
+         function too: functions cannot use an aggregation's store yet"
+    )]
+    SharedStore { store: String, operation: String },
     #[error("cannot open print file {file}: {source}")]
     PrintFile {
         file: String,
@@ -175,11 +229,50 @@ pub enum BuildError {
     },
 }
 
-/// The types a record has at some point of a pipeline.
+/// What the records at some point of a pipeline are: their types, their stage (stream,
+/// grouped, windowed, table), and what grouping needs to know.
 #[derive(Clone)]
 struct Types {
     key: DataType,
     value: DataType,
+    stage: Stage,
+    /// The key was changed since the records were partitioned by it: grouping goes through a
+    /// repartition topic first, as in Kafka Streams.
+    key_changed: bool,
+    /// The windows of a windowByTime, for the aggregation that follows it.
+    windows: Option<TimeWindows>,
+    /// Partitions of the topic the records were read from; repartition topics get as many.
+    partitions: u32,
+}
+
+impl Types {
+    /// A stream read from a topic.
+    fn of_topic(key: DataType, value: DataType, partitions: u32) -> Types {
+        Types {
+            key,
+            value,
+            stage: Stage::Stream,
+            key_changed: false,
+            windows: None,
+            partitions,
+        }
+    }
+
+    /// The same records with other key and value types.
+    fn with(&self, key: DataType, value: DataType) -> Types {
+        Types {
+            key,
+            value,
+            ..self.clone()
+        }
+    }
+}
+
+/// A repartition topic in a pipeline: the node writing it, and what reading it back gives.
+struct TopicLink {
+    writer: NodeId,
+    topic: String,
+    wire: Types,
 }
 
 struct Builder<'a> {
@@ -373,18 +466,16 @@ impl Builder<'_> {
         pipeline: &PipelineDef,
     ) -> Result<(), BuildError> {
         let types = match definition.topics.get(&pipeline.from.name) {
-            Some(topic) => Types {
-                key: topic.key_type.clone(),
-                value: topic.value_type.clone(),
-            },
+            Some(topic) => Types::of_topic(
+                topic.key_type.clone(),
+                topic.value_type.clone(),
+                self.log.ensure_topic(&topic.topic)?,
+            ),
             None => self
                 .published
                 .get(&(self.definition, pipeline.from.name.clone()))
                 .map(|(_, t)| t.clone())
-                .unwrap_or(Types {
-                    key: DataType::Any,
-                    value: DataType::Any,
-                }),
+                .unwrap_or_else(|| Types::of_topic(DataType::Any, DataType::Any, 1)),
         };
         let first = self.chain(
             definition,
@@ -445,15 +536,18 @@ impl Builder<'_> {
             OpKind::MapKey => {
                 let mapper = f("mapper").expect("validated");
                 out.key = self.result_type(mapper);
+                out.key_changed = true;
                 Step::MapKey { mapper }
             }
             OpKind::Map => {
                 let mapper = f("mapper").expect("validated");
                 (out.key, out.value) = pair_types(&self.result_type(mapper));
+                out.key_changed = true;
                 Step::Map { mapper }
             }
             OpKind::FlatMap => {
                 let mapper = f("mapper").expect("validated");
+                out.key_changed = true;
                 (out.key, out.value) = match self.result_type(mapper) {
                     DataType::List(inner) => pair_types(&inner),
                     _ => (DataType::Any, DataType::Any),
@@ -473,6 +567,7 @@ impl Builder<'_> {
             },
             OpKind::ConvertKey => {
                 out.key = op.data_type("into").cloned().expect("validated");
+                out.key_changed = true;
                 Step::ConvertKey
             }
             OpKind::ConvertValue => {
@@ -481,19 +576,9 @@ impl Builder<'_> {
             }
             OpKind::ConvertKeyValue => {
                 (out.key, out.value) = pair_types(op.data_type("into").expect("validated"));
-                let key_node = self.add_node(
-                    op.name.clone(),
-                    Step::ConvertKey,
-                    &types,
-                    &Types {
-                        key: out.key.clone(),
-                        value: types.value.clone(),
-                    },
-                );
-                let mid = Types {
-                    key: out.key.clone(),
-                    value: types.value.clone(),
-                };
+                out.key_changed = true;
+                let mid = out.with(out.key.clone(), types.value.clone());
+                let key_node = self.add_node(op.name.clone(), Step::ConvertKey, &types, &mid);
                 let value_node =
                     self.add_node(format!("{}_value", op.name), Step::ConvertValue, &mid, &out);
                 self.nodes[key_node].children.push(value_node);
@@ -512,7 +597,40 @@ impl Builder<'_> {
                 return Ok(node);
             }
             OpKind::Repartition => {
-                return self.repartition(definition, owner, op, rest, sink, types);
+                let partitions = op
+                    .integer("numberOfPartitions")
+                    .map_or(types.partitions, |n| n.max(1) as u32);
+                let partitioner = f("partitioner");
+                let link = self.through_topic(&op.name, partitions, partitioner, &types)?;
+                return self.read_back(definition, owner, link, rest, sink);
+            }
+            OpKind::GroupByKey => {
+                return self.group(definition, owner, op, rest, sink, types, None);
+            }
+            OpKind::GroupBy => {
+                let mapper = f("mapper").expect("validated");
+                return self.group(definition, owner, op, rest, sink, types, Some(mapper));
+            }
+            OpKind::WindowByTime => {
+                out.stage = Stage::TimeWindowed;
+                out.windows = Some(TimeWindows::of(op));
+                return self.chain(definition, owner, rest, sink, out);
+            }
+            OpKind::Count | OpKind::Reduce | OpKind::Aggregate => {
+                let (aggregation, after) = self.aggregation(definition, op, &types)?;
+                out = after;
+                Step::Aggregate(Box::new(aggregation))
+            }
+            OpKind::ToStream => {
+                out.stage = Stage::Stream;
+                match f("mapper") {
+                    Some(mapper) => {
+                        out.key = self.result_type(mapper);
+                        out.key_changed = true;
+                        Step::MapKey { mapper }
+                    }
+                    None => Step::Pass,
+                }
             }
             other => unreachable!("validation rejects unsupported operation {other:?}"),
         };
@@ -522,9 +640,68 @@ impl Builder<'_> {
         Ok(node)
     }
 
-    /// Kafka Streams' repartition: records go through an internal topic
-    /// (`<application.id>-<name>-repartition`) and the rest of the pipeline reads it back.
-    fn repartition(
+    /// Sends records through an internal topic `<application.id>-<name>-repartition` with
+    /// `partitions` partitions, as Kafka Streams' repartitioning does: the returned link is
+    /// the node writing it and what reading it back gives.
+    fn through_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        partitioner: Option<FnId>,
+        types: &Types,
+    ) -> Result<TopicLink, BuildError> {
+        let topic = format!("{}-{name}-repartition", self.application_id);
+        self.log.create_topic(&topic, partitions)?;
+        // Untyped data crosses the internal topic as JSON, which keeps its kind exactly.
+        let wire_type = |ty: &DataType| {
+            if ty.is_any() {
+                DataType::Json
+            } else {
+                ty.clone()
+            }
+        };
+        let mut wire = types.with(wire_type(&types.key), wire_type(&types.value));
+        wire.key_changed = false;
+        wire.partitions = self.log.ensure_topic(&topic)?;
+        let target = TopicTarget {
+            topic: topic.as_str().into(),
+            key_type: wire.key.clone(),
+            value_type: wire.value.clone(),
+            partitioner,
+        };
+        let writer = self.add_node(name.to_string(), Step::To(target), types, &wire);
+        Ok(TopicLink {
+            writer,
+            topic,
+            wire,
+        })
+    }
+
+    /// Builds the rest of a pipeline reading an internal topic back; returns the writer.
+    fn read_back(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        link: TopicLink,
+        rest: &[Operation],
+        sink: &Sink,
+    ) -> Result<NodeId, BuildError> {
+        let next = self.chain(definition, owner, rest, sink, link.wire.clone())?;
+        self.sources.push(Source {
+            topic: link.topic,
+            roots: vec![next],
+            key_type: link.wire.key,
+            value_type: link.wire.value,
+            offset_reset: OffsetReset::Earliest,
+            timestamp_extractor: None,
+        });
+        Ok(link.writer)
+    }
+
+    /// groupByKey, or groupBy with a key mapper: records go through a repartition topic when
+    /// their key has changed, so that each key lands in one task.
+    #[allow(clippy::too_many_arguments)]
+    fn group(
         &mut self,
         definition: &Definition,
         owner: &str,
@@ -532,40 +709,143 @@ impl Builder<'_> {
         rest: &[Operation],
         sink: &Sink,
         types: Types,
+        mapper: Option<FnId>,
     ) -> Result<NodeId, BuildError> {
-        let topic = format!("{}-{}-repartition", self.application_id, op.name);
-        let partitions = op.integer("numberOfPartitions").unwrap_or(1).max(1) as u32;
-        self.log.create_topic(&topic, partitions)?;
-        // Untyped data crosses the internal topic as JSON, which keeps its kind exactly.
-        let wire = Types {
-            key: if types.key.is_any() {
-                DataType::Json
-            } else {
-                types.key.clone()
-            },
-            value: if types.value.is_any() {
-                DataType::Json
-            } else {
-                types.value.clone()
-            },
-        };
-        let target = TopicTarget {
-            topic: topic.as_str().into(),
-            key_type: wire.key.clone(),
-            value_type: wire.value.clone(),
-            partitioner: op.function("partitioner").map(|r| self.function(r)),
-        };
-        let node = self.add_node(op.name.clone(), Step::To(target), &types, &wire);
-        let next = self.chain(definition, owner, rest, sink, wire.clone())?;
-        self.sources.push(Source {
-            topic,
-            roots: vec![next],
-            key_type: wire.key,
-            value_type: wire.value,
-            offset_reset: OffsetReset::Earliest,
-            timestamp_extractor: None,
+        let mut keyed = types.clone();
+        keyed.stage = Stage::Grouped;
+        let select = mapper.map(|mapper| {
+            keyed.key = self.result_type(mapper);
+            keyed.key_changed = true;
+            self.add_node(
+                format!("{}_selectKey", op.name),
+                Step::MapKey { mapper },
+                &types,
+                &keyed,
+            )
         });
-        Ok(node)
+        let first = if keyed.key_changed {
+            let link = self.through_topic(&op.name, keyed.partitions, None, &keyed)?;
+            self.read_back(definition, owner, link, rest, sink)?
+        } else {
+            self.chain(definition, owner, rest, sink, keyed)?
+        };
+        match select {
+            Some(node) => {
+                self.nodes[node].children.push(first);
+                Ok(node)
+            }
+            None => Ok(first),
+        }
+    }
+
+    /// count, reduce or aggregate: the aggregation and what it passes on (a table, keyed by
+    /// window when windowed).
+    fn aggregation(
+        &mut self,
+        definition: &Definition,
+        op: &Operation,
+        types: &Types,
+    ) -> Result<(Aggregation, Types), BuildError> {
+        let f = |field: &str| op.function(field).map(|r| self.function(r));
+        let kind = match op.kind {
+            OpKind::Count => AggregationKind::Count,
+            OpKind::Reduce => AggregationKind::Reduce {
+                reducer: f("reducer").expect("validated"),
+            },
+            _ => AggregationKind::Aggregate {
+                initializer: f("initializer").expect("validated"),
+                aggregator: f("aggregator").expect("validated"),
+            },
+        };
+        let value_type = match &kind {
+            AggregationKind::Count => DataType::Long,
+            AggregationKind::Reduce { .. } => types.value.clone(),
+            AggregationKind::Aggregate {
+                initializer,
+                aggregator,
+            } => match self.result_type(*aggregator) {
+                DataType::Any => self.result_type(*initializer),
+                known => known,
+            },
+        };
+        let store = self.operation_store(definition, op, types, &value_type)?;
+        let slot = &self.stores[store];
+        let mut out = types.with(slot.key_type.clone(), slot.value_type.clone());
+        out.stage = Stage::Table;
+        if types.windows.is_some() {
+            out.key = DataType::Windowed(Box::new(slot.key_type.clone()));
+            out.stage = Stage::WindowedTable;
+        }
+        out.windows = None;
+        let aggregation = Aggregation {
+            store,
+            kind,
+            windows: types.windows,
+        };
+        Ok((aggregation, out))
+    }
+
+    /// The store an aggregation keeps its results in: the one its `store` names (taking the
+    /// stream's types where the store declares none), or Kafka Streams' default, named after
+    /// the operation: persistent, cached and logged.
+    fn operation_store(
+        &mut self,
+        definition: &Definition,
+        op: &Operation,
+        types: &Types,
+        value_type: &DataType,
+    ) -> Result<StoreId, BuildError> {
+        let stored = |ty: &DataType| {
+            if ty.is_any() {
+                DataType::Json
+            } else {
+                ty.clone()
+            }
+        };
+        if let Some(reference) = op.store("store") {
+            let id = self.store_ids[&(self.definition, reference.name.clone())];
+            // An aggregation keeps timestamps with its values, which a function's store handle
+            // would not expect.
+            if self.functions.iter().any(|f| f.stores.contains(&id)) {
+                return Err(BuildError::SharedStore {
+                    store: reference.name.clone(),
+                    operation: op.name.clone(),
+                });
+            }
+            let declared = &definition.stores[&reference.name];
+            let slot = &mut self.stores[id];
+            if declared.key_type.is_none() {
+                slot.key_type = stored(&types.key);
+            }
+            if declared.value_type.is_none() {
+                slot.value_type = stored(value_type);
+            }
+            return Ok(id);
+        }
+        let windows = types.windows;
+        let spec = StoreSpec {
+            kind: if windows.is_some() {
+                StoreKind::Window
+            } else {
+                StoreKind::KeyValue
+            },
+            persistent: true,
+            caching: true,
+            logging: true,
+            window_size: windows.map_or(Duration::ZERO, |w| Duration::from_millis(w.size as u64)),
+            retention: windows.map_or(Duration::ZERO, |w| {
+                Duration::from_millis((w.size + w.grace) as u64)
+            }),
+            ..StoreSpec::key_value(&op.name)
+        };
+        let id = self.stores.len();
+        self.stores.push(StoreSlot {
+            changelog: Some(spec.changelog_topic(self.application_id)),
+            spec: Arc::new(spec),
+            key_type: stored(&types.key),
+            value_type: stored(value_type),
+        });
+        Ok(id)
     }
 
     fn target(&self, definition: &Definition, to: &ToTarget, types: &Types) -> TopicTarget {
@@ -668,7 +948,7 @@ impl Builder<'_> {
             DataType::List(inner) => pair_types(&inner),
             other => pair_types(&other),
         };
-        let target = self.target(definition, &producer.to, &Types { key, value });
+        let target = self.target(definition, &producer.to, &Types::of_topic(key, value, 1));
         self.log.ensure_topic(&target.topic)?;
         Ok(ProducerPlan {
             name: producer.name.clone(),
@@ -787,14 +1067,28 @@ impl Topology {
         children.chain(branches.iter().map(|(_, first)| *first))
     }
 
-    /// The stores the functions of a node use.
+    /// The stores a node uses: its aggregation's, and those its functions list.
     fn node_stores(&self, node: NodeId) -> Vec<StoreId> {
-        self.nodes[node]
-            .step
-            .functions()
-            .into_iter()
-            .flat_map(|f| self.functions[f].stores.iter().copied())
+        let step = &self.nodes[node].step;
+        let own = match step {
+            Step::Aggregate(aggregation) => Some(aggregation.store),
+            _ => None,
+        };
+        own.into_iter()
+            .chain(
+                step.functions()
+                    .into_iter()
+                    .flat_map(|f| self.functions[f].stores.iter().copied()),
+            )
             .collect()
+    }
+
+    /// The aggregation nodes, whose cached updates go downstream when their task commits.
+    pub fn aggregations(&self) -> impl Iterator<Item = (&OpNode, &Aggregation)> {
+        self.nodes.iter().filter_map(|node| match &node.step {
+            Step::Aggregate(aggregation) => Some((node, aggregation.as_ref())),
+            _ => None,
+        })
     }
 }
 
@@ -812,6 +1106,14 @@ impl Step {
             | Step::TransformMetadata { mapper: f }
             | Step::ForEach { action: f } => vec![*f],
             Step::ConvertKey | Step::ConvertValue | Step::Pass => Vec::new(),
+            Step::Aggregate(aggregation) => match aggregation.kind {
+                AggregationKind::Count => Vec::new(),
+                AggregationKind::Reduce { reducer } => vec![reducer],
+                AggregationKind::Aggregate {
+                    initializer,
+                    aggregator,
+                } => vec![initializer, aggregator],
+            },
             Step::Branch { branches } => branches.iter().filter_map(|(c, _)| *c).collect(),
             Step::To(target) => target.partitioner.into_iter().collect(),
             Step::ToTopicNameExtractor {

@@ -1,0 +1,404 @@
+//! State: stores used by Python functions, changelogs and restores, and the stateful
+//! operations (grouping, count, reduce, aggregate, windows).
+
+use super::*;
+
+/// A running count per key kept by a Python function in a keyValue store; `{options}` adds
+/// store fields.
+fn counting_definition(options: &str) -> String {
+    format!(
+        "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: string
+stores:
+  counts:
+    type: keyValue
+    keyType: string
+    valueType: long
+    {options}
+functions:
+  count:
+    type: valueTransformer
+    stores: [counts]
+    code: |
+      if value == 'fail':
+        counts.put(key, 1000)
+        raise ValueError('failing on purpose')
+      n = (counts.get(key) or 0) + 1
+      counts.put(key, n)
+    expression: n
+    resultType: long
+pipelines:
+  p:
+    from: input
+    via:
+      - type: mapValues
+        mapper: count
+    to:
+      topic: output
+      keyType: string
+      valueType: long
+"
+    )
+}
+
+/// (key, count) of the counting definition's output.
+fn counts(env: &Env) -> Vec<(String, i64)> {
+    env.records("output")
+        .into_iter()
+        .map(|(_, r)| {
+            let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            let value = i64::from_be_bytes(r.value.unwrap().as_ref().try_into().unwrap());
+            (key, value)
+        })
+        .collect()
+}
+
+fn append_values(env: &Env, values: &[(&str, &str)]) {
+    env.log.ensure_topic("input").unwrap();
+    let records = values
+        .iter()
+        .map(|(k, v)| Record {
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            timestamp: 1_000,
+            headers: vec![],
+        })
+        .collect();
+    env.log.append("input", 0, records).unwrap();
+}
+
+#[test]
+fn an_in_memory_store_is_restored_from_its_changelog_on_restart() {
+    let env = Env::new();
+    let yaml = counting_definition("logging: true");
+    append_values(&env, &[("a", "x"), ("b", "x"), ("a", "x")]);
+    env.run(&yaml);
+    assert_eq!(
+        counts(&env),
+        [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]
+    );
+    let changelog = "millrace-counts-changelog";
+    let config = env.log.topic_config(changelog).unwrap().unwrap();
+    assert_eq!(config, millrace_log::TopicConfig::compacted());
+    append_values(&env, &[("a", "x"), ("b", "x")]);
+    env.run(&yaml);
+    assert_eq!(&counts(&env)[3..], [("a".into(), 3), ("b".into(), 2)]);
+}
+
+#[test]
+fn a_persistent_store_keeps_its_entries_without_a_changelog() {
+    let env = Env::new();
+    let yaml = counting_definition("persistent: true");
+    append_values(&env, &[("a", "x"), ("a", "x")]);
+    env.run(&yaml);
+    append_values(&env, &[("a", "x")]);
+    env.run(&yaml);
+    assert_eq!(counts(&env).last(), Some(&("a".into(), 3)));
+    assert_eq!(
+        env.log
+            .partition_count("millrace-counts-changelog")
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn an_in_memory_store_without_changelog_starts_empty() {
+    let env = Env::new();
+    let yaml = counting_definition("persistent: false");
+    append_values(&env, &[("a", "x")]);
+    env.run(&yaml);
+    append_values(&env, &[("a", "x")]);
+    env.run(&yaml);
+    assert_eq!(counts(&env), [("a".into(), 1), ("a".into(), 1)]);
+}
+
+#[test]
+fn a_record_stopping_the_run_leaves_no_store_writes() {
+    let env = Env::new();
+    let yaml = counting_definition("logging: true\n    persistent: true");
+    append_values(&env, &[("a", "x"), ("a", "fail")]);
+    let file = env.write("app.yaml", &yaml);
+    let stopped = env.run_with(&[&file], RunnerConfig::default());
+    assert!(matches!(stopped, Err(RunError::Stopped(_))), "{stopped:?}");
+    // Run again with a function that no longer fails: the failing record's put of 1000 was
+    // undone, so the count goes on from 1.
+    let fixed = yaml.replace(
+        "      if value == 'fail':\n        counts.put(key, 1000)\n        raise ValueError('failing on purpose')\n",
+        "",
+    );
+    assert_ne!(fixed, yaml);
+    let file = env.write("app.yaml", &fixed);
+    append_values(&env, &[("a", "x")]);
+    env.run_with(&[&file], RunnerConfig::default()).unwrap();
+    assert_eq!(
+        counts(&env),
+        [("a".into(), 1), ("a".into(), 2), ("a".into(), 3)]
+    );
+}
+
+/// Appends (key, value, timestamp) records to partition 0 of `input`.
+fn append_timed(env: &Env, records: &[(&str, &str, i64)]) {
+    env.log.ensure_topic("input").unwrap();
+    let records = records
+        .iter()
+        .map(|(k, v, t)| Record {
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            timestamp: *t,
+            headers: vec![],
+        })
+        .collect();
+    env.log.append("input", 0, records).unwrap();
+}
+
+/// A pipeline from a string/string `input` stream through `via` to `output` with `value_type`
+/// values and string keys.
+fn stateful_pipeline(via: &str, value_type: &str) -> String {
+    format!(
+        "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: string
+pipelines:
+  p:
+    from: input
+    via:
+{via}
+    to:
+      topic: output
+      keyType: string
+      valueType: {value_type}
+"
+    )
+}
+
+/// (key, long value) pairs of `output`.
+fn long_pairs(env: &Env) -> Vec<(String, i64)> {
+    counts(env)
+}
+
+#[test]
+fn count_with_caching_emits_the_latest_count_per_key_at_commit() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("a", "x", 1),
+            ("b", "x", 2),
+            ("a", "x", 3),
+            ("c", "x", 4),
+            ("a", "x", 5),
+        ],
+    );
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey\n      - type: count\n      - type: toStream",
+        "long",
+    );
+    env.run(&yaml);
+    assert_eq!(
+        long_pairs(&env),
+        [("a".into(), 3), ("b".into(), 1), ("c".into(), 1)]
+    );
+    // The default store is persistent, cached and logged, named after the operation.
+    let changelog = "millrace-p_via_step2_count-changelog";
+    assert_eq!(env.log.partition_count(changelog).unwrap(), Some(1));
+    // A second run counts on from the store.
+    append_timed(&env, &[("b", "x", 6)]);
+    env.run(&yaml);
+    assert_eq!(long_pairs(&env).last(), Some(&("b".into(), 2)));
+}
+
+#[test]
+fn count_without_caching_emits_every_update_and_restores_from_its_changelog() {
+    let env = Env::new();
+    append_timed(&env, &[("a", "x", 1), ("b", "x", 2), ("a", "x", 3)]);
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey
+      - type: count
+        store:
+          name: counts
+          type: keyValue
+          caching: false
+          logging: true
+      - type: toStream",
+        "long",
+    );
+    env.run(&yaml);
+    assert_eq!(
+        long_pairs(&env),
+        [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]
+    );
+    append_timed(&env, &[("a", "x", 4)]);
+    env.run(&yaml);
+    assert_eq!(long_pairs(&env).last(), Some(&("a".into(), 3)));
+}
+
+#[test]
+fn group_by_a_new_key_goes_through_a_repartition_topic() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("1", "red", 1),
+            ("2", "blue", 2),
+            ("3", "red", 3),
+            ("4", "red", 4),
+        ],
+    );
+    let yaml = stateful_pipeline(
+        "      - type: groupBy
+        name: by_colour
+        mapper:
+          expression: value
+          resultType: string
+      - type: count
+        store:
+          type: keyValue
+          caching: false
+      - type: toStream",
+        "long",
+    );
+    env.run(&yaml);
+    assert_eq!(
+        env.log
+            .partition_count("millrace-by_colour-repartition")
+            .unwrap(),
+        Some(1)
+    );
+    let final_counts: std::collections::BTreeMap<String, i64> =
+        long_pairs(&env).into_iter().collect();
+    assert_eq!(
+        final_counts,
+        [("blue".to_string(), 1), ("red".to_string(), 3)].into()
+    );
+}
+
+#[test]
+fn reduce_and_aggregate_combine_values_per_key() {
+    let env = Env::new();
+    append_timed(&env, &[("a", "5", 1), ("b", "1", 2), ("a", "7", 3)]);
+    let reduce = stateful_pipeline(
+        "      - type: convertValue
+        into: long
+      - type: groupByKey
+      - type: reduce
+        reducer:
+          expression: value1 + value2
+        store:
+          type: keyValue
+          caching: false
+      - type: toStream",
+        "long",
+    );
+    env.run(&reduce);
+    assert_eq!(
+        long_pairs(&env),
+        [("a".into(), 5), ("b".into(), 1), ("a".into(), 12)]
+    );
+
+    let env = Env::new();
+    append_timed(&env, &[("a", "5", 1), ("b", "1", 2), ("a", "7", 3)]);
+    let aggregate = stateful_pipeline(
+        "      - type: groupByKey
+      - type: aggregate
+        initializer:
+          expression: \"{'count': 0, 'total': 0}\"
+          resultType: json
+        aggregator:
+          expression: \"{'count': aggregatedValue['count'] + 1, 'total': aggregatedValue['total'] + int(value)}\"
+          resultType: json
+      - type: toStream",
+        "json",
+    );
+    env.run(&aggregate);
+    assert_eq!(
+        env.pairs("output"),
+        [
+            (Some("a".into()), json!({"count": 2, "total": 12})),
+            (Some("b".into()), json!({"count": 1, "total": 1})),
+        ]
+    );
+}
+
+/// A windowed count whose toStream names each window `key@start`.
+fn windowed_count(window: &str) -> String {
+    stateful_pipeline(
+        &format!(
+            "      - type: groupByKey
+      - type: windowByTime
+{window}
+      - type: count
+        store:
+          type: window
+          caching: false
+      - type: toStream
+        mapper:
+          expression: key['key'] + '@' + str(key['start'] // 1000) + '-' + str(key['end'] // 1000)
+          resultType: string"
+        ),
+        "long",
+    )
+}
+
+#[test]
+fn tumbling_windows_count_per_window_and_drop_records_after_grace() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("a", "x", 0),
+            ("a", "x", 30_000),
+            ("a", "x", 61_000),
+            // Window [0, 60) closed at 60 s plus 5 s of grace; stream time is 66 s.
+            ("b", "x", 66_000),
+            ("a", "x", 10_000),
+            ("a", "x", 62_000),
+        ],
+    );
+    let yaml = windowed_count(
+        "        windowType: tumbling
+        duration: 1m
+        grace: 5s",
+    );
+    let file = env.write("app.yaml", &yaml);
+    let summary = env.run_with(&[&file], RunnerConfig::default()).unwrap();
+    assert_eq!(
+        long_pairs(&env),
+        [
+            ("a@0-60".into(), 1),
+            ("a@0-60".into(), 2),
+            ("a@60-120".into(), 1),
+            ("b@60-120".into(), 1),
+            ("a@60-120".into(), 2),
+        ]
+    );
+    assert_eq!(summary.late_records_dropped, 1);
+}
+
+#[test]
+fn hopping_windows_count_a_record_in_each_window_it_falls_in() {
+    let env = Env::new();
+    append_timed(&env, &[("a", "x", 45_000), ("a", "x", 70_000)]);
+    let yaml = windowed_count(
+        "        windowType: hopping
+        duration: 1m
+        advanceBy: 30s",
+    );
+    env.run(&yaml);
+    assert_eq!(
+        long_pairs(&env),
+        [
+            ("a@0-60".into(), 1),
+            ("a@30-90".into(), 1),
+            ("a@30-90".into(), 2),
+            ("a@60-120".into(), 1),
+        ]
+    );
+}

@@ -51,6 +51,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Stateful pipelines over pre-produced records: a per-key count, a one-minute
+    /// tumbling-window count, and the seed's optimized-state example; messages/s and peak
+    /// memory of each.
+    Stateful {
+        /// How many records.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// How many distinct keys (users).
+        #[arg(long, default_value_t = 100)]
+        keys: usize,
+        /// Only these scenarios (count, window, optimized-state); all by default.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// The optimized-state processor (it must read `user_activity`).
+        #[arg(long, default_value = "examples/ksml/processor-optimized-state.yaml")]
+        optimized_state: PathBuf,
+        /// Where to put the data (a fresh temporary directory by default).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The Druid seed's experiment: tutorial social posts ingested by supervisors with each
     /// task count (rows/s until queryable, publish time), then SQL latencies over the rows.
     Druid {
@@ -112,6 +132,13 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             data_dir,
             runs,
         } => crate::bench_pipeline::run(events, &definition, &predicate, &mapper, data_dir, runs),
+        BenchCommand::Stateful {
+            events,
+            keys,
+            only,
+            optimized_state,
+            data_dir,
+        } => crate::bench_stateful::run(events, keys, &optimized_state, &only, data_dir),
         BenchCommand::Druid {
             events,
             tasks,
@@ -211,4 +238,18 @@ fn log_bench(
         return Err(format!("read back {read} of {written} records"));
     }
     Ok((append_seconds, started.elapsed().as_secs_f64()))
+}
+
+/// The peak resident memory of this process (VmHWM), in MiB.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Starts peak memory over from the current resident memory (Linux: `clear_refs` 5), so the
+/// next [`peak_memory_mib`] covers what follows only.
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

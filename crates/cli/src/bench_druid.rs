@@ -16,7 +16,7 @@ use millrace_segments::time::format_iso;
 use millrace_server::source::ServerSource;
 use serde_json::json;
 
-use crate::bench::{BenchDir, median, rate};
+use crate::bench::{BenchDir, median, peak_memory_mib, rate};
 
 const TOPIC: &str = "social_media";
 const PARTITIONS: u32 = 4;
@@ -85,14 +85,6 @@ fn spec(datasource: &str, tasks: u32) -> Vec<u8> {
     io["taskCount"] = json!(tasks);
     io["taskDuration"] = json!("PT24H");
     spec.to_string().into_bytes()
-}
-
-/// The peak resident memory of this process (VmHWM), in MiB.
-fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn wait(what: &str, mut done: impl FnMut() -> Result<bool, String>) -> Result<(), String> {

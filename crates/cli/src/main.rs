@@ -3,6 +3,7 @@
 mod bench;
 mod bench_druid;
 mod bench_pipeline;
+mod bench_stateful;
 mod definitions;
 mod http;
 mod serve;

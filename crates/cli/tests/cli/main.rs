@@ -376,13 +376,13 @@ fn ctrl_c_interrupts_an_endless_python_function_which_is_reported_first() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let mut child = millrace()
-        .args(["run", "--data-dir"])
-        .arg(&data)
-        .arg(&definition)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        millrace()
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .arg(&definition)
+            .stderr(Stdio::piped()),
+    );
     let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let reader = {
         let (stderr, mut pipe) = (stderr.clone(), child.stderr.take().unwrap());
@@ -447,12 +447,12 @@ fn a_second_process_is_told_who_owns_the_data_directory() {
             .args(["topic", "create", "t", "--data-dir"])
             .arg(data),
     );
-    let mut owner = millrace()
-        .args(["topic", "consume", "t", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut owner = Running::spawn(
+        millrace()
+            .args(["topic", "consume", "t", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::null()),
+    );
     // Wait until the owner holds the lock (it writes its pid into the lock file then).
     let deadline = Instant::now() + Duration::from_secs(30);
     let pid = format!("pid {}", owner.id());
@@ -582,6 +582,32 @@ fn benchmarks_run_and_print_figures() {
         .expect("a result count");
     assert!(results > 0 && results < 2000, "{text}");
 
+    let output = run_ok(
+        millrace()
+            .args([
+                "bench",
+                "stateful",
+                "--events",
+                "3000",
+                "--keys",
+                "7",
+                "--optimized-state",
+            ])
+            .arg(examples().join("processor-optimized-state.yaml")),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    // Cached counts: one result per key; 3000 records span 3 seconds, so one window per key.
+    for figure in [
+        "count ",
+        "(3000 processed, 7 results)",
+        "window ",
+        "optimized-state ",
+        "(3000 processed, 3000 results)",
+        "peak memory",
+    ] {
+        assert!(text.contains(figure), "{figure}: {text}");
+    }
+
     let output = run_ok(millrace().args([
         "bench",
         "druid",
@@ -665,6 +691,36 @@ impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A child process killed when the test ends, however it ends: a failing assertion must not
+/// leave a run spinning in the background.
+struct Running(std::process::Child);
+
+impl Running {
+    fn spawn(command: &mut Command) -> Running {
+        Running(command.spawn().unwrap())
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

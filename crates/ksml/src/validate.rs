@@ -144,7 +144,11 @@ fn warn_unused_store_fields(store: &StoreDef, diags: &mut Diagnostics) {
         ("versioned", store.versioned),
         ("historyRetention", !store.history_retention.is_zero()),
         ("segmentInterval", !store.segment_interval.is_zero()),
-        ("retention", !store.retention.is_zero()),
+        // Window stores keep windows for their retention; other stores have none.
+        (
+            "retention",
+            store.store_type != StoreType::Window && !store.retention.is_zero(),
+        ),
         ("retainDuplicates", store.retain_duplicates),
     ];
     for (field, _) in set.iter().filter(|(_, set)| *set) {

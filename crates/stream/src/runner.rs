@@ -17,7 +17,7 @@ use crate::producer::ProducerRun;
 use millrace_stores::StateDir;
 
 use crate::task::{Task, plan_tasks, read_in_time_order};
-use crate::task_stores::{self, changelog_appends};
+use crate::task_stores::{self, StoreId, changelog_appends, expire_windows};
 use crate::topology::{BuildError, Topology};
 use millrace_ksml::config::RunnerConfig;
 use millrace_ksml::model::Definition;
@@ -99,6 +99,8 @@ struct Shared {
     producers_running: AtomicU64,
     /// `commit.interval.ms`.
     commit_interval: Duration,
+    /// The window stores and how long they keep windows.
+    window_retentions: Vec<(StoreId, i64)>,
     /// `cache.max.bytes.buffering` shared out over the tasks: a task whose store buffers hold
     /// more commits.
     cache_bytes_per_task: usize,
@@ -147,6 +149,7 @@ pub fn run(
         .collect();
     let task_count = tasks.len();
     let commit_interval = config.commit_interval();
+    let window_retentions = topology.window_retentions();
     let cache_bytes_per_task = config.cache_max_bytes() / task_count.max(1);
     let threads = config.stream_threads().min(task_count).max(1);
     let watch = Arc::new(CallWatch::new(
@@ -175,6 +178,7 @@ pub fn run(
         producers_running: AtomicU64::new(0),
         commit_interval,
         cache_bytes_per_task,
+        window_retentions,
     });
     let mut handles = Vec::new();
     let mut per_worker: Vec<Vec<Task>> = (0..threads).map(|_| Vec::new()).collect();
@@ -446,17 +450,31 @@ fn commit_task(
     offsets: &[CommittedOffset],
 ) -> Result<(), String> {
     let failed = |e: millrace_stores::StoreError| format!("task {}: {e}", task.id);
-    for store in task.stores.iter_mut().flatten() {
-        if !store.spec().logging {
-            store.commit(None).map_err(failed)?;
-        }
-    }
     let stream_time = task
         .inputs
         .iter()
         .map(|i| i.partition_time)
         .max()
         .unwrap_or(0);
+    let expired = expire_windows(
+        &mut task.stores,
+        &shared.window_retentions,
+        stream_time,
+        &mut task.state.windows_scanned,
+    )
+    .map_err(failed)?;
+    if expired > 0 {
+        tracing::debug!(
+            task = task.id,
+            expired,
+            "deleted windows past their retention"
+        );
+    }
+    for store in task.stores.iter_mut().flatten() {
+        if !store.spec().logging {
+            store.commit(None).map_err(failed)?;
+        }
+    }
     let changelogs = changelog_appends(
         &shared.topology.stores,
         &task.stores,

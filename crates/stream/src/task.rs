@@ -14,7 +14,7 @@ use millrace_stores::StateDir;
 
 use crate::process::Emitted;
 use crate::runner::RunError;
-use crate::task_stores::{TaskStores, open_stores};
+use crate::task_stores::{StoreId, TaskStores, open_stores};
 use crate::topology::Topology;
 
 /// Records read per input partition in one batch: large enough to amortize the lock and the
@@ -73,6 +73,8 @@ pub struct TaskState {
     pub partition_counts: HashMap<Arc<str>, u32>,
     /// The last topic looked up: most records go where the one before went.
     pub last_topic: Option<(Arc<str>, u32)>,
+    /// Per window store, the horizon of its last scan for expired windows.
+    pub windows_scanned: HashMap<StoreId, i64>,
 }
 
 /// One task per partition number of every source group. A group's topics may differ in

@@ -200,3 +200,36 @@ pub fn changelog_appends(
     }
     appends
 }
+
+/// Deletes the windows that started more than their store's retention before `stream_time`
+/// (the deletions go to the changelog as tombstones, so a restore does not bring them back).
+/// A store is scanned once its oldest possible window has moved on by a tenth of the
+/// retention since its last scan. `scanned` remembers, per store, the horizon of that scan.
+pub fn expire_windows(
+    stores: &mut TaskStores,
+    retentions: &[(StoreId, i64)],
+    stream_time: i64,
+    scanned: &mut std::collections::HashMap<StoreId, i64>,
+) -> Result<u64, millrace_stores::StoreError> {
+    let mut expired = 0;
+    for &(id, retention) in retentions {
+        let Some(store) = stores.get_mut(id).and_then(Option::as_mut) else {
+            continue;
+        };
+        let horizon = stream_time.saturating_sub(retention);
+        let last = scanned.entry(id).or_insert(i64::MIN);
+        if horizon <= last.saturating_add(retention / 10) {
+            continue;
+        }
+        *last = horizon;
+        for (key, _) in store.all()? {
+            if millrace_stores::keys::parse_window_key(&key)
+                .is_some_and(|(_, start, _)| start < horizon)
+            {
+                store.put(key, None);
+                expired += 1;
+            }
+        }
+    }
+    Ok(expired)
+}

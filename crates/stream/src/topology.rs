@@ -1083,6 +1083,21 @@ impl Topology {
             .collect()
     }
 
+    /// The window stores of windowed aggregations, with how long they keep a window
+    /// (milliseconds after its start): the store's `retention`, at least size plus grace.
+    pub fn window_retentions(&self) -> Vec<(StoreId, i64)> {
+        self.aggregations()
+            .filter_map(|(_, aggregation)| {
+                let windows = aggregation.windows?;
+                let declared = self.stores[aggregation.store].spec.retention.as_millis() as i64;
+                Some((
+                    aggregation.store,
+                    declared.max(windows.size + windows.grace),
+                ))
+            })
+            .collect()
+    }
+
     /// The aggregation nodes, whose cached updates go downstream when their task commits.
     pub fn aggregations(&self) -> impl Iterator<Item = (&OpNode, &Aggregation)> {
         self.nodes.iter().filter_map(|node| match &node.step {

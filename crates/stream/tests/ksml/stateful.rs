@@ -402,3 +402,45 @@ fn hopping_windows_count_a_record_in_each_window_it_falls_in() {
         ]
     );
 }
+
+#[test]
+fn window_stores_delete_windows_past_their_retention() {
+    let env = Env::new();
+    let minutes: Vec<(&str, &str, i64)> = (0..=10).map(|m| ("a", "x", m * 60_000)).collect();
+    append_timed(&env, &minutes);
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey
+      - type: windowByTime
+        windowType: tumbling
+        duration: 1m
+      - type: count
+        store:
+          name: per_minute
+          type: window
+          retention: 2m
+          caching: false
+          logging: true
+      - type: toStream
+        mapper:
+          expression: key['key']
+          resultType: string",
+        "long",
+    );
+    env.run(&yaml);
+    assert_eq!(long_pairs(&env).len(), 11, "one result per window");
+    // The changelog's last word on each window: windows that started before stream time
+    // (10 min) minus the retention (2 min) are deleted.
+    let mut latest = std::collections::BTreeMap::new();
+    for (_, record) in env.records("millrace-per_minute-changelog") {
+        let key = record.key.unwrap();
+        let start = i64::from_be_bytes(key[key.len() - 12..key.len() - 4].try_into().unwrap());
+        latest.insert(start / 60_000, record.value.is_some());
+    }
+    let kept: Vec<i64> = latest
+        .iter()
+        .filter(|(_, kept)| **kept)
+        .map(|(m, _)| *m)
+        .collect();
+    assert_eq!(kept, [8, 9, 10]);
+    assert_eq!(latest.len(), 11);
+}

@@ -28,6 +28,13 @@ pub fn load(
             "kafka.bootstrap.servers is set, but Kafka is not supported yet: using the embedded log"
         );
     }
+    let inapplicable = runner_config.inapplicable_properties();
+    if !inapplicable.is_empty() {
+        tracing::warn!(
+            "properties not applicable on the embedded log, so not acted on: {}",
+            inapplicable.join(", ")
+        );
+    }
     for file in files {
         runner_config
             .definitions

@@ -124,6 +124,38 @@ impl RunnerConfig {
             .unwrap_or(10 << 20)
     }
 
+    /// The properties given that this runner does not act on, in name order.
+    pub fn inapplicable_properties(&self) -> Vec<&str> {
+        self.kafka
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !APPLIED_PROPERTIES.contains(name))
+            .collect()
+    }
+
+    /// Error handlers as Kafka Streams' default exception handler properties set them
+    /// (`LogAndContinue...` continues, `LogAndFail...` and the default production handler
+    /// stop); the `ksml.errorHandling` section overrides them.
+    fn handlers_from_properties(&self) -> ErrorHandling {
+        let handler = |property: &str| {
+            let class = self.kafka.get(property)?;
+            let handler = if class.contains("Continue") {
+                Handler::ContinueOnFail
+            } else {
+                Handler::StopOnFail
+            };
+            Some(ErrorHandler {
+                handler,
+                ..ErrorHandler::default()
+            })
+        };
+        ErrorHandling {
+            consume: handler("default.deserialization.exception.handler").unwrap_or_default(),
+            produce: handler("default.production.exception.handler").unwrap_or_default(),
+            process: handler("processing.exception.handler").unwrap_or_default(),
+        }
+    }
+
     /// Reads a config file; relative definition paths resolve against its folder.
     pub fn load(path: &Path) -> Result<RunnerConfig, Vec<Diagnostic>> {
         let file = path.display().to_string();
@@ -197,19 +229,25 @@ fn parse_config(
     let mut config = RunnerConfig::default();
     let mut top = Fields::of(root, "the runner config", diags)?;
     if let Some(kafka) = top.take("kafka") {
-        match kafka.as_map() {
-            Some(entries) => {
-                for (k, v) in entries {
-                    if let (Some(k), Some(v)) = (k.as_scalar(), v.as_scalar()) {
-                        config.kafka.insert(k.to_string(), v.to_string());
-                    } else {
-                        diags.error(k.mark, "kafka properties must be scalar key: value pairs");
-                    }
-                }
-            }
-            None => diags.error(kafka.mark, "'kafka' must be a mapping of properties"),
-        }
+        read_properties(kafka, "'kafka'", &mut config, diags);
     }
+    // The form KSML's docs also use: `runner: {type: streams, config: {...}}`.
+    if let Some(runner) = top.take("runner")
+        && let Some(mut f) = Fields::of(runner, "'runner'", diags)
+    {
+        match f.text("type", diags).as_deref() {
+            Some("streams") | None => {}
+            Some(other) => diags.error(
+                runner.mark,
+                format!("runner type '{other}' is not supported (use streams)"),
+            ),
+        }
+        if let Some(properties) = f.take("config") {
+            read_properties(properties, "'runner.config'", &mut config, diags);
+        }
+        f.finish_strict(diags);
+    }
+    config.error_handling = config.handlers_from_properties();
     match top.take("ksml") {
         Some(ksml) => parse_ksml(ksml, path, base, &mut config, diags),
         None => diags.error(root.mark, "the runner config needs a 'ksml' section"),
@@ -217,6 +255,46 @@ fn parse_config(
     top.finish_strict(diags);
     Some(config)
 }
+
+/// Kafka and Kafka Streams properties: a mapping of scalars.
+fn read_properties(node: &Node, what: &str, config: &mut RunnerConfig, diags: &mut Diagnostics) {
+    match node.as_map() {
+        Some(entries) => {
+            for (k, v) in entries {
+                if let (Some(k), Some(v)) = (k.as_scalar(), v.as_scalar()) {
+                    config.kafka.insert(k.to_string(), v.to_string());
+                } else {
+                    diags.error(
+                        k.mark,
+                        format!("{what} properties must be scalar key: value pairs"),
+                    );
+                }
+            }
+        }
+        None => diags.error(node.mark, format!("{what} must be a mapping of properties")),
+    }
+}
+
+/// Kafka Streams and broker properties this runner acts on; every other property is named in
+/// a warning at start.
+pub const APPLIED_PROPERTIES: [&str; 16] = [
+    "application.id",
+    "num.stream.threads",
+    "commit.interval.ms",
+    "cache.max.bytes.buffering",
+    "statestore.cache.max.bytes",
+    "processing.guarantee",
+    "state.dir",
+    "default.deserialization.exception.handler",
+    "default.production.exception.handler",
+    "processing.exception.handler",
+    "num.partitions",
+    "log.segment.bytes",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.retention.hours",
+    "log.flush.interval.messages",
+];
 
 fn parse_ksml(
     node: &Node,
@@ -321,6 +399,34 @@ fn parse_handler(node: &Node, kind: &str, diags: &mut Diagnostics) -> ErrorHandl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runner_form_sets_properties_and_handlers() {
+        let config = load(
+            "runner:\n  type: streams\n  config:\n    application.id: app\n    commit.interval.ms: 250\n    producer.linger.ms: 100\n    default.deserialization.exception.handler: org.apache.kafka.streams.errors.LogAndContinueExceptionHandler\nksml:\n  definitions:\n    main: main.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(config.application_id(), "app");
+        assert_eq!(config.commit_interval(), Duration::from_millis(250));
+        assert_eq!(config.inapplicable_properties(), ["producer.linger.ms"]);
+        assert_eq!(
+            config.error_handling.consume.handler,
+            Handler::ContinueOnFail
+        );
+        assert_eq!(config.error_handling.process.handler, Handler::StopOnFail);
+        // errorHandling in the ksml section wins over the property.
+        let config = load(
+            "runner:\n  config:\n    default.deserialization.exception.handler: LogAndContinueExceptionHandler\nksml:\n  definitions:\n    main: main.yaml\n  errorHandling:\n    consume:\n      handler: stopOnFail\n",
+        )
+        .unwrap();
+        assert_eq!(config.error_handling.consume.handler, Handler::StopOnFail);
+        let problems = load("runner:\n  type: flink\nksml:\n  definitions:\n    main: main.yaml\n")
+            .unwrap_err();
+        assert!(
+            problems[0].to_string().contains("runner type 'flink'"),
+            "{problems:?}"
+        );
+    }
 
     fn load(text: &str) -> Result<RunnerConfig, Vec<Diagnostic>> {
         let dir = tempfile::tempdir().unwrap();

@@ -227,11 +227,16 @@ fn check_reports_every_problem_and_exits_1() {
         "{stderr}"
     );
     for example in std::fs::read_dir(examples()).unwrap() {
-        run_ok(
-            millrace()
-                .args(["check", "--strict"])
-                .arg(example.unwrap().path()),
-        );
+        let path = example.unwrap().path();
+        if path.ends_with("ksml-runner.yaml") {
+            run_ok(
+                millrace()
+                    .args(["check", "--strict", "--config"])
+                    .arg(&path),
+            );
+        } else {
+            run_ok(millrace().args(["check", "--strict"]).arg(&path));
+        }
     }
 }
 
@@ -1039,6 +1044,38 @@ fn user_totals(data: &Path) -> (UserFigures, UserFigures) {
         summaries.insert(summary["user_id"].as_str().unwrap().to_string(), figures);
     }
     (inputs, summaries)
+}
+
+#[test]
+fn the_seeds_runner_config_runs_the_state_store_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_ok(
+        millrace()
+            .args(["run", "--until-idle", "--config"])
+            .arg(examples().join("ksml-runner.yaml"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("MILLRACE_LOG", "warn"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not acted on: bootstrap.servers, consumer.fetch.max.bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("topology.optimization"), "{stderr}");
+    let (inputs, summaries) = user_totals(dir.path());
+    assert_eq!(inputs.values().map(|(n, _)| n).sum::<i64>(), 2000);
+    assert_eq!(summaries, inputs);
+    // The application id names the store's changelog.
+    let topics = run_ok(
+        millrace()
+            .args(["topic", "list", "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert!(
+        String::from_utf8_lossy(&topics.stdout)
+            .contains("optimized-ksml-app-user_metrics_store-changelog"),
+    );
 }
 
 #[test]

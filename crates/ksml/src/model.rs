@@ -391,7 +391,6 @@ impl OpKind {
             self,
             OpKind::Cogroup
                 | OpKind::WindowBySession
-                | OpKind::Suppress
                 | OpKind::Join
                 | OpKind::LeftJoin
                 | OpKind::OuterJoin

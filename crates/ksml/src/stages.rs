@@ -67,6 +67,9 @@ pub fn stage_after(stage: Stage, op: &Operation) -> Result<Stage, String> {
         }
         (K::ToStream, Stage::Table | Stage::WindowedTable) => Ok(Stage::Stream),
         (K::ToStream, _) => fail("a table"),
+        (K::Suppress, Stage::Table) if op.text("until") == Some("windowCloses") => {
+            fail("a windowed table (suppress until windowCloses)")
+        }
         (K::Suppress, Stage::Table | Stage::WindowedTable) => Ok(stage),
         (K::Suppress, _) => fail("a table"),
         (K::ToTable, Stage::Stream) => Ok(Stage::Table),

@@ -221,6 +221,49 @@ fn check_source(
     }
 }
 
+/// suppress: `until` windowCloses or timeLimit (with `duration`), buffer limits as whole
+/// numbers, and a buffer strategy that fits.
+fn check_suppress(op: &Operation, diags: &mut Diagnostics) {
+    let until = op.text("until");
+    match until {
+        Some("windowCloses") | None => {}
+        Some("timeLimit") => {
+            if op.duration("duration").is_none() {
+                diags.error(op.mark, "suppress until timeLimit needs 'duration'");
+            }
+        }
+        Some(other) => diags.error(
+            op.mark,
+            format!("unknown suppress until '{other}' (use windowCloses or timeLimit)"),
+        ),
+    }
+    for field in ["maxRecords", "maxBytes"] {
+        if let Some(text) = op.text(field)
+            && !text.trim().parse::<u64>().is_ok_and(|n| n > 0)
+        {
+            diags.error(
+                op.mark,
+                format!("'{field}' must be a whole number above zero, found '{text}'"),
+            );
+        }
+    }
+    match op.text("bufferFullStrategy") {
+        None | Some("shutdownWhenFull") => {}
+        Some("emitEarlyWhenFull") if until == Some("windowCloses") => diags.error(
+            op.mark,
+            "suppress until windowCloses emits each window once, so its buffer cannot emit \
+             early: use bufferFullStrategy shutdownWhenFull",
+        ),
+        Some("emitEarlyWhenFull") => {}
+        Some(other) => diags.error(
+            op.mark,
+            format!(
+                "unknown bufferFullStrategy '{other}' (use emitEarlyWhenFull or shutdownWhenFull)"
+            ),
+        ),
+    }
+}
+
 /// Where a pipeline ends: a grouped or windowed stream has no records to sink yet.
 fn check_end(stage: Option<Stage>, sink: &Sink, mark: Mark, diags: &mut Diagnostics) {
     let Some(stage) = stage else { return };
@@ -330,6 +373,7 @@ fn check_operation_fields(op: &Operation, diags: &mut Diagnostics) {
             ),
             None => {}
         },
+        OpKind::Suppress => check_suppress(op, diags),
         _ => {}
     }
     if op.kind == OpKind::WindowByTime {

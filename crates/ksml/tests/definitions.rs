@@ -20,6 +20,13 @@ fn problems(yaml: &str) -> Vec<String> {
         .collect()
 }
 
+/// Fails unless every expected diagnostic was reported.
+fn assert_reported(found: &[String], expected: &[&str]) {
+    for e in expected {
+        assert!(found.iter().any(|f| f == e), "missing {e:?} in {found:#?}");
+    }
+}
+
 #[test]
 fn yaml_syntax_errors_have_positions() {
     let found = problems("streams:\n  a: [1, 2\n");
@@ -75,12 +82,7 @@ producers:
         "bad.yaml:25:5: warning: unknown key 'cacheSizeBytes' in pipeline 'q'",
         "bad.yaml:32:16: invalid type 'strng': unknown type 'strng'",
     ];
-    for e in expected {
-        assert!(
-            found.contains(&e.to_string()),
-            "missing {e:?} in {found:#?}"
-        );
-    }
+    assert_reported(&found, &expected);
 }
 
 #[test]
@@ -191,12 +193,7 @@ producers:
         "bad.yaml:14:14: store 'windows': window stores are not available to Python functions yet",
         "bad.yaml:18:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
     ];
-    for e in expected {
-        assert!(
-            found.contains(&e.to_string()),
-            "missing {e:?} in {found:#?}"
-        );
-    }
+    assert_reported(&found, &expected);
 }
 
 #[test]
@@ -243,10 +240,47 @@ pipelines:
         "bad.yaml:25:9: 'advanceBy' must be more than zero and at most 'duration'",
         "bad.yaml:31:9: operation 'join' is not supported yet",
     ];
-    for e in expected {
-        assert!(
-            found.contains(&e.to_string()),
-            "missing {e:?} in {found:#?}"
-        );
-    }
+    assert_reported(&found, &expected);
+}
+
+#[test]
+fn suppress_settings_are_checked() {
+    let found = problems(
+        "streams:
+  s:
+    topic: s
+    keyType: string
+    valueType: long
+pipelines:
+  not_windowed:
+    from: s
+    via:
+      - type: groupByKey
+      - type: count
+      - type: suppress
+        until: windowCloses
+      - type: toStream
+    to: out
+  bad_buffer:
+    from: s
+    via:
+      - type: groupByKey
+      - type: windowByTime
+        windowType: tumbling
+        duration: 1m
+      - type: count
+      - type: suppress
+        until: windowCloses
+        maxRecords: lots
+        bufferFullStrategy: emitEarlyWhenFull
+      - type: toStream
+    to: out
+",
+    );
+    let expected = [
+        "bad.yaml:12:9: operation 'suppress' needs a windowed table (suppress until windowCloses), but follows a table",
+        "bad.yaml:24:9: 'maxRecords' must be a whole number above zero, found 'lots'",
+        "bad.yaml:24:9: suppress until windowCloses emits each window once, so its buffer cannot emit early: use bufferFullStrategy shutdownWhenFull",
+    ];
+    assert_reported(&found, &expected);
 }

@@ -8,6 +8,7 @@ mod process;
 mod producer;
 mod py_stores;
 pub mod runner;
+mod suppress;
 mod task;
 mod task_stores;
 pub mod topology;

@@ -14,8 +14,9 @@ use millrace_stores::StateDir;
 
 use crate::process::Emitted;
 use crate::runner::RunError;
+use crate::suppress::HeldKeys;
 use crate::task_stores::{StoreId, TaskStores, open_stores};
-use crate::topology::Topology;
+use crate::topology::{NodeId, Topology};
 
 /// Records read per input partition in one batch: large enough to amortize the lock and the
 /// commit.
@@ -75,6 +76,8 @@ pub struct TaskState {
     pub last_topic: Option<(Arc<str>, u32)>,
     /// Per window store, the horizon of its last scan for expired windows.
     pub windows_scanned: HashMap<StoreId, i64>,
+    /// Per suppress node, the keys it holds back.
+    pub held: HashMap<NodeId, HeldKeys>,
 }
 
 /// One task per partition number of every source group. A group's topics may differ in

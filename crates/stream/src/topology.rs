@@ -99,6 +99,8 @@ pub enum Step {
     Pass,
     /// count, reduce or aggregate of a grouped (and maybe windowed) stream into a store.
     Aggregate(Box<Aggregation>),
+    /// Holds a table's updates back until a window closes or a time limit passes.
+    Suppress(Box<Suppression>),
     /// First branch whose condition holds (or that has none) gets the record.
     Branch {
         branches: Vec<(Option<FnId>, NodeId)>,
@@ -161,6 +163,25 @@ pub struct Aggregation {
     pub kind: AggregationKind,
     /// Time windows, for a windowed aggregation (its store is a window store).
     pub windows: Option<TimeWindows>,
+}
+
+/// When suppress lets a key's latest update go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressUntil {
+    /// Once stream time reaches the window's end plus the windowing's grace.
+    WindowCloses { grace: i64 },
+    /// Once stream time is `limit` past the key's first held update.
+    TimeLimit { limit: i64 },
+}
+
+/// A suppress node's work: its buffer (a logged in-memory store) and its limits.
+pub struct Suppression {
+    pub store: StoreId,
+    pub until: SuppressUntil,
+    pub max_records: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// A full buffer lets its oldest updates go early (otherwise the run stops).
+    pub emit_early_when_full: bool,
 }
 
 /// An operator node. `key_type`/`value_type` are the types of the records it receives;
@@ -243,6 +264,8 @@ struct Types {
     windows: Option<TimeWindows>,
     /// Partitions of the topic the records were read from; repartition topics get as many.
     partitions: u32,
+    /// The grace of the windows a windowed table's keys come from.
+    window_grace: Option<i64>,
 }
 
 impl Types {
@@ -255,6 +278,7 @@ impl Types {
             key_changed: false,
             windows: None,
             partitions,
+            window_grace: None,
         }
     }
 
@@ -621,6 +645,7 @@ impl Builder<'_> {
                 out = after;
                 Step::Aggregate(Box::new(aggregation))
             }
+            OpKind::Suppress => Step::Suppress(Box::new(self.suppression(op, &types))),
             OpKind::ToStream => {
                 out.stage = Stage::Stream;
                 match f("mapper") {
@@ -772,9 +797,10 @@ impl Builder<'_> {
         let slot = &self.stores[store];
         let mut out = types.with(slot.key_type.clone(), slot.value_type.clone());
         out.stage = Stage::Table;
-        if types.windows.is_some() {
+        if let Some(windows) = types.windows {
             out.key = DataType::Windowed(Box::new(slot.key_type.clone()));
             out.stage = Stage::WindowedTable;
+            out.window_grace = Some(windows.grace);
         }
         out.windows = None;
         let aggregation = Aggregation {
@@ -783,6 +809,41 @@ impl Builder<'_> {
             windows: types.windows,
         };
         Ok((aggregation, out))
+    }
+
+    /// suppress: its limits, and a logged in-memory buffer named after the operation.
+    fn suppression(&mut self, op: &Operation, types: &Types) -> Suppression {
+        let until = match op.text("until") {
+            Some("timeLimit") => SuppressUntil::TimeLimit {
+                limit: op.duration("duration").map_or(0, |d| d.as_millis() as i64),
+            },
+            _ => SuppressUntil::WindowCloses {
+                grace: types.window_grace.unwrap_or(0),
+            },
+        };
+        let limit = |field: &str| op.text(field).and_then(|n| n.trim().parse().ok());
+        let emit_early_when_full = match op.text("bufferFullStrategy") {
+            Some(strategy) => strategy == "emitEarlyWhenFull",
+            None => matches!(until, SuppressUntil::TimeLimit { .. }),
+        };
+        let spec = StoreSpec {
+            logging: true,
+            ..StoreSpec::key_value(&op.name)
+        };
+        let store = self.stores.len();
+        self.stores.push(StoreSlot {
+            changelog: Some(spec.changelog_topic(self.application_id)),
+            spec: Arc::new(spec),
+            key_type: types.key.clone(),
+            value_type: types.value.clone(),
+        });
+        Suppression {
+            store,
+            until,
+            max_records: limit("maxRecords"),
+            max_bytes: limit("maxBytes"),
+            emit_early_when_full,
+        }
     }
 
     /// The store an aggregation keeps its results in: the one its `store` names (taking the
@@ -1072,6 +1133,7 @@ impl Topology {
         let step = &self.nodes[node].step;
         let own = match step {
             Step::Aggregate(aggregation) => Some(aggregation.store),
+            Step::Suppress(suppression) => Some(suppression.store),
             _ => None,
         };
         own.into_iter()
@@ -1098,6 +1160,17 @@ impl Topology {
             .collect()
     }
 
+    /// The suppress nodes, whose due updates go downstream when stream time moves.
+    pub fn suppressions(&self) -> impl Iterator<Item = (NodeId, &Suppression)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, node)| match &node.step {
+                Step::Suppress(suppression) => Some((id, suppression.as_ref())),
+                _ => None,
+            })
+    }
+
     /// The aggregation nodes, whose cached updates go downstream when their task commits.
     pub fn aggregations(&self) -> impl Iterator<Item = (&OpNode, &Aggregation)> {
         self.nodes.iter().filter_map(|node| match &node.step {
@@ -1120,7 +1193,7 @@ impl Step {
             | Step::FlatMapValues { mapper: f }
             | Step::TransformMetadata { mapper: f }
             | Step::ForEach { action: f } => vec![*f],
-            Step::ConvertKey | Step::ConvertValue | Step::Pass => Vec::new(),
+            Step::ConvertKey | Step::ConvertValue | Step::Pass | Step::Suppress(_) => Vec::new(),
             Step::Aggregate(aggregation) => match aggregation.kind {
                 AggregationKind::Count => Vec::new(),
                 AggregationKind::Reduce { reducer } => vec![reducer],

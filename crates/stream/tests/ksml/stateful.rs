@@ -444,3 +444,115 @@ fn window_stores_delete_windows_past_their_retention() {
     assert_eq!(kept, [8, 9, 10]);
     assert_eq!(latest.len(), 11);
 }
+
+#[test]
+fn suppress_until_window_closes_emits_each_window_once_across_restarts() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("a", "x", 0),
+            ("a", "x", 30_000),
+            ("b", "x", 40_000),
+            ("a", "x", 61_000),
+            ("a", "x", 70_000),
+        ],
+    );
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey
+      - type: windowByTime
+        windowType: tumbling
+        duration: 1m
+      - type: count
+        store:
+          type: window
+          caching: false
+      - type: suppress
+        until: windowCloses
+      - type: toStream
+        mapper:
+          expression: key['key'] + '@' + str(key['start'] // 1000)
+          resultType: string",
+        "long",
+    );
+    env.run(&yaml);
+    // Window [60 s, 120 s) is still open at stream time 70 s.
+    assert_eq!(long_pairs(&env), [("a@0".into(), 2), ("b@0".into(), 1)]);
+    // The held update survives the restart (the buffer is logged) and goes once its window
+    // closes.
+    append_timed(&env, &[("c", "x", 125_000)]);
+    env.run(&yaml);
+    assert_eq!(
+        long_pairs(&env),
+        [("a@0".into(), 2), ("b@0".into(), 1), ("a@60".into(), 2)]
+    );
+}
+
+#[test]
+fn suppress_until_time_limit_emits_the_latest_update_after_the_limit() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("a", "x", 0),
+            ("a", "x", 5_000),
+            ("b", "x", 8_000),
+            ("c", "x", 12_000),
+        ],
+    );
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey
+      - type: count
+        store:
+          type: keyValue
+          caching: false
+      - type: suppress
+        until: timeLimit
+        duration: 10s
+      - type: toStream",
+        "long",
+    );
+    env.run(&yaml);
+    assert_eq!(long_pairs(&env), [("a".into(), 2)]);
+}
+
+#[test]
+fn a_full_suppress_buffer_emits_early_or_stops_the_run() {
+    let records: Vec<(String, i64)> = (0..5).map(|i| (format!("k{i}"), i)).collect();
+    let input: Vec<(&str, &str, i64)> =
+        records.iter().map(|(k, t)| (k.as_str(), "x", *t)).collect();
+    let definition = |strategy: &str| {
+        stateful_pipeline(
+            &format!(
+                "      - type: groupByKey
+      - type: count
+        store:
+          type: keyValue
+          caching: false
+      - type: suppress
+        until: timeLimit
+        duration: 1h
+        maxRecords: 2
+        bufferFullStrategy: {strategy}
+      - type: toStream"
+            ),
+            "long",
+        )
+    };
+    let env = Env::new();
+    append_timed(&env, &input);
+    env.run(&definition("emitEarlyWhenFull"));
+    // Each third key pushes the first held one out.
+    assert_eq!(
+        long_pairs(&env),
+        [("k0".into(), 1), ("k1".into(), 1), ("k2".into(), 1)]
+    );
+    let env = Env::new();
+    append_timed(&env, &input);
+    let file = env.write("app.yaml", &definition("shutdownWhenFull"));
+    let stopped = env.run_with(&[&file], RunnerConfig::default());
+    assert!(
+        matches!(&stopped, Err(RunError::Stopped(m)) if m.contains("the buffer is full")),
+        "{stopped:?}"
+    );
+}

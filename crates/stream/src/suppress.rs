@@ -1,0 +1,100 @@
+//! What a suppress node holds back: the latest update of each key with the stream time at
+//! which it is due. The updates live in the node's logged buffer store (so a restart neither
+//! loses nor repeats them); this index of them by due time is rebuilt from the store the first
+//! time a task uses it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use millrace_stores::{Store, StoreError};
+
+/// A held update as the buffer store keeps it: due time, record time, and the value (None: a
+/// tombstone).
+pub struct Held {
+    pub due: i64,
+    pub time: i64,
+    pub value: Option<Bytes>,
+}
+
+impl Held {
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(17 + self.value.as_ref().map_or(0, Bytes::len));
+        out.extend_from_slice(&self.due.to_be_bytes());
+        out.extend_from_slice(&self.time.to_be_bytes());
+        match &self.value {
+            Some(value) => {
+                out.push(1);
+                out.extend_from_slice(value);
+            }
+            None => out.push(0),
+        }
+        Bytes::from(out)
+    }
+
+    pub fn decode(entry: &Bytes) -> Option<Held> {
+        let due = i64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
+        let time = i64::from_be_bytes(entry.get(8..16)?.try_into().ok()?);
+        let value = match entry.get(16)? {
+            1 => Some(entry.slice(17..)),
+            _ => None,
+        };
+        Some(Held { due, time, value })
+    }
+}
+
+/// The keys a suppress node holds, ordered by due time.
+#[derive(Default)]
+pub struct HeldKeys {
+    loaded: bool,
+    by_due: BTreeSet<(i64, Bytes)>,
+    due_of: HashMap<Bytes, (i64, usize)>,
+    bytes: u64,
+}
+
+impl HeldKeys {
+    /// Reads the index from the buffer store once.
+    pub fn load(&mut self, store: &Store) -> Result<(), StoreError> {
+        if self.loaded {
+            return Ok(());
+        }
+        for (key, entry) in store.all()? {
+            if let Some(held) = Held::decode(&entry) {
+                self.insert(key, held.due, entry.len());
+            }
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// The due time of a held key.
+    pub fn due_of(&self, key: &Bytes) -> Option<i64> {
+        self.due_of.get(key).map(|(due, _)| *due)
+    }
+
+    pub fn insert(&mut self, key: Bytes, due: i64, size: usize) {
+        self.remove(&key);
+        self.by_due.insert((due, key.clone()));
+        self.bytes += (key.len() + size) as u64;
+        self.due_of.insert(key, (due, size));
+    }
+
+    pub fn remove(&mut self, key: &Bytes) {
+        if let Some((due, size)) = self.due_of.remove(key) {
+            self.by_due.remove(&(due, key.clone()));
+            self.bytes -= (key.len() + size) as u64;
+        }
+    }
+
+    /// The key due first, if any.
+    pub fn first(&self) -> Option<&(i64, Bytes)> {
+        self.by_due.first()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.by_due.len() as u64
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}

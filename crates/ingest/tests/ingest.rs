@@ -301,17 +301,15 @@ fn unparseable_records_are_counted_and_too_many_fail_the_task() {
         };
         server.log.append("posts", 0, vec![record]).unwrap();
     }
-    wait_until("the task failed", || {
-        ingestion.status("d").unwrap().state == "UNHEALTHY_TASKS"
+    // State and errors from one status: the state can turn before the error is recorded.
+    wait_until("the task failed, saying why", || {
+        let status = ingestion.status("d").unwrap();
+        status.state == "UNHEALTHY_TASKS"
+            && status
+                .recent_errors
+                .first()
+                .is_some_and(|e| e.message.contains("Max parse exceptions [5] exceeded"))
     });
-    let status = ingestion.status("d").unwrap();
-    assert!(
-        status.recent_errors[0]
-            .message
-            .contains("Max parse exceptions [5] exceeded"),
-        "{:?}",
-        status.recent_errors
-    );
     assert!(server.catalog.segments("d", true).unwrap().is_empty());
     ingestion.shutdown();
 }

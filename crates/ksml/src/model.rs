@@ -387,15 +387,7 @@ impl OpKind {
 
     /// True when the runtime executes this kind; the others are refused at validation.
     pub fn supported(self) -> bool {
-        !matches!(
-            self,
-            OpKind::Cogroup
-                | OpKind::WindowBySession
-                | OpKind::Join
-                | OpKind::LeftJoin
-                | OpKind::OuterJoin
-                | OpKind::ToTable
-        )
+        !matches!(self, OpKind::Cogroup | OpKind::WindowBySession)
     }
 }
 

@@ -45,8 +45,8 @@ pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
     }
     let published = published_names(definition);
     for pipeline in &definition.pipelines {
-        check_source(definition, &published, &pipeline.from, diags);
-        let stage = check_operations(definition, Stage::Stream, &pipeline.via, diags);
+        let start = check_source(definition, &published, &pipeline.from, diags);
+        let stage = check_operations(definition, start, &pipeline.via, diags);
         check_end(stage, &pipeline.sink, pipeline.mark, diags);
         check_sink(definition, &pipeline.sink, diags);
     }
@@ -189,35 +189,86 @@ fn not_supported_type(ty: &DataType, mark: Mark, diags: &mut Diagnostics) {
     }
 }
 
+/// Checks what a pipeline reads; returns the stage its records start in.
 fn check_source(
     definition: &Definition,
     published: &BTreeSet<String>,
     from: &Ref,
     diags: &mut Diagnostics,
-) {
+) -> Stage {
     match definition.topics.get(&from.name) {
         Some(topic) => {
-            if topic.kind != TopicKind::Stream {
+            if topic.kind == TopicKind::GlobalTable {
                 diags.error(
                     from.mark,
                     format!(
-                        "pipelines reading a {} ('{}') are not supported yet",
-                        topic.kind.name(),
+                        "pipelines reading a globalTable ('{}') are not supported yet",
                         from.name
                     ),
                 );
             }
             not_supported_type(&topic.key_type, topic.mark, diags);
             not_supported_type(&topic.value_type, topic.mark, diags);
+            match topic.kind {
+                TopicKind::Table => Stage::Table,
+                _ => Stage::Stream,
+            }
         }
-        None if published.contains(&from.name) => {}
-        None => diags.error(
-            from.mark,
+        None if published.contains(&from.name) => Stage::Stream,
+        None => {
+            diags.error(
+                from.mark,
+                format!(
+                    "'{}' is not a stream, table, globalTable or pipeline output",
+                    from.name
+                ),
+            );
+            Stage::Stream
+        }
+    }
+}
+
+/// join, leftJoin, outerJoin: what this runner joins so far is a stream with a table.
+fn check_join(
+    definition: &Definition,
+    stage: Option<Stage>,
+    op: &Operation,
+    diags: &mut Diagnostics,
+) {
+    let other = ["stream", "table", "globalTable"]
+        .into_iter()
+        .find(|field| op.params.contains_key(*field));
+    match (stage, other) {
+        (_, None) => diags.error(
+            op.mark,
+            format!("operation '{}' needs one of stream, table or globalTable", op.type_name),
+        ),
+        (Some(Stage::Stream), Some("table")) if op.kind != OpKind::OuterJoin => {
+            if !op.params.contains_key("valueJoiner") {
+                diags.error(op.mark, format!("operation '{}' needs 'valueJoiner'", op.type_name));
+            }
+            if let Some(table) = op.topic("table")
+                && definition
+                    .topics
+                    .get(&table.name)
+                    .is_some_and(|t| t.kind != TopicKind::Table)
+            {
+                diags.error(table.mark, format!("'{}' is not a table", table.name));
+            }
+        }
+        (Some(Stage::Stream), Some("table")) => diags.error(
+            op.mark,
+            "outerJoin of a stream with a table does not exist in Kafka Streams: use join or leftJoin",
+        ),
+        (Some(stage), Some(other)) => diags.error(
+            op.mark,
             format!(
-                "'{}' is not a stream, table, globalTable or pipeline output",
-                from.name
+                "operation '{}' of a {} with a {other} is not supported yet (a stream with a table is)",
+                op.type_name,
+                stage.name()
             ),
         ),
+        (None, Some(_)) => {}
     }
 }
 
@@ -296,6 +347,9 @@ fn check_operations(
 ) -> Option<Stage> {
     let mut stage = Some(start);
     for op in via {
+        if matches!(op.kind, OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin) {
+            check_join(definition, stage, op, diags);
+        }
         if let Some(current) = stage {
             stage = match stage_after(current, op) {
                 Ok(next) => Some(next),

@@ -106,14 +106,14 @@ pipelines: {}
 }
 
 #[test]
-fn unsupported_notations_and_tables_say_so() {
+fn unsupported_notations_and_global_tables_say_so() {
     let found = problems(
         "streams:
   sensors:
     topic: sensors
     keyType: string
     valueType: avro:SensorData
-tables:
+globalTables:
   users:
     topic: users
     keyType: string
@@ -139,7 +139,7 @@ pipelines:
     assert!(
         found
             .iter()
-            .any(|f| f.contains("pipelines reading a table ('users') are not supported yet")),
+            .any(|f| f.contains("pipelines reading a globalTable ('users') are not supported yet")),
         "{found:#?}"
     );
 }
@@ -238,7 +238,7 @@ pipelines:
         "bad.yaml:8:5: the pipeline ends on a grouped stream: aggregate it (count, reduce, aggregate) first",
         "bad.yaml:17:9: operation 'filter' on a table is not supported yet: put toStream before it",
         "bad.yaml:25:9: 'advanceBy' must be more than zero and at most 'duration'",
-        "bad.yaml:31:9: operation 'join' is not supported yet",
+        "bad.yaml:31:9: operation 'join' of a stream with a stream is not supported yet (a stream with a table is)",
     ];
     assert_reported(&found, &expected);
 }

@@ -17,9 +17,10 @@ use crate::datum::{Datum, conform};
 use crate::suppress::{Held, HeldKeys};
 use crate::task::Task;
 use crate::task_stores;
+use crate::task_stores::StoreId;
 use crate::topology::{
     Aggregation, AggregationKind, FnId, NodeId, OpNode, Step, SuppressUntil, Suppression,
-    TopicTarget, Topology,
+    TableJoin, TopicTarget, Topology,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 use millrace_stores::{Store, keys};
@@ -391,6 +392,8 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             Step::Pass => self.forward(node, rec),
             Step::Aggregate(aggregation) => self.aggregate(node, aggregation, rec),
             Step::Suppress(suppression) => self.suppress(id, node, suppression, rec),
+            Step::Materialize { store } => self.materialize(node, *store, rec),
+            Step::TableJoin(join) => self.table_join(node, join, rec),
             Step::Filter {
                 predicate,
                 keep_when,
@@ -1000,12 +1003,12 @@ impl<'py> BatchProcessor<'_, 'py> {
     /// nodes hold that is due.
     fn flush_caches(&mut self) -> Result<(), Failure> {
         let topology = self.topology;
-        for (node, aggregation) in topology.aggregations() {
-            let slot = &topology.stores[aggregation.store];
+        for (node, store, windows) in topology.table_nodes() {
+            let slot = &topology.stores[store];
             if !slot.spec.caching {
                 continue;
             }
-            let Ok(entries) = task_stores::with_store(aggregation.store, |s| s.buffered()) else {
+            let Ok(entries) = task_stores::with_store(store, |s| s.buffered()) else {
                 continue;
             };
             for (stored, entry) in entries {
@@ -1013,7 +1016,7 @@ impl<'py> BatchProcessor<'_, 'py> {
                     Some((time, value)) => (time, Some(value)),
                     None => (self.stream_time(), None),
                 };
-                let key = match aggregation.windows {
+                let key = match windows {
                     None => Datum::Raw(stored),
                     Some(windows) => {
                         let Some((key, start, _)) = keys::parse_window_key(&stored) else {
@@ -1162,5 +1165,72 @@ impl<'py> BatchProcessor<'_, 'py> {
             self.release(id, node, suppression, now, usize::MAX)?;
         }
         Ok(())
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Keeps a record as its key's latest value (a null value deletes the key); without
+    /// caching the update goes downstream at once.
+    fn materialize(&mut self, node: &OpNode, store: StoreId, rec: Rec<'py>) -> Result<(), Failure> {
+        let slot = &self.topology.stores[store];
+        let consume = |e| Self::consume_failure(node, e);
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let value = rec
+            .value
+            .to_bytes(&node.value_type, &slot.value_type)
+            .map_err(consume)?;
+        let entry = value.as_ref().map(|v| timestamped(rec.timestamp, v));
+        task_stores::with_store(store, |s| s.put(key.clone(), entry))
+            .map_err(|e| Self::process_failure(node, "state store", e))?;
+        if slot.spec.caching {
+            return Ok(());
+        }
+        self.forward_update(node, Datum::Raw(key), value, rec.timestamp, &rec.headers)
+    }
+
+    /// Joins a stream record with the table's value for its key; records with a null key or
+    /// value are dropped, and so are records with no table value unless the join is a left
+    /// join, as in Kafka Streams.
+    fn table_join(
+        &mut self,
+        node: &OpNode,
+        join: &TableJoin,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[join.store];
+        let consume = |e| Self::consume_failure(node, e);
+        if matches!(rec.value, Datum::Null) {
+            return Ok(());
+        }
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let store_failure = |e: String| Self::process_failure(node, "state store", e);
+        let entry = task_stores::with_store(join.store, |s| s.get(&key))
+            .map_err(store_failure)?
+            .map_err(|e| store_failure(e.to_string()))?;
+        let table_value = match entry.as_ref().and_then(split_timestamped) {
+            Some((_, value)) => bytes_to_py(py, Some(&value), &slot.value_type).map_err(consume)?,
+            None if join.left => py.None().into_bound(py),
+            None => return Ok(()),
+        };
+        let [key, value] = self.key_value(node, &mut rec)?;
+        let joined = self.call(join.joiner, &[key, value, table_value], &node.name)?;
+        let joined = conform(joined, &node.out_value_type).map_err(|e| {
+            Self::process_failure(node, &self.topology.functions[join.joiner].name, e)
+        })?;
+        rec.value = Datum::Py(joined);
+        self.forward(node, rec)
     }
 }

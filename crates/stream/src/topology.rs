@@ -101,6 +101,12 @@ pub enum Step {
     Aggregate(Box<Aggregation>),
     /// Holds a table's updates back until a window closes or a time limit passes.
     Suppress(Box<Suppression>),
+    /// Keeps the latest value of each key in a store (a table read from a topic, toTable).
+    Materialize {
+        store: StoreId,
+    },
+    /// Joins each stream record with the table's value for its key.
+    TableJoin(Box<TableJoin>),
     /// First branch whose condition holds (or that has none) gets the record.
     Branch {
         branches: Vec<(Option<FnId>, NodeId)>,
@@ -163,6 +169,15 @@ pub struct Aggregation {
     pub kind: AggregationKind,
     /// Time windows, for a windowed aggregation (its store is a window store).
     pub windows: Option<TimeWindows>,
+}
+
+/// A stream-table join.
+pub struct TableJoin {
+    /// The table's store.
+    pub store: StoreId,
+    pub joiner: FnId,
+    /// leftJoin: a record with no table value is joined with None (join drops it).
+    pub left: bool,
 }
 
 /// When suppress lets a key's latest update go.
@@ -243,6 +258,17 @@ pub enum BuildError {
          function too: functions cannot use an aggregation's store yet"
     )]
     SharedStore { store: String, operation: String },
+    #[error(
+        "join '{operation}': the stream has {stream_partitions} partition(s) but table topic \
+         '{table}' has {table_partitions}; joined topics must be co-partitioned (the same \
+         partition count)"
+    )]
+    NotCopartitioned {
+        operation: String,
+        stream_partitions: u32,
+        table: String,
+        table_partitions: u32,
+    },
     #[error("cannot open print file {file}: {source}")]
     PrintFile {
         file: String,
@@ -310,6 +336,8 @@ struct Builder<'a> {
     function_ids: HashMap<(usize, String), FnId>,
     /// (definition index, store name) -> store.
     store_ids: HashMap<(usize, String), StoreId>,
+    /// (definition index, table name) -> the node materializing it and its store.
+    tables: HashMap<(usize, String), (NodeId, StoreId)>,
     /// `as` names -> the Pass node publishing them and their types.
     published: HashMap<(usize, String), (NodeId, Types)>,
     /// Pipelines waiting for an `as` name: (definition, name) -> their first nodes.
@@ -338,6 +366,7 @@ impl Topology {
             stores: Vec::new(),
             function_ids: HashMap::new(),
             store_ids: HashMap::new(),
+            tables: HashMap::new(),
             published: HashMap::new(),
             subscribers: HashMap::new(),
             namespace: String::new(),
@@ -501,6 +530,14 @@ impl Builder<'_> {
                 .map(|(_, t)| t.clone())
                 .unwrap_or_else(|| Types::of_topic(DataType::Any, DataType::Any, 1)),
         };
+        let mut types = types;
+        if definition
+            .topics
+            .get(&pipeline.from.name)
+            .is_some_and(|t| t.kind == TopicKind::Table)
+        {
+            types.stage = Stage::Table;
+        }
         let first = self.chain(
             definition,
             &pipeline.name,
@@ -509,6 +546,10 @@ impl Builder<'_> {
             types,
         )?;
         match definition.topics.get(&pipeline.from.name) {
+            Some(topic) if topic.kind == TopicKind::Table => {
+                let (table, _) = self.table(definition, topic)?;
+                self.nodes[table].children.push(first);
+            }
             Some(topic) => {
                 let source = self.source(topic)?;
                 self.sources[source].roots.push(first);
@@ -646,6 +687,41 @@ impl Builder<'_> {
                 Step::Aggregate(Box::new(aggregation))
             }
             OpKind::Suppress => Step::Suppress(Box::new(self.suppression(op, &types))),
+            OpKind::ToTable => {
+                let value_type = types.value.clone();
+                let store = self.operation_store(definition, op, &types, &value_type)?;
+                out.stage = Stage::Table;
+                Step::Materialize { store }
+            }
+            OpKind::Join | OpKind::LeftJoin => {
+                let reference = op.topic("table").expect("validated: a stream-table join");
+                let table = &definition.topics[&reference.name];
+                let (_, store) = self.table(definition, table)?;
+                let table_partitions = self.log.ensure_topic(&table.topic)?;
+                if types.key_changed {
+                    // Kafka Streams repartitions the stream by its new key first.
+                    let link = self.through_topic(&op.name, table_partitions, None, &types)?;
+                    let mut wire = link.wire.clone();
+                    wire.key_changed = false;
+                    let link = TopicLink { wire, ..link };
+                    return self.read_back(definition, owner, link, ops, sink);
+                }
+                if types.partitions != table_partitions {
+                    return Err(BuildError::NotCopartitioned {
+                        operation: op.name.clone(),
+                        stream_partitions: types.partitions,
+                        table: table.topic.clone(),
+                        table_partitions,
+                    });
+                }
+                let joiner = self.function(op.function("valueJoiner").expect("validated"));
+                out.value = self.result_type(joiner);
+                Step::TableJoin(Box::new(TableJoin {
+                    store,
+                    joiner,
+                    left: op.kind == OpKind::LeftJoin,
+                }))
+            }
             OpKind::ToStream => {
                 out.stage = Stage::Stream;
                 match f("mapper") {
@@ -678,14 +754,7 @@ impl Builder<'_> {
         let topic = format!("{}-{name}-repartition", self.application_id);
         self.log.create_topic(&topic, partitions)?;
         // Untyped data crosses the internal topic as JSON, which keeps its kind exactly.
-        let wire_type = |ty: &DataType| {
-            if ty.is_any() {
-                DataType::Json
-            } else {
-                ty.clone()
-            }
-        };
-        let mut wire = types.with(wire_type(&types.key), wire_type(&types.value));
+        let mut wire = types.with(stored_type(&types.key), stored_type(&types.value));
         wire.key_changed = false;
         wire.partitions = self.log.ensure_topic(&topic)?;
         let target = TopicTarget {
@@ -811,6 +880,69 @@ impl Builder<'_> {
         Ok((aggregation, out))
     }
 
+    /// The node materializing a table read from its topic, made on first use: its store is the
+    /// table's `store`, or one named after the table (persistent, cached, logged).
+    fn table(
+        &mut self,
+        definition: &Definition,
+        topic: &TopicDef,
+    ) -> Result<(NodeId, StoreId), BuildError> {
+        let key = (self.definition, topic.name.clone());
+        if let Some(found) = self.tables.get(&key) {
+            return Ok(*found);
+        }
+        let types = Types::of_topic(
+            topic.key_type.clone(),
+            topic.value_type.clone(),
+            self.log.ensure_topic(&topic.topic)?,
+        );
+        let store = match &topic.store {
+            Some(reference) => self.named_store(definition, reference, &types.key, &types.value),
+            None => self.default_store(&topic.name, &types, &types.value.clone()),
+        };
+        let mut out = types.clone();
+        out.stage = Stage::Table;
+        let node = self.add_node(
+            format!("{}_table", topic.name),
+            Step::Materialize { store },
+            &types,
+            &out,
+        );
+        let source = self.source(topic)?;
+        self.sources[source].roots.push(node);
+        self.tables.insert(key, (node, store));
+        Ok((node, store))
+    }
+
+    /// Kafka Streams' default store for an operation's results: persistent, cached and
+    /// logged, a window store when the records are windowed.
+    fn default_store(&mut self, name: &str, types: &Types, value_type: &DataType) -> StoreId {
+        let windows = types.windows;
+        let spec = StoreSpec {
+            kind: if windows.is_some() {
+                StoreKind::Window
+            } else {
+                StoreKind::KeyValue
+            },
+            persistent: true,
+            caching: true,
+            logging: true,
+            window_size: windows.map_or(Duration::ZERO, |w| Duration::from_millis(w.size as u64)),
+            retention: windows.map_or(Duration::ZERO, |w| {
+                Duration::from_millis((w.size + w.grace) as u64)
+            }),
+            ..StoreSpec::key_value(name)
+        };
+        let id = self.stores.len();
+        self.stores.push(StoreSlot {
+            changelog: Some(spec.changelog_topic(self.application_id)),
+            spec: Arc::new(spec),
+            key_type: stored_type(&types.key),
+            value_type: stored_type(value_type),
+        });
+        id
+    }
+
     /// suppress: its limits, and a logged in-memory buffer named after the operation.
     fn suppression(&mut self, op: &Operation, types: &Types) -> Suppression {
         let until = match op.text("until") {
@@ -856,57 +988,40 @@ impl Builder<'_> {
         types: &Types,
         value_type: &DataType,
     ) -> Result<StoreId, BuildError> {
-        let stored = |ty: &DataType| {
-            if ty.is_any() {
-                DataType::Json
-            } else {
-                ty.clone()
-            }
+        let Some(reference) = op.store("store") else {
+            return Ok(self.default_store(&op.name, types, value_type));
         };
-        if let Some(reference) = op.store("store") {
-            let id = self.store_ids[&(self.definition, reference.name.clone())];
-            // An aggregation keeps timestamps with its values, which a function's store handle
-            // would not expect.
-            if self.functions.iter().any(|f| f.stores.contains(&id)) {
-                return Err(BuildError::SharedStore {
-                    store: reference.name.clone(),
-                    operation: op.name.clone(),
-                });
-            }
-            let declared = &definition.stores[&reference.name];
-            let slot = &mut self.stores[id];
-            if declared.key_type.is_none() {
-                slot.key_type = stored(&types.key);
-            }
-            if declared.value_type.is_none() {
-                slot.value_type = stored(value_type);
-            }
-            return Ok(id);
+        let id = self.named_store(definition, reference, &types.key, value_type);
+        // An aggregation keeps timestamps with its values, which a function's store handle
+        // would not expect.
+        if self.functions.iter().any(|f| f.stores.contains(&id)) {
+            return Err(BuildError::SharedStore {
+                store: reference.name.clone(),
+                operation: op.name.clone(),
+            });
         }
-        let windows = types.windows;
-        let spec = StoreSpec {
-            kind: if windows.is_some() {
-                StoreKind::Window
-            } else {
-                StoreKind::KeyValue
-            },
-            persistent: true,
-            caching: true,
-            logging: true,
-            window_size: windows.map_or(Duration::ZERO, |w| Duration::from_millis(w.size as u64)),
-            retention: windows.map_or(Duration::ZERO, |w| {
-                Duration::from_millis((w.size + w.grace) as u64)
-            }),
-            ..StoreSpec::key_value(&op.name)
-        };
-        let id = self.stores.len();
-        self.stores.push(StoreSlot {
-            changelog: Some(spec.changelog_topic(self.application_id)),
-            spec: Arc::new(spec),
-            key_type: stored(&types.key),
-            value_type: stored(value_type),
-        });
         Ok(id)
+    }
+
+    /// A declared store used by an operation, taking the operation's key and value types
+    /// where the store declares none.
+    fn named_store(
+        &mut self,
+        definition: &Definition,
+        reference: &Ref,
+        key_type: &DataType,
+        value_type: &DataType,
+    ) -> StoreId {
+        let id = self.store_ids[&(self.definition, reference.name.clone())];
+        let declared = &definition.stores[&reference.name];
+        let slot = &mut self.stores[id];
+        if declared.key_type.is_none() {
+            slot.key_type = stored_type(key_type);
+        }
+        if declared.value_type.is_none() {
+            slot.value_type = stored_type(value_type);
+        }
+        id
     }
 
     fn target(&self, definition: &Definition, to: &ToTarget, types: &Types) -> TopicTarget {
@@ -1027,10 +1142,7 @@ impl Builder<'_> {
 /// How every task instantiates a declared store. Untyped keys and values are kept as JSON,
 /// which keeps their kind exactly.
 fn store_slot(store: &StoreDef, application_id: &str) -> StoreSlot {
-    let stored = |ty: &Option<DataType>| match ty {
-        Some(ty) if !ty.is_any() => ty.clone(),
-        _ => DataType::Json,
-    };
+    let stored = |ty: &Option<DataType>| stored_type(ty.as_ref().unwrap_or(&DataType::Any));
     let spec = StoreSpec {
         name: store.name.clone(),
         kind: match store.store_type {
@@ -1053,6 +1165,15 @@ fn store_slot(store: &StoreDef, application_id: &str) -> StoreSlot {
         spec: Arc::new(spec),
         key_type: stored(&store.key_type),
         value_type: stored(&store.value_type),
+    }
+}
+
+/// The type a store keeps a key or value in: untyped data as JSON, which keeps its kind.
+fn stored_type(ty: &DataType) -> DataType {
+    if ty.is_any() {
+        DataType::Json
+    } else {
+        ty.clone()
     }
 }
 
@@ -1134,6 +1255,8 @@ impl Topology {
         let own = match step {
             Step::Aggregate(aggregation) => Some(aggregation.store),
             Step::Suppress(suppression) => Some(suppression.store),
+            Step::Materialize { store } => Some(*store),
+            Step::TableJoin(join) => Some(join.store),
             _ => None,
         };
         own.into_iter()
@@ -1171,10 +1294,20 @@ impl Topology {
             })
     }
 
-    /// The aggregation nodes, whose cached updates go downstream when their task commits.
+    /// The aggregation nodes.
     pub fn aggregations(&self) -> impl Iterator<Item = (&OpNode, &Aggregation)> {
         self.nodes.iter().filter_map(|node| match &node.step {
             Step::Aggregate(aggregation) => Some((node, aggregation.as_ref())),
+            _ => None,
+        })
+    }
+
+    /// The nodes keeping tables in stores (aggregations and materializations), with their
+    /// store and windows: with caching, their updates go downstream when the task commits.
+    pub fn table_nodes(&self) -> impl Iterator<Item = (&OpNode, StoreId, Option<TimeWindows>)> {
+        self.nodes.iter().filter_map(|node| match &node.step {
+            Step::Aggregate(aggregation) => Some((node, aggregation.store, aggregation.windows)),
+            Step::Materialize { store } => Some((node, *store, None)),
             _ => None,
         })
     }
@@ -1193,7 +1326,12 @@ impl Step {
             | Step::FlatMapValues { mapper: f }
             | Step::TransformMetadata { mapper: f }
             | Step::ForEach { action: f } => vec![*f],
-            Step::ConvertKey | Step::ConvertValue | Step::Pass | Step::Suppress(_) => Vec::new(),
+            Step::ConvertKey
+            | Step::ConvertValue
+            | Step::Pass
+            | Step::Suppress(_)
+            | Step::Materialize { .. } => Vec::new(),
+            Step::TableJoin(join) => vec![join.joiner],
             Step::Aggregate(aggregation) => match aggregation.kind {
                 AggregationKind::Count => Vec::new(),
                 AggregationKind::Reduce { reducer } => vec![reducer],

@@ -556,3 +556,213 @@ fn a_full_suppress_buffer_emits_early_or_stops_the_run() {
         "{stopped:?}"
     );
 }
+
+/// Appends JSON values with timestamps to partition 0 of a one-partition topic.
+fn append_json(env: &Env, topic: &str, records: &[(&str, Json, i64)]) {
+    env.log.ensure_topic(topic).unwrap();
+    let records = records
+        .iter()
+        .map(|(k, v, t)| Record {
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: (!v.is_null()).then(|| Bytes::from(v.to_string())),
+            timestamp: *t,
+            headers: vec![],
+        })
+        .collect();
+    env.log.append(topic, 0, records).unwrap();
+}
+
+const USERS_AND_CLICKS: &str = "
+tables:
+  users:
+    topic: users
+    keyType: string
+    valueType: json
+streams:
+  clicks:
+    topic: clicks
+    keyType: string
+    valueType: json
+";
+
+#[test]
+fn a_table_read_from_a_topic_passes_on_the_latest_value_per_key() {
+    let env = Env::new();
+    append_json(
+        &env,
+        "users",
+        &[
+            ("u1", json!({"name": "Ann"}), 1),
+            ("u2", json!({"name": "Bob"}), 2),
+            ("u1", json!({"name": "Anna"}), 3),
+        ],
+    );
+    env.run(&format!(
+        "{USERS_AND_CLICKS}
+pipelines:
+  p:
+    from: users
+    via:
+      - type: toStream
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+"
+    ));
+    assert_eq!(
+        env.pairs("output"),
+        [
+            (Some("u1".into()), json!({"name": "Anna"})),
+            (Some("u2".into()), json!({"name": "Bob"})),
+        ]
+    );
+}
+
+#[test]
+fn stream_table_joins_match_the_latest_table_value() {
+    let env = Env::new();
+    append_json(
+        &env,
+        "users",
+        &[
+            ("u1", json!({"name": "Ann"}), 1),
+            ("u1", json!({"name": "Anna"}), 5),
+        ],
+    );
+    append_json(
+        &env,
+        "clicks",
+        &[
+            ("u1", json!({"page": "/a"}), 2),
+            ("u2", json!({"page": "/b"}), 3),
+            ("u1", json!({"page": "/c"}), 6),
+        ],
+    );
+    let joined = |kind: &str| {
+        format!(
+            "{USERS_AND_CLICKS}
+pipelines:
+  p:
+    from: clicks
+    via:
+      - type: {kind}
+        table: users
+        valueJoiner:
+          expression: \"{{'page': value1['page'], 'user': value2['name'] if value2 else None}}\"
+          resultType: json
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+"
+        )
+    };
+    env.run(&joined("join"));
+    // Records are processed in timestamp order across the two topics.
+    assert_eq!(
+        env.pairs("output"),
+        [
+            (Some("u1".into()), json!({"page": "/a", "user": "Ann"})),
+            (Some("u1".into()), json!({"page": "/c", "user": "Anna"})),
+        ]
+    );
+    let env2 = Env::new();
+    append_json(&env2, "users", &[("u1", json!({"name": "Ann"}), 1)]);
+    append_json(&env2, "clicks", &[("u2", json!({"page": "/b"}), 3)]);
+    env2.run(&joined("leftJoin"));
+    assert_eq!(
+        env2.pairs("output"),
+        [(Some("u2".into()), json!({"page": "/b", "user": null}))]
+    );
+}
+
+#[test]
+fn joining_topics_that_are_not_copartitioned_is_refused() {
+    let env = Env::new();
+    env.log.create_topic("users", 2).unwrap();
+    env.log.create_topic("clicks", 1).unwrap();
+    let file = env.write(
+        "app.yaml",
+        &format!(
+            "{USERS_AND_CLICKS}
+pipelines:
+  p:
+    from: clicks
+    via:
+      - type: join
+        name: enrich
+        table: users
+        valueJoiner:
+          expression: value1
+          resultType: json
+    to: output
+"
+        ),
+    );
+    let refused = env.run_with(&[&file], RunnerConfig::default()).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "join 'enrich': the stream has 1 partition(s) but table topic 'users' has 2; joined \
+         topics must be co-partitioned (the same partition count)"
+    );
+}
+
+#[test]
+fn to_table_keeps_the_latest_value_and_deletes_on_null() {
+    let env = Env::new();
+    append_json(
+        &env,
+        "input",
+        &[
+            ("a", json!(1), 1),
+            ("b", json!(2), 2),
+            ("a", json!(3), 3),
+            ("b", Json::Null, 4),
+        ],
+    );
+    env.run(
+        "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: json
+pipelines:
+  p:
+    from: input
+    via:
+      - type: toTable
+        store:
+          name: latest
+          type: keyValue
+          logging: true
+      - type: toStream
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+",
+    );
+    // The store has no caching (an inline store's booleans default to false): every update
+    // goes on, and a null value deletes the key.
+    assert_eq!(
+        env.pairs("output"),
+        [
+            (Some("a".into()), json!(1)),
+            (Some("b".into()), json!(2)),
+            (Some("a".into()), json!(3)),
+            (Some("b".into()), Json::Null)
+        ]
+    );
+    let latest: Vec<(u32, Record)> = env.records("millrace-latest-changelog");
+    let last_b = latest
+        .iter()
+        .rev()
+        .find(|(_, r)| r.key.as_deref() == Some(b"b"));
+    assert_eq!(
+        last_b.map(|(_, r)| r.value.is_none()),
+        Some(true),
+        "b deleted"
+    );
+}

@@ -387,7 +387,7 @@ impl OpKind {
 
     /// True when the runtime executes this kind; the others are refused at validation.
     pub fn supported(self) -> bool {
-        !matches!(self, OpKind::Cogroup | OpKind::WindowBySession)
+        self != OpKind::Cogroup
     }
 }
 

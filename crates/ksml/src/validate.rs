@@ -350,6 +350,15 @@ fn check_operations(
         if matches!(op.kind, OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin) {
             check_join(definition, stage, op, diags);
         }
+        if op.kind == OpKind::Aggregate
+            && stage == Some(Stage::SessionWindowed)
+            && !op.params.contains_key("merger")
+        {
+            diags.error(
+                op.mark,
+                "aggregate of a session-windowed stream needs 'merger' to combine sessions",
+            );
+        }
         if let Some(current) = stage {
             stage = match stage_after(current, op) {
                 Ok(next) => Some(next),

@@ -61,6 +61,11 @@ impl Store {
         }
     }
 
+    /// The value a key had at the last commit, ignoring buffered writes.
+    pub fn get_committed(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        self.backend.get(key)
+    }
+
     /// Writes a key (None deletes it).
     pub fn put(&mut self, key: Bytes, value: Option<Bytes>) {
         let size = key.len() + value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD;

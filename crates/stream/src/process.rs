@@ -19,8 +19,8 @@ use crate::task::Task;
 use crate::task_stores;
 use crate::task_stores::StoreId;
 use crate::topology::{
-    Aggregation, AggregationKind, FnId, NodeId, OpNode, Step, SuppressUntil, Suppression,
-    TableJoin, TopicTarget, Topology,
+    Aggregation, AggregationKind, FnId, NodeId, OpNode, SessionWindows, Step, SuppressUntil,
+    Suppression, TableJoin, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 use millrace_stores::{Store, keys};
@@ -857,11 +857,19 @@ impl<'py> BatchProcessor<'_, 'py> {
         let Some(key) = key else {
             return Ok(());
         };
-        let Some(windows) = aggregation.windows else {
-            if let Some((value, time)) = self.update(node, aggregation, key.clone(), &mut rec)? {
-                self.forward_update(node, Datum::Raw(key), value, time, &rec.headers)?;
+        let windows = match aggregation.windows {
+            None => {
+                if let Some((value, time)) =
+                    self.update(node, aggregation, key.clone(), &mut rec)?
+                {
+                    self.forward_update(node, Datum::Raw(key), value, time, &rec.headers)?;
+                }
+                return Ok(());
             }
-            return Ok(());
+            Some(Windows::Session(sessions)) => {
+                return self.aggregate_session(node, aggregation, sessions, key, rec);
+            }
+            Some(Windows::Time(windows)) => windows,
         };
         let close = self.stream_time() - windows.grace;
         for start in windows.starts_for(rec.timestamp) {
@@ -937,6 +945,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             AggregationKind::Aggregate {
                 initializer,
                 aggregator,
+                ..
             } => {
                 let aggregate = match &old {
                     None => self.call(*initializer, &[], &node.name)?,
@@ -1012,18 +1021,33 @@ impl<'py> BatchProcessor<'_, 'py> {
                 continue;
             };
             for (stored, entry) in entries {
+                // A deletion of what never went downstream (a key, or a merged session,
+                // created and deleted since the last commit) is not passed on.
+                if entry.is_none() {
+                    let was = task_stores::with_store(store, |s| s.get_committed(&stored))
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
+                    if was.is_none() {
+                        continue;
+                    }
+                }
                 let (time, value) = match entry.as_ref().and_then(split_timestamped) {
                     Some((time, value)) => (time, Some(value)),
                     None => (self.stream_time(), None),
                 };
-                let key = match windows {
-                    None => Datum::Raw(stored),
-                    Some(windows) => {
-                        let Some((key, start, _)) = keys::parse_window_key(&stored) else {
-                            continue;
-                        };
-                        self.windowed_key(node, &slot.key_type, key, start, start + windows.size)?
+                let window = match windows {
+                    None => None,
+                    Some(Windows::Time(windows)) => keys::parse_window_key(&stored)
+                        .map(|(key, start, _)| (key, start, start + windows.size)),
+                    Some(Windows::Session(_)) => keys::parse_session_key(&stored),
+                };
+                let key = match (windows, window) {
+                    (None, _) => Datum::Raw(stored.clone()),
+                    (Some(_), Some((key, start, end))) => {
+                        self.windowed_key(node, &slot.key_type, key, start, end)?
                     }
+                    (Some(_), None) => continue,
                 };
                 self.forward_update(node, key, value, time, &[])?;
             }
@@ -1232,5 +1256,135 @@ impl<'py> BatchProcessor<'_, 'py> {
         })?;
         rec.value = Datum::Py(joined);
         self.forward(node, rec)
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Session windows, as Kafka Streams merges them: the key's sessions within `gap` of the
+    /// record become one session with it, their aggregates combined (count: summed; reduce:
+    /// reduced in order; aggregate: merged with `merger`, then the record aggregated). The
+    /// merged sessions are deleted (a tombstone goes downstream for each), and a record whose
+    /// merged session ended before stream time minus grace is dropped as late.
+    fn aggregate_session(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        sessions: SessionWindows,
+        key: Bytes,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[aggregation.store];
+        let time = rec.timestamp;
+        let store_failure = |e: String| Self::process_failure(node, "state store", e);
+        let lower = keys::session_key(&key, i64::MIN, time.saturating_sub(sessions.gap));
+        let upper = keys::session_key(&key, i64::MAX, i64::MAX);
+        let found = task_stores::with_store(aggregation.store, |s| {
+            s.scan(
+                std::ops::Bound::Included(lower.as_ref()),
+                std::ops::Bound::Included(upper.as_ref()),
+            )
+        })
+        .map_err(store_failure)?
+        .map_err(|e| store_failure(e.to_string()))?;
+        let mut merged = Vec::new();
+        let (mut start, mut end, mut latest) = (time, time, time);
+        for (stored, entry) in found {
+            let Some((_, session_start, session_end)) = keys::parse_session_key(&stored) else {
+                continue;
+            };
+            if session_start > time.saturating_add(sessions.gap) {
+                continue;
+            }
+            let Some((entry_time, value)) = split_timestamped(&entry) else {
+                continue;
+            };
+            start = start.min(session_start);
+            end = end.max(session_end);
+            latest = latest.max(entry_time);
+            merged.push((stored, session_start, session_end, value));
+        }
+        if end < self.stream_time() - sessions.grace {
+            self.late_records += 1;
+            return Ok(());
+        }
+        let decode = |value: &Bytes| {
+            bytes_to_py(py, Some(value), &slot.value_type).map_err(|e| {
+                Self::process_failure(node, "state store", format!("stored value: {e}"))
+            })
+        };
+        let encode = |obj: Bound<'py, PyAny>, function: FnId| {
+            let name = &self.topology.functions[function].name;
+            py_to_bytes(&obj, &slot.value_type)
+                .map(|b| b.map(Bytes::from))
+                .map_err(|e| Self::process_failure(node, name, e.to_string()))
+        };
+        let value: Option<Bytes> = match &aggregation.kind {
+            AggregationKind::Count => {
+                let earlier: i64 = merged
+                    .iter()
+                    .filter_map(|(_, _, _, v)| v.as_ref().try_into().ok())
+                    .map(i64::from_be_bytes)
+                    .sum();
+                Some(Bytes::copy_from_slice(&(earlier + 1).to_be_bytes()))
+            }
+            AggregationKind::Reduce { reducer } => {
+                let mut reduced: Option<Bound<'py, PyAny>> = None;
+                for (_, _, _, value) in &merged {
+                    let value = decode(value)?;
+                    reduced = Some(match reduced {
+                        None => value,
+                        Some(so_far) => self.call(*reducer, &[so_far, value], &node.name)?,
+                    });
+                }
+                let value = rec
+                    .value
+                    .as_py(py, &node.value_type)
+                    .map_err(|e| Self::consume_failure(node, e))?;
+                match reduced {
+                    None => rec
+                        .value
+                        .to_bytes(&node.value_type, &slot.value_type)
+                        .map_err(|e| Self::consume_failure(node, e))?,
+                    Some(so_far) => {
+                        let result = self.call(*reducer, &[so_far, value], &node.name)?;
+                        encode(result, *reducer)?
+                    }
+                }
+            }
+            AggregationKind::Aggregate {
+                initializer,
+                aggregator,
+                merger,
+            } => {
+                let mut aggregate = self.call(*initializer, &[], &node.name)?;
+                for (_, _, _, value) in &merged {
+                    let merger = merger.expect("validated: session aggregations have a merger");
+                    let [key, _] = self.key_value(node, &mut rec)?;
+                    aggregate = self.call(merger, &[key, aggregate, decode(value)?], &node.name)?;
+                }
+                let [key, value] = self.key_value(node, &mut rec)?;
+                let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
+                encode(result, *aggregator)?
+            }
+        };
+        for (stored, session_start, session_end, _) in merged {
+            task_stores::with_store(aggregation.store, |s| s.put(stored, None))
+                .map_err(store_failure)?;
+            if !slot.spec.caching {
+                let windowed =
+                    self.windowed_key(node, &slot.key_type, &key, session_start, session_end)?;
+                self.forward_update(node, windowed, None, latest, &rec.headers)?;
+            }
+        }
+        let stored = keys::session_key(&key, start, end);
+        let entry = value.as_ref().map(|v| timestamped(latest, v));
+        task_stores::with_store(aggregation.store, |s| s.put(stored, entry))
+            .map_err(store_failure)?;
+        if !slot.spec.caching {
+            let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
+            self.forward_update(node, windowed, value, latest, &rec.headers)?;
+        }
+        Ok(())
     }
 }

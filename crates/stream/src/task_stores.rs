@@ -222,10 +222,15 @@ pub fn expire_windows(
             continue;
         }
         *last = horizon;
+        let session = store.spec().kind == millrace_stores::StoreKind::Session;
         for (key, _) in store.all()? {
-            if millrace_stores::keys::parse_window_key(&key)
-                .is_some_and(|(_, start, _)| start < horizon)
-            {
+            // A window goes by its start, a session by its end.
+            let time = if session {
+                millrace_stores::keys::parse_session_key(&key).map(|(_, _, end)| end)
+            } else {
+                millrace_stores::keys::parse_window_key(&key).map(|(_, start, _)| start)
+            };
+            if time.is_some_and(|time| time < horizon) {
                 store.put(key, None);
                 expired += 1;
             }

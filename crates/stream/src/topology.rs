@@ -129,8 +129,15 @@ pub enum Step {
 /// How an aggregation combines a record with what its store holds for the key.
 pub enum AggregationKind {
     Count,
-    Reduce { reducer: FnId },
-    Aggregate { initializer: FnId, aggregator: FnId },
+    Reduce {
+        reducer: FnId,
+    },
+    Aggregate {
+        initializer: FnId,
+        aggregator: FnId,
+        /// Combines two sessions' aggregates when a record joins them (session windows).
+        merger: Option<FnId>,
+    },
 }
 
 /// Tumbling or hopping windows (milliseconds): a record at `t` belongs to every window
@@ -163,12 +170,44 @@ impl TimeWindows {
     }
 }
 
+/// Session windows (milliseconds): a key's records less than `gap` apart form one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionWindows {
+    pub gap: i64,
+    /// How long after a session ends records may still extend it.
+    pub grace: i64,
+}
+
+/// The windows of a windowed aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windows {
+    Time(TimeWindows),
+    Session(SessionWindows),
+}
+
+impl Windows {
+    pub fn grace(&self) -> i64 {
+        match self {
+            Windows::Time(w) => w.grace,
+            Windows::Session(s) => s.grace,
+        }
+    }
+
+    /// The least a window store keeps a window for: until it can no longer change.
+    fn least_retention(&self) -> i64 {
+        match self {
+            Windows::Time(w) => w.size + w.grace,
+            Windows::Session(s) => s.gap + s.grace,
+        }
+    }
+}
+
 /// An aggregation node's work: its store and how it combines.
 pub struct Aggregation {
     pub store: StoreId,
     pub kind: AggregationKind,
-    /// Time windows, for a windowed aggregation (its store is a window store).
-    pub windows: Option<TimeWindows>,
+    /// The windows of a windowed aggregation (its store is a window or session store).
+    pub windows: Option<Windows>,
 }
 
 /// A stream-table join.
@@ -286,8 +325,8 @@ struct Types {
     /// The key was changed since the records were partitioned by it: grouping goes through a
     /// repartition topic first, as in Kafka Streams.
     key_changed: bool,
-    /// The windows of a windowByTime, for the aggregation that follows it.
-    windows: Option<TimeWindows>,
+    /// The windows of a windowByTime or windowBySession, for the aggregation that follows.
+    windows: Option<Windows>,
     /// Partitions of the topic the records were read from; repartition topics get as many.
     partitions: u32,
     /// The grace of the windows a windowed table's keys come from.
@@ -678,7 +717,16 @@ impl Builder<'_> {
             }
             OpKind::WindowByTime => {
                 out.stage = Stage::TimeWindowed;
-                out.windows = Some(TimeWindows::of(op));
+                out.windows = Some(Windows::Time(TimeWindows::of(op)));
+                return self.chain(definition, owner, rest, sink, out);
+            }
+            OpKind::WindowBySession => {
+                let millis = |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
+                out.stage = Stage::SessionWindowed;
+                out.windows = Some(Windows::Session(SessionWindows {
+                    gap: millis("inactivityGap"),
+                    grace: millis("grace"),
+                }));
                 return self.chain(definition, owner, rest, sink, out);
             }
             OpKind::Count | OpKind::Reduce | OpKind::Aggregate => {
@@ -849,6 +897,7 @@ impl Builder<'_> {
             _ => AggregationKind::Aggregate {
                 initializer: f("initializer").expect("validated"),
                 aggregator: f("aggregator").expect("validated"),
+                merger: f("merger"),
             },
         };
         let value_type = match &kind {
@@ -857,6 +906,7 @@ impl Builder<'_> {
             AggregationKind::Aggregate {
                 initializer,
                 aggregator,
+                ..
             } => match self.result_type(*aggregator) {
                 DataType::Any => self.result_type(*initializer),
                 known => known,
@@ -869,7 +919,7 @@ impl Builder<'_> {
         if let Some(windows) = types.windows {
             out.key = DataType::Windowed(Box::new(slot.key_type.clone()));
             out.stage = Stage::WindowedTable;
-            out.window_grace = Some(windows.grace);
+            out.window_grace = Some(windows.grace());
         }
         out.windows = None;
         let aggregation = Aggregation {
@@ -919,17 +969,20 @@ impl Builder<'_> {
     fn default_store(&mut self, name: &str, types: &Types, value_type: &DataType) -> StoreId {
         let windows = types.windows;
         let spec = StoreSpec {
-            kind: if windows.is_some() {
-                StoreKind::Window
-            } else {
-                StoreKind::KeyValue
+            kind: match windows {
+                None => StoreKind::KeyValue,
+                Some(Windows::Time(_)) => StoreKind::Window,
+                Some(Windows::Session(_)) => StoreKind::Session,
             },
             persistent: true,
             caching: true,
             logging: true,
-            window_size: windows.map_or(Duration::ZERO, |w| Duration::from_millis(w.size as u64)),
+            window_size: match windows {
+                Some(Windows::Time(w)) => Duration::from_millis(w.size as u64),
+                _ => Duration::ZERO,
+            },
             retention: windows.map_or(Duration::ZERO, |w| {
-                Duration::from_millis((w.size + w.grace) as u64)
+                Duration::from_millis(w.least_retention() as u64)
             }),
             ..StoreSpec::key_value(name)
         };
@@ -1268,17 +1321,15 @@ impl Topology {
             .collect()
     }
 
-    /// The window stores of windowed aggregations, with how long they keep a window
-    /// (milliseconds after its start): the store's `retention`, at least size plus grace.
+    /// The window and session stores of windowed aggregations, with how long they keep a
+    /// window (milliseconds after its start, or a session after its end): the store's
+    /// `retention`, at least as long as the window can change.
     pub fn window_retentions(&self) -> Vec<(StoreId, i64)> {
         self.aggregations()
             .filter_map(|(_, aggregation)| {
                 let windows = aggregation.windows?;
                 let declared = self.stores[aggregation.store].spec.retention.as_millis() as i64;
-                Some((
-                    aggregation.store,
-                    declared.max(windows.size + windows.grace),
-                ))
+                Some((aggregation.store, declared.max(windows.least_retention())))
             })
             .collect()
     }
@@ -1304,7 +1355,7 @@ impl Topology {
 
     /// The nodes keeping tables in stores (aggregations and materializations), with their
     /// store and windows: with caching, their updates go downstream when the task commits.
-    pub fn table_nodes(&self) -> impl Iterator<Item = (&OpNode, StoreId, Option<TimeWindows>)> {
+    pub fn table_nodes(&self) -> impl Iterator<Item = (&OpNode, StoreId, Option<Windows>)> {
         self.nodes.iter().filter_map(|node| match &node.step {
             Step::Aggregate(aggregation) => Some((node, aggregation.store, aggregation.windows)),
             Step::Materialize { store } => Some((node, *store, None)),
@@ -1338,7 +1389,11 @@ impl Step {
                 AggregationKind::Aggregate {
                     initializer,
                     aggregator,
-                } => vec![initializer, aggregator],
+                    merger,
+                } => [Some(initializer), Some(aggregator), merger]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
             },
             Step::Branch { branches } => branches.iter().filter_map(|(c, _)| *c).collect(),
             Step::To(target) => target.partitioner.into_iter().collect(),

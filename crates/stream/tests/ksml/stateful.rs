@@ -766,3 +766,90 @@ pipelines:
         "b deleted"
     );
 }
+
+#[test]
+fn session_windows_merge_records_within_the_gap() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("a", "x", 0),
+            ("a", "x", 20_000),
+            // Starts a new session: more than 30 s after the last.
+            ("a", "x", 60_000),
+            // Bridges both sessions into one [0, 60 s].
+            ("a", "x", 40_000),
+        ],
+    );
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey
+      - type: windowBySession
+        inactivityGap: 30s
+        grace: 1m
+      - type: count
+        store:
+          type: session
+          caching: false
+      - type: toStream
+        mapper:
+          expression: key['key'] + '@' + str(key['start'] // 1000) + '-' + str(key['end'] // 1000)
+          resultType: string",
+        "long",
+    );
+    env.run(&yaml);
+    let pairs: Vec<(String, Option<i64>)> = env
+        .records("output")
+        .into_iter()
+        .map(|(_, r)| {
+            let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            let value = r
+                .value
+                .map(|v| i64::from_be_bytes(v.as_ref().try_into().unwrap()));
+            (key, value)
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("a@0-0".into(), Some(1)),
+            ("a@0-0".into(), None),
+            ("a@0-20".into(), Some(2)),
+            ("a@60-60".into(), Some(1)),
+            ("a@0-20".into(), None),
+            ("a@60-60".into(), None),
+            ("a@0-60".into(), Some(4)),
+        ]
+    );
+}
+
+#[test]
+fn session_aggregates_merge_with_the_merger() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[("a", "1", 0), ("a", "2", 100_000), ("a", "4", 50_000)],
+    );
+    let yaml = stateful_pipeline(
+        "      - type: groupByKey
+      - type: windowBySession
+        inactivityGap: 1m
+      - type: aggregate
+        initializer:
+          expression: 0
+          resultType: long
+        aggregator:
+          expression: aggregatedValue + int(value)
+          resultType: long
+        merger:
+          expression: value1 + value2
+          resultType: long
+      - type: toStream
+        mapper:
+          expression: str(key['start'] // 1000) + '-' + str(key['end'] // 1000)
+          resultType: string",
+        "long",
+    );
+    env.run(&yaml);
+    // Cached: at the commit, only the session left standing.
+    assert_eq!(long_pairs(&env), [("0-100".into(), 7)]);
+}

@@ -291,7 +291,39 @@ fn open_state_dir(
     let Some(dir) = &options.state_dir else {
         return Ok(None);
     };
-    StateDir::open(&dir.join(application_id))
+    let dir = dir.join(application_id);
+    let damaged = match StateDir::open(&dir) {
+        Ok(state) => return Ok(Some(state)),
+        Err(e) => e,
+    };
+    // Damaged state is rebuilt from the changelogs when every persistent store has one;
+    // otherwise starting empty would silently lose state, so the run stops.
+    let unlogged: Vec<&str> = topology
+        .stores
+        .iter()
+        .filter(|s| s.spec.persistent && !s.spec.logging)
+        .map(|s| s.spec.name.as_str())
+        .collect();
+    if !unlogged.is_empty() {
+        return Err(RunError::Store(format!(
+            "{damaged}; the persistent stores {} have no changelog to rebuild them from: \
+             repair or remove {} (losing their state) to start",
+            unlogged.join(", "),
+            dir.display()
+        )));
+    }
+    tracing::warn!(
+        dir = %dir.display(),
+        "cannot open the state stores ({damaged}); rebuilding them from their changelogs"
+    );
+    let aside = dir.with_extension(format!("damaged-{}", std::process::id()));
+    std::fs::rename(&dir, &aside).map_err(|e| {
+        RunError::Store(format!(
+            "{damaged}; cannot move it aside to {}: {e}",
+            aside.display()
+        ))
+    })?;
+    StateDir::open(&dir)
         .map(Some)
         .map_err(|e| RunError::Store(e.to_string()))
 }

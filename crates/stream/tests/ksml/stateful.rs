@@ -853,3 +853,31 @@ fn session_aggregates_merge_with_the_merger() {
     // Cached: at the commit, only the session left standing.
     assert_eq!(long_pairs(&env), [("0-100".into(), 7)]);
 }
+
+#[test]
+fn damaged_persistent_state_is_rebuilt_from_changelogs_or_stops_the_run() {
+    let env = Env::new();
+    let logged = counting_definition("persistent: true\n    logging: true");
+    append_values(&env, &[("a", "x"), ("a", "x")]);
+    env.run(&logged);
+    let state = env.path("state").join("millrace");
+    std::fs::write(state.join("version"), b"damaged").unwrap();
+    append_values(&env, &[("a", "x")]);
+    env.run(&logged);
+    assert_eq!(counts(&env).last(), Some(&("a".into(), 3)), "rebuilt");
+
+    let env = Env::new();
+    let unlogged = counting_definition("persistent: true");
+    append_values(&env, &[("a", "x")]);
+    env.run(&unlogged);
+    let state = env.path("state").join("millrace");
+    std::fs::write(state.join("version"), b"damaged").unwrap();
+    let file = env.write("app.yaml", &unlogged);
+    let stopped = env.run_with(&[&file], RunnerConfig::default()).unwrap_err();
+    assert!(
+        stopped
+            .to_string()
+            .contains("the persistent stores counts have no changelog to rebuild them from"),
+        "{stopped}"
+    );
+}

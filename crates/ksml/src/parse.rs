@@ -635,13 +635,8 @@ impl<'d> DefinitionParser<'d> {
                 }
             }
             None if inline_type.is_some() => inline_type,
-            None => {
-                self.diags.error(
-                    node.mark,
-                    format!("{what} is missing required field 'type'"),
-                );
-                None
-            }
+            // KSML's default function type: its parameters are the ones it lists.
+            None => Some(FunctionType::Generic),
         };
         let mut parameters = Vec::new();
         if let Some(params) = f.take("parameters") {

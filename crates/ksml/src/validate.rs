@@ -80,7 +80,13 @@ fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
         };
         match function.function_type {
             None => function.function_type = Some(*expected),
-            Some(actual) if actual == *expected || actual == FunctionType::Generic => {}
+            // KSML checks a function's shape where it is used, not its declared type: one
+            // taking the same parameters fits (a keyValueMapper where a keyValueTransformer
+            // is expected).
+            Some(actual)
+                if actual == *expected
+                    || actual == FunctionType::Generic
+                    || actual.parameters() == expected.parameters() => {}
             Some(actual) => diags.error(
                 reference.mark,
                 format!(

@@ -43,8 +43,8 @@ fn semantic_errors_list_every_problem_with_its_place() {
     keyType: string
 functions:
   pred:
-    type: valueTransformer
-    expression: value
+    type: reducer
+    expression: value1
 pipelines:
   p:
     from: input
@@ -74,7 +74,7 @@ producers:
     let expected = [
         "bad.yaml:3:5: stream 'input' is missing required field 'valueType'",
         "bad.yaml:13:15: unknown operation type 'filtr'",
-        "bad.yaml:16:13: function 'pred' is a valueTransformer, but a predicate is expected here",
+        "bad.yaml:16:13: function 'pred' is a reducer, but a predicate is expected here",
         "bad.yaml:18:17: unknown function 'nowhere'",
         "bad.yaml:19:9: operation 'aggregate' needs a grouped stream (groupByKey or groupBy before it), but follows a stream",
         "bad.yaml:19:9: operation 'aggregate' needs 'aggregator' to add a value of a grouped stream",
@@ -283,4 +283,48 @@ pipelines:
         "bad.yaml:24:9: suppress until windowCloses emits each window once, so its buffer cannot emit early: use bufferFullStrategy shutdownWhenFull",
     ];
     assert_reported(&found, &expected);
+}
+
+#[test]
+fn what_ksml_accepts_from_its_own_examples_passes() {
+    let found = problems(
+        "streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: json
+  windowed:
+    topic: windowed
+    keyType: json:windowed(string)
+    valueType: long
+functions:
+  rekey:
+    type: keyValueMapper
+    parameters:
+      - name: value
+        type: object
+    expression: (value['id'], value)
+    resultType: (string, json)
+  make_one:
+    code: |
+      return ('k', {'id': 'k'})
+producers:
+  p:
+    generator: make_one
+    to: input
+pipelines:
+  by_id:
+    from: input
+    via:
+      - type: map
+        mapper: rekey
+    to:
+      topic: out
+",
+    );
+    assert!(
+        found.iter().all(|f| f.contains("warning:")),
+        "a keyValueMapper in map, a function without type as generator, type object and \
+         json:windowed(string) are all KSML: {found:#?}"
+    );
 }

@@ -229,6 +229,32 @@ impl TypeParser<'_> {
         Ok(args.remove(0))
     }
 
+    /// The type after `json:` or `binary:`, as KSML splits `notation:type`: composite types
+    /// (`json:windowed(string)`, `json:[string]`, `binary:map(long)`) keep their shape, which
+    /// is written as JSON anyway; a primitive after `json:` is any JSON value, after `binary:`
+    /// itself; a schema name after `json:` (no type this parser knows) is any JSON value.
+    fn notation_type(&mut self, notation: &str) -> DataType {
+        let start = self.pos;
+        match self.parse_type() {
+            Ok(
+                composite @ (DataType::List(_)
+                | DataType::Map(_)
+                | DataType::Tuple(_)
+                | DataType::Union(_)
+                | DataType::Windowed(_)
+                | DataType::Struct
+                | DataType::Enum(_)),
+            ) => composite,
+            Ok(primitive) if notation == "binary" => primitive,
+            Ok(_) => DataType::Json,
+            Err(_) => {
+                self.pos = start;
+                self.word();
+                DataType::Json
+            }
+        }
+    }
+
     fn parse_type(&mut self) -> Result<DataType, String> {
         if self.eat('[') {
             let mut items = self.type_list(']')?;
@@ -273,9 +299,11 @@ impl TypeParser<'_> {
             };
         }
         if self.eat(':') {
+            if matches!(name.as_str(), "json" | "binary") {
+                return Ok(self.notation_type(&name));
+            }
             let schema = self.word().to_string();
             return match (name.as_str(), Notation::from_name(&name)) {
-                ("json", _) | ("binary", _) => Ok(DataType::Json),
                 (_, Some(notation)) => Ok(DataType::Schema {
                     notation,
                     schema: (!schema.is_empty()).then_some(schema),
@@ -284,7 +312,8 @@ impl TypeParser<'_> {
             };
         }
         Ok(match name.as_str() {
-            "any" | "?" => DataType::Any,
+            // KSML reads a name no notation knows (`object`) as an unknown type: any.
+            "any" | "?" | "object" => DataType::Any,
             "null" | "none" => DataType::Null,
             "boolean" => DataType::Boolean,
             "byte" => DataType::Byte,
@@ -317,6 +346,26 @@ mod tests {
 
     fn parse(text: &str) -> DataType {
         DataType::parse(text).unwrap()
+    }
+
+    #[test]
+    fn types_after_a_notation_keep_their_shape() {
+        assert_eq!(
+            parse("json:windowed(string)"),
+            DataType::Windowed(Box::new(DataType::String))
+        );
+        assert_eq!(
+            parse("json:[string]"),
+            DataType::List(Box::new(DataType::String))
+        );
+        assert_eq!(
+            parse("binary:map(long)"),
+            DataType::Map(Box::new(DataType::Long))
+        );
+        assert_eq!(parse("json:string"), DataType::Json);
+        assert_eq!(parse("binary:long"), DataType::Long);
+        assert_eq!(parse("json:SensorData"), DataType::Json);
+        assert_eq!(parse("object"), DataType::Any);
     }
 
     #[test]

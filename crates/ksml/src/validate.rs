@@ -262,14 +262,35 @@ fn check_join(
                 diags.error(table.mark, format!("'{}' is not a table", table.name));
             }
         }
-        (Some(Stage::Stream), Some("table")) => diags.error(
+        (Some(Stage::Stream), Some("globalTable")) if op.kind != OpKind::OuterJoin => {
+            for (field, why) in [
+                ("mapper", "to pick the global table's key"),
+                ("valueJoiner", "to join the values"),
+            ] {
+                if !op.params.contains_key(field) {
+                    diags.error(
+                        op.mark,
+                        format!("operation '{}' needs '{field}' {why}", op.type_name),
+                    );
+                }
+            }
+            if let Some(table) = op.topic("globalTable")
+                && definition
+                    .topics
+                    .get(&table.name)
+                    .is_some_and(|t| t.kind != TopicKind::GlobalTable)
+            {
+                diags.error(table.mark, format!("'{}' is not a globalTable", table.name));
+            }
+        }
+        (Some(Stage::Stream), Some("table" | "globalTable")) => diags.error(
             op.mark,
             "outerJoin of a stream with a table does not exist in Kafka Streams: use join or leftJoin",
         ),
         (Some(stage), Some(other)) => diags.error(
             op.mark,
             format!(
-                "operation '{}' of a {} with a {other} is not supported yet (a stream with a table is)",
+                "operation '{}' of a {} with a {other} is not supported yet (a stream with a table or a globalTable is)",
                 op.type_name,
                 stage.name()
             ),

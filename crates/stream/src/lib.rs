@@ -4,6 +4,7 @@
 //! [`Log`]: millrace_log::Log
 
 mod datum;
+mod global;
 mod process;
 mod producer;
 mod py_stores;

@@ -19,8 +19,8 @@ use crate::task::Task;
 use crate::task_stores;
 use crate::task_stores::StoreId;
 use crate::topology::{
-    Aggregation, AggregationKind, FnId, NodeId, OpNode, SessionWindows, Step, SuppressUntil,
-    Suppression, TableJoin, TopicTarget, Topology, Windows,
+    Aggregation, AggregationKind, FnId, GlobalJoin, NodeId, OpNode, SessionWindows, Step,
+    SuppressUntil, Suppression, TableJoin, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 use millrace_stores::{Store, keys};
@@ -394,6 +394,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             Step::Suppress(suppression) => self.suppress(id, node, suppression, rec),
             Step::Materialize { store } => self.materialize(node, *store, rec),
             Step::TableJoin(join) => self.table_join(node, join, rec),
+            Step::GlobalJoin(join) => self.global_join(node, join, rec),
             Step::Filter {
                 predicate,
                 keep_when,
@@ -1386,5 +1387,41 @@ impl<'py> BatchProcessor<'_, 'py> {
             self.forward_update(node, windowed, value, latest, &rec.headers)?;
         }
         Ok(())
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Joins a stream record with the global table's value for the key its mapper picks;
+    /// records with a null value are dropped, and so are those with no global value unless the
+    /// join is a left join.
+    fn global_join(
+        &mut self,
+        node: &OpNode,
+        join: &GlobalJoin,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        if matches!(rec.value, Datum::Null) {
+            return Ok(());
+        }
+        let global = &self.topology.globals[join.global];
+        let [key, value] = self.key_value(node, &mut rec)?;
+        let lookup = self.call(join.mapper, &[key.clone(), value.clone()], &node.name)?;
+        let mapper = &self.topology.functions[join.mapper].name;
+        let lookup = py_to_bytes(&lookup, &global.key_type)
+            .map_err(|e| Self::process_failure(node, mapper, e.to_string()))?;
+        let found = lookup.and_then(|k| global.get(&k));
+        let global_value = match found {
+            Some(bytes) => bytes_to_py(py, Some(&bytes), &global.value_type)
+                .map_err(|e| Self::consume_failure(node, e))?,
+            None if join.left => py.None().into_bound(py),
+            None => return Ok(()),
+        };
+        let joined = self.call(join.joiner, &[key, value, global_value], &node.name)?;
+        let joined = conform(joined, &node.out_value_type).map_err(|e| {
+            Self::process_failure(node, &self.topology.functions[join.joiner].name, e)
+        })?;
+        rec.value = Datum::Py(joined);
+        self.forward(node, rec)
     }
 }

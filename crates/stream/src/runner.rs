@@ -132,6 +132,10 @@ pub fn run(
             config.enable_producers,
         )
     })?;
+    // Global tables are loaded to the end of their topics before any record is processed.
+    for global in &topology.globals {
+        global.catch_up(log.as_ref())?;
+    }
     let state = open_state_dir(&topology, &options, config.application_id())?;
     let tasks = plan_tasks(
         &topology,
@@ -415,6 +419,11 @@ fn step(
         return Ok(());
     }
     let topology = &shared.topology;
+    for global in &topology.globals {
+        global
+            .catch_up(shared.log.as_ref())
+            .map_err(|e| format!("global table '{}': {e}", global.name))?;
+    }
     task_stores::lend(std::mem::take(&mut task.stores));
     let outcome = Python::attach(|py| {
         BatchProcessor::run(

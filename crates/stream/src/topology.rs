@@ -17,6 +17,7 @@ use millrace_ksml::stages::Stage;
 use millrace_python::pyo3::prelude::*;
 use millrace_stores::{StoreKind, StoreSpec};
 
+use crate::global::{GlobalId, GlobalTable};
 use crate::py_stores::KeyValueStoreHandle;
 use crate::task_stores::{StoreId, StoreSlot};
 
@@ -107,6 +108,8 @@ pub enum Step {
     },
     /// Joins each stream record with the table's value for its key.
     TableJoin(Box<TableJoin>),
+    /// Joins each stream record with a global table's value for a key its mapper picks.
+    GlobalJoin(Box<GlobalJoin>),
     /// First branch whose condition holds (or that has none) gets the record.
     Branch {
         branches: Vec<(Option<FnId>, NodeId)>,
@@ -219,6 +222,16 @@ pub struct TableJoin {
     pub left: bool,
 }
 
+/// A stream-globalTable join.
+pub struct GlobalJoin {
+    pub global: GlobalId,
+    /// Picks the global table's key from the record (a keyValueMapper).
+    pub mapper: FnId,
+    pub joiner: FnId,
+    /// leftJoin: a record with no global value is joined with None (join drops it).
+    pub left: bool,
+}
+
 /// When suppress lets a key's latest update go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuppressUntil {
@@ -281,6 +294,8 @@ pub struct Topology {
     pub sources: Vec<Source>,
     pub functions: Vec<Function>,
     pub stores: Vec<StoreSlot>,
+    /// Global tables, loaded before processing and shared by every task.
+    pub globals: Vec<GlobalTable>,
     pub producers: Vec<ProducerPlan>,
     /// Kept alive for the functions compiled in them.
     _namespaces: Vec<Namespace>,
@@ -377,6 +392,9 @@ struct Builder<'a> {
     store_ids: HashMap<(usize, String), StoreId>,
     /// (definition index, table name) -> the node materializing it and its store.
     tables: HashMap<(usize, String), (NodeId, StoreId)>,
+    globals: Vec<GlobalTable>,
+    /// (definition index, global table name) -> global table.
+    global_ids: HashMap<(usize, String), GlobalId>,
     /// `as` names -> the Pass node publishing them and their types.
     published: HashMap<(usize, String), (NodeId, Types)>,
     /// Pipelines waiting for an `as` name: (definition, name) -> their first nodes.
@@ -406,6 +424,8 @@ impl Topology {
             function_ids: HashMap::new(),
             store_ids: HashMap::new(),
             tables: HashMap::new(),
+            globals: Vec::new(),
+            global_ids: HashMap::new(),
             published: HashMap::new(),
             subscribers: HashMap::new(),
             namespace: String::new(),
@@ -439,6 +459,7 @@ impl Topology {
             sources: builder.sources,
             functions: builder.functions,
             stores: builder.stores,
+            globals: builder.globals,
             producers,
             _namespaces: namespaces,
         })
@@ -741,6 +762,18 @@ impl Builder<'_> {
                 out.stage = Stage::Table;
                 Step::Materialize { store }
             }
+            OpKind::Join | OpKind::LeftJoin if op.topic("globalTable").is_some() => {
+                let reference = op.topic("globalTable").expect("just checked");
+                let global = self.global(&definition.topics[&reference.name])?;
+                let joiner = self.function(op.function("valueJoiner").expect("validated"));
+                out.value = self.result_type(joiner);
+                Step::GlobalJoin(Box::new(GlobalJoin {
+                    global,
+                    mapper: self.function(op.function("mapper").expect("validated")),
+                    joiner,
+                    left: op.kind == OpKind::LeftJoin,
+                }))
+            }
             OpKind::Join | OpKind::LeftJoin => {
                 let reference = op.topic("table").expect("validated: a stream-table join");
                 let table = &definition.topics[&reference.name];
@@ -928,6 +961,23 @@ impl Builder<'_> {
             windows: types.windows,
         };
         Ok((aggregation, out))
+    }
+
+    /// A global table, registered on first use.
+    fn global(&mut self, topic: &TopicDef) -> Result<GlobalId, BuildError> {
+        let key = (self.definition, topic.name.clone());
+        if let Some(id) = self.global_ids.get(&key) {
+            return Ok(*id);
+        }
+        self.log.ensure_topic(&topic.topic)?;
+        self.globals.push(GlobalTable::new(
+            &topic.name,
+            &topic.topic,
+            stored_type(&topic.key_type),
+            stored_type(&topic.value_type),
+        ));
+        self.global_ids.insert(key, self.globals.len() - 1);
+        Ok(self.globals.len() - 1)
     }
 
     /// The node materializing a table read from its topic, made on first use: its store is the
@@ -1383,6 +1433,7 @@ impl Step {
             | Step::Suppress(_)
             | Step::Materialize { .. } => Vec::new(),
             Step::TableJoin(join) => vec![join.joiner],
+            Step::GlobalJoin(join) => vec![join.mapper, join.joiner],
             Step::Aggregate(aggregation) => match aggregation.kind {
                 AggregationKind::Count => Vec::new(),
                 AggregationKind::Reduce { reducer } => vec![reducer],

@@ -881,3 +881,72 @@ fn damaged_persistent_state_is_rebuilt_from_changelogs_or_stops_the_run() {
         "{stopped}"
     );
 }
+
+#[test]
+fn stream_global_table_joins_look_up_a_key_the_mapper_picks() {
+    let env = Env::new();
+    // The global table spans two partitions; the stream has one.
+    env.log.create_topic("products", 2).unwrap();
+    for (partition, id, name) in [(0, "p1", "pen"), (1, "p2", "ink")] {
+        let record = Record {
+            key: Some(Bytes::copy_from_slice(id.as_bytes())),
+            value: Some(Bytes::from(json!({"name": name}).to_string())),
+            timestamp: 1,
+            headers: vec![],
+        };
+        env.log.append("products", partition, vec![record]).unwrap();
+    }
+    append_json(
+        &env,
+        "orders",
+        &[
+            ("o1", json!({"product": "p2"}), 10),
+            ("o2", json!({"product": "p9"}), 11),
+        ],
+    );
+    let joined = |kind: &str| {
+        format!(
+            "
+globalTables:
+  products:
+    topic: products
+    keyType: string
+    valueType: json
+streams:
+  orders:
+    topic: orders
+    keyType: string
+    valueType: json
+pipelines:
+  p:
+    from: orders
+    via:
+      - type: {kind}
+        globalTable: products
+        mapper:
+          expression: value['product']
+          resultType: string
+        valueJoiner:
+          expression: \"{{'product': value2['name'] if value2 else None}}\"
+          resultType: json
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+"
+        )
+    };
+    env.run(&joined("join"));
+    assert_eq!(
+        env.pairs("output"),
+        [(Some("o1".into()), json!({"product": "ink"}))]
+    );
+    let env2 = Env::new();
+    env2.log.create_topic("products", 1).unwrap();
+    append_json(&env2, "orders", &[("o2", json!({"product": "p9"}), 11)]);
+    env2.run(&joined("leftJoin"));
+    assert_eq!(
+        env2.pairs("output"),
+        [(Some("o2".into()), json!({"product": null}))]
+    );
+}

@@ -8,6 +8,7 @@ mod definitions;
 mod http;
 mod serve;
 mod sql;
+mod suites;
 mod topic;
 mod user;
 
@@ -68,6 +69,13 @@ enum Command {
         until_idle: bool,
         /// Definition files (namespace: the file name without extension).
         definitions: Vec<PathBuf>,
+    },
+    /// Run KSML test-runner suites: each test produces its messages to a fresh embedded log,
+    /// runs the suite's definition until idle, then runs its assertions' Python code with
+    /// `records` and the stores they name. Exit code 0 when every test passes.
+    Test {
+        /// Suite files.
+        suites: Vec<PathBuf>,
     },
     /// Validate KSML definitions; problems print as file:line:col: message, exit code 1.
     Check {
@@ -143,6 +151,7 @@ fn main() -> ExitCode {
         } => definitions::load(config.as_deref(), &definitions, strict).map(|_| {
             eprintln!("definitions are valid");
         }),
+        Command::Test { suites } => suites::run(&suites),
         Command::Serve(args) => serve::run(args),
         Command::Sql { url, format, query } => sql::run(&url, &query, format),
         Command::Topic { command } => topic::run(command),

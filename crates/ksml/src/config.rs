@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::diagnostics::{Diagnostic, Diagnostics, read_yaml_file};
 use crate::parse::Fields;
 use crate::yaml::{self, Node};
 
@@ -158,28 +158,12 @@ impl RunnerConfig {
 
     /// Reads a config file; relative definition paths resolve against its folder.
     pub fn load(path: &Path) -> Result<RunnerConfig, Vec<Diagnostic>> {
-        let file = path.display().to_string();
-        let mut diags = Diagnostics::new(&file);
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                diags.error(Default::default(), format!("cannot read the file: {e}"));
-                return Err(diags.into_sorted());
-            }
-        };
-        let text = substitute_env(&text, &mut diags);
         let base = path.parent().unwrap_or(Path::new("."));
-        let config = match yaml::parse(&text) {
-            Ok(root) => parse_config(&root, path, base, &mut diags),
-            Err(e) => {
-                diags.error(e.mark, e.message);
-                None
-            }
-        };
-        match config {
-            Some(config) if !diags.has_errors() => Ok(config),
-            _ => Err(diags.into_sorted()),
-        }
+        read_yaml_file(
+            path,
+            |text, diags| substitute_env(&text, diags),
+            |root, diags| parse_config(root, path, base, diags),
+        )
     }
 }
 

@@ -80,3 +80,31 @@ impl Diagnostics {
         self.items
     }
 }
+
+/// Reads a YAML file (after `prepare` rewrites its text) and builds a result from its root,
+/// collecting every problem with its place: the result only when there is no error.
+pub fn read_yaml_file<T>(
+    path: &std::path::Path,
+    prepare: impl FnOnce(String, &mut Diagnostics) -> String,
+    build: impl FnOnce(&crate::yaml::Node, &mut Diagnostics) -> Option<T>,
+) -> Result<T, Vec<Diagnostic>> {
+    let mut diags = Diagnostics::new(path.display().to_string());
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => prepare(text, &mut diags),
+        Err(e) => {
+            diags.error(Default::default(), format!("cannot read the file: {e}"));
+            return Err(diags.into_sorted());
+        }
+    };
+    let built = match crate::yaml::parse(&text) {
+        Ok(root) => build(&root, &mut diags),
+        Err(e) => {
+            diags.error(e.mark, e.message);
+            None
+        }
+    };
+    match built {
+        Some(result) if !diags.has_errors() => Ok(result),
+        _ => Err(diags.into_sorted()),
+    }
+}

@@ -9,5 +9,6 @@ pub mod load;
 pub mod model;
 mod parse;
 pub mod stages;
+pub mod suite;
 mod validate;
 pub mod yaml;

@@ -91,6 +91,35 @@ impl Node {
         t.parse().ok()
     }
 
+    /// The node as a value: plain scalars as null, booleans, integers (long) or floats
+    /// (double) where they read as such, other scalars as strings, sequences as lists and
+    /// mappings as structs.
+    pub fn to_value(&self) -> millrace_types::Value {
+        use millrace_types::Value;
+        match &self.kind {
+            NodeKind::Scalar { text, plain } => {
+                if self.is_null() {
+                    Value::Null
+                } else if let Some(b) = self.as_bool() {
+                    Value::Boolean(b)
+                } else if let Some(n) = self.as_i64() {
+                    Value::Long(n)
+                } else if let Some(x) = plain.then(|| text.parse::<f64>().ok()).flatten() {
+                    Value::Double(x)
+                } else {
+                    Value::String(text.clone())
+                }
+            }
+            NodeKind::Seq(items) => Value::List(items.iter().map(Node::to_value).collect()),
+            NodeKind::Map(entries) => Value::Struct(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_scalar().unwrap_or_default().to_string(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
     pub fn as_map(&self) -> Option<&[(Node, Node)]> {
         match &self.kind {
             NodeKind::Map(entries) => Some(entries),

@@ -9,6 +9,7 @@ mod process;
 mod producer;
 mod py_stores;
 pub mod runner;
+pub mod suite;
 mod suppress;
 mod task;
 mod task_stores;

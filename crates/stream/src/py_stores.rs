@@ -24,6 +24,9 @@ pub struct KeyValueStoreHandle {
     store: StoreId,
     key_type: DataType,
     value_type: DataType,
+    /// Values carry an 8-byte timestamp first (stores that operations write): reads skip it,
+    /// writes put 0.
+    timestamped: bool,
 }
 
 impl KeyValueStoreHandle {
@@ -32,12 +35,14 @@ impl KeyValueStoreHandle {
         store: StoreId,
         key_type: DataType,
         value_type: DataType,
+        timestamped: bool,
     ) -> KeyValueStoreHandle {
         KeyValueStoreHandle {
             name: name.to_string(),
             store,
             key_type,
             value_type,
+            timestamped,
         }
     }
 
@@ -62,10 +67,21 @@ impl KeyValueStoreHandle {
                 self.value_type
             ))
         })?;
-        Ok(bytes.map(Bytes::from))
+        Ok(bytes.map(|value| match self.timestamped {
+            true => {
+                let mut entry = vec![0; 8];
+                entry.extend_from_slice(&value);
+                Bytes::from(entry)
+            }
+            false => Bytes::from(value),
+        }))
     }
 
     fn value_py<'py>(&self, py: Python<'py>, bytes: Option<Bytes>) -> PyResult<Bound<'py, PyAny>> {
+        let bytes = match (bytes, self.timestamped) {
+            (Some(entry), true) => Some(entry.slice(8.min(entry.len())..)),
+            (bytes, _) => bytes,
+        };
         match bytes {
             None => Ok(py.None().into_bound(py)),
             Some(bytes) => bytes_to_py(py, Some(&bytes), &self.value_type).map_err(|e| {

@@ -121,6 +121,19 @@ pub fn run(
     config: RunnerConfig,
     options: RunOptions,
 ) -> Result<RunSummary, RunError> {
+    run_then(log, definitions, config, options, |_, _| ()).map(|(summary, ())| summary)
+}
+
+/// Runs definitions like [`run`], then calls `after` with the topology while the tasks'
+/// stores are lent to the calling thread (the first task holding each store), so that
+/// Python store handles reach them: the test runner's assertions read stores this way.
+pub fn run_then<R>(
+    log: Arc<dyn Log>,
+    definitions: &[Definition],
+    config: RunnerConfig,
+    options: RunOptions,
+    after: impl FnOnce(Python<'_>, &Topology) -> R,
+) -> Result<(RunSummary, R), RunError> {
     let started = Instant::now();
     let topology = Python::attach(|py| {
         Topology::build(
@@ -185,6 +198,7 @@ pub fn run(
         window_retentions,
     });
     let mut handles = Vec::new();
+    let mut workers = Vec::new();
     let mut per_worker: Vec<Vec<Task>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, task) in tasks.into_iter().enumerate() {
         per_worker[i % threads].push(task);
@@ -194,7 +208,7 @@ pub fn run(
             continue;
         }
         let (shared, watch) = (shared.clone(), watch.clone());
-        handles.push(
+        workers.push(
             std::thread::Builder::new()
                 .name(format!("stream-{i}"))
                 .spawn(move || worker(&shared, &watch, worker_tasks))
@@ -233,6 +247,10 @@ pub fn run(
         );
     }
     supervise(&shared, &positions, options.until_idle);
+    let mut tasks = Vec::new();
+    for worker in workers {
+        tasks.extend(worker.join().unwrap_or_default());
+    }
     for handle in handles {
         let _ = handle.join();
     }
@@ -245,15 +263,27 @@ pub fn run(
         late_records_dropped: shared.late.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     };
-    match shared
+    if let Some(message) = shared
         .failure
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()
     {
-        Some(message) => Err(RunError::Stopped(message)),
-        None => Ok(summary),
+        return Err(RunError::Stopped(message));
     }
+    let mut stores: task_stores::TaskStores = Vec::new();
+    stores.resize_with(shared.topology.stores.len(), || None);
+    for task in tasks {
+        for (id, store) in task.stores.into_iter().enumerate() {
+            if stores[id].is_none() {
+                stores[id] = store;
+            }
+        }
+    }
+    task_stores::lend(stores);
+    let result = Python::attach(|py| after(py, &shared.topology));
+    task_stores::take_back();
+    Ok((summary, result))
 }
 
 /// Waits for a stop request, a failure, or (with `until_idle`) for quiet: producers done and
@@ -338,11 +368,15 @@ fn register(watch: &CallWatch) -> Result<Arc<WatchedThread>, String> {
         .map_err(|e| format!("cannot watch a thread's Python calls: {e}"))
 }
 
-fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) {
+/// Runs tasks until the run stops; returns them (with their stores) for the caller.
+fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) -> Vec<Task> {
     let group = shared.config.application_id().to_string();
     let watched = match register(watch) {
         Ok(watched) => watched,
-        Err(message) => return shared.fail(message),
+        Err(message) => {
+            shared.fail(message);
+            return tasks;
+        }
     };
     while !shared.stop.load(Ordering::SeqCst) {
         let generation = shared.log.append_generation();
@@ -355,7 +389,7 @@ fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) {
                 Ok(n) => worked |= n > 0,
                 Err(message) => {
                     shared.fail(message);
-                    return;
+                    return tasks;
                 }
             }
         }
@@ -366,9 +400,11 @@ fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) {
     // Stopping: what was processed since the last commit is committed now.
     for task in &mut tasks {
         if let Err(message) = step(shared, &group, task, Vec::new(), true, &watched) {
-            return shared.fail(message);
+            shared.fail(message);
+            break;
         }
     }
+    tasks
 }
 
 /// Reads and processes one batch of a task, committing when it is time; returns how many

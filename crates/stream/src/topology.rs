@@ -18,7 +18,7 @@ use millrace_python::pyo3::prelude::*;
 use millrace_stores::{StoreKind, StoreSpec};
 
 use crate::global::{GlobalId, GlobalTable};
-use crate::py_stores::KeyValueStoreHandle;
+pub use crate::py_stores::KeyValueStoreHandle;
 use crate::task_stores::{StoreId, StoreSlot};
 
 /// Index of a node in [`Topology::nodes`].
@@ -521,6 +521,7 @@ impl Builder<'_> {
                     id,
                     slot.key_type.clone(),
                     slot.value_type.clone(),
+                    false,
                 );
                 let handle = Bound::new(py, handle).map_err(failed)?;
                 handles.set_item(&store.name, handle).map_err(failed)?;
@@ -1401,6 +1402,24 @@ impl Topology {
             Step::Aggregate(aggregation) => Some((node, aggregation.as_ref())),
             _ => None,
         })
+    }
+
+    /// A handle Python code can read a keyValue store with, found by name; stores that
+    /// operations write hold timestamped values, which the handle reads past.
+    pub fn store_handle(&self, name: &str) -> Option<KeyValueStoreHandle> {
+        let id = self.stores.iter().position(|s| s.spec.name == name)?;
+        let slot = &self.stores[id];
+        if slot.spec.kind != StoreKind::KeyValue {
+            return None;
+        }
+        let timestamped = self.table_nodes().any(|(_, store, _)| store == id);
+        Some(KeyValueStoreHandle::new(
+            name,
+            id,
+            slot.key_type.clone(),
+            slot.value_type.clone(),
+            timestamped,
+        ))
     }
 
     /// The nodes keeping tables in stores (aggregations and materializations), with their

@@ -228,6 +228,9 @@ fn check_reports_every_problem_and_exits_1() {
     );
     for example in std::fs::read_dir(examples()).unwrap() {
         let path = example.unwrap().path();
+        if path.is_dir() {
+            continue;
+        }
         if path.ends_with("ksml-runner.yaml") {
             run_ok(
                 millrace()
@@ -1251,4 +1254,35 @@ fn output_counts(data: &Path) -> BTreeMap<String, Vec<i64>> {
             .push(record["value"].as_i64().unwrap());
     }
     per_key
+}
+
+#[test]
+fn test_suites_pass_and_fail_with_the_assertion_named() {
+    let suite = examples().join("suites/counting-suite.yaml");
+    let output = run_ok(millrace().arg("test").arg(&suite));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("PASS counts_every_click") && text.contains("2 passed, 0 failed"),
+        "{text}"
+    );
+    // The same suite with a wrong expectation fails, naming the test and the line.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        examples().join("suites/counting.yaml"),
+        dir.path().join("counting.yaml"),
+    )
+    .unwrap();
+    let wrong = std::fs::read_to_string(&suite).unwrap().replace(
+        "clicks_per_user.get('ann') == 2",
+        "clicks_per_user.get('ann') == 5",
+    );
+    let wrong_suite = dir.path().join("wrong.yaml");
+    std::fs::write(&wrong_suite, wrong).unwrap();
+    let output = millrace().arg("test").arg(&wrong_suite).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("FAIL counts_every_click"), "{text}");
+    assert!(text.contains("AssertionError"), "{text}");
+    assert!(text.contains("wrong.yaml\", line 31"), "{text}");
+    assert!(text.contains("PASS generated_clicks"), "{text}");
 }

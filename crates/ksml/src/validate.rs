@@ -262,6 +262,26 @@ fn check_join(
                 diags.error(table.mark, format!("'{}' is not a table", table.name));
             }
         }
+        (Some(Stage::Stream), Some("stream")) if op.kind == OpKind::Join => {
+            for (field, why) in [
+                ("valueJoiner", "to join the values"),
+                ("timeDifference", "(how far apart joined records may be)"),
+            ] {
+                if !op.params.contains_key(field) {
+                    diags.error(
+                        op.mark,
+                        format!("operation '{}' needs '{field}' {why}", op.type_name),
+                    );
+                }
+            }
+        }
+        (Some(Stage::Stream), Some("stream")) => diags.error(
+            op.mark,
+            format!(
+                "operation '{}' of two streams is not supported yet (join is)",
+                op.type_name
+            ),
+        ),
         (Some(Stage::Stream), Some("globalTable")) if op.kind != OpKind::OuterJoin => {
             for (field, why) in [
                 ("mapper", "to pick the global table's key"),
@@ -290,7 +310,7 @@ fn check_join(
         (Some(stage), Some(other)) => diags.error(
             op.mark,
             format!(
-                "operation '{}' of a {} with a {other} is not supported yet (a stream with a table or a globalTable is)",
+                "operation '{}' of a {} with a {other} is not supported yet (a stream with a stream, a table or a globalTable is)",
                 op.type_name,
                 stage.name()
             ),

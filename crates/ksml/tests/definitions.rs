@@ -238,7 +238,7 @@ pipelines:
         "bad.yaml:8:5: the pipeline ends on a grouped stream: aggregate it (count, reduce, aggregate) first",
         "bad.yaml:17:9: operation 'filter' on a table is not supported yet: put toStream before it",
         "bad.yaml:25:9: 'advanceBy' must be more than zero and at most 'duration'",
-        "bad.yaml:31:9: operation 'join' of a stream with a stream is not supported yet (a stream with a table or a globalTable is)",
+        "bad.yaml:31:9: operation 'join' needs 'valueJoiner' to join the values",
     ];
     assert_reported(&found, &expected);
 }

@@ -20,7 +20,7 @@ use crate::task_stores;
 use crate::task_stores::StoreId;
 use crate::topology::{
     Aggregation, AggregationKind, FnId, GlobalJoin, NodeId, OpNode, SessionWindows, Step,
-    SuppressUntil, Suppression, TableJoin, TopicTarget, Topology, Windows,
+    StreamJoinSide, SuppressUntil, Suppression, TableJoin, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 use millrace_stores::{Store, keys};
@@ -395,6 +395,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             Step::Materialize { store } => self.materialize(node, *store, rec),
             Step::TableJoin(join) => self.table_join(node, join, rec),
             Step::GlobalJoin(join) => self.global_join(node, join, rec),
+            Step::StreamJoin(side) => self.stream_join(node, side, rec),
             Step::Filter {
                 predicate,
                 keep_when,
@@ -1423,5 +1424,89 @@ impl<'py> BatchProcessor<'_, 'py> {
         })?;
         rec.value = Datum::Py(joined);
         self.forward(node, rec)
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// A record of one side of a stream-stream join: kept for the other side's later records,
+    /// and joined with the other side's records of its key at most the time difference away
+    /// (the result's time is the later of the two). Records with a null key or value are
+    /// dropped, and so are records older than stream time minus the time difference and
+    /// grace, as in Kafka Streams.
+    fn stream_join(
+        &mut self,
+        node: &OpNode,
+        side: &StreamJoinSide,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let topology = self.topology;
+        let (this_slot, other_slot) = (
+            &topology.stores[side.this_store],
+            &topology.stores[side.other_store],
+        );
+        let consume = |e| Self::consume_failure(node, e);
+        if matches!(rec.value, Datum::Null) {
+            return Ok(());
+        }
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &this_slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let time = rec.timestamp;
+        if time + side.time_difference + side.grace < self.stream_time() {
+            self.late_records += 1;
+            return Ok(());
+        }
+        let value = rec
+            .value
+            .to_bytes(&node.value_type, &this_slot.value_type)
+            .map_err(consume)?
+            .expect("not null");
+        let store_failure = |e: String| Self::process_failure(node, "join store", e);
+        // Records of one key and time are told apart by their offset.
+        let stored = keys::window_key(&key, time, self.offset as u32);
+        task_stores::with_store(side.this_store, |s| {
+            s.put(stored, Some(timestamped(time, &value)))
+        })
+        .map_err(store_failure)?;
+        let lower = keys::window_lower_bound(&key, time - side.time_difference);
+        let upper = keys::window_upper_bound(&key, time + side.time_difference);
+        let matches = task_stores::with_store(side.other_store, |s| {
+            s.scan(
+                std::ops::Bound::Included(lower.as_ref()),
+                std::ops::Bound::Included(upper.as_ref()),
+            )
+        })
+        .map_err(store_failure)?
+        .map_err(|e| store_failure(e.to_string()))?;
+        for (_, entry) in matches {
+            let Some((other_time, other_value)) = split_timestamped(&entry) else {
+                continue;
+            };
+            let other =
+                bytes_to_py(py, Some(&other_value), &other_slot.value_type).map_err(consume)?;
+            let [key_py, this] = self.key_value(node, &mut rec)?;
+            let (value1, value2) = if side.left {
+                (this, other)
+            } else {
+                (other, this)
+            };
+            let joined = self.call(side.joiner, &[key_py, value1, value2], &node.name)?;
+            let joined = conform(joined, &node.out_value_type).map_err(|e| {
+                Self::process_failure(node, &topology.functions[side.joiner].name, e)
+            })?;
+            let out = Rec {
+                key: rec.key.clone(),
+                value: Datum::Py(joined),
+                timestamp: time.max(other_time),
+                headers: rec.headers.clone(),
+            };
+            self.forward(node, out)?;
+        }
+        Ok(())
     }
 }

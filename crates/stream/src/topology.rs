@@ -110,6 +110,9 @@ pub enum Step {
     TableJoin(Box<TableJoin>),
     /// Joins each stream record with a global table's value for a key its mapper picks.
     GlobalJoin(Box<GlobalJoin>),
+    /// One side of a stream-stream join: keeps the record, joins it with the other side's
+    /// records of its key within the time difference.
+    StreamJoin(Box<StreamJoinSide>),
     /// First branch whose condition holds (or that has none) gets the record.
     Branch {
         branches: Vec<(Option<FnId>, NodeId)>,
@@ -232,6 +235,19 @@ pub struct GlobalJoin {
     pub left: bool,
 }
 
+/// One side of a stream-stream join (each side has a node; they share the two stores).
+pub struct StreamJoinSide {
+    /// Where this side's records wait for the other's.
+    pub this_store: StoreId,
+    pub other_store: StoreId,
+    pub joiner: FnId,
+    /// Records join when at most this far apart (ms).
+    pub time_difference: i64,
+    pub grace: i64,
+    /// This is the left side: its value is the joiner's value1.
+    pub left: bool,
+}
+
 /// When suppress lets a key's latest update go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuppressUntil {
@@ -313,15 +329,15 @@ pub enum BuildError {
     )]
     SharedStore { store: String, operation: String },
     #[error(
-        "join '{operation}': the stream has {stream_partitions} partition(s) but table topic \
-         '{table}' has {table_partitions}; joined topics must be co-partitioned (the same \
+        "join '{operation}': the stream has {stream_partitions} partition(s) but topic \
+         '{other}' has {other_partitions}; joined topics must be co-partitioned (the same \
          partition count)"
     )]
     NotCopartitioned {
         operation: String,
         stream_partitions: u32,
-        table: String,
-        table_partitions: u32,
+        other: String,
+        other_partitions: u32,
     },
     #[error("cannot open print file {file}: {source}")]
     PrintFile {
@@ -763,6 +779,9 @@ impl Builder<'_> {
                 out.stage = Stage::Table;
                 Step::Materialize { store }
             }
+            OpKind::Join if op.topic("stream").is_some() => {
+                return self.stream_join(definition, owner, op, ops, rest, sink, types);
+            }
             OpKind::Join | OpKind::LeftJoin if op.topic("globalTable").is_some() => {
                 let reference = op.topic("globalTable").expect("just checked");
                 let global = self.global(&definition.topics[&reference.name])?;
@@ -779,22 +798,10 @@ impl Builder<'_> {
                 let reference = op.topic("table").expect("validated: a stream-table join");
                 let table = &definition.topics[&reference.name];
                 let (_, store) = self.table(definition, table)?;
-                let table_partitions = self.log.ensure_topic(&table.topic)?;
-                if types.key_changed {
-                    // Kafka Streams repartitions the stream by its new key first.
-                    let link = self.through_topic(&op.name, table_partitions, None, &types)?;
-                    let mut wire = link.wire.clone();
-                    wire.key_changed = false;
-                    let link = TopicLink { wire, ..link };
-                    return self.read_back(definition, owner, link, ops, sink);
-                }
-                if types.partitions != table_partitions {
-                    return Err(BuildError::NotCopartitioned {
-                        operation: op.name.clone(),
-                        stream_partitions: types.partitions,
-                        table: table.topic.clone(),
-                        table_partitions,
-                    });
+                if let Some(repartitioned) =
+                    self.copartition(definition, owner, op, ops, sink, &types, &table.topic)?
+                {
+                    return Ok(repartitioned);
                 }
                 let joiner = self.function(op.function("valueJoiner").expect("validated"));
                 out.value = self.result_type(joiner);
@@ -962,6 +969,120 @@ impl Builder<'_> {
             windows: types.windows,
         };
         Ok((aggregation, out))
+    }
+
+    /// Before a join with `other_topic`: a stream whose key changed is repartitioned by it
+    /// first, as Kafka Streams does (into as many partitions as the other side), and the join
+    /// is built past the repartition topic: the returned node. Otherwise both sides must have
+    /// as many partitions, so that each key meets its match in one task.
+    #[allow(clippy::too_many_arguments)]
+    fn copartition(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        ops: &[Operation],
+        sink: &Sink,
+        types: &Types,
+        other_topic: &str,
+    ) -> Result<Option<NodeId>, BuildError> {
+        let other_partitions = self.log.ensure_topic(other_topic)?;
+        if types.key_changed {
+            let link = self.through_topic(&op.name, other_partitions, None, types)?;
+            return self.read_back(definition, owner, link, ops, sink).map(Some);
+        }
+        if types.partitions != other_partitions {
+            return Err(BuildError::NotCopartitioned {
+                operation: op.name.clone(),
+                stream_partitions: types.partitions,
+                other: other_topic.to_string(),
+                other_partitions,
+            });
+        }
+        Ok(None)
+    }
+
+    /// A stream-stream join: a node for each side, both passing joined records on to the
+    /// rest of the pipeline; each side keeps its records in a window store (`thisStore`,
+    /// `otherStore`, or ones named after the operation) for the time difference plus grace.
+    #[allow(clippy::too_many_arguments)]
+    fn stream_join(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        ops: &[Operation],
+        rest: &[Operation],
+        sink: &Sink,
+        types: Types,
+    ) -> Result<NodeId, BuildError> {
+        let other_ref = op.topic("stream").expect("checked by the caller");
+        let other = &definition.topics[&other_ref.name];
+        if let Some(repartitioned) =
+            self.copartition(definition, owner, op, ops, sink, &types, &other.topic)?
+        {
+            return Ok(repartitioned);
+        }
+        let other_partitions = types.partitions;
+        let millis = |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
+        let (time_difference, grace) = (millis("timeDifference"), millis("grace"));
+        let other_types = Types::of_topic(
+            other.key_type.clone(),
+            other.value_type.clone(),
+            other_partitions,
+        );
+        let mut join_store = |field: &str, suffix: &str, side: &Types| match op.store(field) {
+            Some(reference) => self.named_store(definition, reference, &side.key, &side.value),
+            None => {
+                let mut windowed = side.clone();
+                windowed.windows = Some(Windows::Time(TimeWindows {
+                    size: 2 * time_difference,
+                    advance: 1,
+                    grace,
+                }));
+                let id =
+                    self.default_store(&format!("{}-{suffix}", op.name), &windowed, &side.value);
+                self.stores[id].spec = Arc::new(StoreSpec {
+                    caching: false,
+                    retain_duplicates: true,
+                    ..(*self.stores[id].spec).clone()
+                });
+                id
+            }
+        };
+        let this_store = join_store("thisStore", "this-join-store", &types);
+        let other_store = join_store("otherStore", "other-join-store", &other_types);
+        let joiner = self.function(op.function("valueJoiner").expect("validated"));
+        let mut out = types.clone();
+        out.value = self.result_type(joiner);
+        let side = |this_store, other_store, left| {
+            Step::StreamJoin(Box::new(StreamJoinSide {
+                this_store,
+                other_store,
+                joiner,
+                time_difference,
+                grace,
+                left,
+            }))
+        };
+        let this = self.add_node(
+            op.name.clone(),
+            side(this_store, other_store, true),
+            &types,
+            &out,
+        );
+        let that = self.add_node(
+            format!("{}_other", op.name),
+            side(other_store, this_store, false),
+            &other_types,
+            &out,
+        );
+        let next = self.chain(definition, owner, rest, sink, out)?;
+        self.nodes[this].children.push(next);
+        self.nodes[that].children.push(next);
+        let source = self.source(other)?;
+        self.sources[source].roots.push(that);
+        Ok(this)
     }
 
     /// A global table, registered on first use.
@@ -1361,6 +1482,7 @@ impl Topology {
             Step::Suppress(suppression) => Some(suppression.store),
             Step::Materialize { store } => Some(*store),
             Step::TableJoin(join) => Some(join.store),
+            Step::StreamJoin(side) => Some(side.this_store),
             _ => None,
         };
         own.into_iter()
@@ -1376,13 +1498,23 @@ impl Topology {
     /// window (milliseconds after its start, or a session after its end): the store's
     /// `retention`, at least as long as the window can change.
     pub fn window_retentions(&self) -> Vec<(StoreId, i64)> {
-        self.aggregations()
-            .filter_map(|(_, aggregation)| {
-                let windows = aggregation.windows?;
-                let declared = self.stores[aggregation.store].spec.retention.as_millis() as i64;
-                Some((aggregation.store, declared.max(windows.least_retention())))
-            })
-            .collect()
+        let declared = |store: StoreId| self.stores[store].spec.retention.as_millis() as i64;
+        let aggregations = self.aggregations().filter_map(|(_, aggregation)| {
+            let windows = aggregation.windows?;
+            Some((
+                aggregation.store,
+                declared(aggregation.store).max(windows.least_retention()),
+            ))
+        });
+        // A join side's records can meet records up to the time difference later, plus grace.
+        let joins = self.nodes.iter().filter_map(|node| match &node.step {
+            Step::StreamJoin(side) => Some((
+                side.this_store,
+                declared(side.this_store).max(2 * side.time_difference + side.grace),
+            )),
+            _ => None,
+        });
+        aggregations.chain(joins).collect()
     }
 
     /// The suppress nodes, whose due updates go downstream when stream time moves.
@@ -1453,6 +1585,7 @@ impl Step {
             | Step::Materialize { .. } => Vec::new(),
             Step::TableJoin(join) => vec![join.joiner],
             Step::GlobalJoin(join) => vec![join.mapper, join.joiner],
+            Step::StreamJoin(side) => vec![side.joiner],
             Step::Aggregate(aggregation) => match aggregation.kind {
                 AggregationKind::Count => Vec::new(),
                 AggregationKind::Reduce { reducer } => vec![reducer],

@@ -703,8 +703,8 @@ pipelines:
     let refused = env.run_with(&[&file], RunnerConfig::default()).unwrap_err();
     assert_eq!(
         refused.to_string(),
-        "join 'enrich': the stream has 1 partition(s) but table topic 'users' has 2; joined \
-         topics must be co-partitioned (the same partition count)"
+        "join 'enrich': the stream has 1 partition(s) but topic 'users' has 2; joined topics \
+         must be co-partitioned (the same partition count)"
     );
 }
 
@@ -948,5 +948,73 @@ pipelines:
     assert_eq!(
         env2.pairs("output"),
         [(Some("o2".into()), json!({"product": null}))]
+    );
+}
+
+#[test]
+fn stream_stream_joins_match_records_within_the_time_difference() {
+    let env = Env::new();
+    append_json(
+        &env,
+        "views",
+        &[
+            ("u1", json!("v1"), 0),
+            ("u2", json!("v3"), 1_000),
+            ("u1", json!("v2"), 30_000),
+        ],
+    );
+    append_json(
+        &env,
+        "clicks",
+        &[
+            ("u1", json!("c1"), 5_000),
+            ("u2", json!("c3"), 9_000),
+            ("u1", json!("c2"), 100_000),
+        ],
+    );
+    env.run(
+        "
+streams:
+  views:
+    topic: views
+    keyType: string
+    valueType: json
+  clicks:
+    topic: clicks
+    keyType: string
+    valueType: json
+pipelines:
+  p:
+    from: views
+    via:
+      - type: join
+        stream: clicks
+        timeDifference: 10s
+        valueJoiner:
+          expression: \"{'view': value1, 'click': value2}\"
+          resultType: json
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+",
+    );
+    // Each pair once, whichever side arrives second; value1 is always the view.
+    assert_eq!(
+        env.pairs("output"),
+        [
+            (Some("u1".into()), json!({"view": "v1", "click": "c1"})),
+            (Some("u2".into()), json!({"view": "v3", "click": "c3"})),
+        ]
+    );
+    let output: Vec<i64> = env
+        .records("output")
+        .iter()
+        .map(|(_, r)| r.timestamp)
+        .collect();
+    assert_eq!(
+        output,
+        [5_000, 9_000],
+        "a join's time is the later record's"
     );
 }

@@ -21,6 +21,15 @@ pub enum Datum<'py> {
 }
 
 impl<'py> Datum<'py> {
+    /// True for a null: no bytes, or Python's None.
+    pub fn is_null(&self) -> bool {
+        match self {
+            Datum::Null => true,
+            Datum::Py(obj) => obj.is_none(),
+            Datum::Raw(_) | Datum::Decoded(..) => false,
+        }
+    }
+
     pub fn from_bytes(bytes: Option<Bytes>) -> Datum<'py> {
         bytes.map_or(Datum::Null, Datum::Raw)
     }

@@ -87,6 +87,8 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Records dropped for arriving after their windows closed (window end plus grace).
     pub late_records: u64,
+    /// Caches were sent downstream: the task may commit.
+    pub flushed: bool,
     /// Sending cached aggregations downstream failed: the task must not commit.
     pub flush_failed: Option<String>,
     /// Set when a stopOnFail handler stopped processing: the error as logged. (A record that
@@ -134,6 +136,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             records: 0,
             late_records: 0,
             stopped: None,
+            flushed: false,
             flush_failed: None,
         };
         let mut processor = BatchProcessor {
@@ -196,15 +199,18 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             outcome.records += 1;
             outcome.next_offsets[input] = stored.offset + 1;
         }
-        if (commit || ended_early)
-            && let Err(failure) = processor.flush_caches()
-        {
-            outcome.flush_failed = Some(format!(
-                "{} error while sending cached aggregations downstream at node {}: {}",
-                failure.kind.title(),
-                failure.node,
-                failure.message
-            ));
+        // A commit follows: what caches hold goes downstream first (also when the run is
+        // stopping, whose worker commits next).
+        if commit || ended_early || watched.stopping() {
+            outcome.flushed = true;
+            if let Err(failure) = processor.flush_caches(handling) {
+                outcome.flush_failed = Some(format!(
+                    "{} error while sending cached aggregations downstream at node {}: {}",
+                    failure.kind.title(),
+                    failure.node,
+                    failure.message
+                ));
+            }
         }
         outcome.outputs = processor.outputs;
         outcome.late_records = processor.late_records;
@@ -849,7 +855,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let slot = &self.topology.stores[aggregation.store];
-        if matches!(rec.value, Datum::Null) {
+        if rec.value.is_null() {
             return Ok(());
         }
         let key = rec
@@ -1010,9 +1016,11 @@ impl<'py> BatchProcessor<'_, 'py> {
     }
 
     /// Sends downstream what cached aggregations of this task buffered since the last commit
-    /// (the latest value of each key, as Kafka Streams' cache flush does), then what suppress
-    /// nodes hold that is due.
-    fn flush_caches(&mut self) -> Result<(), Failure> {
+    /// (the latest value of each key, as Kafka Streams' cache flush does), upstream tables
+    /// first so that what they send reaches the caches after them, then what suppress nodes
+    /// hold that is due. A failure downstream goes to the process error handler: with
+    /// continueOnFail it is logged and the flush goes on.
+    fn flush_caches(&mut self, handling: &ErrorHandling) -> Result<(), Failure> {
         let topology = self.topology;
         for (node, store, windows) in topology.table_nodes() {
             let slot = &topology.stores[store];
@@ -1051,7 +1059,21 @@ impl<'py> BatchProcessor<'_, 'py> {
                     }
                     (Some(_), None) => continue,
                 };
-                self.forward_update(node, key, value, time, &[])?;
+                if let Err(failure) = self.forward_update(node, key, value, time, &[]) {
+                    let handler = failure.kind.handler(handling);
+                    if handler.handler == Handler::StopOnFail {
+                        return Err(failure);
+                    }
+                    if handler.log {
+                        tracing::error!(
+                            target: "ksml",
+                            "{} error sending a cached update downstream at node {}: {}",
+                            failure.kind.title(),
+                            failure.node,
+                            failure.message
+                        );
+                    }
+                }
             }
         }
         self.release_due()
@@ -1232,7 +1254,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         let py = self.py;
         let slot = &self.topology.stores[join.store];
         let consume = |e| Self::consume_failure(node, e);
-        if matches!(rec.value, Datum::Null) {
+        if rec.value.is_null() {
             return Ok(());
         }
         let Some(key) = rec
@@ -1402,7 +1424,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let py = self.py;
-        if matches!(rec.value, Datum::Null) {
+        if rec.value.is_null() {
             return Ok(());
         }
         let global = &self.topology.globals[join.global];
@@ -1446,7 +1468,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             &topology.stores[side.other_store],
         );
         let consume = |e| Self::consume_failure(node, e);
-        if matches!(rec.value, Datum::Null) {
+        if rec.value.is_null() {
             return Ok(());
         }
         let Some(key) = rec
@@ -1457,24 +1479,39 @@ impl<'py> BatchProcessor<'_, 'py> {
             return Ok(());
         };
         let time = rec.timestamp;
-        if time + side.time_difference + side.grace < self.stream_time() {
+        if time
+            .saturating_add(side.time_difference)
+            .saturating_add(side.grace)
+            < self.stream_time()
+        {
             self.late_records += 1;
             return Ok(());
         }
-        let value = rec
+        let Some(value) = rec
             .value
             .to_bytes(&node.value_type, &this_slot.value_type)
             .map_err(consume)?
-            .expect("not null");
+        else {
+            return Ok(());
+        };
         let store_failure = |e: String| Self::process_failure(node, "join store", e);
-        // Records of one key and time are told apart by their offset.
-        let stored = keys::window_key(&key, time, self.offset as u32);
+        // Records of one key and time are told apart by a sequence number of the task.
+        self.task.state.join_sequence = self.task.state.join_sequence.wrapping_add(1);
+        let stored = keys::window_key(&key, time, self.task.state.join_sequence);
         task_stores::with_store(side.this_store, |s| {
             s.put(stored, Some(timestamped(time, &value)))
         })
         .map_err(store_failure)?;
-        let lower = keys::window_lower_bound(&key, time - side.time_difference);
-        let upper = keys::window_upper_bound(&key, time + side.time_difference);
+        // The other side keeps keys in its own type.
+        let Some(other_key) = rec
+            .key
+            .to_bytes(&node.key_type, &other_slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let lower = keys::window_lower_bound(&other_key, time.saturating_sub(side.time_difference));
+        let upper = keys::window_upper_bound(&other_key, time.saturating_add(side.time_difference));
         let matches = task_stores::with_store(side.other_store, |s| {
             s.scan(
                 std::ops::Bound::Included(lower.as_ref()),

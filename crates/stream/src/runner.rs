@@ -211,7 +211,15 @@ pub fn run_then<R>(
         workers.push(
             std::thread::Builder::new()
                 .name(format!("stream-{i}"))
-                .spawn(move || worker(&shared, &watch, worker_tasks))
+                .spawn(move || {
+                    // A bug must stop the run with a message, not leave it waiting forever.
+                    let work =
+                        std::panic::AssertUnwindSafe(|| worker(&shared, &watch, worker_tasks));
+                    std::panic::catch_unwind(work).unwrap_or_else(|_| {
+                        shared.fail(format!("stream thread {i} failed unexpectedly (a bug)"));
+                        Vec::new()
+                    })
+                })
                 .expect("spawn worker thread"),
         );
     }
@@ -487,7 +495,7 @@ fn step(
     pending.since.get_or_insert_with(Instant::now);
     pending.records += outcome.records as u64;
     pending.outputs.extend(outcome.outputs);
-    if !(commit || outcome.stopped.is_some() || watched.stopping()) {
+    if !outcome.flushed {
         return Ok(());
     }
     let offsets: Vec<CommittedOffset> = task

@@ -78,6 +78,8 @@ pub struct TaskState {
     pub windows_scanned: HashMap<StoreId, i64>,
     /// Per suppress node, the keys it holds back.
     pub held: HashMap<NodeId, HeldKeys>,
+    /// Tells apart stream-join records of one key and time in their window stores.
+    pub join_sequence: u32,
 }
 
 /// One task per partition number of every source group. A group's topics may differ in

@@ -118,6 +118,15 @@ fn restore(
 ) -> Result<(), String> {
     log.create_topic_with_config(topic, task_count, &TopicConfig::compacted())
         .map_err(|e| e.to_string())?;
+    // A changelog made earlier by hand as a deleting topic would lose old keys to retention.
+    if let Some(config) = log.topic_config(topic).map_err(|e| e.to_string())?
+        && !config.cleanup_policy.compacts()
+    {
+        return Err(format!(
+            "the changelog exists with {config}, so retention would delete the store's \
+             entries: it needs cleanup.policy=compact"
+        ));
+    }
     let (start, end) = log
         .offset_range(topic, partition)
         .map_err(|e| e.to_string())?;

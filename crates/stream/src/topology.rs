@@ -312,6 +312,8 @@ pub struct Topology {
     pub stores: Vec<StoreSlot>,
     /// Global tables, loaded before processing and shared by every task.
     pub globals: Vec<GlobalTable>,
+    /// Every node after the nodes that pass records to it.
+    upstream_first: Vec<NodeId>,
     pub producers: Vec<ProducerPlan>,
     /// Kept alive for the functions compiled in them.
     _namespaces: Vec<Namespace>,
@@ -470,15 +472,42 @@ impl Topology {
             }
         }
         builder.link_published();
-        Ok(Topology {
+        let mut topology = Topology {
             nodes: builder.nodes,
             sources: builder.sources,
             functions: builder.functions,
             stores: builder.stores,
             globals: builder.globals,
+            upstream_first: Vec::new(),
             producers,
             _namespaces: namespaces,
-        })
+        };
+        topology.upstream_first = topology.order_upstream_first();
+        Ok(topology)
+    }
+
+    /// The nodes in topological order (Kahn's algorithm over the operator graph).
+    fn order_upstream_first(&self) -> Vec<NodeId> {
+        let mut incoming = vec![0usize; self.nodes.len()];
+        for id in 0..self.nodes.len() {
+            for next in self.successors(id) {
+                incoming[next] += 1;
+            }
+        }
+        let mut ready: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&n| incoming[n] == 0)
+            .collect();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        while let Some(id) = ready.pop() {
+            order.push(id);
+            for next in self.successors(id) {
+                incoming[next] -= 1;
+                if incoming[next] == 0 {
+                    ready.push(next);
+                }
+            }
+        }
+        order
     }
 }
 
@@ -1032,7 +1061,9 @@ impl Builder<'_> {
             other_partitions,
         );
         let mut join_store = |field: &str, suffix: &str, side: &Types| match op.store(field) {
-            Some(reference) => self.named_store(definition, reference, &side.key, &side.value),
+            Some(reference) => {
+                self.named_store(definition, reference, &op.name, &side.key, &side.value)
+            }
             None => {
                 let mut windowed = side.clone();
                 windowed.windows = Some(Windows::Time(TimeWindows {
@@ -1047,11 +1078,11 @@ impl Builder<'_> {
                     retain_duplicates: true,
                     ..(*self.stores[id].spec).clone()
                 });
-                id
+                Ok(id)
             }
         };
-        let this_store = join_store("thisStore", "this-join-store", &types);
-        let other_store = join_store("otherStore", "other-join-store", &other_types);
+        let this_store = join_store("thisStore", "this-join-store", &types)?;
+        let other_store = join_store("otherStore", "other-join-store", &other_types)?;
         let joiner = self.function(op.function("valueJoiner").expect("validated"));
         let mut out = types.clone();
         out.value = self.result_type(joiner);
@@ -1119,7 +1150,9 @@ impl Builder<'_> {
             self.log.ensure_topic(&topic.topic)?,
         );
         let store = match &topic.store {
-            Some(reference) => self.named_store(definition, reference, &types.key, &types.value),
+            Some(reference) => {
+                self.named_store(definition, reference, &topic.name, &types.key, &types.value)?
+            }
             None => self.default_store(&topic.name, &types, &types.value.clone()),
         };
         let mut out = types.clone();
@@ -1216,16 +1249,7 @@ impl Builder<'_> {
         let Some(reference) = op.store("store") else {
             return Ok(self.default_store(&op.name, types, value_type));
         };
-        let id = self.named_store(definition, reference, &types.key, value_type);
-        // An aggregation keeps timestamps with its values, which a function's store handle
-        // would not expect.
-        if self.functions.iter().any(|f| f.stores.contains(&id)) {
-            return Err(BuildError::SharedStore {
-                store: reference.name.clone(),
-                operation: op.name.clone(),
-            });
-        }
-        Ok(id)
+        self.named_store(definition, reference, &op.name, &types.key, value_type)
     }
 
     /// A declared store used by an operation, taking the operation's key and value types
@@ -1234,10 +1258,19 @@ impl Builder<'_> {
         &mut self,
         definition: &Definition,
         reference: &Ref,
+        operation: &str,
         key_type: &DataType,
         value_type: &DataType,
-    ) -> StoreId {
+    ) -> Result<StoreId, BuildError> {
         let id = self.store_ids[&(self.definition, reference.name.clone())];
+        // Operations keep timestamps with their values, which a function's store handle would
+        // not write.
+        if self.functions.iter().any(|f| f.stores.contains(&id)) {
+            return Err(BuildError::SharedStore {
+                store: reference.name.clone(),
+                operation: operation.to_string(),
+            });
+        }
         let declared = &definition.stores[&reference.name];
         let slot = &mut self.stores[id];
         if declared.key_type.is_none() {
@@ -1246,7 +1279,7 @@ impl Builder<'_> {
         if declared.value_type.is_none() {
             slot.value_type = stored_type(value_type);
         }
-        id
+        Ok(id)
     }
 
     fn target(&self, definition: &Definition, to: &ToTarget, types: &Types) -> TopicTarget {
@@ -1557,11 +1590,16 @@ impl Topology {
     /// The nodes keeping tables in stores (aggregations and materializations), with their
     /// store and windows: with caching, their updates go downstream when the task commits.
     pub fn table_nodes(&self) -> impl Iterator<Item = (&OpNode, StoreId, Option<Windows>)> {
-        self.nodes.iter().filter_map(|node| match &node.step {
-            Step::Aggregate(aggregation) => Some((node, aggregation.store, aggregation.windows)),
-            Step::Materialize { store } => Some((node, *store, None)),
-            _ => None,
-        })
+        self.upstream_first
+            .iter()
+            .map(|&id| &self.nodes[id])
+            .filter_map(|node| match &node.step {
+                Step::Aggregate(aggregation) => {
+                    Some((node, aggregation.store, aggregation.windows))
+                }
+                Step::Materialize { store } => Some((node, *store, None)),
+                _ => None,
+            })
     }
 }
 

@@ -1018,3 +1018,35 @@ pipelines:
         "a join's time is the later record's"
     );
 }
+
+#[test]
+fn cached_tables_flush_upstream_first_so_nothing_is_lost_between_them() {
+    let env = Env::new();
+    append_json(
+        &env,
+        "users",
+        &[
+            ("u1", json!({"name": "Ann"}), 1),
+            ("u2", json!({"name": "Bob"}), 2),
+            ("u1", json!({"name": "Anna"}), 3),
+        ],
+    );
+    // The table and the count both cache; the count sees the table's flushed updates.
+    env.run(&format!(
+        "{USERS_AND_CLICKS}
+pipelines:
+  p:
+    from: users
+    via:
+      - type: toStream
+      - type: groupByKey
+      - type: count
+      - type: toStream
+    to:
+      topic: output
+      keyType: string
+      valueType: long
+"
+    ));
+    assert_eq!(long_pairs(&env), [("u1".into(), 1), ("u2".into(), 1)]);
+}

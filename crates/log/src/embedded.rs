@@ -390,7 +390,15 @@ impl EmbeddedLog {
             if state.tables.holds_uncompacted(&range) {
                 break;
             }
-            self.move_compacted(state, &range, last_write, now)?;
+            let survivors = self.compacted_survivors(state, &range, last_write, now)?;
+            // Compacting a segment that is mostly live would copy most of it again at every
+            // roll: it waits until at least half of it is dead (or the journal is too big).
+            if !too_big && survivors.len() as u64 * 2 >= range.end - range.start {
+                break;
+            }
+            if !survivors.is_empty() {
+                state.write(&survivors)?;
+            }
             state.journal.delete_oldest()?;
             state.tables.forget(&range, |_| true);
         }
@@ -428,24 +436,33 @@ impl EmbeddedLog {
         }
     }
 
-    /// Before the segment at `range` is deleted, copies forward the records of compacted
-    /// topics in it that are still the latest of their key, keeping their offsets. Tombstones
-    /// go once the segment's last write is older than the topic's `delete.retention.ms`.
-    fn move_compacted(
+    /// Before the segment at `range` is deleted: the entry copying forward the records of
+    /// compacted topics in it that are still the latest of their key, keeping their offsets
+    /// (empty when there are none).
+    fn compacted_survivors(
         &self,
-        state: &mut State,
+        state: &State,
         range: &std::ops::Range<u64>,
         last_write: SystemTime,
         now: SystemTime,
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<u8>, LogError> {
         let age = now.duration_since(last_write).unwrap_or_default();
+        let now_millis = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let view = state.journal.view();
         let mut writer = PayloadWriter::new();
         for (name, config) in &state.tables.configs {
             if !config.cleanup_policy.compacts() {
                 continue;
             }
-            let keep_tombstones = age <= config.tombstone_retention();
+            // A tombstone goes once its segment, or the tombstone itself by its timestamp (which
+            // copying forward keeps), is older than delete.retention.ms.
+            let keep = config.tombstone_retention();
+            let keep_tombstone = |record: &Record| {
+                let record_age = now_millis.saturating_sub(record.timestamp).max(0) as u128;
+                age <= keep && record_age <= keep.as_millis()
+            };
             let Some(parts) = state.tables.topics.get(name) else {
                 continue;
             };
@@ -453,7 +470,7 @@ impl EmbeddedLog {
                 if !part.batches.iter().any(|b| range.contains(&b.position)) {
                     continue;
                 }
-                let live = live_records(&view, part, range, keep_tombstones)?;
+                let live = live_records(&view, part, range, &keep_tombstone)?;
                 for run in consecutive_runs(live) {
                     let base = run[0].0;
                     let records: Vec<Record> = run.into_iter().map(|(_, r)| r).collect();
@@ -461,10 +478,11 @@ impl EmbeddedLog {
                 }
             }
         }
-        if !writer.is_empty() {
-            state.write(&writer.finish())?;
-        }
-        Ok(())
+        Ok(if writer.is_empty() {
+            Vec::new()
+        } else {
+            writer.finish()
+        })
     }
 
     fn notify_append(&self) {
@@ -543,7 +561,7 @@ fn live_records(
     view: &SegmentView,
     part: &PartitionState,
     range: &std::ops::Range<u64>,
-    keep_tombstones: bool,
+    keep_tombstone: &dyn Fn(&Record) -> bool,
 ) -> Result<Vec<(u64, Record)>, LogError> {
     let mut latest: HashMap<Bytes, u64> = HashMap::new();
     let mut candidates = Vec::new();
@@ -565,7 +583,7 @@ fn live_records(
             .key
             .as_ref()
             .expect("only keyed records are candidates");
-        latest[key] == *offset && (record.value.is_some() || keep_tombstones)
+        latest[key] == *offset && (record.value.is_some() || keep_tombstone(record))
     });
     candidates.sort_by_key(|(offset, _)| *offset);
     Ok(candidates)

@@ -403,11 +403,16 @@ fn short_lived(dir: &std::path::Path) -> EmbeddedLog {
     EmbeddedLog::open(dir, config).unwrap()
 }
 
+/// A record of now (tombstones age by their timestamp too).
 fn keyed(key: &str, value: Option<String>) -> Record {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     Record {
         key: Some(Bytes::from(key.to_string())),
         value: value.map(Bytes::from),
-        timestamp: 1,
+        timestamp: now,
         headers: vec![],
     }
 }

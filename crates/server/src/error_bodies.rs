@@ -61,6 +61,27 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body.to_string())).into_response()
 }
 
+/// Refuses at once a request whose `Content-Length` is over the body limit, rather than
+/// reading the body up to the limit: the client gets its 413 before uploading the rest.
+pub async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match announced {
+        Some(length) if length > crate::MAX_BODY_BYTES as u64 => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "length limit exceeded: the body announces {length} bytes, more than {}",
+                crate::MAX_BODY_BYTES
+            ),
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
 /// The code and category Druid's SQL API gives an error of a status.
 fn sql_code(status: StatusCode) -> (&'static str, &'static str) {
     match status {

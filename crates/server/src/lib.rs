@@ -167,6 +167,7 @@ impl Server {
             .merge(coordinator_api::routes())
             .merge(topics_api::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(middleware::from_fn(error_bodies::refuse_oversized_bodies))
             .layer(RequestBodyTimeoutLayer::new(options.limits.body_timeout))
             .with_state(self.state.clone());
         if let Some(auth) = &options.auth {

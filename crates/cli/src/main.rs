@@ -205,5 +205,11 @@ fn run_command(
         summary.messages_produced,
         summary.elapsed.as_secs_f64()
     );
+    if summary.late_records_dropped > 0 {
+        eprintln!(
+            "windowed operations dropped {} late record(s): they arrived after their window closed (window end plus grace)",
+            summary.late_records_dropped
+        );
+    }
     Ok(())
 }

@@ -59,7 +59,13 @@ impl Running {
         let address = address_rx.recv().unwrap();
         Running {
             url: format!("{scheme}://{address}"),
-            agent: agent.http_status_as_error(false).build().into(),
+            // A fresh connection per request: a pooled one the server has just closed (after
+            // an error answer, say) would fail the next request now and then.
+            agent: agent
+                .http_status_as_error(false)
+                .max_idle_connections(0)
+                .build()
+                .into(),
             stop: Some(stop),
             thread: Some(thread),
             _dir: dir,

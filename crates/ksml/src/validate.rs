@@ -168,9 +168,9 @@ fn warn_unused_store_fields(store: &StoreDef, diags: &mut Diagnostics) {
 /// What a Python function can do with a store today: keyValue stores with plain values.
 fn check_function_store(store: &StoreDef, mark: Mark, diags: &mut Diagnostics) {
     let unsupported = match store.store_type {
-        StoreType::Window | StoreType::Session => {
-            Some(format!("{} stores", store.store_type.name()))
-        }
+        StoreType::Session => Some("session stores".to_string()),
+        StoreType::Window if store.timestamped => Some("timestamped window stores".to_string()),
+        StoreType::Window => None,
         StoreType::KeyValue if store.versioned => Some("versioned stores".to_string()),
         StoreType::KeyValue if store.timestamped => Some("timestamped stores".to_string()),
         StoreType::KeyValue => None,

@@ -163,10 +163,9 @@ fn stores_python_cannot_use_yet_and_producer_stores_are_refused() {
     let found = problems(
         "stores:
   windows:
-    type: window
+    type: session
     keyType: string
     valueType: long
-    windowSize: 1m
   counts:
     type: keyValue
     keyType: string
@@ -190,8 +189,8 @@ producers:
 ",
     );
     let expected = [
-        "bad.yaml:14:14: store 'windows': window stores are not available to Python functions yet",
-        "bad.yaml:18:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
+        "bad.yaml:13:14: store 'windows': session stores are not available to Python functions yet",
+        "bad.yaml:17:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
     ];
     assert_reported(&found, &expected);
 }

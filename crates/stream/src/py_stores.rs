@@ -14,12 +14,20 @@ use millrace_python::pyo3::prelude::*;
 use millrace_python::pyo3::types::{PyList, PyTuple};
 use millrace_types::DataType;
 
+use millrace_stores::keys;
+use millrace_types::time::format_instant;
+
 use crate::task_stores::{StoreId, with_store};
 
 /// A keyValue store as Python sees it: `get`, `put`, `putIfAbsent`, `delete`, `range`, `all`
 /// and `approximateNumEntries`, as on Kafka Streams' `KeyValueStore`.
 #[pyclass(crate = "millrace_python::pyo3", name = "KeyValueStore", frozen)]
 pub struct KeyValueStoreHandle {
+    access: StoreAccess,
+}
+
+/// How a handle reaches its store and converts keys and values.
+struct StoreAccess {
     name: String,
     store: StoreId,
     key_type: DataType,
@@ -38,14 +46,18 @@ impl KeyValueStoreHandle {
         timestamped: bool,
     ) -> KeyValueStoreHandle {
         KeyValueStoreHandle {
-            name: name.to_string(),
-            store,
-            key_type,
-            value_type,
-            timestamped,
+            access: StoreAccess {
+                name: name.to_string(),
+                store,
+                key_type,
+                value_type,
+                timestamped,
+            },
         }
     }
+}
 
+impl StoreAccess {
     fn key_bytes(&self, key: &Bound<'_, PyAny>) -> PyResult<Bytes> {
         let bytes = py_to_bytes(key, &self.key_type)
             .map_err(|e| PyValueError::new_err(format!("store '{}': key: {e}", self.name)))?;
@@ -126,16 +138,16 @@ impl KeyValueStoreHandle {
 impl KeyValueStoreHandle {
     /// The value of a key, or None.
     fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let key = self.key_bytes(key)?;
-        let value = self.with(|store| store.get(&key))?;
-        self.value_py(py, value)
+        let key = self.access.key_bytes(key)?;
+        let value = self.access.with(|store| store.get(&key))?;
+        self.access.value_py(py, value)
     }
 
     /// Sets a key's value; None deletes the key.
     fn put(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let value = self.value_bytes(key, value)?;
-        let key = self.key_bytes(key)?;
-        self.with(|store| {
+        let value = self.access.value_bytes(key, value)?;
+        let key = self.access.key_bytes(key)?;
+        self.access.with(|store| {
             store.put(key, value);
             Ok(())
         })
@@ -149,29 +161,29 @@ impl KeyValueStoreHandle {
         key: &Bound<'py, PyAny>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let value = self.value_bytes(key, value)?;
-        let key = self.key_bytes(key)?;
-        let existing = self.with(|store| {
+        let value = self.access.value_bytes(key, value)?;
+        let key = self.access.key_bytes(key)?;
+        let existing = self.access.with(|store| {
             let existing = store.get(&key)?;
             if existing.is_none() {
                 store.put(key, value);
             }
             Ok(existing)
         })?;
-        self.value_py(py, existing)
+        self.access.value_py(py, existing)
     }
 
     /// Deletes a key; returns the value it had.
     fn delete<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let key = self.key_bytes(key)?;
-        let old = self.with(|store| {
+        let key = self.access.key_bytes(key)?;
+        let old = self.access.with(|store| {
             let old = store.get(&key)?;
             if old.is_some() {
                 store.put(key, None);
             }
             Ok(old)
         })?;
-        self.value_py(py, old)
+        self.access.value_py(py, old)
     }
 
     /// `(key, value)` pairs with keys from `from` to `to` (both included), in the order of the
@@ -183,29 +195,29 @@ impl KeyValueStoreHandle {
         from: &Bound<'py, PyAny>,
         to: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let (from, to) = (self.key_bytes(from)?, self.key_bytes(to)?);
-        let entries = self.with(|store| {
+        let (from, to) = (self.access.key_bytes(from)?, self.access.key_bytes(to)?);
+        let entries = self.access.with(|store| {
             store.scan(
                 std::ops::Bound::Included(from.as_ref()),
                 std::ops::Bound::Included(to.as_ref()),
             )
         })?;
-        self.pairs(py, entries)
+        self.access.pairs(py, entries)
     }
 
     /// Every `(key, value)` pair, in the order of the keys' serialized bytes.
     fn all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let entries = self.with(|store| store.all())?;
-        self.pairs(py, entries)
+        let entries = self.access.with(|store| store.all())?;
+        self.access.pairs(py, entries)
     }
 
     #[pyo3(name = "approximateNumEntries")]
     fn approximate_num_entries(&self) -> PyResult<u64> {
-        self.with(|store| Ok(store.approximate_len()))
+        self.access.with(|store| Ok(store.approximate_len()))
     }
 
     fn __repr__(&self) -> String {
-        format!("<keyValue store '{}'>", self.name)
+        format!("<keyValue store '{}'>", self.access.name)
     }
 }
 
@@ -249,5 +261,170 @@ impl KeyValuePair {
             self.key.bind(py).repr()?,
             self.value.bind(py).repr()?
         ))
+    }
+}
+
+/// A window store as Python sees it, as on Kafka Streams' `WindowStore`:
+/// `put(key, value, windowStartTimestamp)`, `fetch(key, time)` (the value of the window
+/// starting then), `fetch(key, timeFrom, timeTo)` and `backwardFetch(...)` (`(windowStart,
+/// value)` entries), `fetchAll(timeFrom, timeTo)` and `all()` (entries keyed by
+/// `{start, end, startTime, endTime, key}`).
+#[pyclass(crate = "millrace_python::pyo3", name = "WindowStore", frozen)]
+pub struct WindowStoreHandle {
+    access: StoreAccess,
+    /// Milliseconds from a window's start to its end.
+    window_size: i64,
+}
+
+impl WindowStoreHandle {
+    pub fn new(
+        name: &str,
+        store: StoreId,
+        key_type: DataType,
+        value_type: DataType,
+        window_size: i64,
+    ) -> WindowStoreHandle {
+        WindowStoreHandle {
+            access: StoreAccess {
+                name: name.to_string(),
+                store,
+                key_type,
+                value_type,
+                timestamped: false,
+            },
+            window_size,
+        }
+    }
+
+    /// The windows of `key` starting from `from` to `to`, as (start, value) in time order.
+    fn windows_of(&self, key: &Bytes, from: i64, to: i64) -> PyResult<Vec<(i64, Bytes)>> {
+        let (lower, upper) = (
+            keys::window_lower_bound(key, from),
+            keys::window_upper_bound(key, to),
+        );
+        let entries = self.access.with(|store| {
+            store.scan(
+                std::ops::Bound::Included(lower.as_ref()),
+                std::ops::Bound::Included(upper.as_ref()),
+            )
+        })?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(k, v)| keys::parse_window_key(&k).map(|(_, start, _)| (start, v)))
+            .collect())
+    }
+
+    /// Entries keyed by the windowed key dict, for windows starting from `from` to `to`.
+    fn windowed_entries<'py>(
+        &self,
+        py: Python<'py>,
+        from: i64,
+        to: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let entries = self.access.with(|store| store.all())?;
+        let list = PyList::empty(py);
+        for (stored, value) in entries {
+            let Some((key, start, _)) = keys::parse_window_key(&stored) else {
+                continue;
+            };
+            if start < from || start > to {
+                continue;
+            }
+            let windowed = pyo3::types::PyDict::new(py);
+            windowed.set_item("start", start)?;
+            windowed.set_item("end", start + self.window_size)?;
+            windowed.set_item("startTime", format_instant(start))?;
+            windowed.set_item("endTime", format_instant(start + self.window_size))?;
+            windowed.set_item("key", self.access.key_py(py, &Bytes::copy_from_slice(key))?)?;
+            let pair = KeyValuePair {
+                key: windowed.into_any().unbind(),
+                value: self.access.value_py(py, Some(value))?.unbind(),
+            };
+            list.append(Bound::new(py, pair)?)?;
+        }
+        Ok(list)
+    }
+}
+
+#[pymethods(crate = "millrace_python::pyo3")]
+impl WindowStoreHandle {
+    /// Sets the value of `key`'s window starting at `windowStartTimestamp`; None deletes it.
+    #[pyo3(name = "put")]
+    fn put_window(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        window_start: i64,
+    ) -> PyResult<()> {
+        let value = self.access.value_bytes(key, value)?;
+        let key = self.access.key_bytes(key)?;
+        let stored = keys::window_key(&key, window_start, 0);
+        self.access.with(|store| {
+            store.put(stored, value);
+            Ok(())
+        })
+    }
+
+    /// `fetch(key, time)`: the value of the window starting at `time`, or None;
+    /// `fetch(key, timeFrom, timeTo)`: `(windowStart, value)` entries in time order.
+    #[pyo3(signature = (key, time_from, time_to = None))]
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        time_from: i64,
+        time_to: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = self.access.key_bytes(key)?;
+        let Some(time_to) = time_to else {
+            let found = self.windows_of(&key, time_from, time_from)?;
+            return self
+                .access
+                .value_py(py, found.into_iter().next().map(|(_, v)| v));
+        };
+        let list = PyList::empty(py);
+        for (start, value) in self.windows_of(&key, time_from, time_to)? {
+            let pair = KeyValuePair {
+                key: start.into_pyobject(py)?.into_any().unbind(),
+                value: self.access.value_py(py, Some(value))?.unbind(),
+            };
+            list.append(Bound::new(py, pair)?)?;
+        }
+        Ok(list.into_any())
+    }
+
+    /// `fetch(key, timeFrom, timeTo)` in reverse time order.
+    #[pyo3(name = "backwardFetch")]
+    fn backward_fetch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        time_from: i64,
+        time_to: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let forward = self.fetch(py, key, time_from, Some(time_to))?;
+        let list = forward.cast_into::<PyList>()?;
+        list.reverse()?;
+        Ok(list)
+    }
+
+    /// Entries of every key's windows starting from `timeFrom` to `timeTo`.
+    #[pyo3(name = "fetchAll")]
+    fn fetch_all<'py>(
+        &self,
+        py: Python<'py>,
+        time_from: i64,
+        time_to: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.windowed_entries(py, time_from, time_to)
+    }
+
+    /// Every window of every key.
+    fn all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.windowed_entries(py, i64::MIN, i64::MAX)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<window store '{}'>", self.access.name)
     }
 }

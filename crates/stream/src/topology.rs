@@ -18,7 +18,7 @@ use millrace_python::pyo3::prelude::*;
 use millrace_stores::{StoreKind, StoreSpec};
 
 use crate::global::{GlobalId, GlobalTable};
-pub use crate::py_stores::KeyValueStoreHandle;
+pub use crate::py_stores::{KeyValueStoreHandle, WindowStoreHandle};
 use crate::task_stores::{StoreId, StoreSlot};
 
 /// Index of a node in [`Topology::nodes`].
@@ -567,6 +567,17 @@ impl Builder<'_> {
                     slot.key_type.clone(),
                     slot.value_type.clone(),
                     false,
+                );
+                let handle = Bound::new(py, handle).map_err(failed)?;
+                handles.set_item(&store.name, handle).map_err(failed)?;
+            }
+            if store.store_type == StoreType::Window && !store.timestamped {
+                let handle = WindowStoreHandle::new(
+                    &store.name,
+                    id,
+                    slot.key_type.clone(),
+                    slot.value_type.clone(),
+                    store.window_size.as_millis() as i64,
                 );
                 let handle = Bound::new(py, handle).map_err(failed)?;
                 handles.set_item(&store.name, handle).map_err(failed)?;

@@ -1050,3 +1050,65 @@ pipelines:
     ));
     assert_eq!(long_pairs(&env), [("u1".into(), 1), ("u2".into(), 1)]);
 }
+
+#[test]
+fn python_functions_use_window_stores() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[("a", "x", 5_000), ("a", "x", 65_000), ("a", "x", 70_000)],
+    );
+    let yaml = "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: string
+stores:
+  per_minute:
+    type: window
+    keyType: string
+    valueType: long
+    windowSize: 1m
+    retention: 1h
+functions:
+  count_in_window:
+    type: valueTransformer
+    stores: [per_minute]
+    code: |
+      start = 60000 * (record_time // 60000)
+      n = (per_minute.fetch(key, start) or 0) + 1
+      per_minute.put(key, n, start)
+      windows = [(kv.key, kv.value) for kv in per_minute.fetch(key, 0, 3600000)]
+      every = [(kv.key['start'], kv.key['end'], kv.value) for kv in per_minute.fetchAll(0, 3600000)]
+    expression: str(windows) + ' ' + str(every)
+    resultType: string
+pipelines:
+  p:
+    from: input
+    via:
+      # Functions of one file share globals: the record's time for the next function.
+      - type: transformMetadata
+        mapper:
+          code: |
+            global record_time
+            record_time = metadata['timestamp']
+          expression: metadata
+      - type: mapValues
+        mapper: count_in_window
+    to:
+      topic: output
+      keyType: string
+      valueType: string
+";
+    env.run(yaml);
+    let values: Vec<String> = env
+        .records("output")
+        .into_iter()
+        .map(|(_, r)| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        values.last().unwrap(),
+        "[(0, 1), (60000, 2)] [(0, 60000, 1), (60000, 120000, 2)]"
+    );
+}

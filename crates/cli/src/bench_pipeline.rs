@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use bytes::Bytes;
-use millrace_ksml::config::{DefinitionSource, RunnerConfig};
-use millrace_ksml::load::{load_definitions, namespace_of, python_spec};
+use millrace_ksml::config::RunnerConfig;
+use millrace_ksml::load::{load_definition_file, python_spec};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
 use millrace_python::convert::bytes_to_py;
 use millrace_python::pyo3::prelude::*;
@@ -86,20 +86,6 @@ pub fn run(
     Ok(())
 }
 
-/// Loads the definition, or lists its problems.
-fn load(definition: &Path) -> Result<millrace_ksml::model::Definition, String> {
-    let sources = [(
-        namespace_of(definition),
-        DefinitionSource::File(definition.to_path_buf()),
-    )];
-    let mut loaded = load_definitions(&sources, false);
-    if loaded.has_errors() {
-        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        return Err(problems.join("\n"));
-    }
-    Ok(loaded.definitions.remove(0))
-}
-
 /// One pipeline run over fresh data: seconds, and how many results it wrote.
 fn pipeline_run(
     payloads: &[Bytes],
@@ -125,18 +111,10 @@ fn pipeline_run(
         log.append(INPUT_TOPIC, 0, records)
             .map_err(|e| e.to_string())?;
     }
-    let sources = [(
-        namespace_of(definition),
-        DefinitionSource::File(definition.to_path_buf()),
-    )];
-    let loaded = load_definitions(&sources, false);
-    if loaded.has_errors() {
-        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        return Err(problems.join("\n"));
-    }
+    let definitions = [load_definition_file(definition)?];
     let summary = run_pipelines(
         log.clone(),
-        &loaded.definitions,
+        &definitions,
         RunnerConfig::default(),
         RunOptions::new(true, Arc::new(AtomicBool::new(false))),
     )
@@ -164,7 +142,7 @@ fn bare_loop(
     predicate: &str,
     mapper: &str,
 ) -> Result<f64, String> {
-    let definition = load(definition)?;
+    let definition = load_definition_file(definition)?;
     Python::attach(|py| {
         let namespace = Namespace::new(py, &definition.namespace, &definition.file_name())
             .map_err(|e| e.to_string())?;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
-use millrace_ksml::config::{DefinitionSource, RunnerConfig};
-use millrace_ksml::load::{load_definitions, namespace_of};
+use millrace_ksml::config::RunnerConfig;
+use millrace_ksml::load::load_definition_file;
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
 use millrace_stream::runner::{RunOptions, run as run_pipelines};
 
@@ -168,24 +168,11 @@ fn run_once(
     definition: &Path,
     dir: &Path,
 ) -> Result<(f64, u64, u64), String> {
-    let sources = [(
-        namespace_of(definition),
-        DefinitionSource::File(definition.to_path_buf()),
-    )];
-    let loaded = load_definitions(&sources, false);
-    if loaded.has_errors() {
-        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        return Err(problems.join("\n"));
-    }
+    let definitions = [load_definition_file(definition)?];
     let mut options = RunOptions::new(true, Arc::new(AtomicBool::new(false)));
     options.state_dir = Some(dir.join("state"));
-    let summary = run_pipelines(
-        log.clone(),
-        &loaded.definitions,
-        RunnerConfig::default(),
-        options,
-    )
-    .map_err(|e| e.to_string())?;
+    let summary = run_pipelines(log.clone(), &definitions, RunnerConfig::default(), options)
+        .map_err(|e| e.to_string())?;
     Ok((
         summary.elapsed.as_secs_f64(),
         summary.records_processed,

@@ -53,6 +53,20 @@ pub fn load_definitions(sources: &[(String, DefinitionSource)], strict: bool) ->
     loaded
 }
 
+/// Loads one definition file (namespace: its name), or its problems as printed lines.
+pub fn load_definition_file(path: &Path) -> Result<Definition, String> {
+    let sources = [(
+        namespace_of(path),
+        DefinitionSource::File(path.to_path_buf()),
+    )];
+    let mut loaded = load_definitions(&sources, false);
+    if loaded.has_errors() {
+        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        return Err(problems.join("\n"));
+    }
+    Ok(loaded.definitions.remove(0))
+}
+
 /// The namespace of a file given on the command line: its name without extension.
 pub fn namespace_of(path: &Path) -> String {
     path.file_stem()

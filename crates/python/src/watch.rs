@@ -29,14 +29,14 @@ pub struct WatchedThread {
     /// The offset of the record being processed, or [`NO_OFFSET`].
     offset: AtomicU64,
     /// What the thread works on, e.g. "topic 'input' partition 3".
-    place: Mutex<String>,
+    place: Mutex<Arc<str>>,
     /// The run's stop flag.
     stop: Arc<AtomicBool>,
 }
 
 impl WatchedThread {
     /// Says what the thread works on now; reports name it.
-    pub fn set_place(&self, place: String) {
+    pub fn set_place(&self, place: Arc<str>) {
         *self.place.lock().unwrap_or_else(|p| p.into_inner()) = place;
     }
 
@@ -108,7 +108,7 @@ impl CallWatch {
             calls: AtomicU64::new(0),
             function: AtomicUsize::new(0),
             offset: AtomicU64::new(NO_OFFSET),
-            place: Mutex::new(String::new()),
+            place: Mutex::new(Arc::from("")),
             stop: self.stop.clone(),
         });
         self.threads

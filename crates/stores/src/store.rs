@@ -103,6 +103,11 @@ impl Store {
         Ok(merged.into_iter().collect())
     }
 
+    /// Entries with keys from `from` to `to`, both included, in key order.
+    pub fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        self.scan(Bound::Included(from), Bound::Included(to))
+    }
+
     /// Every entry, in key order.
     pub fn all(&self) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
         self.scan(Bound::Unbounded, Bound::Unbounded)

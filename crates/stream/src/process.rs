@@ -23,7 +23,7 @@ use crate::topology::{
     StreamJoinSide, SuppressUntil, Suppression, TableJoin, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
-use millrace_stores::{Store, keys};
+use millrace_stores::{Store, StoreError, keys};
 use millrace_types::time::format_instant;
 
 /// A record on its way through the operators.
@@ -158,10 +158,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             if input != processor.input {
                 processor.topic = &topology.sources[source].topic;
                 processor.partition = stored.partition;
-                watched.set_place(format!(
-                    "topic '{}' partition {}",
-                    processor.topic, processor.partition
-                ));
+                watched.set_place(processor.task.inputs[input].place.clone());
             }
             processor.input = input;
             processor.offset = stored.offset;
@@ -835,6 +832,47 @@ fn split_timestamped(entry: &Bytes) -> Option<(i64, Bytes)> {
 }
 
 impl<'py> BatchProcessor<'_, 'py> {
+    /// Works on one of the task's stores; a failure names the node and the store.
+    fn in_store<R>(
+        &self,
+        node: &OpNode,
+        store: StoreId,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError>,
+    ) -> Result<R, Failure> {
+        let what = format!("state store '{}'", self.topology.stores[store].spec.name);
+        match task_stores::with_store(store, f) {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(Self::process_failure(node, &what, e.to_string())),
+            Err(e) => Err(Self::process_failure(node, &what, e)),
+        }
+    }
+
+    /// Calls a join's valueJoiner with (key, value1, value2); the result in the node's type.
+    fn join_values(
+        &self,
+        node: &OpNode,
+        joiner: FnId,
+        args: [Bound<'py, PyAny>; 3],
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let joined = self.call(joiner, &args, &node.name)?;
+        conform(joined, &node.out_value_type)
+            .map_err(|e| Self::process_failure(node, &self.topology.functions[joiner].name, e))
+    }
+
+    /// Writes one entry of a store (None deletes the key).
+    fn store_put(
+        &self,
+        node: &OpNode,
+        store: StoreId,
+        key: Bytes,
+        entry: Option<Bytes>,
+    ) -> Result<(), Failure> {
+        self.in_store(node, store, |s| {
+            s.put(key, entry);
+            Ok(())
+        })
+    }
+
     /// The task's stream time: the highest timestamp processed from any of its inputs.
     fn stream_time(&self) -> i64 {
         self.task
@@ -908,10 +946,7 @@ impl<'py> BatchProcessor<'_, 'py> {
     ) -> Result<Option<(Option<Bytes>, i64)>, Failure> {
         let py = self.py;
         let slot = &self.topology.stores[aggregation.store];
-        let store_failure = |e: String| Self::process_failure(node, "state store", e);
-        let current = task_stores::with_store(aggregation.store, |s| s.get(&stored))
-            .map_err(store_failure)?
-            .map_err(|e| store_failure(e.to_string()))?;
+        let current = self.in_store(node, aggregation.store, |s| s.get(&stored))?;
         let (old_time, old) = match current.as_ref().and_then(split_timestamped) {
             Some((time, value)) => (time, Some(value)),
             None => (i64::MIN, None),
@@ -966,8 +1001,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         };
         let time = old_time.max(rec.timestamp);
         let entry = value.as_ref().map(|v| timestamped(time, v));
-        task_stores::with_store(aggregation.store, |s| s.put(stored, entry))
-            .map_err(store_failure)?;
+        self.store_put(node, aggregation.store, stored, entry)?;
         Ok((!slot.spec.caching).then_some((value, time)))
     }
 
@@ -1126,9 +1160,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         }
         .encode();
         let size = entry.len();
-        let store_failure = |e: String| Self::process_failure(node, "suppress buffer", e);
-        task_stores::with_store(suppression.store, |s| s.put(key.clone(), Some(entry)))
-            .map_err(store_failure)?;
+        self.store_put(node, suppression.store, key.clone(), Some(entry))?;
         let held = self.task.state.held.entry(id).or_default();
         held.insert(key, due, size);
         let over = |held: &HeldKeys| {
@@ -1153,9 +1185,11 @@ impl<'py> BatchProcessor<'_, 'py> {
     /// Builds a suppress node's index from its buffer store, once per run.
     fn load_held(&mut self, id: NodeId, node: &OpNode, s: &Suppression) -> Result<(), Failure> {
         let held = self.task.state.held.entry(id).or_default();
-        task_stores::with_store(s.store, |store| held.load(store))
-            .map_err(|e| Self::process_failure(node, "suppress buffer", e))?
-            .map_err(|e| Self::process_failure(node, "suppress buffer", e.to_string()))
+        let store = s.store;
+        let mut held = std::mem::take(held);
+        let loaded = self.in_store(node, store, |store| held.load(store));
+        self.task.state.held.insert(id, held);
+        loaded
     }
 
     /// Lets go up to `most` held updates due at or before `now`, first due first.
@@ -1167,7 +1201,6 @@ impl<'py> BatchProcessor<'_, 'py> {
         now: i64,
         most: usize,
     ) -> Result<(), Failure> {
-        let store_failure = |e: String| Self::process_failure(node, "suppress buffer", e);
         let mut released = 0;
         while released < most {
             let held = self.task.state.held.entry(id).or_default();
@@ -1178,13 +1211,11 @@ impl<'py> BatchProcessor<'_, 'py> {
                 break;
             }
             held.remove(&key);
-            let entry = task_stores::with_store(suppression.store, |s| {
+            let entry = self.in_store(node, suppression.store, |s| {
                 let entry = s.get(&key);
                 s.put(key.clone(), None);
                 entry
-            })
-            .map_err(store_failure)?
-            .map_err(|e| store_failure(e.to_string()))?;
+            })?;
             released += 1;
             let Some(held) = entry.as_ref().and_then(Held::decode) else {
                 continue;
@@ -1234,8 +1265,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             .to_bytes(&node.value_type, &slot.value_type)
             .map_err(consume)?;
         let entry = value.as_ref().map(|v| timestamped(rec.timestamp, v));
-        task_stores::with_store(store, |s| s.put(key.clone(), entry))
-            .map_err(|e| Self::process_failure(node, "state store", e))?;
+        self.store_put(node, store, key.clone(), entry)?;
         if slot.spec.caching {
             return Ok(());
         }
@@ -1264,21 +1294,14 @@ impl<'py> BatchProcessor<'_, 'py> {
         else {
             return Ok(());
         };
-        let store_failure = |e: String| Self::process_failure(node, "state store", e);
-        let entry = task_stores::with_store(join.store, |s| s.get(&key))
-            .map_err(store_failure)?
-            .map_err(|e| store_failure(e.to_string()))?;
+        let entry = self.in_store(node, join.store, |s| s.get(&key))?;
         let table_value = match entry.as_ref().and_then(split_timestamped) {
             Some((_, value)) => bytes_to_py(py, Some(&value), &slot.value_type).map_err(consume)?,
             None if join.left => py.None().into_bound(py),
             None => return Ok(()),
         };
         let [key, value] = self.key_value(node, &mut rec)?;
-        let joined = self.call(join.joiner, &[key, value, table_value], &node.name)?;
-        let joined = conform(joined, &node.out_value_type).map_err(|e| {
-            Self::process_failure(node, &self.topology.functions[join.joiner].name, e)
-        })?;
-        rec.value = Datum::Py(joined);
+        rec.value = Datum::Py(self.join_values(node, join.joiner, [key, value, table_value])?);
         self.forward(node, rec)
     }
 }
@@ -1300,17 +1323,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         let py = self.py;
         let slot = &self.topology.stores[aggregation.store];
         let time = rec.timestamp;
-        let store_failure = |e: String| Self::process_failure(node, "state store", e);
         let lower = keys::session_key(&key, i64::MIN, time.saturating_sub(sessions.gap));
         let upper = keys::session_key(&key, i64::MAX, i64::MAX);
-        let found = task_stores::with_store(aggregation.store, |s| {
-            s.scan(
-                std::ops::Bound::Included(lower.as_ref()),
-                std::ops::Bound::Included(upper.as_ref()),
-            )
-        })
-        .map_err(store_failure)?
-        .map_err(|e| store_failure(e.to_string()))?;
+        let found = self.in_store(node, aggregation.store, |s| s.range(&lower, &upper))?;
         let mut merged = Vec::new();
         let (mut start, mut end, mut latest) = (time, time, time);
         for (stored, entry) in found {
@@ -1393,8 +1408,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             }
         };
         for (stored, session_start, session_end, _) in merged {
-            task_stores::with_store(aggregation.store, |s| s.put(stored, None))
-                .map_err(store_failure)?;
+            self.store_put(node, aggregation.store, stored, None)?;
             if !slot.spec.caching {
                 let windowed =
                     self.windowed_key(node, &slot.key_type, &key, session_start, session_end)?;
@@ -1403,8 +1417,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         }
         let stored = keys::session_key(&key, start, end);
         let entry = value.as_ref().map(|v| timestamped(latest, v));
-        task_stores::with_store(aggregation.store, |s| s.put(stored, entry))
-            .map_err(store_failure)?;
+        self.store_put(node, aggregation.store, stored, entry)?;
         if !slot.spec.caching {
             let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
             self.forward_update(node, windowed, value, latest, &rec.headers)?;
@@ -1440,11 +1453,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             None if join.left => py.None().into_bound(py),
             None => return Ok(()),
         };
-        let joined = self.call(join.joiner, &[key, value, global_value], &node.name)?;
-        let joined = conform(joined, &node.out_value_type).map_err(|e| {
-            Self::process_failure(node, &self.topology.functions[join.joiner].name, e)
-        })?;
-        rec.value = Datum::Py(joined);
+        rec.value = Datum::Py(self.join_values(node, join.joiner, [key, value, global_value])?);
         self.forward(node, rec)
     }
 }
@@ -1494,14 +1503,15 @@ impl<'py> BatchProcessor<'_, 'py> {
         else {
             return Ok(());
         };
-        let store_failure = |e: String| Self::process_failure(node, "join store", e);
         // Records of one key and time are told apart by a sequence number of the task.
         self.task.state.join_sequence = self.task.state.join_sequence.wrapping_add(1);
         let stored = keys::window_key(&key, time, self.task.state.join_sequence);
-        task_stores::with_store(side.this_store, |s| {
-            s.put(stored, Some(timestamped(time, &value)))
-        })
-        .map_err(store_failure)?;
+        self.store_put(
+            node,
+            side.this_store,
+            stored,
+            Some(timestamped(time, &value)),
+        )?;
         // The other side keeps keys in its own type.
         let Some(other_key) = rec
             .key
@@ -1512,14 +1522,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         };
         let lower = keys::window_lower_bound(&other_key, time.saturating_sub(side.time_difference));
         let upper = keys::window_upper_bound(&other_key, time.saturating_add(side.time_difference));
-        let matches = task_stores::with_store(side.other_store, |s| {
-            s.scan(
-                std::ops::Bound::Included(lower.as_ref()),
-                std::ops::Bound::Included(upper.as_ref()),
-            )
-        })
-        .map_err(store_failure)?
-        .map_err(|e| store_failure(e.to_string()))?;
+        let matches = self.in_store(node, side.other_store, |s| s.range(&lower, &upper))?;
         for (_, entry) in matches {
             let Some((other_time, other_value)) = split_timestamped(&entry) else {
                 continue;
@@ -1532,10 +1535,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             } else {
                 (other, this)
             };
-            let joined = self.call(side.joiner, &[key_py, value1, value2], &node.name)?;
-            let joined = conform(joined, &node.out_value_type).map_err(|e| {
-                Self::process_failure(node, &topology.functions[side.joiner].name, e)
-            })?;
+            let joined = self.join_values(node, side.joiner, [key_py, value1, value2])?;
             let out = Rec {
                 key: rec.key.clone(),
                 value: Datum::Py(joined),

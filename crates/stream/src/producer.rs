@@ -79,7 +79,8 @@ impl ProducerRun<'_> {
         let mut pending: VecDeque<Py<PyAny>> = VecDeque::new();
         let mut produced = 0u64;
         let mut next_tick = Instant::now();
-        self.watched.set_place(format!("producer '{}'", plan.name));
+        self.watched
+            .set_place(format!("producer '{}'", plan.name).into());
         while !self.stop.load(Ordering::Relaxed) {
             let slots = count.map_or(batch_size, |c| batch_size.min(c - produced));
             let tick = match Python::attach(|py| {

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use millrace_ksml::config::{DefinitionSource, RunnerConfig};
-use millrace_ksml::load::{load_definitions, namespace_of};
+use millrace_ksml::config::RunnerConfig;
+use millrace_ksml::load::load_definition_file;
 use millrace_ksml::suite::{Assertion, Messages, Produce, Suite, SuiteStream};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record, murmur2_partition};
 use millrace_python::convert::{bytes_to_py, py_to_bytes};
@@ -33,26 +33,11 @@ pub struct TestOutcome {
 
 /// Runs every test of a suite in folders under `work_dir`.
 pub fn run_suite(suite: &Suite, work_dir: &Path) -> Result<Vec<TestOutcome>, String> {
-    let sources = [(
-        namespace_of(&suite.definition),
-        DefinitionSource::File(suite.definition.clone()),
-    )];
-    let loaded = load_definitions(&sources, false);
-    if loaded.has_errors() {
-        let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        return Err(problems.join("\n"));
-    }
+    let definitions = [load_definition_file(&suite.definition)?];
     let mut outcomes = Vec::new();
     for (index, test) in suite.tests.iter().enumerate() {
         let dir = work_dir.join(format!("test-{index}"));
-        let failure = run_test(
-            suite,
-            &test.produce,
-            &test.asserts,
-            &loaded.definitions,
-            &dir,
-        )
-        .err();
+        let failure = run_test(suite, &test.produce, &test.asserts, &definitions, &dir).err();
         outcomes.push(TestOutcome {
             name: test.name.clone(),
             failure,

@@ -32,6 +32,8 @@ pub struct TaskInput {
     /// The offset committed last; shared with the supervisor, which watches for the end of
     /// every input.
     pub committed: Arc<AtomicU64>,
+    /// `topic 'T' partition P`, where slow Python calls are reported.
+    pub place: Arc<str>,
     /// The highest record timestamp processed from this partition (Kafka Streams' partition
     /// time), `-1` before the first; timestamp extractors receive it as `previousTimestamp`.
     pub partition_time: i64,
@@ -114,6 +116,7 @@ pub fn plan_tasks(
                 inputs.push(TaskInput {
                     source,
                     partition,
+                    place: format!("topic '{}' partition {partition}", src.topic).into(),
                     position,
                     committed: Arc::new(AtomicU64::new(position)),
                     partition_time: -1,

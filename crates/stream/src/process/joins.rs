@@ -1,0 +1,163 @@
+//! Joins of a stream with a table, a global table or another stream.
+
+use millrace_python::convert::{bytes_to_py, py_to_bytes};
+use millrace_stores::keys;
+
+use super::*;
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Joins a stream record with the table's value for its key; records with a null key or
+    /// value are dropped, and so are records with no table value unless the join is a left
+    /// join, as in Kafka Streams.
+    pub(super) fn table_join(
+        &mut self,
+        node: &OpNode,
+        join: &TableJoin,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[join.store];
+        let consume = |e| Self::consume_failure(node, e);
+        if rec.value.is_null() {
+            return Ok(());
+        }
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let entry = self.in_store(node, join.store, |s| s.get(&key))?;
+        let table_value = match entry.as_ref().and_then(split_timestamped) {
+            Some((_, value)) => bytes_to_py(py, Some(&value), &slot.value_type).map_err(consume)?,
+            None if join.left => py.None().into_bound(py),
+            None => return Ok(()),
+        };
+        let [key, value] = self.key_value(node, &mut rec)?;
+        rec.value = Datum::Py(self.join_values(node, join.joiner, [key, value, table_value])?);
+        self.forward(node, rec)
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Joins a stream record with the global table's value for the key its mapper picks;
+    /// records with a null value are dropped, and so are those with no global value unless the
+    /// join is a left join.
+    pub(super) fn global_join(
+        &mut self,
+        node: &OpNode,
+        join: &GlobalJoin,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        if rec.value.is_null() {
+            return Ok(());
+        }
+        let global = &self.topology.globals[join.global];
+        let [key, value] = self.key_value(node, &mut rec)?;
+        let lookup = self.call(join.mapper, &[key.clone(), value.clone()], &node.name)?;
+        let mapper = &self.topology.functions[join.mapper].name;
+        let lookup = py_to_bytes(&lookup, &global.key_type)
+            .map_err(|e| Self::process_failure(node, mapper, e.to_string()))?;
+        let found = lookup.and_then(|k| global.get(&k));
+        let global_value = match found {
+            Some(bytes) => bytes_to_py(py, Some(&bytes), &global.value_type)
+                .map_err(|e| Self::consume_failure(node, e))?,
+            None if join.left => py.None().into_bound(py),
+            None => return Ok(()),
+        };
+        rec.value = Datum::Py(self.join_values(node, join.joiner, [key, value, global_value])?);
+        self.forward(node, rec)
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// A record of one side of a stream-stream join: kept for the other side's later records,
+    /// and joined with the other side's records of its key at most the time difference away
+    /// (the result's time is the later of the two). Records with a null key or value are
+    /// dropped, and so are records older than stream time minus the time difference and
+    /// grace, as in Kafka Streams.
+    pub(super) fn stream_join(
+        &mut self,
+        node: &OpNode,
+        side: &StreamJoinSide,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let topology = self.topology;
+        let (this_slot, other_slot) = (
+            &topology.stores[side.this_store],
+            &topology.stores[side.other_store],
+        );
+        let consume = |e| Self::consume_failure(node, e);
+        if rec.value.is_null() {
+            return Ok(());
+        }
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &this_slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let time = rec.timestamp;
+        if time
+            .saturating_add(side.time_difference)
+            .saturating_add(side.grace)
+            < self.stream_time()
+        {
+            self.late_records += 1;
+            return Ok(());
+        }
+        let Some(value) = rec
+            .value
+            .to_bytes(&node.value_type, &this_slot.value_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        // Records of one key and time are told apart by a sequence number of the task.
+        self.task.state.join_sequence = self.task.state.join_sequence.wrapping_add(1);
+        let stored = keys::window_key(&key, time, self.task.state.join_sequence);
+        self.store_put(
+            node,
+            side.this_store,
+            stored,
+            Some(timestamped(time, &value)),
+        )?;
+        // The other side keeps keys in its own type.
+        let Some(other_key) = rec
+            .key
+            .to_bytes(&node.key_type, &other_slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let lower = keys::window_lower_bound(&other_key, time.saturating_sub(side.time_difference));
+        let upper = keys::window_upper_bound(&other_key, time.saturating_add(side.time_difference));
+        let matches = self.in_store(node, side.other_store, |s| s.range(&lower, &upper))?;
+        for (_, entry) in matches {
+            let Some((other_time, other_value)) = split_timestamped(&entry) else {
+                continue;
+            };
+            let other =
+                bytes_to_py(py, Some(&other_value), &other_slot.value_type).map_err(consume)?;
+            let [key_py, this] = self.key_value(node, &mut rec)?;
+            let (value1, value2) = if side.left {
+                (this, other)
+            } else {
+                (other, this)
+            };
+            let joined = self.join_values(node, side.joiner, [key_py, value1, value2])?;
+            let out = Rec {
+                key: rec.key.clone(),
+                value: Datum::Py(joined),
+                timestamp: time.max(other_time),
+                headers: rec.headers.clone(),
+            };
+            self.forward(node, out)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! Tables kept in stores: count, reduce and aggregate (plain, time-windowed, session),
+//! materialized tables, and the cache flush that sends their updates downstream at commits.
+
+use bytes::Bytes;
+use millrace_python::convert::{bytes_to_py, py_to_bytes};
+use millrace_python::pyo3::types::PyDict;
+use millrace_stores::keys;
+use millrace_types::time::format_instant;
+
+use super::*;
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// count, reduce or aggregate of one record, into each of its windows when windowed.
+    /// Records with a null key or value are skipped, and so are records for windows closed
+    /// longer than the grace period, as in Kafka Streams.
+    pub(super) fn aggregate(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let slot = &self.topology.stores[aggregation.store];
+        if rec.value.is_null() {
+            return Ok(());
+        }
+        let key = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(|e| Self::consume_failure(node, e))?;
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let windows = match aggregation.windows {
+            None => {
+                if let Some((value, time)) =
+                    self.update(node, aggregation, key.clone(), &mut rec)?
+                {
+                    self.forward_update(node, Datum::Raw(key), value, time, &rec.headers)?;
+                }
+                return Ok(());
+            }
+            Some(Windows::Session(sessions)) => {
+                return self.aggregate_session(node, aggregation, sessions, key, rec);
+            }
+            Some(Windows::Time(windows)) => windows,
+        };
+        let close = self.stream_time() - windows.grace;
+        for start in windows.starts_for(rec.timestamp) {
+            let end = start + windows.size;
+            if end <= close {
+                self.late_records += 1;
+                continue;
+            }
+            let stored = keys::window_key(&key, start, 0);
+            if let Some((value, time)) = self.update(node, aggregation, stored, &mut rec)? {
+                let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
+                self.forward_update(node, windowed, value, time, &rec.headers)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Combines a record with the store's entry at `stored`; returns the new value and its
+    /// time when it goes downstream now (a store without caching), None when it waits for
+    /// the commit.
+    #[allow(clippy::type_complexity)]
+    fn update(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        stored: Bytes,
+        rec: &mut Rec<'py>,
+    ) -> Result<Option<(Option<Bytes>, i64)>, Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[aggregation.store];
+        let current = self.in_store(node, aggregation.store, |s| s.get(&stored))?;
+        let (old_time, old) = match current.as_ref().and_then(split_timestamped) {
+            Some((time, value)) => (time, Some(value)),
+            None => (i64::MIN, None),
+        };
+        let stored_value = |obj: Bound<'py, PyAny>, function: FnId| {
+            let name = &self.topology.functions[function].name;
+            py_to_bytes(&obj, &slot.value_type)
+                .map(|b| b.map(Bytes::from))
+                .map_err(|e| Self::process_failure(node, name, e.to_string()))
+        };
+        let decode_old = |old: &Bytes| {
+            bytes_to_py(py, Some(old), &slot.value_type).map_err(|e| {
+                Self::process_failure(node, "state store", format!("stored value: {e}"))
+            })
+        };
+        let value: Option<Bytes> = match &aggregation.kind {
+            AggregationKind::Count => {
+                let count = old
+                    .as_deref()
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i64::from_be_bytes);
+                Some(Bytes::copy_from_slice(&(count + 1).to_be_bytes()))
+            }
+            AggregationKind::Reduce { reducer } => match &old {
+                None => rec
+                    .value
+                    .to_bytes(&node.value_type, &slot.value_type)
+                    .map_err(|e| Self::consume_failure(node, e))?,
+                Some(old) => {
+                    let aggregate = decode_old(old)?;
+                    let value = rec
+                        .value
+                        .as_py(py, &node.value_type)
+                        .map_err(|e| Self::consume_failure(node, e))?;
+                    let reduced = self.call(*reducer, &[aggregate, value], &node.name)?;
+                    stored_value(reduced, *reducer)?
+                }
+            },
+            AggregationKind::Aggregate {
+                initializer,
+                aggregator,
+                ..
+            } => {
+                let aggregate = match &old {
+                    None => self.call(*initializer, &[], &node.name)?,
+                    Some(old) => decode_old(old)?,
+                };
+                let [key, value] = self.key_value(node, rec)?;
+                let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
+                stored_value(result, *aggregator)?
+            }
+        };
+        let time = old_time.max(rec.timestamp);
+        let entry = value.as_ref().map(|v| timestamped(time, v));
+        self.store_put(node, aggregation.store, stored, entry)?;
+        Ok((!slot.spec.caching).then_some((value, time)))
+    }
+
+    /// Passes an aggregation's new value for a key downstream.
+    fn forward_update(
+        &mut self,
+        node: &OpNode,
+        key: Datum<'py>,
+        value: Option<Bytes>,
+        time: i64,
+        headers: &[Header],
+    ) -> Result<(), Failure> {
+        let rec = Rec {
+            key,
+            value: Datum::from_bytes(value),
+            timestamp: time,
+            headers: headers.to_vec(),
+        };
+        self.forward(node, rec)
+    }
+
+    /// A windowed key as KSML shows it to Python: `{start, end, startTime, endTime, key}`.
+    fn windowed_key(
+        &self,
+        node: &OpNode,
+        key_type: &DataType,
+        key: &[u8],
+        start: i64,
+        end: i64,
+    ) -> Result<Datum<'py>, Failure> {
+        let py = self.py;
+        let inner =
+            bytes_to_py(py, Some(key), key_type).map_err(|e| Self::consume_failure(node, e))?;
+        let build = || -> PyResult<Bound<'py, PyAny>> {
+            let dict = PyDict::new(py);
+            dict.set_item("start", start)?;
+            dict.set_item("end", end)?;
+            dict.set_item("startTime", format_instant(start))?;
+            dict.set_item("endTime", format_instant(end))?;
+            dict.set_item("key", inner)?;
+            Ok(dict.into_any())
+        };
+        build()
+            .map(Datum::Py)
+            .map_err(|e| Self::process_failure(node, "windowed key", e.to_string()))
+    }
+
+    /// Sends downstream what cached aggregations of this task buffered since the last commit
+    /// (the latest value of each key, as Kafka Streams' cache flush does), upstream tables
+    /// first so that what they send reaches the caches after them, then what suppress nodes
+    /// hold that is due. A failure downstream goes to the process error handler: with
+    /// continueOnFail it is logged and the flush goes on.
+    pub(super) fn flush_caches(&mut self, handling: &ErrorHandling) -> Result<(), Failure> {
+        let topology = self.topology;
+        for (node, store, windows) in topology.table_nodes() {
+            let slot = &topology.stores[store];
+            if !slot.spec.caching {
+                continue;
+            }
+            let Ok(entries) = task_stores::with_store(store, |s| s.buffered()) else {
+                continue;
+            };
+            for (stored, entry) in entries {
+                // A deletion of what never went downstream (a key, or a merged session,
+                // created and deleted since the last commit) is not passed on.
+                if entry.is_none() {
+                    let was = task_stores::with_store(store, |s| s.get_committed(&stored))
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
+                    if was.is_none() {
+                        continue;
+                    }
+                }
+                let (time, value) = match entry.as_ref().and_then(split_timestamped) {
+                    Some((time, value)) => (time, Some(value)),
+                    None => (self.stream_time(), None),
+                };
+                let window = match windows {
+                    None => None,
+                    Some(Windows::Time(windows)) => keys::parse_window_key(&stored)
+                        .map(|(key, start, _)| (key, start, start + windows.size)),
+                    Some(Windows::Session(_)) => keys::parse_session_key(&stored),
+                };
+                let key = match (windows, window) {
+                    (None, _) => Datum::Raw(stored.clone()),
+                    (Some(_), Some((key, start, end))) => {
+                        self.windowed_key(node, &slot.key_type, key, start, end)?
+                    }
+                    (Some(_), None) => continue,
+                };
+                if let Err(failure) = self.forward_update(node, key, value, time, &[]) {
+                    let handler = failure.kind.handler(handling);
+                    if handler.handler == Handler::StopOnFail {
+                        return Err(failure);
+                    }
+                    if handler.log {
+                        tracing::error!(
+                            target: "ksml",
+                            "{} error sending a cached update downstream at node {}: {}",
+                            failure.kind.title(),
+                            failure.node,
+                            failure.message
+                        );
+                    }
+                }
+            }
+        }
+        self.release_due()
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Session windows, as Kafka Streams merges them: the key's sessions within `gap` of the
+    /// record become one session with it, their aggregates combined (count: summed; reduce:
+    /// reduced in order; aggregate: merged with `merger`, then the record aggregated). The
+    /// merged sessions are deleted (a tombstone goes downstream for each), and a record whose
+    /// merged session ended before stream time minus grace is dropped as late.
+    fn aggregate_session(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        sessions: SessionWindows,
+        key: Bytes,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[aggregation.store];
+        let time = rec.timestamp;
+        let lower = keys::session_key(&key, i64::MIN, time.saturating_sub(sessions.gap));
+        let upper = keys::session_key(&key, i64::MAX, i64::MAX);
+        let found = self.in_store(node, aggregation.store, |s| s.range(&lower, &upper))?;
+        let mut merged = Vec::new();
+        let (mut start, mut end, mut latest) = (time, time, time);
+        for (stored, entry) in found {
+            let Some((_, session_start, session_end)) = keys::parse_session_key(&stored) else {
+                continue;
+            };
+            if session_start > time.saturating_add(sessions.gap) {
+                continue;
+            }
+            let Some((entry_time, value)) = split_timestamped(&entry) else {
+                continue;
+            };
+            start = start.min(session_start);
+            end = end.max(session_end);
+            latest = latest.max(entry_time);
+            merged.push((stored, session_start, session_end, value));
+        }
+        if end < self.stream_time() - sessions.grace {
+            self.late_records += 1;
+            return Ok(());
+        }
+        let decode = |value: &Bytes| {
+            bytes_to_py(py, Some(value), &slot.value_type).map_err(|e| {
+                Self::process_failure(node, "state store", format!("stored value: {e}"))
+            })
+        };
+        let encode = |obj: Bound<'py, PyAny>, function: FnId| {
+            let name = &self.topology.functions[function].name;
+            py_to_bytes(&obj, &slot.value_type)
+                .map(|b| b.map(Bytes::from))
+                .map_err(|e| Self::process_failure(node, name, e.to_string()))
+        };
+        let value: Option<Bytes> = match &aggregation.kind {
+            AggregationKind::Count => {
+                let earlier: i64 = merged
+                    .iter()
+                    .filter_map(|(_, _, _, v)| v.as_ref().try_into().ok())
+                    .map(i64::from_be_bytes)
+                    .sum();
+                Some(Bytes::copy_from_slice(&(earlier + 1).to_be_bytes()))
+            }
+            AggregationKind::Reduce { reducer } => {
+                let mut reduced: Option<Bound<'py, PyAny>> = None;
+                for (_, _, _, value) in &merged {
+                    let value = decode(value)?;
+                    reduced = Some(match reduced {
+                        None => value,
+                        Some(so_far) => self.call(*reducer, &[so_far, value], &node.name)?,
+                    });
+                }
+                let value = rec
+                    .value
+                    .as_py(py, &node.value_type)
+                    .map_err(|e| Self::consume_failure(node, e))?;
+                match reduced {
+                    None => rec
+                        .value
+                        .to_bytes(&node.value_type, &slot.value_type)
+                        .map_err(|e| Self::consume_failure(node, e))?,
+                    Some(so_far) => {
+                        let result = self.call(*reducer, &[so_far, value], &node.name)?;
+                        encode(result, *reducer)?
+                    }
+                }
+            }
+            AggregationKind::Aggregate {
+                initializer,
+                aggregator,
+                merger,
+            } => {
+                let mut aggregate = self.call(*initializer, &[], &node.name)?;
+                for (_, _, _, value) in &merged {
+                    let merger = merger.expect("validated: session aggregations have a merger");
+                    let [key, _] = self.key_value(node, &mut rec)?;
+                    aggregate = self.call(merger, &[key, aggregate, decode(value)?], &node.name)?;
+                }
+                let [key, value] = self.key_value(node, &mut rec)?;
+                let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
+                encode(result, *aggregator)?
+            }
+        };
+        for (stored, session_start, session_end, _) in merged {
+            self.store_put(node, aggregation.store, stored, None)?;
+            if !slot.spec.caching {
+                let windowed =
+                    self.windowed_key(node, &slot.key_type, &key, session_start, session_end)?;
+                self.forward_update(node, windowed, None, latest, &rec.headers)?;
+            }
+        }
+        let stored = keys::session_key(&key, start, end);
+        let entry = value.as_ref().map(|v| timestamped(latest, v));
+        self.store_put(node, aggregation.store, stored, entry)?;
+        if !slot.spec.caching {
+            let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
+            self.forward_update(node, windowed, value, latest, &rec.headers)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Keeps a record as its key's latest value (a null value deletes the key); without
+    /// caching the update goes downstream at once.
+    pub(super) fn materialize(
+        &mut self,
+        node: &OpNode,
+        store: StoreId,
+        rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let slot = &self.topology.stores[store];
+        let consume = |e| Self::consume_failure(node, e);
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let value = rec
+            .value
+            .to_bytes(&node.value_type, &slot.value_type)
+            .map_err(consume)?;
+        let entry = value.as_ref().map(|v| timestamped(rec.timestamp, v));
+        self.store_put(node, store, key.clone(), entry)?;
+        if slot.spec.caching {
+            return Ok(());
+        }
+        self.forward_update(node, Datum::Raw(key), value, rec.timestamp, &rec.headers)
+    }
+}

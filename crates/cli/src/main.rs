@@ -57,9 +57,12 @@ impl DataDir {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run KSML definitions: producers and pipelines.
+    /// Run KSML definitions: producers and pipelines. Persistent state stores live in
+    /// DATA_DIR/state/<application.id> (or the `state.dir` property); stores with changelogs
+    /// are restored from them at start.
     Run {
-        /// A KSML runner config (ksml-runner.yaml): kafka properties and ksml.definitions.
+        /// A KSML runner config (ksml-runner.yaml): `kafka:` or `runner: {type: streams,
+        /// config:}` properties, and ksml.definitions.
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]

@@ -842,11 +842,14 @@ impl<'py> BatchProcessor<'_, 'py> {
         store: StoreId,
         f: impl FnOnce(&mut Store) -> Result<R, StoreError>,
     ) -> Result<R, Failure> {
-        let what = format!("state store '{}'", self.topology.stores[store].spec.name);
+        let failed = |message: String| {
+            let what = format!("state store '{}'", self.topology.stores[store].spec.name);
+            Self::process_failure(node, &what, message)
+        };
         match task_stores::with_store(store, f) {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(e)) => Err(Self::process_failure(node, &what, e.to_string())),
-            Err(e) => Err(Self::process_failure(node, &what, e)),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => Err(failed(e)),
         }
     }
 

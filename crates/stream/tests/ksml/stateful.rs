@@ -572,6 +572,19 @@ fn append_json(env: &Env, topic: &str, records: &[(&str, Json, i64)]) {
     env.log.append(topic, 0, records).unwrap();
 }
 
+/// Three updates of the `users` table: u1 Ann, u2 Bob, u1 Anna.
+fn append_user_updates(env: &Env) {
+    append_json(
+        env,
+        "users",
+        &[
+            ("u1", json!({"name": "Ann"}), 1),
+            ("u2", json!({"name": "Bob"}), 2),
+            ("u1", json!({"name": "Anna"}), 3),
+        ],
+    );
+}
+
 const USERS_AND_CLICKS: &str = "
 tables:
   users:
@@ -588,15 +601,7 @@ streams:
 #[test]
 fn a_table_read_from_a_topic_passes_on_the_latest_value_per_key() {
     let env = Env::new();
-    append_json(
-        &env,
-        "users",
-        &[
-            ("u1", json!({"name": "Ann"}), 1),
-            ("u2", json!({"name": "Bob"}), 2),
-            ("u1", json!({"name": "Anna"}), 3),
-        ],
-    );
+    append_user_updates(&env);
     env.run(&format!(
         "{USERS_AND_CLICKS}
 pipelines:
@@ -1022,15 +1027,7 @@ pipelines:
 #[test]
 fn cached_tables_flush_upstream_first_so_nothing_is_lost_between_them() {
     let env = Env::new();
-    append_json(
-        &env,
-        "users",
-        &[
-            ("u1", json!({"name": "Ann"}), 1),
-            ("u2", json!({"name": "Bob"}), 2),
-            ("u1", json!({"name": "Anna"}), 3),
-        ],
-    );
+    append_user_updates(&env);
     // The table and the count both cache; the count sees the table's flushed updates.
     env.run(&format!(
         "{USERS_AND_CLICKS}

@@ -234,7 +234,8 @@ fn check_source(
     }
 }
 
-/// join, leftJoin, outerJoin: what this runner joins so far is a stream with a table.
+/// join, leftJoin, outerJoin: a stream with a stream, a table or a globalTable; a table with a
+/// table.
 fn check_join(
     definition: &Definition,
     stage: Option<Stage>,
@@ -303,6 +304,22 @@ fn check_join(
                 diags.error(table.mark, format!("'{}' is not a globalTable", table.name));
             }
         }
+        (Some(Stage::Table), Some("table")) => {
+            if !op.params.contains_key("valueJoiner") {
+                diags.error(op.mark, format!("operation '{}' needs 'valueJoiner'", op.type_name));
+            }
+            if op.params.contains_key("foreignKeyExtractor") {
+                diags.error(op.mark, "foreign-key joins of tables are not supported yet");
+            }
+            if let Some(table) = op.topic("table")
+                && definition
+                    .topics
+                    .get(&table.name)
+                    .is_some_and(|t| t.kind != TopicKind::Table)
+            {
+                diags.error(table.mark, format!("'{}' is not a table", table.name));
+            }
+        }
         (Some(Stage::Stream), Some("table" | "globalTable")) => diags.error(
             op.mark,
             "outerJoin of a stream with a table does not exist in Kafka Streams: use join or leftJoin",
@@ -310,7 +327,7 @@ fn check_join(
         (Some(stage), Some(other)) => diags.error(
             op.mark,
             format!(
-                "operation '{}' of a {} with a {other} is not supported yet (a stream with a stream, a table or a globalTable is)",
+                "operation '{}' of a {} with a {other} does not exist: a stream joins a stream, a table or a globalTable, a table joins a table",
                 op.type_name,
                 stage.name()
             ),
@@ -397,14 +414,8 @@ fn check_operations(
         if matches!(op.kind, OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin) {
             check_join(definition, stage, op, diags);
         }
-        if op.kind == OpKind::Aggregate
-            && stage == Some(Stage::SessionWindowed)
-            && !op.params.contains_key("merger")
-        {
-            diags.error(
-                op.mark,
-                "aggregate of a session-windowed stream needs 'merger' to combine sessions",
-            );
+        if let Some(current) = stage {
+            check_aggregation_fields(op, current, diags);
         }
         if let Some(current) = stage {
             stage = match stage_after(current, op) {
@@ -457,6 +468,38 @@ fn check_operations(
     stage
 }
 
+/// The functions reduce and aggregate need where they follow `stage`: a reducer or aggregator
+/// on grouped streams, an adder and a subtractor on grouped tables, nothing more after cogroup
+/// (which brought the aggregator), a merger on session windows.
+fn check_aggregation_fields(op: &Operation, stage: Stage, diags: &mut Diagnostics) {
+    let mut need = |field: &str, why: &str| {
+        if !op.params.contains_key(field) {
+            diags.error(
+                op.mark,
+                format!("operation '{}' needs '{field}' {why}", op.type_name),
+            );
+        }
+    };
+    let cogrouped = matches!(
+        stage,
+        Stage::Cogrouped | Stage::CogroupedTimeWindowed | Stage::CogroupedSessionWindowed
+    );
+    match (op.kind, stage) {
+        (OpKind::Reduce | OpKind::Aggregate, Stage::GroupedTable) => {
+            need("adder", "to add a new value to a grouped table's aggregate");
+            need("subtractor", "to take an old value out of a grouped table's aggregate");
+        }
+        (OpKind::Reduce, _) => need("reducer", "to combine two values of a grouped stream"),
+        (OpKind::Aggregate, _) if !cogrouped => {
+            need("aggregator", "to add a value of a grouped stream")
+        }
+        _ => {}
+    }
+    if op.kind == OpKind::Aggregate && stage.is_session_windowed() {
+        need("merger", "to combine sessions");
+    }
+}
+
 /// The fields an operation needs beyond what parsing checks.
 fn check_operation_fields(op: &Operation, diags: &mut Diagnostics) {
     let mut need = |field: &str, why: &str| {
@@ -468,8 +511,6 @@ fn check_operation_fields(op: &Operation, diags: &mut Diagnostics) {
         }
     };
     match op.kind {
-        OpKind::Reduce => need("reducer", "to combine two values of a grouped stream"),
-        OpKind::Aggregate => need("aggregator", "to add a value of a grouped stream"),
         OpKind::WindowByTime => match op.text("windowType") {
             Some("tumbling") => need("duration", "(the window size)"),
             Some("hopping") => {

@@ -214,9 +214,9 @@ pipelines:
     via:
       - type: groupByKey
       - type: count
-      - type: filter
-        if:
-          expression: True
+      - type: peek
+        forEach:
+          expression: None
     to: out
   windows:
     from: s
@@ -235,7 +235,7 @@ pipelines:
     );
     let expected = [
         "bad.yaml:8:5: the pipeline ends on a grouped stream: aggregate it (count, reduce, aggregate) first",
-        "bad.yaml:17:9: operation 'filter' on a table is not supported yet: put toStream before it",
+        "bad.yaml:17:9: operation 'peek' does not apply to a table (KSML's tables take filter, filterNot, mapValues, suppress, groupBy, joins and toStream): put toStream before it",
         "bad.yaml:25:9: 'advanceBy' must be more than zero and at most 'duration'",
         "bad.yaml:31:9: operation 'join' needs 'valueJoiner' to join the values",
     ];

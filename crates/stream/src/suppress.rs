@@ -8,25 +8,31 @@ use std::collections::{BTreeSet, HashMap};
 use bytes::Bytes;
 use millrace_stores::{Store, StoreError};
 
-/// A held update as the buffer store keeps it: due time, record time, and the value (None: a
-/// tombstone).
+/// A held update as the buffer store keeps it: due time, record time, the value (None: a
+/// tombstone), and the key's value before the first update held (for nodes downstream that
+/// read old values).
 pub struct Held {
     pub due: i64,
     pub time: i64,
     pub value: Option<Bytes>,
+    pub prior: Option<Bytes>,
 }
 
 impl Held {
     pub fn encode(&self) -> Bytes {
-        let mut out = Vec::with_capacity(17 + self.value.as_ref().map_or(0, Bytes::len));
+        let size = |v: &Option<Bytes>| v.as_ref().map_or(0, Bytes::len);
+        let mut out = Vec::with_capacity(26 + size(&self.value) + size(&self.prior));
         out.extend_from_slice(&self.due.to_be_bytes());
         out.extend_from_slice(&self.time.to_be_bytes());
-        match &self.value {
-            Some(value) => {
-                out.push(1);
-                out.extend_from_slice(value);
+        for part in [&self.value, &self.prior] {
+            match part {
+                Some(bytes) => {
+                    out.push(1);
+                    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                None => out.push(0),
             }
-            None => out.push(0),
         }
         Bytes::from(out)
     }
@@ -34,11 +40,27 @@ impl Held {
     pub fn decode(entry: &Bytes) -> Option<Held> {
         let due = i64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
         let time = i64::from_be_bytes(entry.get(8..16)?.try_into().ok()?);
-        let value = match entry.get(16)? {
-            1 => Some(entry.slice(17..)),
-            _ => None,
+        let mut at = 16;
+        let mut part = || -> Option<Option<Bytes>> {
+            let present = *entry.get(at)? == 1;
+            at += 1;
+            if !present {
+                return Some(None);
+            }
+            let len = u32::from_be_bytes(entry.get(at..at + 4)?.try_into().ok()?) as usize;
+            at += 4;
+            let bytes = entry.get(at..at + len).map(|_| entry.slice(at..at + len))?;
+            at += len;
+            Some(Some(bytes))
         };
-        Some(Held { due, time, value })
+        let value = part()?;
+        let prior = part()?;
+        Some(Held {
+            due,
+            time,
+            value,
+            prior,
+        })
     }
 }
 

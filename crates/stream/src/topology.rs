@@ -65,7 +65,14 @@ pub struct TopicTarget {
     pub key_type: DataType,
     pub value_type: DataType,
     pub partitioner: Option<FnId>,
+    /// A grouped table's repartition topic: a record's old value rides along in the
+    /// [`OLD_VALUE_HEADER`] header, for the aggregation to take out.
+    pub carries_old_values: bool,
 }
+
+/// The header in which a grouped table's repartition records carry the old value of their
+/// update (encoded as the value is); the reading side takes it off again.
+pub const OLD_VALUE_HEADER: &str = "millrace.old";
 
 /// What a node does to each record.
 pub enum Step {
@@ -106,8 +113,28 @@ pub enum Step {
     Materialize {
         store: StoreId,
     },
+    /// Keeps a table update when its new value passes the predicate (otherwise the update
+    /// deletes the key); the old value likewise, for nodes downstream that read it.
+    TableFilter {
+        predicate: FnId,
+        keep_when: bool,
+    },
+    /// Maps a table update's new value (and its old value, for nodes downstream that read it).
+    TableMapValues {
+        mapper: FnId,
+    },
+    /// Picks a new key and value for a table update's old and new values (groupBy on a
+    /// table): the old pair goes on to be taken out of its aggregate, the new one to be added.
+    TableGroupBy {
+        mapper: FnId,
+    },
+    /// Reads a grouped table's repartition records back: the old value from its header.
+    ReadOldValues,
     /// Joins each stream record with the table's value for its key.
     TableJoin(Box<TableJoin>),
+    /// One side of a table-table join: joins each update with the other table's value for
+    /// its key.
+    TableTableJoin(Box<TableTableJoinSide>),
     /// Joins each stream record with a global table's value for a key its mapper picks.
     GlobalJoin(Box<GlobalJoin>),
     /// One side of a stream-stream join: keeps the record, joins it with the other side's
@@ -144,6 +171,32 @@ pub enum AggregationKind {
         /// Combines two sessions' aggregates when a record joins them (session windows).
         merger: Option<FnId>,
     },
+    /// count of a grouped table: an update's old value counts one less, its new value one more.
+    TableCount,
+    /// reduce of a grouped table: an update's old value is taken out of the aggregate with
+    /// `subtractor`, its new value added with `adder`.
+    TableReduce {
+        adder: FnId,
+        subtractor: FnId,
+    },
+    /// aggregate of a grouped table, as TableReduce with an `initializer` for new keys.
+    TableAggregate {
+        initializer: FnId,
+        adder: FnId,
+        subtractor: FnId,
+    },
+}
+
+impl AggregationKind {
+    /// True for the aggregations of a grouped table, whose updates carry old values.
+    pub fn of_grouped_table(&self) -> bool {
+        matches!(
+            self,
+            AggregationKind::TableCount
+                | AggregationKind::TableReduce { .. }
+                | AggregationKind::TableAggregate { .. }
+        )
+    }
 }
 
 /// Tumbling or hopping windows (milliseconds): a record at `t` belongs to every window
@@ -225,6 +278,27 @@ pub struct TableJoin {
     pub left: bool,
 }
 
+/// Which records of two tables a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Keys both tables hold.
+    Inner,
+    /// Keys the left table holds.
+    Left,
+    /// Keys either table holds.
+    Outer,
+}
+
+/// One side of a table-table join (each side has a node; each reads the other's store).
+pub struct TableTableJoinSide {
+    /// The other table's store, read for its value of each update's key.
+    pub other_store: StoreId,
+    pub joiner: FnId,
+    pub kind: JoinKind,
+    /// This is the left table: its value is the joiner's value1.
+    pub left: bool,
+}
+
 /// A stream-globalTable join.
 pub struct GlobalJoin {
     pub global: GlobalId,
@@ -279,6 +353,10 @@ pub struct OpNode {
     pub out_value_type: DataType,
     /// The namespace (definition) the node belongs to, for messages.
     pub namespace: String,
+    /// A node downstream reads the old values of this node's table updates (a grouped table's
+    /// subtractor, a table-table join), as Kafka Streams' `sendOldValues`: the node works
+    /// them out and passes them on.
+    pub sends_old_values: bool,
 }
 
 /// A topic read by the application, and the nodes its records go to.
@@ -364,6 +442,11 @@ struct Types {
     partitions: u32,
     /// The grace of the windows a windowed table's keys come from.
     window_grace: Option<i64>,
+    /// The store holding a table's latest values, where one does (a table read from a topic,
+    /// an aggregation, toTable): what a table-table join looks keys up in.
+    table_store: Option<StoreId>,
+    /// The aggregator of a cogrouped stream, for the aggregate that follows.
+    cogroup: Option<FnId>,
 }
 
 impl Types {
@@ -377,6 +460,8 @@ impl Types {
             windows: None,
             partitions,
             window_grace: None,
+            table_store: None,
+            cogroup: None,
         }
     }
 
@@ -483,7 +568,28 @@ impl Topology {
             _namespaces: namespaces,
         };
         topology.upstream_first = topology.order_upstream_first();
+        topology.mark_old_value_senders();
         Ok(topology)
+    }
+
+    /// Marks the nodes whose old values a node downstream reads (Kafka Streams'
+    /// `sendOldValues`), downstream first: grouped tables and table-table joins read them,
+    /// and the table operations between pass them on.
+    fn mark_old_value_senders(&mut self) {
+        for &id in self.upstream_first.iter().rev() {
+            let reads_old = |child: &OpNode| match child.step {
+                Step::TableGroupBy { .. } | Step::TableTableJoin(_) => true,
+                Step::TableFilter { .. }
+                | Step::TableMapValues { .. }
+                | Step::Suppress(_)
+                | Step::Pass => child.sends_old_values,
+                _ => false,
+            };
+            let sends = self
+                .successors(id)
+                .any(|child| reads_old(&self.nodes[child]));
+            self.nodes[id].sends_old_values = sends;
+        }
     }
 
     /// The nodes in topological order (Kahn's algorithm over the operator graph).
@@ -609,6 +715,7 @@ impl Builder<'_> {
             out_key_type: output.key.clone(),
             out_value_type: output.value.clone(),
             namespace: self.namespace.clone(),
+            sends_old_values: false,
         });
         self.nodes.len() - 1
     }
@@ -648,13 +755,15 @@ impl Builder<'_> {
                 .unwrap_or_else(|| Types::of_topic(DataType::Any, DataType::Any, 1)),
         };
         let mut types = types;
-        if definition
-            .topics
-            .get(&pipeline.from.name)
-            .is_some_and(|t| t.kind == TopicKind::Table)
-        {
-            types.stage = Stage::Table;
-        }
+        let table = match definition.topics.get(&pipeline.from.name) {
+            Some(topic) if topic.kind == TopicKind::Table => {
+                let (node, store) = self.table(definition, topic)?;
+                types.stage = Stage::Table;
+                types.table_store = Some(store);
+                Some(node)
+            }
+            _ => None,
+        };
         let first = self.chain(
             definition,
             &pipeline.name,
@@ -662,16 +771,13 @@ impl Builder<'_> {
             &pipeline.sink,
             types,
         )?;
-        match definition.topics.get(&pipeline.from.name) {
-            Some(topic) if topic.kind == TopicKind::Table => {
-                let (table, _) = self.table(definition, topic)?;
-                self.nodes[table].children.push(first);
-            }
-            Some(topic) => {
+        match (table, definition.topics.get(&pipeline.from.name)) {
+            (Some(table), _) => self.nodes[table].children.push(first),
+            (None, Some(topic)) => {
                 let source = self.source(topic)?;
                 self.sources[source].roots.push(first);
             }
-            None => self
+            (None, None) => self
                 .subscribers
                 .entry((self.definition, pipeline.from.name.clone()))
                 .or_default()
@@ -702,7 +808,33 @@ impl Builder<'_> {
         };
         let f = |field: &str| op.function(field).map(|r| self.function(r));
         let mut out = types.clone();
+        let on_table = types.stage.is_table();
+        if on_table {
+            // An operation's result is not kept in a store unless its `store` asks for one.
+            out.table_store = None;
+        }
         let step = match op.kind {
+            OpKind::Filter | OpKind::FilterNot if on_table => Step::TableFilter {
+                predicate: f("if").expect("validated"),
+                keep_when: op.kind == OpKind::Filter,
+            },
+            OpKind::MapValues if on_table => {
+                let mapper = f("mapper").expect("validated");
+                out.value = self.result_type(mapper);
+                Step::TableMapValues { mapper }
+            }
+            OpKind::GroupBy if on_table => {
+                let mapper = f("mapper").expect("validated");
+                return self.group_table(definition, owner, op, rest, sink, types, mapper);
+            }
+            OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin if on_table => {
+                return self.table_table_join(definition, owner, op, rest, sink, types);
+            }
+            OpKind::Cogroup => {
+                out.stage = Stage::Cogrouped;
+                out.cogroup = f("aggregator");
+                return self.chain(definition, owner, rest, sink, out);
+            }
             OpKind::Filter | OpKind::FilterNot => Step::Filter {
                 predicate: f("if").expect("validated"),
                 keep_when: op.kind == OpKind::Filter,
@@ -794,13 +926,19 @@ impl Builder<'_> {
                 return self.group(definition, owner, op, rest, sink, types, Some(mapper));
             }
             OpKind::WindowByTime => {
-                out.stage = Stage::TimeWindowed;
+                out.stage = match types.stage {
+                    Stage::Cogrouped => Stage::CogroupedTimeWindowed,
+                    _ => Stage::TimeWindowed,
+                };
                 out.windows = Some(Windows::Time(TimeWindows::of(op)));
                 return self.chain(definition, owner, rest, sink, out);
             }
             OpKind::WindowBySession => {
                 let millis = |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
-                out.stage = Stage::SessionWindowed;
+                out.stage = match types.stage {
+                    Stage::Cogrouped => Stage::CogroupedSessionWindowed,
+                    _ => Stage::SessionWindowed,
+                };
                 out.windows = Some(Windows::Session(SessionWindows {
                     gap: millis("inactivityGap"),
                     grace: millis("grace"),
@@ -817,6 +955,7 @@ impl Builder<'_> {
                 let value_type = types.value.clone();
                 let store = self.operation_store(definition, op, &types, &value_type)?;
                 out.stage = Stage::Table;
+                out.table_store = Some(store);
                 Step::Materialize { store }
             }
             OpKind::Join if op.topic("stream").is_some() => {
@@ -865,7 +1004,48 @@ impl Builder<'_> {
             other => unreachable!("validation rejects unsupported operation {other:?}"),
         };
         let node = self.add_node(op.name.clone(), step, &types, &out);
-        let next = self.chain(definition, owner, rest, sink, out)?;
+        let next = self.table_then(definition, owner, op, rest, sink, out)?;
+        self.nodes[node].children.push(next);
+        Ok(node)
+    }
+
+    /// The rest of a pipeline after `op`; when `op` made a table and names a `store`, the
+    /// table is kept in that store first (a filtered or mapped table, a join's result).
+    fn table_then(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        rest: &[Operation],
+        sink: &Sink,
+        mut types: Types,
+    ) -> Result<NodeId, BuildError> {
+        let keeps = matches!(
+            op.kind,
+            OpKind::Filter | OpKind::FilterNot | OpKind::MapValues
+        ) || (matches!(op.kind, OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin)
+            && op.topic("table").is_some());
+        let Some(reference) = op
+            .store("store")
+            .filter(|_| keeps && types.stage == Stage::Table)
+        else {
+            return self.chain(definition, owner, rest, sink, types);
+        };
+        let store = self.named_store(
+            definition,
+            reference,
+            &op.name,
+            &types.key,
+            &types.value.clone(),
+        )?;
+        types.table_store = Some(store);
+        let node = self.add_node(
+            format!("{}_store", op.name),
+            Step::Materialize { store },
+            &types,
+            &types,
+        );
+        let next = self.chain(definition, owner, rest, sink, types)?;
         self.nodes[node].children.push(next);
         Ok(node)
     }
@@ -891,6 +1071,7 @@ impl Builder<'_> {
             key_type: wire.key.clone(),
             value_type: wire.value.clone(),
             partitioner,
+            carries_old_values: types.stage == Stage::GroupedTable,
         };
         let writer = self.add_node(name.to_string(), Step::To(target), types, &wire);
         Ok(TopicLink {
@@ -909,10 +1090,16 @@ impl Builder<'_> {
         rest: &[Operation],
         sink: &Sink,
     ) -> Result<NodeId, BuildError> {
-        let next = self.chain(definition, owner, rest, sink, link.wire.clone())?;
+        let mut root = self.chain(definition, owner, rest, sink, link.wire.clone())?;
+        if link.wire.stage == Stage::GroupedTable {
+            let name = format!("{}_read", self.nodes[link.writer].name);
+            let reader = self.add_node(name, Step::ReadOldValues, &link.wire, &link.wire);
+            self.nodes[reader].children.push(root);
+            root = reader;
+        }
         self.sources.push(Source {
             topic: link.topic,
-            roots: vec![next],
+            roots: vec![root],
             key_type: link.wire.key,
             value_type: link.wire.value,
             offset_reset: OffsetReset::Earliest,
@@ -961,6 +1148,128 @@ impl Builder<'_> {
         }
     }
 
+    /// groupBy on a table: each update's old and new values get their new key and value from
+    /// `mapper`, and always go through a repartition topic, as in Kafka Streams.
+    #[allow(clippy::too_many_arguments)]
+    fn group_table(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        rest: &[Operation],
+        sink: &Sink,
+        types: Types,
+        mapper: FnId,
+    ) -> Result<NodeId, BuildError> {
+        let mut keyed = types.clone();
+        keyed.stage = Stage::GroupedTable;
+        (keyed.key, keyed.value) = pair_types(&self.result_type(mapper));
+        keyed.table_store = None;
+        let select = self.add_node(
+            format!("{}_select", op.name),
+            Step::TableGroupBy { mapper },
+            &types,
+            &keyed,
+        );
+        let link = self.through_topic(&op.name, keyed.partitions, None, &keyed)?;
+        let first = self.read_back(definition, owner, link, rest, sink)?;
+        self.nodes[select].children.push(first);
+        Ok(select)
+    }
+
+    /// A table-table join: a node for each table, each joining the updates of its table with
+    /// the other's value for the key, both passing the joined table on. A table that no store
+    /// holds (a filtered or mapped one) is kept in one named after the operation first.
+    #[allow(clippy::too_many_arguments)]
+    fn table_table_join(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        rest: &[Operation],
+        sink: &Sink,
+        types: Types,
+    ) -> Result<NodeId, BuildError> {
+        let reference = op.topic("table").expect("validated: a table-table join");
+        let other = &definition.topics[&reference.name];
+        let (other_node, other_store) = self.table(definition, other)?;
+        let other_partitions = self.log.ensure_topic(&other.topic)?;
+        if types.partitions != other_partitions {
+            return Err(BuildError::NotCopartitioned {
+                operation: op.name.clone(),
+                stream_partitions: types.partitions,
+                other: other.topic.clone(),
+                other_partitions,
+            });
+        }
+        let mut first = None;
+        let this_store = match types.table_store {
+            Some(store) => store,
+            None => {
+                let mut unwindowed = types.clone();
+                unwindowed.windows = None;
+                let store = self.default_store(
+                    &format!("{}-this-store", op.name),
+                    &unwindowed,
+                    &types.value,
+                );
+                self.stores[store].spec = Arc::new(StoreSpec {
+                    caching: false,
+                    ..(*self.stores[store].spec).clone()
+                });
+                let node = self.add_node(
+                    format!("{}_this", op.name),
+                    Step::Materialize { store },
+                    &types,
+                    &types,
+                );
+                first = Some(node);
+                store
+            }
+        };
+        let joiner = self.function(op.function("valueJoiner").expect("validated"));
+        let kind = match op.kind {
+            OpKind::LeftJoin => JoinKind::Left,
+            OpKind::OuterJoin => JoinKind::Outer,
+            _ => JoinKind::Inner,
+        };
+        let mut out = types.clone();
+        out.value = self.result_type(joiner);
+        out.table_store = None;
+        let side = |other_store, left| {
+            Step::TableTableJoin(Box::new(TableTableJoinSide {
+                other_store,
+                joiner,
+                kind,
+                left,
+            }))
+        };
+        let this = self.add_node(op.name.clone(), side(other_store, true), &types, &out);
+        let mut other_types = Types::of_topic(
+            other.key_type.clone(),
+            other.value_type.clone(),
+            other_partitions,
+        );
+        other_types.stage = Stage::Table;
+        let that = self.add_node(
+            format!("{}_other", op.name),
+            side(this_store, false),
+            &other_types,
+            &out,
+        );
+        let next = self.table_then(definition, owner, op, rest, sink, out)?;
+        self.nodes[this].children.push(next);
+        self.nodes[that].children.push(next);
+        self.nodes[other_node].children.push(that);
+        match first {
+            Some(materialize) => {
+                self.nodes[materialize].children.push(this);
+                Ok(materialize)
+            }
+            None => Ok(this),
+        }
+    }
+
     /// count, reduce or aggregate: the aggregation and what it passes on (a table, keyed by
     /// window when windowed).
     fn aggregation(
@@ -970,25 +1279,44 @@ impl Builder<'_> {
         types: &Types,
     ) -> Result<(Aggregation, Types), BuildError> {
         let f = |field: &str| op.function(field).map(|r| self.function(r));
+        let grouped_table = types.stage == Stage::GroupedTable;
         let kind = match op.kind {
+            OpKind::Count if grouped_table => AggregationKind::TableCount,
             OpKind::Count => AggregationKind::Count,
+            OpKind::Reduce if grouped_table => AggregationKind::TableReduce {
+                adder: f("adder").expect("validated"),
+                subtractor: f("subtractor").expect("validated"),
+            },
             OpKind::Reduce => AggregationKind::Reduce {
                 reducer: f("reducer").expect("validated"),
             },
+            _ if grouped_table => AggregationKind::TableAggregate {
+                initializer: f("initializer").expect("validated"),
+                adder: f("adder").expect("validated"),
+                subtractor: f("subtractor").expect("validated"),
+            },
             _ => AggregationKind::Aggregate {
                 initializer: f("initializer").expect("validated"),
-                aggregator: f("aggregator").expect("validated"),
+                aggregator: types
+                    .cogroup
+                    .or_else(|| f("aggregator"))
+                    .expect("validated"),
                 merger: f("merger"),
             },
         };
         let value_type = match &kind {
-            AggregationKind::Count => DataType::Long,
-            AggregationKind::Reduce { .. } => types.value.clone(),
+            AggregationKind::Count | AggregationKind::TableCount => DataType::Long,
+            AggregationKind::Reduce { .. } | AggregationKind::TableReduce { .. } => {
+                types.value.clone()
+            }
             AggregationKind::Aggregate {
                 initializer,
-                aggregator,
+                aggregator: adder,
                 ..
-            } => match self.result_type(*aggregator) {
+            }
+            | AggregationKind::TableAggregate {
+                initializer, adder, ..
+            } => match self.result_type(*adder) {
                 DataType::Any => self.result_type(*initializer),
                 known => known,
             },
@@ -997,7 +1325,10 @@ impl Builder<'_> {
         let slot = &self.stores[store];
         let mut out = types.with(slot.key_type.clone(), slot.value_type.clone());
         out.stage = Stage::Table;
+        out.table_store = Some(store);
+        out.cogroup = None;
         if let Some(windows) = types.windows {
+            out.table_store = None;
             out.key = DataType::Windowed(Box::new(slot.key_type.clone()));
             out.stage = Stage::WindowedTable;
             out.window_grace = Some(windows.grace());
@@ -1307,6 +1638,7 @@ impl Builder<'_> {
                 .map(|t| t.value_type.clone())
                 .or_else(|| to.value_type.clone())
                 .unwrap_or_else(|| types.value.clone()),
+            carries_old_values: false,
             partitioner: to
                 .partitioner
                 .as_ref()
@@ -1527,6 +1859,7 @@ impl Topology {
             Step::Materialize { store } => Some(*store),
             Step::TableJoin(join) => Some(join.store),
             Step::StreamJoin(side) => Some(side.this_store),
+            Step::TableTableJoin(side) => Some(side.other_store),
             _ => None,
         };
         own.into_iter()
@@ -1626,18 +1959,29 @@ impl Step {
             | Step::FlatMap { mapper: f }
             | Step::FlatMapValues { mapper: f }
             | Step::TransformMetadata { mapper: f }
+            | Step::TableFilter { predicate: f, .. }
+            | Step::TableMapValues { mapper: f }
+            | Step::TableGroupBy { mapper: f }
             | Step::ForEach { action: f } => vec![*f],
             Step::ConvertKey
             | Step::ConvertValue
+            | Step::ReadOldValues
             | Step::Pass
             | Step::Suppress(_)
             | Step::Materialize { .. } => Vec::new(),
             Step::TableJoin(join) => vec![join.joiner],
             Step::GlobalJoin(join) => vec![join.mapper, join.joiner],
             Step::StreamJoin(side) => vec![side.joiner],
+            Step::TableTableJoin(side) => vec![side.joiner],
             Step::Aggregate(aggregation) => match aggregation.kind {
-                AggregationKind::Count => Vec::new(),
+                AggregationKind::Count | AggregationKind::TableCount => Vec::new(),
                 AggregationKind::Reduce { reducer } => vec![reducer],
+                AggregationKind::TableReduce { adder, subtractor } => vec![adder, subtractor],
+                AggregationKind::TableAggregate {
+                    initializer,
+                    adder,
+                    subtractor,
+                } => vec![initializer, adder, subtractor],
                 AggregationKind::Aggregate {
                     initializer,
                     aggregator,

@@ -1,7 +1,9 @@
-//! Joins of a stream with a table, a global table or another stream.
+//! Joins of a stream with a table, a global table or another stream, and of two tables.
 
 use millrace_python::convert::{bytes_to_py, py_to_bytes};
 use millrace_stores::keys;
+
+use crate::topology::JoinKind;
 
 use super::*;
 
@@ -153,11 +155,96 @@ impl<'py> BatchProcessor<'_, 'py> {
             let out = Rec {
                 key: rec.key.clone(),
                 value: Datum::Py(joined),
+                old: Datum::Null,
                 timestamp: time.max(other_time),
                 headers: rec.headers.clone(),
             };
             self.forward(node, out)?;
         }
         Ok(())
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// An update of one table of a table-table join, joined with the other table's value for
+    /// its key, as Kafka Streams' KTable-KTable joins: the joined table's new value comes from
+    /// the update's new value, its old value (where a node downstream reads it) from the
+    /// update's old one. An inner join passes nothing on while the other table lacks the key,
+    /// a left join nothing for right-table updates while the left table lacks it, and a side
+    /// missing from a left or outer join is None to the joiner, which KSML calls with a None
+    /// key. A joined value that cannot exist goes on as null (a deletion).
+    pub(super) fn table_table_join(
+        &mut self,
+        node: &OpNode,
+        side: &TableTableJoinSide,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let other_slot = &self.topology.stores[side.other_store];
+        let consume = |e| Self::consume_failure(node, e);
+        if rec.value.is_null() && rec.old.is_null() {
+            return Ok(());
+        }
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &other_slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(());
+        };
+        let found = self.in_store(node, side.other_store, |s| s.get(&key))?;
+        let other = found.as_ref().and_then(split_timestamped);
+        let other_required = match side.kind {
+            JoinKind::Inner => true,
+            JoinKind::Left => !side.left,
+            JoinKind::Outer => false,
+        };
+        if other.is_none() && other_required {
+            return Ok(());
+        }
+        let timestamp = other
+            .as_ref()
+            .map_or(rec.timestamp, |(time, _)| rec.timestamp.max(*time));
+        let other_value = match &other {
+            Some((_, bytes)) => bytes_to_py(py, Some(bytes), &other_slot.value_type)
+                .map_err(|e| Self::process_failure(node, "state store", e.to_string()))?,
+            None => py.None().into_bound(py),
+        };
+        // Whether this side's value joins when it is null: in a left join's right table and
+        // in an outer join with the other table's value present.
+        let null_joins = match side.kind {
+            JoinKind::Inner => false,
+            JoinKind::Left => !side.left,
+            JoinKind::Outer => other.is_some(),
+        };
+        let join = |this: &mut Datum<'py>| -> Result<Datum<'py>, Failure> {
+            if this.is_null() && !null_joins {
+                return Ok(Datum::Null);
+            }
+            let this = this.as_py(py, &node.value_type).map_err(consume)?;
+            let (value1, value2) = match side.left {
+                true => (this, other_value.clone()),
+                false => (other_value.clone(), this),
+            };
+            let joined = self.join_values(
+                node,
+                side.joiner,
+                [py.None().into_bound(py), value1, value2],
+            )?;
+            Ok(Datum::Py(joined))
+        };
+        let value = join(&mut rec.value)?;
+        let old = match node.sends_old_values {
+            true => join(&mut rec.old)?,
+            false => Datum::Null,
+        };
+        let out = Rec {
+            key: rec.key,
+            value,
+            old,
+            timestamp,
+            headers: rec.headers,
+        };
+        self.forward(node, out)
     }
 }

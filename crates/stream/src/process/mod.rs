@@ -19,21 +19,25 @@ use crate::task::Task;
 
 mod joins;
 mod suppressing;
+mod table_ops;
 mod tables;
 use crate::task_stores;
 use crate::task_stores::StoreId;
 use crate::topology::{
-    Aggregation, AggregationKind, FnId, GlobalJoin, NodeId, OpNode, SessionWindows, Step,
-    StreamJoinSide, SuppressUntil, Suppression, TableJoin, TopicTarget, Topology, Windows,
+    Aggregation, AggregationKind, FnId, GlobalJoin, NodeId, OLD_VALUE_HEADER, OpNode,
+    SessionWindows, Step, StreamJoinSide, SuppressUntil, Suppression, TableJoin,
+    TableTableJoinSide, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
 use millrace_stores::{Store, StoreError};
 
-/// A record on its way through the operators.
+/// A record on its way through the operators. A table update also has the key's old value,
+/// where a node downstream reads it (null otherwise, and on streams).
 #[derive(Clone)]
 struct Rec<'py> {
     key: Datum<'py>,
     value: Datum<'py>,
+    old: Datum<'py>,
     timestamp: i64,
     headers: Vec<Header>,
 }
@@ -242,6 +246,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         let mut rec = Rec {
             key: Datum::from_bytes(record.key.clone()),
             value: Datum::from_bytes(record.value.clone()),
+            old: Datum::Null,
             timestamp: record.timestamp,
             headers: record.headers.clone(),
         };
@@ -400,6 +405,19 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             Step::Suppress(suppression) => self.suppress(id, node, suppression, rec),
             Step::Materialize { store } => self.materialize(node, *store, rec),
             Step::TableJoin(join) => self.table_join(node, join, rec),
+            Step::TableTableJoin(side) => self.table_table_join(node, side, rec),
+            Step::TableFilter {
+                predicate,
+                keep_when,
+            } => self.table_filter(node, *predicate, *keep_when, rec),
+            Step::TableMapValues { mapper } => self.table_map_values(node, *mapper, rec),
+            Step::TableGroupBy { mapper } => self.table_group_by(node, *mapper, rec),
+            Step::ReadOldValues => {
+                if let Some(at) = rec.headers.iter().position(|h| h.key == OLD_VALUE_HEADER) {
+                    rec.old = Datum::from_bytes(rec.headers.remove(at).value);
+                }
+                self.forward(node, rec)
+            }
             Step::GlobalJoin(join) => self.global_join(node, join, rec),
             Step::StreamJoin(side) => self.stream_join(node, side, rec),
             Step::Filter {
@@ -526,6 +544,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                     key_type: node.key_type.clone(),
                     value_type: node.value_type.clone(),
                     partitioner: *partitioner,
+                    carries_old_values: false,
                 };
                 self.emit(node, &mut rec, &target)
             }
@@ -734,11 +753,21 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             node: node.name.clone(),
             message: e,
         })?;
+        let mut headers = rec.headers.clone();
+        if target.carries_old_values && !rec.old.is_null() {
+            headers.push(Header {
+                key: OLD_VALUE_HEADER.into(),
+                value: rec
+                    .old
+                    .to_bytes(&node.value_type, &target.value_type)
+                    .map_err(produce)?,
+            });
+        }
         let record = Record {
             key,
             value,
             timestamp: rec.timestamp,
-            headers: rec.headers.clone(),
+            headers,
         };
         let Some(partitioner) = target.partitioner else {
             let partition = match &record.key {

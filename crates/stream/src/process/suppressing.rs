@@ -41,10 +41,24 @@ impl<'py> BatchProcessor<'_, 'py> {
                 end.saturating_add(grace)
             }
         };
+        // The value before the first held update stays the old value of what goes on.
+        let prior = match node.sends_old_values {
+            false => None,
+            true if held_due.is_some() => self
+                .in_store(node, suppression.store, |s| s.get(&key))?
+                .as_ref()
+                .and_then(Held::decode)
+                .and_then(|held| held.prior),
+            true => rec
+                .old
+                .to_bytes(&node.value_type, &node.value_type)
+                .map_err(consume)?,
+        };
         let entry = Held {
             due,
             time: rec.timestamp,
             value,
+            prior,
         }
         .encode();
         let size = entry.len();
@@ -111,6 +125,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             let rec = Rec {
                 key: Datum::Raw(key),
                 value: Datum::from_bytes(held.value),
+                old: Datum::from_bytes(held.prior),
                 timestamp: held.time,
                 headers: Vec::new(),
             };

@@ -9,9 +9,18 @@ use millrace_types::time::format_instant;
 
 use super::*;
 
+/// A table's update of one key, in the table store's types.
+struct Update {
+    value: Option<Bytes>,
+    /// The key's value before, where known.
+    old: Option<Bytes>,
+    time: i64,
+}
+
 impl<'py> BatchProcessor<'_, 'py> {
     /// count, reduce or aggregate of one record, into each of its windows when windowed.
-    /// Records with a null key or value are skipped, and so are records for windows closed
+    /// Records with a null key or value are skipped (a grouped table's update with only an old
+    /// value is not), and so are records for windows closed
     /// longer than the grace period, as in Kafka Streams.
     pub(super) fn aggregate(
         &mut self,
@@ -20,7 +29,8 @@ impl<'py> BatchProcessor<'_, 'py> {
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let slot = &self.topology.stores[aggregation.store];
-        if rec.value.is_null() {
+        // A grouped table's update may only take an old value out.
+        if rec.value.is_null() && (rec.old.is_null() || !aggregation.kind.of_grouped_table()) {
             return Ok(());
         }
         let key = rec
@@ -32,10 +42,8 @@ impl<'py> BatchProcessor<'_, 'py> {
         };
         let windows = match aggregation.windows {
             None => {
-                if let Some((value, time)) =
-                    self.update(node, aggregation, key.clone(), &mut rec)?
-                {
-                    self.forward_update(node, Datum::Raw(key), value, time, &rec.headers)?;
+                if let Some(update) = self.update(node, aggregation, key.clone(), &mut rec)? {
+                    self.forward_update(node, Datum::Raw(key), update, &rec.headers)?;
                 }
                 return Ok(());
             }
@@ -52,25 +60,23 @@ impl<'py> BatchProcessor<'_, 'py> {
                 continue;
             }
             let stored = keys::window_key(&key, start, 0);
-            if let Some((value, time)) = self.update(node, aggregation, stored, &mut rec)? {
+            if let Some(update) = self.update(node, aggregation, stored, &mut rec)? {
                 let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
-                self.forward_update(node, windowed, value, time, &rec.headers)?;
+                self.forward_update(node, windowed, update, &rec.headers)?;
             }
         }
         Ok(())
     }
 
-    /// Combines a record with the store's entry at `stored`; returns the new value and its
-    /// time when it goes downstream now (a store without caching), None when it waits for
-    /// the commit.
-    #[allow(clippy::type_complexity)]
+    /// Combines a record with the store's entry at `stored`; returns the update when it goes
+    /// downstream now (a store without caching), None when it waits for the commit.
     fn update(
         &mut self,
         node: &OpNode,
         aggregation: &Aggregation,
         stored: Bytes,
         rec: &mut Rec<'py>,
-    ) -> Result<Option<(Option<Bytes>, i64)>, Failure> {
+    ) -> Result<Option<Update>, Failure> {
         let py = self.py;
         let slot = &self.topology.stores[aggregation.store];
         let current = self.in_store(node, aggregation.store, |s| s.get(&stored))?;
@@ -89,6 +95,7 @@ impl<'py> BatchProcessor<'_, 'py> {
                 Self::process_failure(node, "state store", format!("stored value: {e}"))
             })
         };
+        let consume = |e| Self::consume_failure(node, e);
         let value: Option<Bytes> = match &aggregation.kind {
             AggregationKind::Count => {
                 let count = old
@@ -125,26 +132,91 @@ impl<'py> BatchProcessor<'_, 'py> {
                 let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
                 stored_value(result, *aggregator)?
             }
+            AggregationKind::TableCount => {
+                let count = old.as_deref().and_then(|b| b.try_into().ok());
+                let mut count = count.map(i64::from_be_bytes);
+                if let Some(n) = count.filter(|_| !rec.old.is_null()) {
+                    count = Some(n - 1);
+                }
+                if !rec.value.is_null() {
+                    count = Some(count.unwrap_or(0) + 1);
+                }
+                count.map(|n| Bytes::copy_from_slice(&n.to_be_bytes()))
+            }
+            AggregationKind::TableReduce { adder, subtractor } => {
+                let mut aggregate = old.as_ref().map(decode_old).transpose()?;
+                if !rec.old.is_null()
+                    && let Some(so_far) = aggregate.take()
+                {
+                    let old_value = rec.old.as_py(py, &node.value_type).map_err(consume)?;
+                    let taken = self.call(*subtractor, &[so_far, old_value], &node.name)?;
+                    aggregate = Some(taken).filter(|a| !a.is_none());
+                }
+                if !rec.value.is_null() {
+                    let value = rec.value.as_py(py, &node.value_type).map_err(consume)?;
+                    aggregate = Some(match aggregate {
+                        None => value,
+                        Some(so_far) => self.call(*adder, &[so_far, value], &node.name)?,
+                    });
+                }
+                match aggregate {
+                    None => None,
+                    Some(a) => stored_value(a, *adder)?,
+                }
+            }
+            AggregationKind::TableAggregate {
+                initializer,
+                adder,
+                subtractor,
+            } => {
+                let mut aggregate = old.as_ref().map(decode_old).transpose()?;
+                let key = rec.key.as_py(py, &node.key_type).map_err(consume)?;
+                if !rec.old.is_null()
+                    && let Some(so_far) = aggregate.take()
+                {
+                    let old_value = rec.old.as_py(py, &node.value_type).map_err(consume)?;
+                    let taken =
+                        self.call(*subtractor, &[key.clone(), old_value, so_far], &node.name)?;
+                    aggregate = Some(taken).filter(|a| !a.is_none());
+                }
+                if !rec.value.is_null() {
+                    let so_far = match aggregate {
+                        Some(so_far) => so_far,
+                        None => self.call(*initializer, &[], &node.name)?,
+                    };
+                    let value = rec.value.as_py(py, &node.value_type).map_err(consume)?;
+                    aggregate = Some(self.call(*adder, &[key, value, so_far], &node.name)?);
+                }
+                match aggregate {
+                    None => None,
+                    Some(a) => stored_value(a, *adder)?,
+                }
+            }
         };
         let time = old_time.max(rec.timestamp);
         let entry = value.as_ref().map(|v| timestamped(time, v));
         self.store_put(node, aggregation.store, stored, entry)?;
-        Ok((!slot.spec.caching).then_some((value, time)))
+        Ok((!slot.spec.caching).then_some(Update { value, old, time }))
     }
 
-    /// Passes an aggregation's new value for a key downstream.
+    /// Passes a table's update of a key downstream (its old value where a node downstream
+    /// reads it).
     fn forward_update(
         &mut self,
         node: &OpNode,
         key: Datum<'py>,
-        value: Option<Bytes>,
-        time: i64,
+        update: Update,
         headers: &[Header],
     ) -> Result<(), Failure> {
+        let old = match node.sends_old_values {
+            true => Datum::from_bytes(update.old),
+            false => Datum::Null,
+        };
         let rec = Rec {
             key,
-            value: Datum::from_bytes(value),
-            timestamp: time,
+            value: Datum::from_bytes(update.value),
+            old,
+            timestamp: update.time,
             headers: headers.to_vec(),
         };
         self.forward(node, rec)
@@ -207,6 +279,16 @@ impl<'py> BatchProcessor<'_, 'py> {
                     Some((time, value)) => (time, Some(value)),
                     None => (self.stream_time(), None),
                 };
+                let old = match node.sends_old_values {
+                    true => task_stores::with_store(store, |s| s.get_committed(&stored))
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten()
+                        .as_ref()
+                        .and_then(split_timestamped)
+                        .map(|(_, old)| old),
+                    false => None,
+                };
                 let window = match windows {
                     None => None,
                     Some(Windows::Time(windows)) => keys::parse_window_key(&stored)
@@ -220,7 +302,8 @@ impl<'py> BatchProcessor<'_, 'py> {
                     }
                     (Some(_), None) => continue,
                 };
-                if let Err(failure) = self.forward_update(node, key, value, time, &[]) {
+                let update = Update { value, old, time };
+                if let Err(failure) = self.forward_update(node, key, update, &[]) {
                     let handler = failure.kind.handler(handling);
                     if handler.handler == Handler::StopOnFail {
                         return Err(failure);
@@ -341,13 +424,23 @@ impl<'py> BatchProcessor<'_, 'py> {
                 let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
                 encode(result, *aggregator)?
             }
+            AggregationKind::TableCount
+            | AggregationKind::TableReduce { .. }
+            | AggregationKind::TableAggregate { .. } => {
+                unreachable!("validated: a grouped table is not windowed")
+            }
         };
         for (stored, session_start, session_end, _) in merged {
             self.store_put(node, aggregation.store, stored, None)?;
             if !slot.spec.caching {
                 let windowed =
                     self.windowed_key(node, &slot.key_type, &key, session_start, session_end)?;
-                self.forward_update(node, windowed, None, latest, &rec.headers)?;
+                let update = Update {
+                    value: None,
+                    old: None,
+                    time: latest,
+                };
+                self.forward_update(node, windowed, update, &rec.headers)?;
             }
         }
         let stored = keys::session_key(&key, start, end);
@@ -355,7 +448,12 @@ impl<'py> BatchProcessor<'_, 'py> {
         self.store_put(node, aggregation.store, stored, entry)?;
         if !slot.spec.caching {
             let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
-            self.forward_update(node, windowed, value, latest, &rec.headers)?;
+            let update = Update {
+                value,
+                old: None,
+                time: latest,
+            };
+            self.forward_update(node, windowed, update, &rec.headers)?;
         }
         Ok(())
     }
@@ -383,11 +481,24 @@ impl<'py> BatchProcessor<'_, 'py> {
             .value
             .to_bytes(&node.value_type, &slot.value_type)
             .map_err(consume)?;
+        let old = match node.sends_old_values && !slot.spec.caching {
+            true => self
+                .in_store(node, store, |s| s.get(&key))?
+                .as_ref()
+                .and_then(split_timestamped)
+                .map(|(_, old)| old),
+            false => None,
+        };
         let entry = value.as_ref().map(|v| timestamped(rec.timestamp, v));
         self.store_put(node, store, key.clone(), entry)?;
         if slot.spec.caching {
             return Ok(());
         }
-        self.forward_update(node, Datum::Raw(key), value, rec.timestamp, &rec.headers)
+        let update = Update {
+            value,
+            old,
+            time: rec.timestamp,
+        };
+        self.forward_update(node, Datum::Raw(key), update, &rec.headers)
     }
 }

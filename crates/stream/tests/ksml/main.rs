@@ -13,6 +13,7 @@ use millrace_stream::runner::{RunError, RunOptions, RunSummary, run};
 use serde_json::{Value as Json, json};
 
 mod stateful;
+mod tables;
 
 /// A data directory with a log, and the folder definitions are written to.
 struct Env {
@@ -1069,4 +1070,19 @@ pipelines:
         Some(1),
         "the interrupted record is read again by the next run"
     );
+}
+
+/// Appends JSON values with timestamps to partition 0 of a one-partition topic.
+fn append_json(env: &Env, topic: &str, records: &[(&str, Json, i64)]) {
+    env.log.ensure_topic(topic).unwrap();
+    let records = records
+        .iter()
+        .map(|(k, v, t)| Record {
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: (!v.is_null()).then(|| Bytes::from(v.to_string())),
+            timestamp: *t,
+            headers: vec![],
+        })
+        .collect();
+    env.log.append(topic, 0, records).unwrap();
 }

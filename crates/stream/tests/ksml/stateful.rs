@@ -557,21 +557,6 @@ fn a_full_suppress_buffer_emits_early_or_stops_the_run() {
     );
 }
 
-/// Appends JSON values with timestamps to partition 0 of a one-partition topic.
-fn append_json(env: &Env, topic: &str, records: &[(&str, Json, i64)]) {
-    env.log.ensure_topic(topic).unwrap();
-    let records = records
-        .iter()
-        .map(|(k, v, t)| Record {
-            key: Some(Bytes::copy_from_slice(k.as_bytes())),
-            value: (!v.is_null()).then(|| Bytes::from(v.to_string())),
-            timestamp: *t,
-            headers: vec![],
-        })
-        .collect();
-    env.log.append(topic, 0, records).unwrap();
-}
-
 /// Three updates of the `users` table: u1 Ann, u2 Bob, u1 Anna.
 fn append_user_updates(env: &Env) {
     append_json(

@@ -384,11 +384,6 @@ impl OpKind {
     pub fn from_name(name: &str) -> Option<OpKind> {
         OpKind::ALL.into_iter().find(|k| k.names().contains(&name))
     }
-
-    /// True when the runtime executes this kind; the others are refused at validation.
-    pub fn supported(self) -> bool {
-        self != OpKind::Cogroup
-    }
 }
 
 /// One step of a pipeline's `via`.

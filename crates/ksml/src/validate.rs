@@ -428,10 +428,11 @@ fn check_operations(
         }
         check_operation_fields(op, diags);
 
-        if !op.kind.supported() {
-            diags.error(
+        if op.kind == OpKind::Cogroup && op.params.contains_key("store") {
+            diags.warn(
                 op.mark,
-                format!("operation '{}' is not supported yet", op.type_name),
+                "'store' of cogroup is not used (KSML does not use it either): name the store \
+                 in the aggregate that follows",
             );
         }
         for (field, param) in &op.params {
@@ -487,7 +488,10 @@ fn check_aggregation_fields(op: &Operation, stage: Stage, diags: &mut Diagnostic
     match (op.kind, stage) {
         (OpKind::Reduce | OpKind::Aggregate, Stage::GroupedTable) => {
             need("adder", "to add a new value to a grouped table's aggregate");
-            need("subtractor", "to take an old value out of a grouped table's aggregate");
+            need(
+                "subtractor",
+                "to take an old value out of a grouped table's aggregate",
+            );
         }
         (OpKind::Reduce, _) => need("reducer", "to combine two values of a grouped stream"),
         (OpKind::Aggregate, _) if !cogrouped => {

@@ -311,3 +311,75 @@ fn a_joined_table_sends_old_values_to_a_grouped_table() {
     // The balance changing from 5 to 8 replaces it in A's total.
     assert_eq!(counts(&env), [("A".into(), Some(5)), ("A".into(), Some(8))]);
 }
+
+#[test]
+fn cogroup_aggregates_with_its_aggregator_plain_and_windowed() {
+    let cogrouped = |windowing: &str| {
+        let env = Env::new();
+        append_json(
+            &env,
+            "orders",
+            &[
+                ("c1", json!({"amount": 5}), 1_000),
+                ("c2", json!({"amount": 1}), 2_000),
+                ("c1", json!({"amount": 7}), 61_000),
+            ],
+        );
+        env.run(&format!(
+            "
+streams:
+  orders:
+    topic: orders
+    keyType: string
+    valueType: json
+pipelines:
+  totals:
+    from: orders
+    via:
+      - type: groupByKey
+      - type: cogroup
+        aggregator:
+          expression: aggregatedValue + value['amount']
+          resultType: long
+{windowing}
+      - type: aggregate
+        initializer:
+          expression: 0
+          resultType: long
+        store:
+          type: {store}
+          caching: false
+      - type: toStream
+        mapper:
+          expression: str(key) if isinstance(key, str) else key['key'] + '@' + str(key['start'])
+          resultType: string
+    to:
+      topic: output
+      keyType: string
+      valueType: long
+",
+            store = if windowing.is_empty() {
+                "keyValue"
+            } else {
+                "window"
+            },
+        ));
+        counts(&env)
+    };
+    assert_eq!(
+        cogrouped(""),
+        [
+            ("c1".into(), Some(5)),
+            ("c2".into(), Some(1)),
+            ("c1".into(), Some(12))
+        ]
+    );
+    assert_eq!(
+        cogrouped("      - type: windowByTime\n        windowType: tumbling\n        duration: 1m"),
+        [
+            ("c1@0".into(), Some(5)),
+            ("c2@0".into(), Some(1)),
+            ("c1@60000".into(), Some(7))
+        ]
+    );
+}

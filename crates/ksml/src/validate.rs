@@ -263,7 +263,7 @@ fn check_join(
                 diags.error(table.mark, format!("'{}' is not a table", table.name));
             }
         }
-        (Some(Stage::Stream), Some("stream")) if op.kind == OpKind::Join => {
+        (Some(Stage::Stream), Some("stream")) => {
             for (field, why) in [
                 ("valueJoiner", "to join the values"),
                 ("timeDifference", "(how far apart joined records may be)"),
@@ -276,13 +276,6 @@ fn check_join(
                 }
             }
         }
-        (Some(Stage::Stream), Some("stream")) => diags.error(
-            op.mark,
-            format!(
-                "operation '{}' of two streams is not supported yet (join is)",
-                op.type_name
-            ),
-        ),
         (Some(Stage::Stream), Some("globalTable")) if op.kind != OpKind::OuterJoin => {
             for (field, why) in [
                 ("mapper", "to pick the global table's key"),

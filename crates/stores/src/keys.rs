@@ -53,6 +53,28 @@ pub fn window_upper_bound(key: &[u8], start: i64) -> Bytes {
     window_key(key, start, u32::MAX)
 }
 
+/// A key ordered by time first: `time, tag, sequence number, key` (a stream-stream outer
+/// join's unmatched records, due in time order; the tag tells the join's sides apart).
+pub fn time_ordered_key(time: i64, tag: u8, seq: u32, key: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(TIME + 1 + SEQ + key.len());
+    out.put_u64(order_time(time));
+    out.put_u8(tag);
+    out.put_u32(seq);
+    out.put_slice(key);
+    out.freeze()
+}
+
+/// The time, tag, sequence number and key of a [`time_ordered_key`]; None when the bytes are
+/// not one.
+pub fn parse_time_ordered_key(stored: &[u8]) -> Option<(i64, u8, u32, &[u8])> {
+    if stored.len() < TIME + 1 + SEQ {
+        return None;
+    }
+    let tag = stored[TIME];
+    let seq = u32::from_be_bytes(stored[TIME + 1..TIME + 1 + SEQ].try_into().ok()?);
+    Some((time_at(stored, 0), tag, seq, &stored[TIME + 1 + SEQ..]))
+}
+
 /// The key, window start and sequence number of a stored windowed key; None when the bytes
 /// are not one.
 pub fn parse_window_key(stored: &[u8]) -> Option<(&[u8], i64, u32)> {
@@ -159,5 +181,28 @@ mod tests {
         let changelog = session_to_changelog(&stored).unwrap();
         assert_eq!(session_from_changelog(&changelog).unwrap(), stored);
         assert_eq!(parse_session_key(b"xx"), None);
+    }
+
+    #[test]
+    fn time_ordered_keys_sort_by_time_first() {
+        let mut keys = [
+            time_ordered_key(5, 1, 0, b"a"),
+            time_ordered_key(-2, 0, 7, b"zz"),
+            time_ordered_key(5, 0, 1, b"b"),
+        ];
+        keys.sort();
+        let parsed: Vec<_> = keys
+            .iter()
+            .map(|k| parse_time_ordered_key(k).unwrap())
+            .collect();
+        assert_eq!(
+            parsed,
+            [
+                (-2, 0, 7, &b"zz"[..]),
+                (5, 0, 1, &b"b"[..]),
+                (5, 1, 0, &b"a"[..])
+            ]
+        );
+        assert_eq!(parse_time_ordered_key(b"short"), None);
     }
 }

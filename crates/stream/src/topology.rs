@@ -320,6 +320,10 @@ pub struct StreamJoinSide {
     pub grace: i64,
     /// This is the left side: its value is the joiner's value1.
     pub left: bool,
+    pub kind: JoinKind,
+    /// leftJoin and outerJoin: where records that met no match wait until their window
+    /// closes, to be joined with None then (shared by both sides).
+    pub unmatched: Option<StoreId>,
 }
 
 /// When suppress lets a key's latest update go.
@@ -958,7 +962,7 @@ impl Builder<'_> {
                 out.table_store = Some(store);
                 Step::Materialize { store }
             }
-            OpKind::Join if op.topic("stream").is_some() => {
+            OpKind::Join | OpKind::LeftJoin | OpKind::OuterJoin if op.topic("stream").is_some() => {
                 return self.stream_join(definition, owner, op, ops, rest, sink, types);
             }
             OpKind::Join | OpKind::LeftJoin if op.topic("globalTable").is_some() => {
@@ -1375,7 +1379,9 @@ impl Builder<'_> {
 
     /// A stream-stream join: a node for each side, both passing joined records on to the
     /// rest of the pipeline; each side keeps its records in a window store (`thisStore`,
-    /// `otherStore`, or ones named after the operation) for the time difference plus grace.
+    /// `otherStore`, or ones named after the operation) for the time difference plus grace;
+    /// leftJoin and outerJoin keep records that met no match in a third store until their
+    /// window closes.
     #[allow(clippy::too_many_arguments)]
     fn stream_join(
         &mut self,
@@ -1425,6 +1431,26 @@ impl Builder<'_> {
         };
         let this_store = join_store("thisStore", "this-join-store", &types)?;
         let other_store = join_store("otherStore", "other-join-store", &other_types)?;
+        let kind = match op.kind {
+            OpKind::LeftJoin => JoinKind::Left,
+            OpKind::OuterJoin => JoinKind::Outer,
+            _ => JoinKind::Inner,
+        };
+        // Records waiting for their window to close, as Kafka Streams' shared outer join store.
+        let unmatched = (kind != JoinKind::Inner).then(|| {
+            let spec = StoreSpec {
+                persistent: true,
+                logging: true,
+                ..StoreSpec::key_value(&format!("{}-outer-join-store", op.name))
+            };
+            self.stores.push(StoreSlot {
+                changelog: Some(spec.changelog_topic(self.application_id)),
+                spec: Arc::new(spec),
+                key_type: DataType::Bytes,
+                value_type: DataType::Bytes,
+            });
+            self.stores.len() - 1
+        });
         let joiner = self.function(op.function("valueJoiner").expect("validated"));
         let mut out = types.clone();
         out.value = self.result_type(joiner);
@@ -1436,6 +1462,8 @@ impl Builder<'_> {
                 time_difference,
                 grace,
                 left,
+                kind,
+                unmatched,
             }))
         };
         let this = self.add_node(
@@ -1862,7 +1890,12 @@ impl Topology {
             Step::TableTableJoin(side) => Some(side.other_store),
             _ => None,
         };
+        let shared = match step {
+            Step::StreamJoin(side) => side.unmatched,
+            _ => None,
+        };
         own.into_iter()
+            .chain(shared)
             .chain(
                 step.functions()
                     .into_iter()

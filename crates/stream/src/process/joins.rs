@@ -121,7 +121,8 @@ impl<'py> BatchProcessor<'_, 'py> {
         };
         // Records of one key and time are told apart by a sequence number of the task.
         self.task.state.join_sequence = self.task.state.join_sequence.wrapping_add(1);
-        let stored = keys::window_key(&key, time, self.task.state.join_sequence);
+        let seq = self.task.state.join_sequence;
+        let stored = keys::window_key(&key, time, seq);
         self.store_put(
             node,
             side.this_store,
@@ -139,10 +140,19 @@ impl<'py> BatchProcessor<'_, 'py> {
         let lower = keys::window_lower_bound(&other_key, time.saturating_sub(side.time_difference));
         let upper = keys::window_upper_bound(&other_key, time.saturating_add(side.time_difference));
         let matches = self.in_store(node, side.other_store, |s| s.range(&lower, &upper))?;
-        for (_, entry) in matches {
+        let matched = !matches.is_empty();
+        for (other_stored, entry) in matches {
             let Some((other_time, other_value)) = split_timestamped(&entry) else {
                 continue;
             };
+            // A match of a record waiting for its window to close: it no longer waits.
+            if let (Some(unmatched), Some((other_key, _, other_seq))) =
+                (side.unmatched, keys::parse_window_key(&other_stored))
+            {
+                let waiting =
+                    keys::time_ordered_key(other_time, side_tag(!side.left), other_seq, other_key);
+                self.store_put(node, unmatched, waiting, None)?;
+            }
             let other =
                 bytes_to_py(py, Some(&other_value), &other_slot.value_type).map_err(consume)?;
             let [key_py, this] = self.key_value(node, &mut rec)?;
@@ -161,8 +171,77 @@ impl<'py> BatchProcessor<'_, 'py> {
             };
             self.forward(node, out)?;
         }
+        let waits = match side.kind {
+            JoinKind::Inner => false,
+            JoinKind::Left => side.left,
+            JoinKind::Outer => true,
+        };
+        if let Some(unmatched) = side.unmatched.filter(|_| waits && !matched) {
+            let waiting = keys::time_ordered_key(time, side_tag(side.left), seq, &key);
+            self.store_put(node, unmatched, waiting, Some(value))?;
+        }
+        match side.unmatched {
+            Some(unmatched) => self.emit_unmatched(node, side, unmatched),
+            None => Ok(()),
+        }
+    }
+
+    /// leftJoin and outerJoin of two streams, as Kafka Streams 3.x: a record that met no
+    /// match is joined with None once its window closes (stream time past its time plus the
+    /// time difference and grace), oldest first.
+    fn emit_unmatched(
+        &mut self,
+        node: &OpNode,
+        side: &StreamJoinSide,
+        unmatched: StoreId,
+    ) -> Result<(), Failure> {
+        let py = self.py;
+        let closed_before = self
+            .stream_time()
+            .saturating_sub(side.time_difference)
+            .saturating_sub(side.grace);
+        let lower = keys::time_ordered_key(i64::MIN, 0, 0, &[]);
+        let upper = keys::time_ordered_key(closed_before, u8::MAX, u32::MAX, &[]);
+        let due = self.in_store(node, unmatched, |s| s.range(&lower, &upper))?;
+        let (left_store, right_store) = match side.left {
+            true => (side.this_store, side.other_store),
+            false => (side.other_store, side.this_store),
+        };
+        for (waiting, value) in due {
+            let Some((time, tag, _, key)) = keys::parse_time_ordered_key(&waiting) else {
+                continue;
+            };
+            if time >= closed_before {
+                break;
+            }
+            let is_left = tag == side_tag(true);
+            let slot = &self.topology.stores[if is_left { left_store } else { right_store }];
+            let decode = |bytes: &[u8], ty: &DataType| {
+                bytes_to_py(py, Some(bytes), ty)
+                    .map_err(|e| Self::process_failure(node, "state store", e.to_string()))
+            };
+            let key_py = decode(key, &slot.key_type)?;
+            let this = decode(&value, &slot.value_type)?;
+            let none = py.None().into_bound(py);
+            let (value1, value2) = if is_left { (this, none) } else { (none, this) };
+            let joined = self.join_values(node, side.joiner, [key_py.clone(), value1, value2])?;
+            self.store_put(node, unmatched, waiting.clone(), None)?;
+            let out = Rec {
+                key: Datum::Py(key_py),
+                value: Datum::Py(joined),
+                old: Datum::Null,
+                timestamp: time,
+                headers: Vec::new(),
+            };
+            self.forward(node, out)?;
+        }
         Ok(())
     }
+}
+
+/// The tag of a join side's records in the unmatched store.
+fn side_tag(left: bool) -> u8 {
+    if left { 0 } else { 1 }
 }
 
 impl<'py> BatchProcessor<'_, 'py> {

@@ -943,27 +943,29 @@ pipelines:
 
 #[test]
 fn stream_stream_joins_match_records_within_the_time_difference() {
-    let env = Env::new();
-    append_json(
-        &env,
-        "views",
-        &[
-            ("u1", json!("v1"), 0),
-            ("u2", json!("v3"), 1_000),
-            ("u1", json!("v2"), 30_000),
-        ],
-    );
-    append_json(
-        &env,
-        "clicks",
-        &[
-            ("u1", json!("c1"), 5_000),
-            ("u2", json!("c3"), 9_000),
-            ("u1", json!("c2"), 100_000),
-        ],
-    );
-    env.run(
-        "
+    let joined = |kind: &str| {
+        let env = Env::new();
+        append_json(
+            &env,
+            "views",
+            &[
+                ("u1", json!("v1"), 0),
+                ("u2", json!("v3"), 1_000),
+                ("u1", json!("v2"), 30_000),
+                ("u3", json!("v4"), 200_000),
+            ],
+        );
+        append_json(
+            &env,
+            "clicks",
+            &[
+                ("u1", json!("c1"), 5_000),
+                ("u2", json!("c3"), 9_000),
+                ("u1", json!("c2"), 100_000),
+            ],
+        );
+        env.run(&format!(
+            "
 streams:
   views:
     topic: views
@@ -977,35 +979,54 @@ pipelines:
   p:
     from: views
     via:
-      - type: join
+      - type: {kind}
         stream: clicks
         timeDifference: 10s
         valueJoiner:
-          expression: \"{'view': value1, 'click': value2}\"
+          expression: \"{{'view': value1, 'click': value2}}\"
           resultType: json
     to:
       topic: output
       keyType: string
       valueType: json
-",
-    );
-    // Each pair once, whichever side arrives second; value1 is always the view.
+"
+        ));
+        env.records("output")
+            .into_iter()
+            .map(|(_, r)| {
+                let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                let value: Json = serde_json::from_slice(&r.value.unwrap()).unwrap();
+                (key, value, r.timestamp)
+            })
+            .collect::<Vec<_>>()
+    };
+    let row = |key: &str, view: Option<&str>, click: Option<&str>, time: i64| {
+        (key.to_string(), json!({"view": view, "click": click}), time)
+    };
+    // Each pair once, whichever side arrives second, at the later record's time; value1 is
+    // always the view.
+    let pairs = [
+        row("u1", Some("v1"), Some("c1"), 5_000),
+        row("u2", Some("v3"), Some("c3"), 9_000),
+    ];
+    assert_eq!(joined("join"), pairs);
+    // Records that met no match are joined with None once their window has closed (stream
+    // time past their time plus the time difference), at their own time; v4's window is
+    // still open at the end.
+    let unmatched_view = row("u1", Some("v2"), None, 30_000);
+    let unmatched_click = row("u1", None, Some("c2"), 100_000);
     assert_eq!(
-        env.pairs("output"),
+        joined("leftJoin"),
+        [pairs[0].clone(), pairs[1].clone(), unmatched_view.clone()]
+    );
+    assert_eq!(
+        joined("outerJoin"),
         [
-            (Some("u1".into()), json!({"view": "v1", "click": "c1"})),
-            (Some("u2".into()), json!({"view": "v3", "click": "c3"})),
+            pairs[0].clone(),
+            pairs[1].clone(),
+            unmatched_view,
+            unmatched_click
         ]
-    );
-    let output: Vec<i64> = env
-        .records("output")
-        .iter()
-        .map(|(_, r)| r.timestamp)
-        .collect();
-    assert_eq!(
-        output,
-        [5_000, 9_000],
-        "a join's time is the later record's"
     );
 }
 

@@ -514,7 +514,7 @@ fn check_operation_fields(op: &Operation, diags: &mut Diagnostics) {
                 need("duration", "(the window size)");
                 need("advanceBy", "(how far windows hop)");
             }
-            Some("sliding") => diags.error(op.mark, "sliding windows are not supported yet"),
+            Some("sliding") => need("timeDifference", "(the window size)"),
             Some(other) => diags.error(
                 op.mark,
                 format!("unknown windowType '{other}' (use tumbling, hopping or sliding)"),

@@ -80,8 +80,9 @@ pub struct TaskState {
     pub windows_scanned: HashMap<StoreId, i64>,
     /// Per suppress node, the keys it holds back.
     pub held: HashMap<NodeId, HeldKeys>,
-    /// Tells apart stream-join records of one key and time in their window stores.
-    pub join_sequence: u32,
+    /// Tells apart records of one key and time kept in window stores (stream joins, sliding
+    /// windows), as Kafka Streams' sequence numbers for stores retaining duplicates.
+    pub record_sequence: u32,
 }
 
 /// One task per partition number of every source group. A group's topics may differ in

@@ -237,11 +237,21 @@ pub struct SessionWindows {
     pub grace: i64,
 }
 
+/// Sliding windows (milliseconds), as Kafka Streams': every window `[start, start +
+/// time_difference]` (both ends included) that begins or ends at a record of the key; records
+/// within the time difference of each other share a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindows {
+    pub time_difference: i64,
+    pub grace: i64,
+}
+
 /// The windows of a windowed aggregation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Windows {
     Time(TimeWindows),
     Session(SessionWindows),
+    Sliding(SlidingWindows),
 }
 
 impl Windows {
@@ -249,6 +259,16 @@ impl Windows {
         match self {
             Windows::Time(w) => w.grace,
             Windows::Session(s) => s.grace,
+            Windows::Sliding(w) => w.grace,
+        }
+    }
+
+    /// The size of a window, where all have one (None for sessions).
+    pub fn size(&self) -> Option<i64> {
+        match self {
+            Windows::Time(w) => Some(w.size),
+            Windows::Sliding(w) => Some(w.time_difference),
+            Windows::Session(_) => None,
         }
     }
 
@@ -257,6 +277,7 @@ impl Windows {
         match self {
             Windows::Time(w) => w.size + w.grace,
             Windows::Session(s) => s.gap + s.grace,
+            Windows::Sliding(w) => w.time_difference + w.grace,
         }
     }
 }
@@ -267,6 +288,9 @@ pub struct Aggregation {
     pub kind: AggregationKind,
     /// The windows of a windowed aggregation (its store is a window or session store).
     pub windows: Option<Windows>,
+    /// Sliding windows: the window store keeping the records, each window's aggregate is
+    /// worked out from them.
+    pub records: Option<StoreId>,
 }
 
 /// A stream-table join.
@@ -934,7 +958,17 @@ impl Builder<'_> {
                     Stage::Cogrouped => Stage::CogroupedTimeWindowed,
                     _ => Stage::TimeWindowed,
                 };
-                out.windows = Some(Windows::Time(TimeWindows::of(op)));
+                out.windows = Some(match op.text("windowType") {
+                    Some("sliding") => {
+                        let millis =
+                            |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
+                        Windows::Sliding(SlidingWindows {
+                            time_difference: millis("timeDifference"),
+                            grace: millis("grace"),
+                        })
+                    }
+                    _ => Windows::Time(TimeWindows::of(op)),
+                });
                 return self.chain(definition, owner, rest, sink, out);
             }
             OpKind::WindowBySession => {
@@ -1338,10 +1372,27 @@ impl Builder<'_> {
             out.window_grace = Some(windows.grace());
         }
         out.windows = None;
+        let records = match types.windows {
+            Some(Windows::Sliding(_)) => {
+                let store = self.default_store(
+                    &format!("{}-sliding-records", op.name),
+                    types,
+                    &types.value,
+                );
+                self.stores[store].spec = Arc::new(StoreSpec {
+                    caching: false,
+                    retain_duplicates: true,
+                    ..(*self.stores[store].spec).clone()
+                });
+                Some(store)
+            }
+            _ => None,
+        };
         let aggregation = Aggregation {
             store,
             kind,
             windows: types.windows,
+            records,
         };
         Ok((aggregation, out))
     }
@@ -1546,16 +1597,13 @@ impl Builder<'_> {
         let spec = StoreSpec {
             kind: match windows {
                 None => StoreKind::KeyValue,
-                Some(Windows::Time(_)) => StoreKind::Window,
+                Some(Windows::Time(_) | Windows::Sliding(_)) => StoreKind::Window,
                 Some(Windows::Session(_)) => StoreKind::Session,
             },
             persistent: true,
             caching: true,
             logging: true,
-            window_size: match windows {
-                Some(Windows::Time(w)) => Duration::from_millis(w.size as u64),
-                _ => Duration::ZERO,
-            },
+            window_size: Duration::from_millis(windows.and_then(|w| w.size()).unwrap_or(0) as u64),
             retention: windows.map_or(Duration::ZERO, |w| {
                 Duration::from_millis(w.least_retention() as u64)
             }),
@@ -1890,12 +1938,13 @@ impl Topology {
             Step::TableTableJoin(side) => Some(side.other_store),
             _ => None,
         };
-        let shared = match step {
+        let more = match step {
             Step::StreamJoin(side) => side.unmatched,
+            Step::Aggregate(aggregation) => aggregation.records,
             _ => None,
         };
         own.into_iter()
-            .chain(shared)
+            .chain(more)
             .chain(
                 step.functions()
                     .into_iter()
@@ -1916,6 +1965,16 @@ impl Topology {
                 declared(aggregation.store).max(windows.least_retention()),
             ))
         });
+        // A sliding window's records are read again while a new record can share a window
+        // with them: up to twice the time difference (and a millisecond) later, plus grace.
+        let sliding = self.aggregations().filter_map(|(_, aggregation)| {
+            match (aggregation.windows?, aggregation.records?) {
+                (Windows::Sliding(w), records) => {
+                    Some((records, 2 * w.time_difference + 2 + w.grace))
+                }
+                _ => None,
+            }
+        });
         // A join side's records can meet records up to the time difference later, plus grace.
         let joins = self.nodes.iter().filter_map(|node| match &node.step {
             Step::StreamJoin(side) => Some((
@@ -1924,7 +1983,7 @@ impl Topology {
             )),
             _ => None,
         });
-        aggregations.chain(joins).collect()
+        aggregations.chain(sliding).chain(joins).collect()
     }
 
     /// The suppress nodes, whose due updates go downstream when stream time moves.

@@ -120,8 +120,8 @@ impl<'py> BatchProcessor<'_, 'py> {
             return Ok(());
         };
         // Records of one key and time are told apart by a sequence number of the task.
-        self.task.state.join_sequence = self.task.state.join_sequence.wrapping_add(1);
-        let seq = self.task.state.join_sequence;
+        self.task.state.record_sequence = self.task.state.record_sequence.wrapping_add(1);
+        let seq = self.task.state.record_sequence;
         let stored = keys::window_key(&key, time, seq);
         self.store_put(
             node,

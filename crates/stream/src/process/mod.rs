@@ -22,10 +22,10 @@ mod suppressing;
 mod table_ops;
 mod tables;
 use crate::task_stores;
-use crate::task_stores::StoreId;
+use crate::task_stores::{StoreId, StoreSlot};
 use crate::topology::{
     Aggregation, AggregationKind, FnId, GlobalJoin, NodeId, OLD_VALUE_HEADER, OpNode,
-    SessionWindows, Step, StreamJoinSide, SuppressUntil, Suppression, TableJoin,
+    SessionWindows, SlidingWindows, Step, StreamJoinSide, SuppressUntil, Suppression, TableJoin,
     TableTableJoinSide, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};

@@ -50,6 +50,9 @@ impl<'py> BatchProcessor<'_, 'py> {
             Some(Windows::Session(sessions)) => {
                 return self.aggregate_session(node, aggregation, sessions, key, rec);
             }
+            Some(Windows::Sliding(sliding)) => {
+                return self.aggregate_sliding(node, aggregation, sliding, key, rec);
+            }
             Some(Windows::Time(windows)) => windows,
         };
         let close = self.stream_time() - windows.grace;
@@ -291,9 +294,9 @@ impl<'py> BatchProcessor<'_, 'py> {
                 };
                 let window = match windows {
                     None => None,
-                    Some(Windows::Time(windows)) => keys::parse_window_key(&stored)
-                        .map(|(key, start, _)| (key, start, start + windows.size)),
                     Some(Windows::Session(_)) => keys::parse_session_key(&stored),
+                    Some(windows) => keys::parse_window_key(&stored)
+                        .map(|(key, start, _)| (key, start, start + windows.size().unwrap_or(0))),
                 };
                 let key = match (windows, window) {
                     (None, _) => Datum::Raw(stored.clone()),
@@ -500,5 +503,157 @@ impl<'py> BatchProcessor<'_, 'py> {
             time: rec.timestamp,
         };
         self.forward_update(node, Datum::Raw(key), update, &rec.headers)
+    }
+}
+
+impl<'py> BatchProcessor<'_, 'py> {
+    /// Sliding windows, with Kafka Streams' windows: a record at `t` has a window ending at it
+    /// (`[t - d, t]`, or `[0, d]` for records earlier than `d`) and one starting just after it
+    /// (`[t + 1, t + 1 + d]`) once that holds records. A record changes the windows it falls
+    /// in and makes its own; each is worked out again from the key's records in it, oldest
+    /// first. Records whose windows have all closed (stream time minus grace) are dropped as
+    /// late, and closed windows are not updated.
+    fn aggregate_sliding(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        sliding: SlidingWindows,
+        key: Bytes,
+        mut rec: Rec<'py>,
+    ) -> Result<(), Failure> {
+        let records = aggregation
+            .records
+            .expect("sliding windows keep their records");
+        let records_slot = &self.topology.stores[records];
+        let slot = &self.topology.stores[aggregation.store];
+        let (t, d) = (rec.timestamp, sliding.time_difference);
+        let close = self.stream_time() - sliding.grace;
+        if t.saturating_add(1).saturating_add(d) <= close {
+            self.late_records += 1;
+            return Ok(());
+        }
+        let value = rec
+            .value
+            .to_bytes(&node.value_type, &records_slot.value_type)
+            .map_err(|e| Self::consume_failure(node, e))?
+            .expect("null values were skipped");
+        self.task.state.record_sequence = self.task.state.record_sequence.wrapping_add(1);
+        let stored = keys::window_key(&key, t, self.task.state.record_sequence);
+        self.store_put(node, records, stored, Some(timestamped(t, &value)))?;
+        // The key's records that can share a window with this one, oldest first.
+        let lower = keys::window_lower_bound(&key, t.saturating_sub(d).saturating_sub(1));
+        let upper = keys::window_upper_bound(&key, t.saturating_add(d).saturating_add(1));
+        let nearby: Vec<(i64, Bytes)> = self
+            .in_store(node, records, |s| s.range(&lower, &upper))?
+            .iter()
+            .filter_map(|(_, entry)| split_timestamped(entry))
+            .collect();
+        let mut starts = std::collections::BTreeSet::from([t.saturating_sub(d).max(0)]);
+        for (time, _) in &nearby {
+            if *time > t && *time <= t + d {
+                starts.insert((time - d).max(0));
+            }
+            if *time < t && *time >= t - d - 1 {
+                starts.insert(time + 1);
+            }
+            if *time > t && *time <= t + 1 + d {
+                starts.insert(t + 1);
+            }
+        }
+        let key_py = rec
+            .key
+            .as_py(self.py, &node.key_type)
+            .map_err(|e| Self::consume_failure(node, e))?;
+        for start in starts {
+            let end = start + d;
+            if end <= close {
+                continue;
+            }
+            let inside: Vec<&(i64, Bytes)> = nearby
+                .iter()
+                .filter(|(time, _)| (start..=end).contains(time))
+                .collect();
+            let Some(latest) = inside.iter().map(|(time, _)| *time).max() else {
+                continue;
+            };
+            let value = self.fold_window(node, aggregation, &key_py, records_slot, &inside)?;
+            let entry = value.as_ref().map(|v| timestamped(latest, v));
+            self.store_put(
+                node,
+                aggregation.store,
+                keys::window_key(&key, start, 0),
+                entry,
+            )?;
+            if !slot.spec.caching {
+                let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
+                let update = Update {
+                    value,
+                    old: None,
+                    time: latest,
+                };
+                self.forward_update(node, windowed, update, &rec.headers)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A window's aggregate of its records (oldest first): counted, reduced, or aggregated
+    /// from the initializer.
+    fn fold_window(
+        &self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        key: &Bound<'py, PyAny>,
+        records_slot: &StoreSlot,
+        records: &[&(i64, Bytes)],
+    ) -> Result<Option<Bytes>, Failure> {
+        let py = self.py;
+        let slot = &self.topology.stores[aggregation.store];
+        let decode = |bytes: &Bytes| {
+            bytes_to_py(py, Some(bytes), &records_slot.value_type)
+                .map_err(|e| Self::process_failure(node, "state store", e.to_string()))
+        };
+        let encode = |obj: Bound<'py, PyAny>, function: FnId| {
+            let name = &self.topology.functions[function].name;
+            py_to_bytes(&obj, &slot.value_type)
+                .map(|b| b.map(Bytes::from))
+                .map_err(|e| Self::process_failure(node, name, e.to_string()))
+        };
+        match &aggregation.kind {
+            AggregationKind::Count => Ok(Some(Bytes::copy_from_slice(
+                &(records.len() as i64).to_be_bytes(),
+            ))),
+            AggregationKind::Reduce { reducer } => {
+                let mut reduced: Option<Bound<'py, PyAny>> = None;
+                for (_, value) in records {
+                    let value = decode(value)?;
+                    reduced = Some(match reduced {
+                        None => value,
+                        Some(so_far) => self.call(*reducer, &[so_far, value], &node.name)?,
+                    });
+                }
+                match reduced {
+                    Some(reduced) => encode(reduced, *reducer),
+                    None => Ok(None),
+                }
+            }
+            AggregationKind::Aggregate {
+                initializer,
+                aggregator,
+                ..
+            } => {
+                let mut aggregate = self.call(*initializer, &[], &node.name)?;
+                for (_, value) in records {
+                    let args = [key.clone(), decode(value)?, aggregate];
+                    aggregate = self.call(*aggregator, &args, &node.name)?;
+                }
+                encode(aggregate, *aggregator)
+            }
+            AggregationKind::TableCount
+            | AggregationKind::TableReduce { .. }
+            | AggregationKind::TableAggregate { .. } => {
+                unreachable!("validated: a grouped table is not windowed")
+            }
+        }
     }
 }

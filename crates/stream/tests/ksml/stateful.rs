@@ -404,6 +404,47 @@ fn hopping_windows_count_a_record_in_each_window_it_falls_in() {
 }
 
 #[test]
+fn sliding_windows_end_and_start_at_records_of_the_key() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[
+            ("a", "x", 1_000),
+            ("a", "x", 5_000),
+            ("a", "x", 20_000),
+            // Out of order, within grace: windows still open are worked out again.
+            ("a", "x", 12_000),
+            // Every window of a record at 3 s has closed (stream time 20 s minus 5 s grace).
+            ("a", "x", 3_000),
+        ],
+    );
+    let yaml = windowed_count(
+        "        windowType: sliding
+        timeDifference: 10s
+        grace: 5s",
+    );
+    let file = env.write("app.yaml", &yaml);
+    let summary = env.run_with(&[&file], RunnerConfig::default()).unwrap();
+    assert_eq!(
+        long_pairs(&env),
+        [
+            // Records before the time difference share the window [0, 10 s].
+            ("a@0-10".into(), 1),
+            ("a@0-10".into(), 2),
+            // The window just after the record at 1 s, holding the one at 5 s.
+            ("a@1-11".into(), 1),
+            ("a@10-20".into(), 1),
+            // 12 s: [2, 12] has closed; the window after 5 s, the one ending at 20 s and the
+            // new one after 12 s take it in.
+            ("a@5-15".into(), 1),
+            ("a@10-20".into(), 2),
+            ("a@12-22".into(), 1),
+        ]
+    );
+    assert_eq!(summary.late_records_dropped, 1);
+}
+
+#[test]
 fn window_stores_delete_windows_past_their_retention() {
     let env = Env::new();
     let minutes: Vec<(&str, &str, i64)> = (0..=10).map(|m| ("a", "x", m * 60_000)).collect();

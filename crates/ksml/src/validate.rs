@@ -1,7 +1,7 @@
 //! Checks a parsed definition: references resolve, function types fit where they are used, and
 //! nothing the runtime cannot execute yet is used without saying so.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use millrace_types::DataType;
 
@@ -35,8 +35,10 @@ fn published_names(definition: &Definition) -> BTreeSet<String> {
 /// Reports every problem of a parsed definition; fills in the types of inline functions.
 pub fn validate(definition: &mut Definition, diags: &mut Diagnostics) {
     check_functions(definition, diags);
+    let of_operations = operation_stores(definition);
     for store in definition.stores.values() {
-        warn_unused_store_fields(store, diags);
+        let of_operation = of_operations.contains(store.name.as_str());
+        warn_unused_store_fields(store, of_operation, diags);
     }
     for store in &definition.store_uses {
         if !definition.stores.contains_key(&store.name) {
@@ -123,9 +125,8 @@ fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
             );
         }
         for store in &function.stores {
-            match definition.stores.get(&store.name) {
-                None => diags.error(store.mark, format!("unknown store '{}'", store.name)),
-                Some(def) => check_function_store(def, store.mark, diags),
+            if !definition.stores.contains_key(&store.name) {
+                diags.error(store.mark, format!("unknown store '{}'", store.name));
             }
         }
         if let Some(first) = function.stores.first()
@@ -143,12 +144,21 @@ fn check_functions(definition: &mut Definition, diags: &mut Diagnostics) {
     }
 }
 
-/// Names the store fields that are read but not acted on yet.
-fn warn_unused_store_fields(store: &StoreDef, diags: &mut Diagnostics) {
+/// Names the store fields that are read but not acted on yet. Timestamps and versions are
+/// what Python functions see of their stores; stores of operations always keep the latest
+/// value with its timestamp.
+fn warn_unused_store_fields(store: &StoreDef, of_operation: bool, diags: &mut Diagnostics) {
+    let versioned = store.versioned && store.store_type == StoreType::KeyValue && !of_operation;
     let set = [
-        ("timestamped", store.timestamped),
-        ("versioned", store.versioned),
-        ("historyRetention", !store.history_retention.is_zero()),
+        (
+            "timestamped",
+            store.timestamped && store.store_type == StoreType::Session,
+        ),
+        ("versioned", store.versioned && !versioned),
+        (
+            "historyRetention",
+            !store.history_retention.is_zero() && !versioned,
+        ),
         ("segmentInterval", !store.segment_interval.is_zero()),
         // Window stores keep windows for their retention; other stores have none.
         (
@@ -165,25 +175,23 @@ fn warn_unused_store_fields(store: &StoreDef, diags: &mut Diagnostics) {
     }
 }
 
-/// What a Python function can do with a store today: keyValue stores with plain values.
-fn check_function_store(store: &StoreDef, mark: Mark, diags: &mut Diagnostics) {
-    let unsupported = match store.store_type {
-        StoreType::Session => Some("session stores".to_string()),
-        StoreType::Window if store.timestamped => Some("timestamped window stores".to_string()),
-        StoreType::Window => None,
-        StoreType::KeyValue if store.versioned => Some("versioned stores".to_string()),
-        StoreType::KeyValue if store.timestamped => Some("timestamped stores".to_string()),
-        StoreType::KeyValue => None,
-    };
-    if let Some(what) = unsupported {
-        diags.error(
-            mark,
-            format!(
-                "store '{}': {what} are not available to Python functions yet",
-                store.name
-            ),
-        );
+/// The stores that operations and tables name: every reference of a store beyond those in
+/// functions' `stores` lists.
+fn operation_stores(definition: &Definition) -> BTreeSet<&str> {
+    let mut references: BTreeMap<&str, usize> = BTreeMap::new();
+    for store in &definition.store_uses {
+        *references.entry(store.name.as_str()).or_default() += 1;
     }
+    for store in definition.functions.iter().flat_map(|f| &f.stores) {
+        if let Some(n) = references.get_mut(store.name.as_str()) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    references
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 fn not_supported_type(ty: &DataType, mark: Mark, diags: &mut Diagnostics) {

@@ -159,15 +159,27 @@ fn strict_turns_unknown_keys_into_errors() {
 }
 
 #[test]
-fn stores_python_cannot_use_yet_and_producer_stores_are_refused() {
+fn producer_stores_are_refused_and_store_fields_not_acted_on_are_named() {
     let found = problems(
-        "stores:
+        "streams:
+  s:
+    topic: s
+    keyType: string
+    valueType: long
+stores:
   windows:
     type: session
+    timestamped: true
     keyType: string
     valueType: long
   counts:
     type: keyValue
+    keyType: string
+    valueType: long
+  history:
+    type: keyValue
+    versioned: true
+    historyRetention: 1h
     keyType: string
     valueType: long
 functions:
@@ -186,11 +198,24 @@ producers:
       topic: out
       keyType: string
       valueType: long
+pipelines:
+  q:
+    from: s
+    via:
+      - type: groupByKey
+      - type: count
+        store: history
+      - type: toStream
+    to: out
 ",
     );
+    // Kafka Streams has no timestamped session stores; an operation's store keeps the
+    // latest value, not versions.
     let expected = [
-        "bad.yaml:13:14: store 'windows': session stores are not available to Python functions yet",
-        "bad.yaml:17:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
+        "bad.yaml:8:5: warning: store 'windows': 'timestamped' is not acted on yet",
+        "bad.yaml:17:5: warning: store 'history': 'versioned' is not acted on yet",
+        "bad.yaml:17:5: warning: store 'history': 'historyRetention' is not acted on yet",
+        "bad.yaml:29:14: function 'generate' of a producer uses state stores: stores belong to the tasks that run pipelines, so only pipeline functions can use them",
     ];
     assert_reported(&found, &expected);
 }
@@ -326,4 +351,61 @@ pipelines:
         "a keyValueMapper in map, a function without type as generator, type object and \
          json:windowed(string) are all KSML: {found:#?}"
     );
+}
+
+#[test]
+fn grouped_tables_need_adder_and_subtractor_and_cogroup_is_aggregated_once() {
+    let found = problems(
+        "tables:
+  t:
+    topic: t
+    keyType: string
+    valueType: long
+streams:
+  s:
+    topic: s
+    keyType: string
+    valueType: long
+pipelines:
+  grouped_table:
+    from: t
+    via:
+      - type: groupBy
+        mapper:
+          expression: (key, value)
+          resultType: (string, long)
+      - type: reduce
+        reducer:
+          expression: value1 + value2
+      - type: toStream
+    to: out
+  cogrouped:
+    from: s
+    via:
+      - type: groupByKey
+      - type: cogroup
+        aggregator:
+          expression: aggregatedValue + value
+      - type: cogroup
+        aggregator:
+          expression: aggregatedValue + value
+    to: out
+  counted_cogroup:
+    from: s
+    via:
+      - type: groupByKey
+      - type: cogroup
+        aggregator:
+          expression: aggregatedValue + value
+      - type: count
+    to: out
+",
+    );
+    let expected = [
+        "bad.yaml:19:9: operation 'reduce' needs 'adder' to add a new value to a grouped table's aggregate",
+        "bad.yaml:19:9: operation 'reduce' needs 'subtractor' to take an old value out of a grouped table's aggregate",
+        "bad.yaml:31:9: cogroup of a cogrouped stream is not supported (KSML refuses it too): one cogroup per grouped stream",
+        "bad.yaml:42:9: operation 'count' needs a grouped stream (a cogrouped stream is aggregated with aggregate), but follows a cogrouped stream",
+    ];
+    assert_reported(&found, &expected);
 }

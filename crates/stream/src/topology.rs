@@ -18,7 +18,10 @@ use millrace_python::pyo3::prelude::*;
 use millrace_stores::{StoreKind, StoreSpec};
 
 use crate::global::{GlobalId, GlobalTable};
-pub use crate::py_stores::{KeyValueStoreHandle, WindowStoreHandle};
+pub use crate::py_stores::{
+    KeyValueStoreHandle, SessionStoreHandle, TimestampedKeyValueStoreHandle,
+    VersionedKeyValueStoreHandle, WindowStoreHandle,
+};
 use crate::task_stores::{StoreId, StoreSlot};
 
 /// Index of a node in [`Topology::nodes`].
@@ -694,28 +697,44 @@ impl Builder<'_> {
         for store in definition.stores.values() {
             let id = self.stores.len();
             let slot = store_slot(store, self.application_id);
-            if store.store_type == StoreType::KeyValue && !store.timestamped && !store.versioned {
-                let handle = KeyValueStoreHandle::new(
-                    &store.name,
-                    id,
-                    slot.key_type.clone(),
-                    slot.value_type.clone(),
-                    false,
-                );
-                let handle = Bound::new(py, handle).map_err(failed)?;
-                handles.set_item(&store.name, handle).map_err(failed)?;
-            }
-            if store.store_type == StoreType::Window && !store.timestamped {
-                let handle = WindowStoreHandle::new(
-                    &store.name,
-                    id,
-                    slot.key_type.clone(),
-                    slot.value_type.clone(),
-                    store.window_size.as_millis() as i64,
-                );
-                let handle = Bound::new(py, handle).map_err(failed)?;
-                handles.set_item(&store.name, handle).map_err(failed)?;
-            }
+            let (name, key_type, value_type) =
+                (&store.name, slot.key_type.clone(), slot.value_type.clone());
+            let millis = |d: Duration| d.as_millis() as i64;
+            let handle = match store.store_type {
+                StoreType::KeyValue if store.versioned => {
+                    let history = millis(store.history_retention);
+                    let handle =
+                        VersionedKeyValueStoreHandle::new(name, id, key_type, value_type, history);
+                    Bound::new(py, handle).map(Bound::into_any)
+                }
+                StoreType::KeyValue if store.timestamped => {
+                    let handle =
+                        TimestampedKeyValueStoreHandle::new(name, id, key_type, value_type);
+                    Bound::new(py, handle).map(Bound::into_any)
+                }
+                StoreType::KeyValue => {
+                    let handle = KeyValueStoreHandle::new(name, id, key_type, value_type, false);
+                    Bound::new(py, handle).map(Bound::into_any)
+                }
+                StoreType::Window => {
+                    let size = millis(store.window_size);
+                    let handle = WindowStoreHandle::new(
+                        name,
+                        id,
+                        key_type,
+                        value_type,
+                        size,
+                        store.timestamped,
+                    );
+                    Bound::new(py, handle).map(Bound::into_any)
+                }
+                StoreType::Session => {
+                    let handle = SessionStoreHandle::new(name, id, key_type, value_type);
+                    Bound::new(py, handle).map(Bound::into_any)
+                }
+            };
+            let handle = handle.map_err(failed)?;
+            handles.set_item(&store.name, handle).map_err(failed)?;
             self.store_ids.insert((index, store.name.clone()), id);
             self.stores.push(slot);
         }

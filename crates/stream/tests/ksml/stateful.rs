@@ -1156,3 +1156,89 @@ pipelines:
         "[(0, 1), (60000, 2)] [(0, 60000, 1), (60000, 120000, 2)]"
     );
 }
+
+#[test]
+fn python_functions_use_timestamped_versioned_and_session_stores() {
+    let env = Env::new();
+    append_timed(
+        &env,
+        &[("a", "x", 1_000), ("a", "x", 2_000), ("a", "x", 5_000)],
+    );
+    let yaml = "
+streams:
+  input:
+    topic: input
+    keyType: string
+    valueType: string
+stores:
+  stamped:
+    type: keyValue
+    timestamped: true
+    keyType: string
+    valueType: long
+  versions:
+    type: keyValue
+    versioned: true
+    historyRetention: 1h
+    keyType: string
+    valueType: long
+  sessions:
+    type: session
+    keyType: string
+    valueType: long
+functions:
+  use_stores:
+    type: valueTransformer
+    stores: [stamped, versions, sessions]
+    code: |
+      t = record_time
+      before = stamped.get(key)
+      stamped.put(key, (before['value'] if before else 0) + 1, t)
+      out = [stamped.get(key), versions.put(key, t, t)]
+      sessions.put({'key': key, 'start': t, 'end': t}, t // 1000)
+      if t == 5000:
+        out += [versions.get(key, 1500), versions.get(key), versions.put(key, 3, 3000)]
+        out += [versions.delete(key, 6000), versions.get(key), versions.get(key, 5500)]
+        out += [[(kv['key']['start'], kv['value']) for kv in sessions.findSessions(key, 1500, 4000)]]
+        out += [sessions.fetchSession(key, 1000, 1000)]
+        sessions.remove({'key': key, 'start': 1000, 'end': 1000})
+        out += [[kv.key['end'] for kv in sessions.fetch(key)]]
+        out += [[kv.key['end'] for kv in sessions.backwardFetch(key)]]
+        out += [versions.put(key, 1, t - 7200000)]
+    expression: str(out)
+    resultType: string
+pipelines:
+  p:
+    from: input
+    via:
+      - type: transformMetadata
+        mapper:
+          code: |
+            global record_time
+            record_time = metadata['timestamp']
+          expression: metadata
+      - type: mapValues
+        mapper: use_stores
+    to:
+      topic: output
+      keyType: string
+      valueType: string
+";
+    env.run(yaml);
+    let values: Vec<String> = env
+        .records("output")
+        .into_iter()
+        .map(|(_, r)| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values[0], "[{'value': 1, 'timestamp': 1000}, -1]");
+    // A version older than the history kept (1 h behind the latest) is not put.
+    assert_eq!(
+        values[2],
+        "[{'value': 3, 'timestamp': 5000}, -1, \
+         {'value': 1000, 'timestamp': 1000, 'validTo': 2000}, \
+         {'value': 5000, 'timestamp': 5000}, 5000, \
+         {'value': 5000, 'timestamp': 5000}, None, \
+         {'value': 5000, 'timestamp': 5000, 'validTo': 6000}, \
+         [(2000, 2)], 1, [2000, 5000], [5000, 2000], -9223372036854775808]"
+    );
+}

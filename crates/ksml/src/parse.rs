@@ -132,8 +132,31 @@ impl<'n> Fields<'n> {
 
     fn snippet(&mut self, key: &str, diags: &mut Diagnostics) -> Option<Snippet> {
         let node = self.take(key)?;
+        let text = match (&node.kind, key) {
+            // KSML reads a Python snippet written as a YAML list (brackets left unquoted) back
+            // as the list's text, and one written as a mapping as no snippet at all.
+            (NodeKind::Seq(items), "expression") => {
+                let items: Vec<&str> = items
+                    .iter()
+                    .filter_map(|item| match &item.kind {
+                        NodeKind::Scalar { text, .. } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                format!("[{}]", items.join(","))
+            }
+            (NodeKind::Map(_), "expression") => {
+                diags.warn(
+                    node.mark,
+                    "'expression' is a YAML mapping, which KSML reads as no expression (the \
+                     function returns None): quote it to return this dict",
+                );
+                return None;
+            }
+            _ => scalar_text(node, &format!("'{key}'"), diags)?,
+        };
         Some(Snippet {
-            text: scalar_text(node, &format!("'{key}'"), diags)?,
+            text,
             line: Some(node.text_line()),
         })
     }
@@ -540,18 +563,10 @@ impl<'d> DefinitionParser<'d> {
             None => StoreType::KeyValue,
         };
         let _ = f.take("name");
+        // Without types (KSML makes them optional), a store takes the types of the operation
+        // using it, or keeps what functions put in it as any data.
         let key_type = f.data_type("keyType", self.diags);
         let value_type = f.data_type("valueType", self.diags);
-        if top_level {
-            for (field, value) in [("keyType", &key_type), ("valueType", &value_type)] {
-                if value.is_none() {
-                    self.diags.error(
-                        node.mark,
-                        format!("{what} is missing required field '{field}'"),
-                    );
-                }
-            }
-        }
         let store = StoreDef {
             name: name.to_string(),
             store_type,

@@ -409,3 +409,41 @@ pipelines:
     ];
     assert_reported(&found, &expected);
 }
+
+#[test]
+fn snippets_and_stores_are_read_as_ksml_reads_them() {
+    let found = problems(
+        "streams:
+  s:
+    topic: s
+    keyType: string
+    valueType: json
+stores:
+  untyped:
+    type: keyValue
+functions:
+  start:
+    type: initializer
+    expression: {\"total\": 0}
+    resultType: json
+  listed:
+    type: valueTransformer
+    stores: [untyped]
+    expression: [value, key]
+pipelines:
+  p:
+    from: s
+    via:
+      - type: mapValues
+        mapper: listed
+    to: out
+",
+    );
+    // A store without types is accepted (they are optional in KSML); an expression written
+    // as a YAML mapping is no expression to KSML, and one written as a list is its text.
+    let expected = [
+        "bad.yaml:12:17: warning: 'expression' is a YAML mapping, which KSML reads as no expression (the function returns None): quote it to return this dict",
+    ];
+    assert_reported(&found, &expected);
+    assert_eq!(found.len(), 1, "{found:?}");
+}

@@ -309,8 +309,23 @@ fn check_join(
             if !op.params.contains_key("valueJoiner") {
                 diags.error(op.mark, format!("operation '{}' needs 'valueJoiner'", op.type_name));
             }
-            if op.params.contains_key("foreignKeyExtractor") {
-                diags.error(op.mark, "foreign-key joins of tables are not supported yet");
+            if op.params.contains_key("foreignKeyExtractor") && op.kind == OpKind::OuterJoin {
+                diags.error(
+                    op.mark,
+                    "outerJoin with a foreignKeyExtractor does not exist in Kafka Streams: use \
+                     join or leftJoin",
+                );
+            }
+            for field in ["partitioner", "otherPartitioner"] {
+                if op.params.contains_key(field) {
+                    diags.warn(
+                        op.mark,
+                        format!(
+                            "'{field}' of a table join is not acted on yet: the subscription \
+                             topics are partitioned by key"
+                        ),
+                    );
+                }
             }
             if let Some(table) = op.topic("table")
                 && definition

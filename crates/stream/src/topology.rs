@@ -138,6 +138,8 @@ pub enum Step {
     /// One side of a table-table join: joins each update with the other table's value for
     /// its key.
     TableTableJoin(Box<TableTableJoinSide>),
+    /// A part of a foreign-key join of two tables.
+    ForeignKeyJoin(Box<ForeignKeyPart>),
     /// Joins each stream record with a global table's value for a key its mapper picks.
     GlobalJoin(Box<GlobalJoin>),
     /// One side of a stream-stream join: keeps the record, joins it with the other side's
@@ -324,6 +326,37 @@ pub struct TableTableJoinSide {
     pub kind: JoinKind,
     /// This is the left table: its value is the joiner's value1.
     pub left: bool,
+}
+
+/// A part of a foreign-key join of two tables (see the builder's `foreign_key_join`).
+pub enum ForeignKeyPart {
+    /// This table's updates: subscribe the key to the other table's key the extractor picks
+    /// (first child: the registration topic), unsubscribe from the old one; an update with no
+    /// foreign key, or a deletion, is answered at once (second child: the response topic).
+    Subscribe {
+        extractor: FnId,
+        this_store: StoreId,
+        other_store: StoreId,
+    },
+    /// Subscriptions read back, partitioned like the other table: kept, and answered with the
+    /// other table's value.
+    Register {
+        subscriptions: StoreId,
+        other_store: StoreId,
+    },
+    /// The other table's updates: answered to every key subscribed to them.
+    OtherUpdate {
+        subscriptions: StoreId,
+        other_store: StoreId,
+    },
+    /// Answers read back, partitioned like this table: joined with this table's current
+    /// value, unless that changed since the subscription (a stale answer).
+    Resolve {
+        this_store: StoreId,
+        other_store: StoreId,
+        joiner: FnId,
+        left: bool,
+    },
 }
 
 /// A stream-globalTable join.
@@ -608,8 +641,11 @@ impl Topology {
     /// and the table operations between pass them on.
     fn mark_old_value_senders(&mut self) {
         for &id in self.upstream_first.iter().rev() {
-            let reads_old = |child: &OpNode| match child.step {
+            let reads_old = |child: &OpNode| match &child.step {
                 Step::TableGroupBy { .. } | Step::TableTableJoin(_) => true,
+                Step::ForeignKeyJoin(part) => {
+                    matches!(part.as_ref(), ForeignKeyPart::Subscribe { .. })
+                }
                 Step::TableFilter { .. }
                 | Step::TableMapValues { .. }
                 | Step::Suppress(_)
@@ -1249,6 +1285,9 @@ impl Builder<'_> {
     ) -> Result<NodeId, BuildError> {
         let reference = op.topic("table").expect("validated: a table-table join");
         let other = &definition.topics[&reference.name];
+        if op.function("foreignKeyExtractor").is_some() {
+            return self.foreign_key_join(definition, owner, op, rest, sink, types, other);
+        }
         let (other_node, other_store) = self.table(definition, other)?;
         let other_partitions = self.log.ensure_topic(&other.topic)?;
         if types.partitions != other_partitions {
@@ -1259,31 +1298,7 @@ impl Builder<'_> {
                 other_partitions,
             });
         }
-        let mut first = None;
-        let this_store = match types.table_store {
-            Some(store) => store,
-            None => {
-                let mut unwindowed = types.clone();
-                unwindowed.windows = None;
-                let store = self.default_store(
-                    &format!("{}-this-store", op.name),
-                    &unwindowed,
-                    &types.value,
-                );
-                self.stores[store].spec = Arc::new(StoreSpec {
-                    caching: false,
-                    ..(*self.stores[store].spec).clone()
-                });
-                let node = self.add_node(
-                    format!("{}_this", op.name),
-                    Step::Materialize { store },
-                    &types,
-                    &types,
-                );
-                first = Some(node);
-                store
-            }
-        };
+        let (first, this_store) = self.kept_table(op, &types);
         let joiner = self.function(op.function("valueJoiner").expect("validated"));
         let kind = match op.kind {
             OpKind::LeftJoin => JoinKind::Left,
@@ -1324,6 +1339,188 @@ impl Builder<'_> {
                 Ok(materialize)
             }
             None => Ok(this),
+        }
+    }
+
+    /// The store holding a joined table's latest values: its own, or for a table no store
+    /// holds (a filtered or mapped one) a store named after the operation, with the node
+    /// keeping the table in it (the join's first node then).
+    fn kept_table(&mut self, op: &Operation, types: &Types) -> (Option<NodeId>, StoreId) {
+        if let Some(store) = types.table_store {
+            return (None, store);
+        }
+        let store = self.unlogged_default(&format!("{}-this-store", op.name), types, &types.value);
+        let node = self.add_node(
+            format!("{}_this", op.name),
+            Step::Materialize { store },
+            types,
+            types,
+        );
+        (Some(node), store)
+    }
+
+    /// Kafka Streams' default store for an operation's table, without caching: every update
+    /// goes downstream at once.
+    fn unlogged_default(&mut self, name: &str, types: &Types, value_type: &DataType) -> StoreId {
+        let mut unwindowed = types.clone();
+        unwindowed.windows = None;
+        let store = self.default_store(name, &unwindowed, value_type);
+        self.stores[store].spec = Arc::new(StoreSpec {
+            caching: false,
+            ..(*self.stores[store].spec).clone()
+        });
+        store
+    }
+
+    /// A foreign-key join of two tables, as Kafka Streams does it (the tables need not be
+    /// co-partitioned): each update of this table subscribes its key to the other table's key
+    /// its `foreignKeyExtractor` picks, through a registration topic partitioned like the
+    /// other table; the other table's side keeps the subscriptions in a store and answers each
+    /// subscription and each of its own updates through a response topic partitioned like
+    /// this table, where answers meet this table's current value. The joined table is kept in
+    /// the join's `store` (or one named after it), which gives its old values.
+    #[allow(clippy::too_many_arguments)]
+    fn foreign_key_join(
+        &mut self,
+        definition: &Definition,
+        owner: &str,
+        op: &Operation,
+        rest: &[Operation],
+        sink: &Sink,
+        types: Types,
+        other: &TopicDef,
+    ) -> Result<NodeId, BuildError> {
+        let (other_node, other_store) = self.table(definition, other)?;
+        let other_partitions = self.log.ensure_topic(&other.topic)?;
+        let (first, this_store) = self.kept_table(op, &types);
+        let extractor = self.function(op.function("foreignKeyExtractor").expect("checked"));
+        let joiner = self.function(op.function("valueJoiner").expect("validated"));
+        let raw = Types::of_topic(DataType::Bytes, DataType::Bytes, types.partitions);
+        let writer = |builder: &mut Self, suffix: &str, partitions: u32| {
+            let topic = format!("{}-{}-{suffix}-topic", builder.application_id, op.name);
+            builder.log.create_topic(&topic, partitions)?;
+            let target = TopicTarget {
+                topic: topic.as_str().into(),
+                key_type: DataType::Bytes,
+                value_type: DataType::Bytes,
+                partitioner: None,
+                carries_old_values: false,
+            };
+            let node = builder.add_node(
+                format!("{}_{suffix}", op.name),
+                Step::To(target),
+                &raw,
+                &raw,
+            );
+            Ok::<_, BuildError>((topic, node))
+        };
+        let (registrations, register_writer) =
+            writer(self, "subscription-registration", other_partitions)?;
+        let (responses, respond_writer) = writer(self, "subscription-response", types.partitions)?;
+        let spec = StoreSpec {
+            persistent: true,
+            logging: true,
+            ..StoreSpec::key_value(&format!("{}-subscription-store", op.name))
+        };
+        let subscriptions = self.stores.len();
+        self.stores.push(StoreSlot {
+            changelog: Some(spec.changelog_topic(self.application_id)),
+            spec: Arc::new(spec),
+            key_type: DataType::Bytes,
+            value_type: DataType::Bytes,
+        });
+        let part = |part| Step::ForeignKeyJoin(Box::new(part));
+        let subscribe = self.add_node(
+            op.name.clone(),
+            part(ForeignKeyPart::Subscribe {
+                extractor,
+                this_store,
+                other_store,
+            }),
+            &types,
+            &raw,
+        );
+        self.nodes[subscribe].children = vec![register_writer, respond_writer];
+        let register = self.add_node(
+            format!("{}_subscriptions", op.name),
+            part(ForeignKeyPart::Register {
+                subscriptions,
+                other_store,
+            }),
+            &raw,
+            &raw,
+        );
+        self.nodes[register].children.push(respond_writer);
+        let mut other_types = Types::of_topic(
+            other.key_type.clone(),
+            other.value_type.clone(),
+            other_partitions,
+        );
+        other_types.stage = Stage::Table;
+        let other_update = self.add_node(
+            format!("{}_other", op.name),
+            part(ForeignKeyPart::OtherUpdate {
+                subscriptions,
+                other_store,
+            }),
+            &other_types,
+            &raw,
+        );
+        self.nodes[other_update].children.push(respond_writer);
+        self.nodes[other_node].children.push(other_update);
+        let mut out = types.clone();
+        out.value = self.result_type(joiner);
+        out.table_store = None;
+        let resolve = self.add_node(
+            format!("{}_resolve", op.name),
+            part(ForeignKeyPart::Resolve {
+                this_store,
+                other_store,
+                joiner,
+                left: op.kind == OpKind::LeftJoin,
+            }),
+            &raw,
+            &out,
+        );
+        // The joined table in a store, for its old values.
+        let result_store = match op.store("store") {
+            Some(reference) => self.named_store(
+                definition,
+                reference,
+                &op.name,
+                &out.key,
+                &out.value.clone(),
+            )?,
+            None => self.unlogged_default(&format!("{}-store", op.name), &out, &out.value),
+        };
+        out.table_store = Some(result_store);
+        let keep = self.add_node(
+            format!("{}_store", op.name),
+            Step::Materialize {
+                store: result_store,
+            },
+            &out,
+            &out,
+        );
+        self.nodes[resolve].children.push(keep);
+        let next = self.chain(definition, owner, rest, sink, out)?;
+        self.nodes[keep].children.push(next);
+        for (topic, root) in [(registrations, register), (responses, resolve)] {
+            self.sources.push(Source {
+                topic,
+                roots: vec![root],
+                key_type: DataType::Bytes,
+                value_type: DataType::Bytes,
+                offset_reset: OffsetReset::Earliest,
+                timestamp_extractor: None,
+            });
+        }
+        match first {
+            Some(materialize) => {
+                self.nodes[materialize].children.push(subscribe);
+                Ok(materialize)
+            }
+            None => Ok(subscribe),
         }
     }
 
@@ -1962,8 +2159,24 @@ impl Topology {
             Step::Aggregate(aggregation) => aggregation.records,
             _ => None,
         };
+        let foreign_key = match step {
+            Step::ForeignKeyJoin(part) => match part.as_ref() {
+                ForeignKeyPart::Subscribe { this_store, .. } => vec![*this_store],
+                ForeignKeyPart::Register {
+                    subscriptions,
+                    other_store,
+                }
+                | ForeignKeyPart::OtherUpdate {
+                    subscriptions,
+                    other_store,
+                } => vec![*subscriptions, *other_store],
+                ForeignKeyPart::Resolve { this_store, .. } => vec![*this_store],
+            },
+            _ => Vec::new(),
+        };
         own.into_iter()
             .chain(more)
+            .chain(foreign_key)
             .chain(
                 step.functions()
                     .into_iter()
@@ -2084,6 +2297,11 @@ impl Step {
             Step::GlobalJoin(join) => vec![join.mapper, join.joiner],
             Step::StreamJoin(side) => vec![side.joiner],
             Step::TableTableJoin(side) => vec![side.joiner],
+            Step::ForeignKeyJoin(part) => match part.as_ref() {
+                ForeignKeyPart::Subscribe { extractor, .. } => vec![*extractor],
+                ForeignKeyPart::Resolve { joiner, .. } => vec![*joiner],
+                ForeignKeyPart::Register { .. } | ForeignKeyPart::OtherUpdate { .. } => Vec::new(),
+            },
             Step::Aggregate(aggregation) => match aggregation.kind {
                 AggregationKind::Count | AggregationKind::TableCount => Vec::new(),
                 AggregationKind::Reduce { reducer } => vec![reducer],

@@ -17,6 +17,7 @@ use crate::datum::{Datum, conform};
 use crate::suppress::{Held, HeldKeys};
 use crate::task::Task;
 
+mod foreign_key;
 mod joins;
 mod suppressing;
 mod table_ops;
@@ -406,6 +407,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             Step::Materialize { store } => self.materialize(node, *store, rec),
             Step::TableJoin(join) => self.table_join(node, join, rec),
             Step::TableTableJoin(side) => self.table_table_join(node, side, rec),
+            Step::ForeignKeyJoin(part) => self.foreign_key_join(node, part, rec),
             Step::TableFilter {
                 predicate,
                 keep_when,

@@ -383,3 +383,137 @@ pipelines:
         ]
     );
 }
+
+/// Appends JSON values with timestamps to a topic of `partitions` partitions, each to the
+/// partition its key hashes to (as a producer would).
+fn append_keyed(env: &Env, topic: &str, partitions: u32, records: &[(&str, Json, i64)]) {
+    if env.log.partition_count(topic).unwrap().is_none() {
+        env.log.create_topic(topic, partitions).unwrap();
+    }
+    for (key, value, time) in records {
+        let record = Record {
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: (!value.is_null()).then(|| Bytes::from(value.to_string())),
+            timestamp: *time,
+            headers: vec![],
+        };
+        let partition = millrace_log::murmur2_partition(key.as_bytes(), partitions);
+        env.log.append(topic, partition, vec![record]).unwrap();
+    }
+}
+
+#[test]
+fn foreign_key_joins_follow_both_tables_without_copartitioning() {
+    let joined = |kind: &str| {
+        let env = Env::new();
+        let yaml = format!(
+            "
+tables:
+  orders:
+    topic: orders
+    keyType: string
+    valueType: json
+  products:
+    topic: products
+    keyType: string
+    valueType: json
+pipelines:
+  p:
+    from: orders
+    via:
+      - type: {kind}
+        name: with_product
+        table: products
+        foreignKeyExtractor:
+          expression: value['product']
+          resultType: string
+        valueJoiner:
+          expression: \"{{'order': value1['id'], 'product': value2['name'] if value2 else None}}\"
+          resultType: json
+      - type: toStream
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+"
+        );
+        // Products in three partitions, orders in one: no co-partitioning needed.
+        append_keyed(
+            &env,
+            "products",
+            3,
+            &[
+                ("p1", json!({"name": "Pen"}), 1),
+                ("p2", json!({"name": "Ink"}), 2),
+            ],
+        );
+        append_keyed(
+            &env,
+            "orders",
+            1,
+            &[
+                ("o1", json!({"id": "o1", "product": "p1"}), 3),
+                ("o2", json!({"id": "o2", "product": "p3"}), 4),
+                ("o3", json!({"id": "o3", "product": "p2"}), 5),
+            ],
+        );
+        env.run(&yaml);
+        let first = latest(&env);
+        // o1 moves to p2, o3 goes, then p2 is renamed.
+        append_keyed(
+            &env,
+            "orders",
+            1,
+            &[
+                ("o1", json!({"id": "o1", "product": "p2"}), 6),
+                ("o3", Json::Null, 7),
+            ],
+        );
+        append_keyed(
+            &env,
+            "products",
+            3,
+            &[("p2", json!({"name": "Blue ink"}), 8)],
+        );
+        env.run(&yaml);
+        assert_eq!(
+            env.log
+                .partition_count("millrace-with_product-subscription-registration-topic")
+                .unwrap(),
+            Some(3)
+        );
+        (first, latest(&env))
+    };
+    let row = |order: &str, product: Option<&str>| json!({"order": order, "product": product});
+    let (first, then) = joined("join");
+    assert_eq!(
+        first,
+        [
+            ("o1".to_string(), row("o1", Some("Pen"))),
+            ("o2".to_string(), Json::Null),
+            ("o3".to_string(), row("o3", Some("Ink"))),
+        ]
+        .into()
+    );
+    assert_eq!(
+        then,
+        [
+            ("o1".to_string(), row("o1", Some("Blue ink"))),
+            ("o2".to_string(), Json::Null),
+            ("o3".to_string(), Json::Null),
+        ]
+        .into()
+    );
+    let (first, then) = joined("leftJoin");
+    assert_eq!(first["o2"], row("o2", None));
+    assert_eq!(then["o1"], row("o1", Some("Blue ink")));
+    assert_eq!(then["o3"], Json::Null);
+}
+
+/// The latest value of each key of `output`.
+fn latest(env: &Env) -> std::collections::BTreeMap<String, Json> {
+    env.pairs("output")
+        .into_iter()
+        .map(|(k, v)| (k.unwrap(), v))
+        .collect()
+}

@@ -144,7 +144,7 @@ struct Tables {
     /// Settings of topics that have some other than the defaults.
     configs: BTreeMap<String, TopicConfig>,
     /// Committed offsets by (group, topic, partition).
-    committed: HashMap<(String, String, u32), u64>,
+    committed: HashMap<(String, String, u32), (u64, String)>,
 }
 
 struct State {
@@ -232,8 +232,10 @@ impl Tables {
                     topic,
                     partition,
                     offset,
+                    metadata,
                 } => {
-                    self.committed.insert((group, topic, partition), offset);
+                    self.committed
+                        .insert((group, topic, partition), (offset, metadata));
                 }
             }
         }
@@ -265,8 +267,8 @@ impl Tables {
         for (name, config) in &self.configs {
             w.topic_config(name, &config.to_properties());
         }
-        for ((group, topic, partition), offset) in &self.committed {
-            w.commit(group, topic, *partition, *offset);
+        for ((group, topic, partition), (offset, metadata)) in &self.committed {
+            w.commit(group, topic, *partition, *offset, metadata);
         }
         w
     }
@@ -541,7 +543,7 @@ impl EmbeddedLog {
         }
         if let Some((group, offsets)) = commits {
             for c in offsets {
-                writer.commit(group, &c.topic, c.partition, c.offset);
+                writer.commit(group, &c.topic, c.partition, c.offset, &c.metadata);
             }
         }
         if !writer.is_empty() {
@@ -794,7 +796,21 @@ impl Log for EmbeddedLog {
             .tables
             .committed
             .get(&(group.to_string(), topic.to_string(), partition))
-            .copied())
+            .map(|(offset, _)| *offset))
+    }
+
+    fn committed_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<String>, LogError> {
+        Ok(self
+            .lock_state()
+            .tables
+            .committed
+            .get(&(group.to_string(), topic.to_string(), partition))
+            .map(|(_, metadata)| metadata.clone()))
     }
 
     fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError> {

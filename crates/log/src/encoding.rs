@@ -14,6 +14,8 @@ const OP_RECORDS: u8 = 2;
 const OP_COMMIT: u8 = 3;
 const OP_TOPIC_CONFIG: u8 = 4;
 const OP_MOVED_RECORDS: u8 = 5;
+/// A commit with metadata (commits without keep the shorter `OP_COMMIT`).
+const OP_COMMIT_WITH_METADATA: u8 = 6;
 
 /// One operation of a journal entry, as decoded on replay. Record payloads are not decoded
 /// here: replay only needs where they are.
@@ -47,6 +49,7 @@ pub enum Op {
         topic: String,
         partition: u32,
         offset: u64,
+        metadata: String,
     },
 }
 
@@ -126,13 +129,26 @@ impl PayloadWriter {
         self.buf[len_at..len_at + 4].copy_from_slice(&body_len.to_le_bytes());
     }
 
-    pub fn commit(&mut self, group: &str, topic: &str, partition: u32, offset: u64) {
+    pub fn commit(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) {
         self.count += 1;
-        self.buf.put_u8(OP_COMMIT);
+        self.buf.put_u8(match metadata.is_empty() {
+            true => OP_COMMIT,
+            false => OP_COMMIT_WITH_METADATA,
+        });
         put_str(&mut self.buf, group);
         put_str(&mut self.buf, topic);
         self.buf.put_u32_le(partition);
         self.buf.put_u64_le(offset);
+        if !metadata.is_empty() {
+            put_str(&mut self.buf, metadata);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -265,11 +281,15 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, Malformed> {
                 }
                 Op::TopicConfig { name, properties }
             }
-            OP_COMMIT => Op::Commit {
+            kind @ (OP_COMMIT | OP_COMMIT_WITH_METADATA) => Op::Commit {
                 group: r.str()?,
                 topic: r.str()?,
                 partition: r.u32()?,
                 offset: r.u64()?,
+                metadata: match kind {
+                    OP_COMMIT_WITH_METADATA => r.str()?,
+                    _ => String::new(),
+                },
             },
             _ => return Err(Malformed("unknown operation kind")),
         };
@@ -361,12 +381,13 @@ mod tests {
         let mut w = PayloadWriter::new();
         w.create_topic("t", 3, &[1, 2, 3]);
         w.records("t", 1, 7, &records);
-        w.commit("g", "t", 1, 9);
+        w.commit("g", "t", 1, 9, "");
+        w.commit("g", "t", 2, 4, "partitionTime=7");
         w.topic_config("t", &[("cleanup.policy", "compact".to_string())]);
         w.moved_records("t", 0, 3, &records[..1]);
         let payload = w.finish();
         let ops = decode_ops(&payload).unwrap();
-        assert_eq!(ops.len(), 5);
+        assert_eq!(ops.len(), 6);
         assert_eq!(
             ops[0],
             Op::CreateTopic {
@@ -387,16 +408,26 @@ mod tests {
         assert_eq!((*base_offset, *count), (7, 2));
         let body = Bytes::copy_from_slice(&payload[body.clone()]);
         assert_eq!(decode_records(&body, *count).unwrap(), records);
-        assert!(matches!(&ops[2], Op::Commit { offset: 9, .. }));
+        assert!(matches!(&ops[2], Op::Commit { offset: 9, metadata, .. } if metadata.is_empty()));
         assert_eq!(
             ops[3],
+            Op::Commit {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 2,
+                offset: 4,
+                metadata: "partitionTime=7".into()
+            }
+        );
+        assert_eq!(
+            ops[4],
             Op::TopicConfig {
                 name: "t".into(),
                 properties: vec![("cleanup.policy".into(), "compact".into())]
             }
         );
         assert!(matches!(
-            &ops[4],
+            &ops[5],
             Op::Records {
                 base_offset: 3,
                 count: 1,
@@ -409,7 +440,7 @@ mod tests {
     #[test]
     fn truncated_payload_is_malformed() {
         let mut w = PayloadWriter::new();
-        w.commit("group", "topic", 0, 1);
+        w.commit("group", "topic", 0, 1, "");
         let payload = w.finish();
         assert!(decode_ops(&payload[..payload.len() - 3]).is_err());
     }

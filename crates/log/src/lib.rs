@@ -62,6 +62,9 @@ pub struct CommittedOffset {
     pub topic: String,
     pub partition: u32,
     pub offset: u64,
+    /// Kept with the offset, as Kafka's offset commit metadata (empty for none): Kafka
+    /// Streams keeps a partition's stream time there.
+    pub metadata: String,
 }
 
 /// Errors from a log.
@@ -167,6 +170,14 @@ pub trait Log: Send + Sync {
 
     /// The offset a group committed for a partition, if any.
     fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError>;
+
+    /// The metadata a group committed with its offset for a partition, if any.
+    fn committed_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<String>, LogError>;
 
     /// Commits a group's offsets.
     fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError>;

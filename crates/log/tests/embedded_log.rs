@@ -123,6 +123,7 @@ fn append_and_commit_is_one_step() {
                     topic: "in".into(),
                     partition: 0,
                     offset: 5,
+                    metadata: String::new(),
                 }],
             )
             .unwrap();
@@ -212,6 +213,7 @@ fn retention_deletes_old_segments_but_keeps_offsets() {
                 topic: "t".into(),
                 partition: 0,
                 offset: 3,
+                metadata: "partitionTime=42".into(),
             }],
         )
         .unwrap();
@@ -228,6 +230,11 @@ fn retention_deletes_old_segments_but_keeps_offsets() {
     let log = EmbeddedLog::open(dir.path(), config).unwrap();
     assert_eq!(log.offset_range("t", 0).unwrap().1, 2000);
     assert_eq!(log.committed("g", "t", 0).unwrap(), Some(3));
+    assert_eq!(
+        log.committed_metadata("g", "t", 0).unwrap().as_deref(),
+        Some("partitionTime=42"),
+        "commit metadata survives the deletion of the segment it was written in"
+    );
     assert_eq!(log.append("t", 0, vec![record(1)]).unwrap(), 2000);
 }
 

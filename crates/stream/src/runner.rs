@@ -16,7 +16,7 @@ use crate::process::{BatchProcessor, Emitted};
 use crate::producer::ProducerRun;
 use millrace_stores::StateDir;
 
-use crate::task::{Task, plan_tasks, read_in_time_order};
+use crate::task::{Task, partition_time_metadata, plan_tasks, read_in_time_order};
 use crate::task_stores::{self, StoreId, changelog_appends, expire_windows};
 use crate::topology::{BuildError, Topology};
 use millrace_ksml::config::RunnerConfig;
@@ -505,6 +505,7 @@ fn step(
             topic: topology.sources[input.source].topic.clone(),
             partition: input.partition,
             offset: input.position,
+            metadata: partition_time_metadata(input.partition_time),
         })
         .collect();
     let pending = std::mem::take(&mut task.pending);

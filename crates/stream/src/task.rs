@@ -114,13 +114,17 @@ pub fn plan_tasks(
                     Some(offset) => offset,
                     None => start_offset(log, &src.topic, partition, src.offset_reset)?,
                 };
+                let metadata = log.committed_metadata(group, &src.topic, partition)?;
                 inputs.push(TaskInput {
                     source,
                     partition,
                     place: format!("topic '{}' partition {partition}", src.topic).into(),
                     position,
                     committed: Arc::new(AtomicU64::new(position)),
-                    partition_time: -1,
+                    partition_time: metadata
+                        .as_deref()
+                        .and_then(parse_partition_time)
+                        .unwrap_or(-1),
                 });
             }
             let id = format!("{group_index}_{partition}");
@@ -240,4 +244,18 @@ fn merge_by_time(mut queues: Vec<(Queue, bool)>) -> Vec<(usize, StoredRecord)> {
         let record = queues[index].0.next().expect("peeked");
         merged.push((index, record));
     }
+}
+
+/// The commit metadata that keeps an input's partition time (the highest timestamp read from
+/// it) across restarts, as Kafka Streams keeps it with committed offsets; empty before any.
+pub fn partition_time_metadata(partition_time: i64) -> String {
+    match partition_time {
+        time if time < 0 => String::new(),
+        time => format!("partitionTime={time}"),
+    }
+}
+
+/// The partition time kept by [`partition_time_metadata`].
+fn parse_partition_time(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix("partitionTime=")?.parse().ok()
 }

@@ -383,6 +383,27 @@ fn tumbling_windows_count_per_window_and_drop_records_after_grace() {
 }
 
 #[test]
+fn stream_time_survives_a_restart_so_late_records_stay_late() {
+    let env = Env::new();
+    append_timed(&env, &[("a", "x", 10_000), ("a", "x", 130_000)]);
+    let yaml = windowed_count(
+        "        windowType: tumbling
+        duration: 1m",
+    );
+    env.run(&yaml);
+    // After the restart, window [0, 60 s) is still closed: stream time (130 s) was kept with
+    // the committed offset, as Kafka Streams keeps it.
+    append_timed(&env, &[("a", "x", 20_000)]);
+    let file = env.write("app.yaml", &yaml);
+    let summary = env.run_with(&[&file], RunnerConfig::default()).unwrap();
+    assert_eq!(summary.late_records_dropped, 1);
+    assert_eq!(
+        long_pairs(&env),
+        [("a@0-60".into(), 1), ("a@120-180".into(), 1)]
+    );
+}
+
+#[test]
 fn hopping_windows_count_a_record_in_each_window_it_falls_in() {
     let env = Env::new();
     append_timed(&env, &[("a", "x", 45_000), ("a", "x", 70_000)]);

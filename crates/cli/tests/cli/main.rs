@@ -1100,6 +1100,77 @@ fn optimized_state_example_keeps_per_user_metrics_across_restarts() {
     assert_eq!(summaries, inputs);
 }
 
+/// The latest value of each key of a topic, read with `topic consume --from-beginning`.
+fn latest_by_key(data: &Path, topic: &str) -> BTreeMap<String, Json> {
+    let output = run_ok(
+        millrace()
+            .args(["topic", "consume", topic, "--from-beginning", "--data-dir"])
+            .arg(data),
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let record: Json = serde_json::from_str(line).unwrap();
+            (
+                record["key"].as_str().unwrap().to_string(),
+                record["value"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn windowed_count_and_join_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // Profiles first, so that every activity event finds its user's profile.
+    run_ok(
+        millrace()
+            .args(["run", "--until-idle", "--data-dir"])
+            .arg(data)
+            .arg(examples().join("producer-user-profiles.yaml")),
+    );
+    run_ok(
+        millrace()
+            .args(["run", "--until-idle", "--data-dir"])
+            .arg(data)
+            .arg(examples().join("producer-user-metrics.yaml"))
+            .arg(examples().join("processor-activity-windows.yaml"))
+            .arg(examples().join("processor-activity-joins.yaml")),
+    );
+    let enriched = values(data, "enriched_activity");
+    assert_eq!(enriched.len(), 2000);
+    assert!(
+        enriched.iter().all(|e| e["tier"].is_string()),
+        "{enriched:?}"
+    );
+    // Users 1..=50 by user % 3: free 16, plus 17, pro 17 (a long, as 8 bytes).
+    let per_tier: BTreeMap<String, i64> = latest_by_key(data, "users_per_tier")
+        .into_iter()
+        .map(|(tier, value)| {
+            let bytes: Vec<u8> = value.as_str().unwrap().chars().map(|c| c as u8).collect();
+            (tier, i64::from_be_bytes(bytes.try_into().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        per_tier,
+        [("free".into(), 16), ("plus".into(), 17), ("pro".into(), 17)].into()
+    );
+    // The latest count of every user's windows adds up to every event.
+    let windows = latest_by_key(data, "activity_per_minute");
+    let events: i64 = windows
+        .values()
+        .map(|w| w["events"].as_i64().unwrap())
+        .sum();
+    assert_eq!(events, 2000);
+    assert!(
+        windows
+            .keys()
+            .all(|k| k.starts_with("user_") && k.contains('@'))
+    );
+}
+
 /// A count per key without caching (every update is a result) behind a slow function, with
 /// the store options given; the function creates `marker` at its 4500th record.
 fn slow_count_definition(store_options: &str, marker: &Path) -> String {

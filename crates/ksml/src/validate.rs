@@ -262,14 +262,7 @@ fn check_join(
             if !op.params.contains_key("valueJoiner") {
                 diags.error(op.mark, format!("operation '{}' needs 'valueJoiner'", op.type_name));
             }
-            if let Some(table) = op.topic("table")
-                && definition
-                    .topics
-                    .get(&table.name)
-                    .is_some_and(|t| t.kind != TopicKind::Table)
-            {
-                diags.error(table.mark, format!("'{}' is not a table", table.name));
-            }
+            check_joined_kind(definition, op, "table", TopicKind::Table, diags);
         }
         (Some(Stage::Stream), Some("stream")) => {
             for (field, why) in [
@@ -296,14 +289,7 @@ fn check_join(
                     );
                 }
             }
-            if let Some(table) = op.topic("globalTable")
-                && definition
-                    .topics
-                    .get(&table.name)
-                    .is_some_and(|t| t.kind != TopicKind::GlobalTable)
-            {
-                diags.error(table.mark, format!("'{}' is not a globalTable", table.name));
-            }
+            check_joined_kind(definition, op, "globalTable", TopicKind::GlobalTable, diags);
         }
         (Some(Stage::Table), Some("table")) => {
             if !op.params.contains_key("valueJoiner") {
@@ -327,14 +313,7 @@ fn check_join(
                     );
                 }
             }
-            if let Some(table) = op.topic("table")
-                && definition
-                    .topics
-                    .get(&table.name)
-                    .is_some_and(|t| t.kind != TopicKind::Table)
-            {
-                diags.error(table.mark, format!("'{}' is not a table", table.name));
-            }
+            check_joined_kind(definition, op, "table", TopicKind::Table, diags);
         }
         (Some(Stage::Stream), Some("table" | "globalTable")) => diags.error(
             op.mark,
@@ -349,6 +328,24 @@ fn check_join(
             ),
         ),
         (None, Some(_)) => {}
+    }
+}
+
+/// The topic a join's `field` names is of the kind the join needs.
+fn check_joined_kind(
+    definition: &Definition,
+    op: &Operation,
+    field: &str,
+    kind: TopicKind,
+    diags: &mut Diagnostics,
+) {
+    if let Some(other) = op.topic(field)
+        && definition
+            .topics
+            .get(&other.name)
+            .is_some_and(|t| t.kind != kind)
+    {
+        diags.error(other.mark, format!("'{}' is not a {field}", other.name));
     }
 }
 

@@ -19,8 +19,8 @@ use millrace_stores::{StoreKind, StoreSpec};
 
 use crate::global::{GlobalId, GlobalTable};
 pub use crate::py_stores::{
-    KeyValueStoreHandle, SessionStoreHandle, TimestampedKeyValueStoreHandle,
-    VersionedKeyValueStoreHandle, WindowStoreHandle,
+    EntryFormat, KeyValueStoreHandle, SessionStoreHandle, VersionedKeyValueStoreHandle,
+    WindowStoreHandle,
 };
 use crate::task_stores::{StoreId, StoreSlot};
 
@@ -529,6 +529,14 @@ impl Types {
         }
     }
 
+    /// A table read from a topic.
+    fn of_table(topic: &TopicDef, partitions: u32) -> Types {
+        Types {
+            stage: Stage::Table,
+            ..Types::of_topic(topic.key_type.clone(), topic.value_type.clone(), partitions)
+        }
+    }
+
     /// The same records with other key and value types.
     fn with(&self, key: DataType, value: DataType) -> Types {
         Types {
@@ -743,13 +751,12 @@ impl Builder<'_> {
                         VersionedKeyValueStoreHandle::new(name, id, key_type, value_type, history);
                     Bound::new(py, handle).map(Bound::into_any)
                 }
-                StoreType::KeyValue if store.timestamped => {
-                    let handle =
-                        TimestampedKeyValueStoreHandle::new(name, id, key_type, value_type);
-                    Bound::new(py, handle).map(Bound::into_any)
-                }
                 StoreType::KeyValue => {
-                    let handle = KeyValueStoreHandle::new(name, id, key_type, value_type, false);
+                    let format = match store.timestamped {
+                        true => EntryFormat::Timestamped,
+                        false => EntryFormat::Plain,
+                    };
+                    let handle = KeyValueStoreHandle::new(name, id, key_type, value_type, format);
                     Bound::new(py, handle).map(Bound::into_any)
                 }
                 StoreType::Window => {
@@ -1317,12 +1324,7 @@ impl Builder<'_> {
             }))
         };
         let this = self.add_node(op.name.clone(), side(other_store, true), &types, &out);
-        let mut other_types = Types::of_topic(
-            other.key_type.clone(),
-            other.value_type.clone(),
-            other_partitions,
-        );
-        other_types.stage = Stage::Table;
+        let other_types = Types::of_table(other, other_partitions);
         let that = self.add_node(
             format!("{}_other", op.name),
             side(this_store, false),
@@ -1451,12 +1453,7 @@ impl Builder<'_> {
             &raw,
         );
         self.nodes[register].children.push(respond_writer);
-        let mut other_types = Types::of_topic(
-            other.key_type.clone(),
-            other.value_type.clone(),
-            other_partitions,
-        );
-        other_types.stage = Stage::Table;
+        let other_types = Types::of_table(other, other_partitions);
         let other_update = self.add_node(
             format!("{}_other", op.name),
             part(ForeignKeyPart::OtherUpdate {
@@ -2245,13 +2242,16 @@ impl Topology {
         if slot.spec.kind != StoreKind::KeyValue {
             return None;
         }
-        let timestamped = self.table_nodes().any(|(_, store, _)| store == id);
+        let format = match self.table_nodes().any(|(_, store, _)| store == id) {
+            true => EntryFormat::TimestampHidden,
+            false => EntryFormat::Plain,
+        };
         Some(KeyValueStoreHandle::new(
             name,
             id,
             slot.key_type.clone(),
             slot.value_type.clone(),
-            timestamped,
+            format,
         ))
     }
 

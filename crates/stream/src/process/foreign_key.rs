@@ -8,7 +8,7 @@
 use std::ops::Bound as Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use millrace_python::convert::{bytes_to_py, py_to_bytes};
+use millrace_python::convert::py_to_bytes;
 use millrace_stores::keys;
 
 use super::*;
@@ -121,18 +121,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let this_slot = &self.topology.stores[this_store];
-        let consume = |e| Self::consume_failure(node, e);
-        let Some(key) = rec
-            .key
-            .to_bytes(&node.key_type, &this_slot.key_type)
-            .map_err(consume)?
-        else {
+        let Some((key, value)) = Self::stored_pair(node, this_slot, &rec)? else {
             return Ok(());
         };
-        let value = rec
-            .value
-            .to_bytes(&node.value_type, &this_slot.value_type)
-            .map_err(consume)?;
         let hash = value_hash(value.as_deref());
         let new_key = self.foreign_key(node, extractor, other_store, &mut rec.value)?;
         let old_key = self.foreign_key(node, extractor, other_store, &mut rec.old)?;
@@ -207,18 +198,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let other_slot = &self.topology.stores[other_store];
-        let consume = |e| Self::consume_failure(node, e);
-        let Some(foreign_key) = rec
-            .key
-            .to_bytes(&node.key_type, &other_slot.key_type)
-            .map_err(consume)?
-        else {
+        let Some((foreign_key, value)) = Self::stored_pair(node, other_slot, &rec)? else {
             return Ok(());
         };
-        let value = rec
-            .value
-            .to_bytes(&node.value_type, &other_slot.value_type)
-            .map_err(consume)?;
         let prefix = keys::key_prefix(&foreign_key).freeze();
         let mut after = prefix.to_vec();
         after.push(0xff);
@@ -274,10 +256,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         }
         let this_slot = &self.topology.stores[this_store];
         let other_slot = &self.topology.stores[other_store];
-        let decode = |bytes: &[u8], ty: &DataType| {
-            bytes_to_py(py, Some(bytes), ty)
-                .map_err(|e| Self::process_failure(node, "state store", e.to_string()))
-        };
+        let decode = |bytes: &[u8], ty: &DataType| self.stored_py(node, bytes, ty);
         let other = match present {
             1 => Some(decode(&body[9..], &other_slot.value_type)?),
             _ => None,

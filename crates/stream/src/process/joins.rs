@@ -216,12 +216,8 @@ impl<'py> BatchProcessor<'_, 'py> {
             }
             let is_left = tag == side_tag(true);
             let slot = &self.topology.stores[if is_left { left_store } else { right_store }];
-            let decode = |bytes: &[u8], ty: &DataType| {
-                bytes_to_py(py, Some(bytes), ty)
-                    .map_err(|e| Self::process_failure(node, "state store", e.to_string()))
-            };
-            let key_py = decode(key, &slot.key_type)?;
-            let this = decode(&value, &slot.value_type)?;
+            let key_py = self.stored_py(node, key, &slot.key_type)?;
+            let this = self.stored_py(node, &value, &slot.value_type)?;
             let none = py.None().into_bound(py);
             let (value1, value2) = if is_left { (this, none) } else { (none, this) };
             let joined = self.join_values(node, side.joiner, [key_py.clone(), value1, value2])?;
@@ -285,8 +281,7 @@ impl<'py> BatchProcessor<'_, 'py> {
             .as_ref()
             .map_or(rec.timestamp, |(time, _)| rec.timestamp.max(*time));
         let other_value = match &other {
-            Some((_, bytes)) => bytes_to_py(py, Some(bytes), &other_slot.value_type)
-                .map_err(|e| Self::process_failure(node, "state store", e.to_string()))?,
+            Some((_, bytes)) => self.stored_py(node, bytes, &other_slot.value_type)?,
             None => py.None().into_bound(py),
         };
         // Whether this side's value joins when it is null: in a left join's right table and

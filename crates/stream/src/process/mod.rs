@@ -896,6 +896,55 @@ impl<'py> BatchProcessor<'_, 'py> {
             .map_err(|e| Self::process_failure(node, &self.topology.functions[joiner].name, e))
     }
 
+    /// A record's key and value in a store's types; None for a record without a key, which
+    /// no store keeps.
+    fn stored_pair(
+        node: &OpNode,
+        slot: &StoreSlot,
+        rec: &Rec<'py>,
+    ) -> Result<Option<(Bytes, Option<Bytes>)>, Failure> {
+        let consume = |e| Self::consume_failure(node, e);
+        let Some(key) = rec
+            .key
+            .to_bytes(&node.key_type, &slot.key_type)
+            .map_err(consume)?
+        else {
+            return Ok(None);
+        };
+        let value = rec
+            .value
+            .to_bytes(&node.value_type, &slot.value_type)
+            .map_err(consume)?;
+        Ok(Some((key, value)))
+    }
+
+    /// Bytes a store keeps, as Python (`ty`: the store's key or value type).
+    fn stored_py(
+        &self,
+        node: &OpNode,
+        bytes: &[u8],
+        ty: &DataType,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        millrace_python::convert::bytes_to_py(self.py, Some(bytes), ty)
+            .map_err(|e| Self::process_failure(node, "state store", format!("stored value: {e}")))
+    }
+
+    /// A function's result as a store keeps it (`ty`: the store's value type).
+    fn to_stored(
+        &self,
+        node: &OpNode,
+        obj: &Bound<'py, PyAny>,
+        ty: &DataType,
+        function: FnId,
+    ) -> Result<Option<Bytes>, Failure> {
+        millrace_python::convert::py_to_bytes(obj, ty)
+            .map(|b| b.map(Bytes::from))
+            .map_err(|e| {
+                let name = &self.topology.functions[function].name;
+                Self::process_failure(node, name, e.to_string())
+            })
+    }
+
     /// Writes one entry of a store (None deletes the key).
     fn store_put(
         &self,

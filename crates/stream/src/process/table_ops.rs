@@ -5,35 +5,23 @@
 use super::*;
 
 impl<'py> BatchProcessor<'_, 'py> {
-    /// Calls a `(key, value)` function of a node with a record's key and its old value.
-    fn call_with_old(
+    /// Calls a `(key, value)` function of a node with a record's key and its new value, or
+    /// (`old`) its old value.
+    fn call_on(
         &self,
         node: &OpNode,
         rec: &mut Rec<'py>,
         f: FnId,
+        old: bool,
     ) -> Result<Bound<'py, PyAny>, Failure> {
         let consume = |e| Self::consume_failure(node, e);
         let key = rec.key.as_py(self.py, &node.key_type).map_err(consume)?;
-        let old = rec.old.as_py(self.py, &node.value_type).map_err(consume)?;
-        self.call(f, &[key, old], &node.name)
-    }
-
-    /// True when the predicate's answer for a value is `keep_when`.
-    fn kept(
-        &self,
-        node: &OpNode,
-        predicate: FnId,
-        keep_when: bool,
-        answer: Bound<'py, PyAny>,
-    ) -> Result<bool, Failure> {
-        let truthy = answer.is_truthy().map_err(|e| {
-            Self::process_failure(
-                node,
-                &self.topology.functions[predicate].name,
-                e.to_string(),
-            )
-        })?;
-        Ok(truthy == keep_when)
+        let value = match old {
+            true => &mut rec.old,
+            false => &mut rec.value,
+        };
+        let value = value.as_py(self.py, &node.value_type).map_err(consume)?;
+        self.call(f, &[key, value], &node.name)
     }
 
     /// filter / filterNot of a table: a new value that fails the predicate deletes the key
@@ -46,21 +34,23 @@ impl<'py> BatchProcessor<'_, 'py> {
         keep_when: bool,
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
-        if !rec.value.is_null() {
-            let answer = self.call_with_record(node, &mut rec, predicate)?;
-            if !self.kept(node, predicate, keep_when, answer)? {
-                rec.value = Datum::Null;
-            }
+        let name = &self.topology.functions[predicate].name;
+        let kept = |rec: &mut Rec<'py>, old: bool| -> Result<bool, Failure> {
+            let answer = self.call_on(node, rec, predicate, old)?;
+            let truthy = answer
+                .is_truthy()
+                .map_err(|e| Self::process_failure(node, name, e.to_string()))?;
+            Ok(truthy == keep_when)
+        };
+        if !rec.value.is_null() && !kept(&mut rec, false)? {
+            rec.value = Datum::Null;
         }
         if !node.sends_old_values {
             rec.old = Datum::Null;
             return self.forward(node, rec);
         }
-        if !rec.old.is_null() {
-            let answer = self.call_with_old(node, &mut rec, predicate)?;
-            if !self.kept(node, predicate, keep_when, answer)? {
-                rec.old = Datum::Null;
-            }
+        if !rec.old.is_null() && !kept(&mut rec, true)? {
+            rec.old = Datum::Null;
         }
         if rec.value.is_null() && rec.old.is_null() {
             return Ok(());
@@ -77,19 +67,17 @@ impl<'py> BatchProcessor<'_, 'py> {
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let name = &self.topology.functions[mapper].name;
+        let mapped = |rec: &mut Rec<'py>, old: bool| -> Result<Datum<'py>, Failure> {
+            let result = self.call_on(node, rec, mapper, old)?;
+            conform(result, &node.out_value_type)
+                .map(Datum::Py)
+                .map_err(|e| Self::process_failure(node, name, e))
+        };
         if !rec.value.is_null() {
-            let mapped = self.call_with_record(node, &mut rec, mapper)?;
-            let mapped = conform(mapped, &node.out_value_type)
-                .map_err(|e| Self::process_failure(node, name, e))?;
-            rec.value = Datum::Py(mapped);
+            rec.value = mapped(&mut rec, false)?;
         }
         rec.old = match node.sends_old_values && !rec.old.is_null() {
-            true => {
-                let mapped = self.call_with_old(node, &mut rec, mapper)?;
-                let mapped = conform(mapped, &node.out_value_type)
-                    .map_err(|e| Self::process_failure(node, name, e))?;
-                Datum::Py(mapped)
-            }
+            true => mapped(&mut rec, true)?,
             false => Datum::Null,
         };
         self.forward(node, rec)
@@ -112,14 +100,14 @@ impl<'py> BatchProcessor<'_, 'py> {
         let new = match rec.value.is_null() {
             true => None,
             false => {
-                let result = self.call_with_record(node, &mut rec, mapper)?;
+                let result = self.call_on(node, &mut rec, mapper, false)?;
                 usable(self.pair(node, name, &result)?)
             }
         };
         let old = match rec.old.is_null() {
             true => None,
             false => {
-                let result = self.call_with_old(node, &mut rec, mapper)?;
+                let result = self.call_on(node, &mut rec, mapper, true)?;
                 usable(self.pair(node, name, &result)?)
             }
         };

@@ -2,7 +2,7 @@
 //! materialized tables, and the cache flush that sends their updates downstream at commits.
 
 use bytes::Bytes;
-use millrace_python::convert::{bytes_to_py, py_to_bytes};
+use millrace_python::convert::bytes_to_py;
 use millrace_python::pyo3::types::PyDict;
 use millrace_stores::keys;
 use millrace_types::time::format_instant;
@@ -87,17 +87,9 @@ impl<'py> BatchProcessor<'_, 'py> {
             Some((time, value)) => (time, Some(value)),
             None => (i64::MIN, None),
         };
-        let stored_value = |obj: Bound<'py, PyAny>, function: FnId| {
-            let name = &self.topology.functions[function].name;
-            py_to_bytes(&obj, &slot.value_type)
-                .map(|b| b.map(Bytes::from))
-                .map_err(|e| Self::process_failure(node, name, e.to_string()))
-        };
-        let decode_old = |old: &Bytes| {
-            bytes_to_py(py, Some(old), &slot.value_type).map_err(|e| {
-                Self::process_failure(node, "state store", format!("stored value: {e}"))
-            })
-        };
+        let stored_value =
+            |obj: Bound<'py, PyAny>, f: FnId| self.to_stored(node, &obj, &slot.value_type, f);
+        let decode_old = |old: &Bytes| self.stored_py(node, old, &slot.value_type);
         let consume = |e| Self::consume_failure(node, e);
         let value: Option<Bytes> = match &aggregation.kind {
             AggregationKind::Count => {
@@ -368,17 +360,9 @@ impl<'py> BatchProcessor<'_, 'py> {
             self.late_records += 1;
             return Ok(());
         }
-        let decode = |value: &Bytes| {
-            bytes_to_py(py, Some(value), &slot.value_type).map_err(|e| {
-                Self::process_failure(node, "state store", format!("stored value: {e}"))
-            })
-        };
-        let encode = |obj: Bound<'py, PyAny>, function: FnId| {
-            let name = &self.topology.functions[function].name;
-            py_to_bytes(&obj, &slot.value_type)
-                .map(|b| b.map(Bytes::from))
-                .map_err(|e| Self::process_failure(node, name, e.to_string()))
-        };
+        let decode = |value: &Bytes| self.stored_py(node, value, &slot.value_type);
+        let encode =
+            |obj: Bound<'py, PyAny>, f: FnId| self.to_stored(node, &obj, &slot.value_type, f);
         let value: Option<Bytes> = match &aggregation.kind {
             AggregationKind::Count => {
                 let earlier: i64 = merged
@@ -434,31 +418,58 @@ impl<'py> BatchProcessor<'_, 'py> {
             }
         };
         for (stored, session_start, session_end, _) in merged {
-            self.store_put(node, aggregation.store, stored, None)?;
-            if !slot.spec.caching {
-                let windowed =
-                    self.windowed_key(node, &slot.key_type, &key, session_start, session_end)?;
-                let update = Update {
-                    value: None,
-                    old: None,
-                    time: latest,
-                };
-                self.forward_update(node, windowed, update, &rec.headers)?;
-            }
+            let window = (session_start, session_end);
+            self.put_window(
+                node,
+                aggregation,
+                stored,
+                &key,
+                window,
+                None,
+                latest,
+                &rec.headers,
+            )?;
         }
         let stored = keys::session_key(&key, start, end);
-        let entry = value.as_ref().map(|v| timestamped(latest, v));
+        self.put_window(
+            node,
+            aggregation,
+            stored,
+            &key,
+            (start, end),
+            value,
+            latest,
+            &rec.headers,
+        )
+    }
+
+    /// Keeps a window's new aggregate (None deletes the window) and, without caching, passes
+    /// it on keyed by the window.
+    #[allow(clippy::too_many_arguments)]
+    fn put_window(
+        &mut self,
+        node: &OpNode,
+        aggregation: &Aggregation,
+        stored: Bytes,
+        key: &[u8],
+        (start, end): (i64, i64),
+        value: Option<Bytes>,
+        time: i64,
+        headers: &[Header],
+    ) -> Result<(), Failure> {
+        let slot = &self.topology.stores[aggregation.store];
+        let entry = value.as_ref().map(|v| timestamped(time, v));
         self.store_put(node, aggregation.store, stored, entry)?;
-        if !slot.spec.caching {
-            let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
-            let update = Update {
-                value,
-                old: None,
-                time: latest,
-            };
-            self.forward_update(node, windowed, update, &rec.headers)?;
+        if slot.spec.caching {
+            return Ok(());
         }
-        Ok(())
+        let windowed = self.windowed_key(node, &slot.key_type, key, start, end)?;
+        let update = Update {
+            value,
+            old: None,
+            time,
+        };
+        self.forward_update(node, windowed, update, headers)
     }
 }
 
@@ -472,18 +483,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let slot = &self.topology.stores[store];
-        let consume = |e| Self::consume_failure(node, e);
-        let Some(key) = rec
-            .key
-            .to_bytes(&node.key_type, &slot.key_type)
-            .map_err(consume)?
-        else {
+        let Some((key, value)) = Self::stored_pair(node, slot, &rec)? else {
             return Ok(());
         };
-        let value = rec
-            .value
-            .to_bytes(&node.value_type, &slot.value_type)
-            .map_err(consume)?;
         let old = match node.sends_old_values && !slot.spec.caching {
             true => self
                 .in_store(node, store, |s| s.get(&key))?
@@ -525,7 +527,6 @@ impl<'py> BatchProcessor<'_, 'py> {
             .records
             .expect("sliding windows keep their records");
         let records_slot = &self.topology.stores[records];
-        let slot = &self.topology.stores[aggregation.store];
         let (t, d) = (rec.timestamp, sliding.time_difference);
         let close = self.stream_time() - sliding.grace;
         if t.saturating_add(1).saturating_add(d) <= close {
@@ -577,22 +578,18 @@ impl<'py> BatchProcessor<'_, 'py> {
                 continue;
             };
             let value = self.fold_window(node, aggregation, &key_py, records_slot, &inside)?;
-            let entry = value.as_ref().map(|v| timestamped(latest, v));
-            self.store_put(
+            let stored = keys::window_key(&key, start, 0);
+            let window = (start, end);
+            self.put_window(
                 node,
-                aggregation.store,
-                keys::window_key(&key, start, 0),
-                entry,
+                aggregation,
+                stored,
+                &key,
+                window,
+                value,
+                latest,
+                &rec.headers,
             )?;
-            if !slot.spec.caching {
-                let windowed = self.windowed_key(node, &slot.key_type, &key, start, end)?;
-                let update = Update {
-                    value,
-                    old: None,
-                    time: latest,
-                };
-                self.forward_update(node, windowed, update, &rec.headers)?;
-            }
         }
         Ok(())
     }
@@ -607,18 +604,10 @@ impl<'py> BatchProcessor<'_, 'py> {
         records_slot: &StoreSlot,
         records: &[&(i64, Bytes)],
     ) -> Result<Option<Bytes>, Failure> {
-        let py = self.py;
         let slot = &self.topology.stores[aggregation.store];
-        let decode = |bytes: &Bytes| {
-            bytes_to_py(py, Some(bytes), &records_slot.value_type)
-                .map_err(|e| Self::process_failure(node, "state store", e.to_string()))
-        };
-        let encode = |obj: Bound<'py, PyAny>, function: FnId| {
-            let name = &self.topology.functions[function].name;
-            py_to_bytes(&obj, &slot.value_type)
-                .map(|b| b.map(Bytes::from))
-                .map_err(|e| Self::process_failure(node, name, e.to_string()))
-        };
+        let decode = |bytes: &Bytes| self.stored_py(node, bytes, &records_slot.value_type);
+        let encode =
+            |obj: Bound<'py, PyAny>, f: FnId| self.to_stored(node, &obj, &slot.value_type, f);
         match &aggregation.kind {
             AggregationKind::Count => Ok(Some(Bytes::copy_from_slice(
                 &(records.len() as i64).to_be_bytes(),

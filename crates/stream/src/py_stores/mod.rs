@@ -13,7 +13,7 @@ mod session;
 mod versioned;
 mod window;
 
-pub use key_value::{KeyValueStoreHandle, TimestampedKeyValueStoreHandle};
+pub use key_value::KeyValueStoreHandle;
 pub use session::SessionStoreHandle;
 pub use versioned::VersionedKeyValueStoreHandle;
 pub use window::WindowStoreHandle;
@@ -192,9 +192,13 @@ impl StoreAccess {
 
     /// Writes an entry (None deletes the key).
     fn put(&self, key: &Bound<'_, PyAny>, entry: Option<Bytes>) -> PyResult<()> {
-        let key = self.key_bytes(key)?;
+        self.put_stored(self.key_bytes(key)?, entry)
+    }
+
+    /// Writes an entry at a stored key (None deletes it).
+    fn put_stored(&self, stored: Bytes, entry: Option<Bytes>) -> PyResult<()> {
         self.with(|store| {
-            store.put(key, entry);
+            store.put(stored, entry);
             Ok(())
         })
     }

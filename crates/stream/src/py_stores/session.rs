@@ -86,22 +86,14 @@ impl SessionStoreHandle {
 impl SessionStoreHandle {
     /// Sets a session's aggregate; None removes the session.
     fn put(&self, session: &Bound<'_, PyAny>, aggregate: &Bound<'_, PyAny>) -> PyResult<()> {
-        let stored = self.session_bytes(session)?;
         let key = session.get_item("key")?;
         let entry = self.access.entry(&key, aggregate, 0)?;
-        self.access.with(|store| {
-            store.put(stored, entry);
-            Ok(())
-        })
+        self.access.put_stored(self.session_bytes(session)?, entry)
     }
 
     /// Removes a session.
     fn remove(&self, session: &Bound<'_, PyAny>) -> PyResult<()> {
-        let stored = self.session_bytes(session)?;
-        self.access.with(|store| {
-            store.put(stored, None);
-            Ok(())
-        })
+        self.access.put_stored(self.session_bytes(session)?, None)
     }
 
     /// The aggregate of the session of `key` from `start` to `end`, or None.

@@ -103,11 +103,8 @@ impl WindowStoreHandle {
             .access
             .entry(key, value, timestamp.unwrap_or(window_start))?;
         let key = self.access.key_bytes(key)?;
-        let stored = keys::window_key(&key, window_start, 0);
-        self.access.with(|store| {
-            store.put(stored, entry);
-            Ok(())
-        })
+        self.access
+            .put_stored(keys::window_key(&key, window_start, 0), entry)
     }
 
     /// `fetch(key, time)`: the value of the window starting at `time`, or None;

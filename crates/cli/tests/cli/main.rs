@@ -32,8 +32,8 @@ fn run_ok(command: &mut Command) -> Output {
     output
 }
 
-/// The values of a topic, read with `topic consume --from-beginning`.
-fn values(data: &Path, topic: &str) -> Vec<Json> {
+/// The records of a topic as `topic consume --from-beginning` prints them.
+fn consumed(data: &Path, topic: &str) -> Vec<Json> {
     let output = run_ok(
         millrace()
             .args(["topic", "consume", topic, "--from-beginning", "--data-dir"])
@@ -42,7 +42,15 @@ fn values(data: &Path, topic: &str) -> Vec<Json> {
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
-        .map(|line| serde_json::from_str::<Json>(line).unwrap()["value"].clone())
+        .map(|line| serde_json::from_str::<Json>(line).unwrap())
+        .collect()
+}
+
+/// The values of a topic.
+fn values(data: &Path, topic: &str) -> Vec<Json> {
+    consumed(data, topic)
+        .into_iter()
+        .map(|record| record["value"].clone())
         .collect()
 }
 
@@ -1100,18 +1108,11 @@ fn optimized_state_example_keeps_per_user_metrics_across_restarts() {
     assert_eq!(summaries, inputs);
 }
 
-/// The latest value of each key of a topic, read with `topic consume --from-beginning`.
+/// The latest value of each key of a topic.
 fn latest_by_key(data: &Path, topic: &str) -> BTreeMap<String, Json> {
-    let output = run_ok(
-        millrace()
-            .args(["topic", "consume", topic, "--from-beginning", "--data-dir"])
-            .arg(data),
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let record: Json = serde_json::from_str(line).unwrap();
+    consumed(data, topic)
+        .into_iter()
+        .map(|record| {
             (
                 record["key"].as_str().unwrap().to_string(),
                 record["value"].clone(),

@@ -67,7 +67,8 @@ pub enum BenchCommand {
         /// The optimized-state processor (it must read `user_activity`).
         #[arg(long, default_value = "examples/ksml/processor-optimized-state.yaml")]
         optimized_state: PathBuf,
-        /// Where to put the data (a fresh temporary directory by default).
+        /// Where to put the data, a folder per scenario (fresh temporary directories by
+        /// default).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },

@@ -100,7 +100,9 @@ pub fn run(
         .iter()
         .filter(|s| only.is_empty() || only.iter().any(|o| o == s.name))
     {
-        let dir = BenchDir::new(data_dir.clone(), scenario.name)?;
+        // Each scenario on its own log: they read topics of the same names.
+        let given = data_dir.as_ref().map(|dir| dir.join(scenario.name));
+        let dir = BenchDir::new(given, scenario.name)?;
         let log = Arc::new(
             EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default())
                 .map_err(|e| e.to_string())?,

@@ -231,9 +231,11 @@ fn log_bench(
         let got = log
             .read("bench", 0, offset, 10_000)
             .map_err(|e| e.to_string())?;
-        let Some(last) = got.last() else { break };
-        offset = last.offset + 1;
-        read += got.len();
+        if got.records.is_empty() {
+            break;
+        }
+        offset = got.next_offset;
+        read += got.records.len();
     }
     if read != written {
         return Err(format!("read back {read} of {written} records"));

@@ -488,12 +488,12 @@ fn consume(
         let generation = log.append_generation();
         let mut read_any = false;
         for (p, position) in positions.iter_mut().enumerate() {
-            let records = log
+            let fetched = log
                 .read(topic, p as u32, *position, 1000)
                 .map_err(|e| e.to_string())?;
-            for stored in records {
+            *position = fetched.next_offset;
+            for stored in fetched.records {
                 read_any = true;
-                *position = stored.offset + 1;
                 let show = |bytes: Option<&[u8]>, ty: Option<&DataType>| -> String {
                     display_json(bytes, ty).unwrap_or_else(|e| {
                         serde_json::to_string(&format!("<undecodable: {e}>")).unwrap_or_default()

@@ -337,17 +337,20 @@ fn run(
         let generation = context.log.append_generation();
         let mut read_any = false;
         for (partition, offset) in next.iter_mut() {
-            let records =
+            let fetched =
                 match context
                     .log
                     .read(&partition.topic, partition.partition, *offset, READ_BATCH)
                 {
-                    Ok(records) => records,
+                    Ok(fetched) => fetched,
                     Err(e) => return TaskEnd::Failed(format!("reading {partition}: {e}")),
                 };
-            let Some(last) = records.last() else { continue };
+            *offset = fetched.next_offset;
+            let records = fetched.records;
+            if records.is_empty() {
+                continue;
+            }
             read_any = true;
-            *offset = last.offset + 1;
             let mut counts = RowCounts::default();
             let mut errors = Vec::new();
             {

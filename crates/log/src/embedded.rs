@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::encoding::{Malformed, Op, PayloadWriter, decode_ops, decode_records};
 use crate::journal::{Journal, SegmentView};
 use crate::{
-    Append, CommittedOffset, Log, LogError, Record, StoredRecord, TopicConfig, TopicInfo,
+    Append, CommittedOffset, Fetched, Log, LogError, Record, StoredRecord, TopicConfig, TopicInfo,
     validate_partition_count, validate_topic_name,
 };
 
@@ -744,10 +744,11 @@ impl Log for EmbeddedLog {
         partition: u32,
         offset: u64,
         max_records: usize,
-    ) -> Result<Vec<StoredRecord>, LogError> {
-        let (entries, view) = {
+    ) -> Result<Fetched, LogError> {
+        let (entries, view, end_offset) = {
             let state = self.lock_state();
             let part = state.tables.partition(topic, partition)?;
+            let end_offset = part.next_offset;
             let first = part
                 .batches
                 .partition_point(|b| b.base_offset + u64::from(b.count) <= offset);
@@ -761,27 +762,36 @@ impl Log for EmbeddedLog {
                 wanted += batch.count as usize - skip.min(batch.count as usize);
                 entries.push(*batch);
             }
-            (entries, state.journal.view())
+            (entries, state.journal.view(), end_offset)
         };
-        let mut out = Vec::with_capacity(max_records.min(4096));
-        for batch in entries {
-            let records = read_batch(&view, &batch)?;
-            for (i, record) in records.into_iter().enumerate() {
+        let mut records = Vec::with_capacity(max_records.min(4096));
+        'batches: for batch in entries {
+            for (i, record) in read_batch(&view, &batch)?.into_iter().enumerate() {
                 let record_offset = batch.base_offset + i as u64;
                 if record_offset < offset {
                     continue;
                 }
-                if out.len() >= max_records {
-                    return Ok(out);
+                if records.len() >= max_records {
+                    break 'batches;
                 }
-                out.push(StoredRecord {
+                records.push(StoredRecord {
                     partition,
                     offset: record_offset,
                     record,
                 });
             }
         }
-        Ok(out)
+        // Past the last record returned; with none, past what is gone up to the end.
+        let next_offset = match records.last() {
+            Some(last) => last.offset + 1,
+            None if max_records == 0 => offset,
+            None => offset.max(end_offset),
+        };
+        Ok(Fetched {
+            records,
+            next_offset,
+            end_offset,
+        })
     }
 
     fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {

@@ -54,11 +54,11 @@ pub fn open_damaged_journal(data: &[u8]) {
         for topic in log.topics().unwrap_or_default() {
             for partition in 0..topic.partitions {
                 let mut offset = 0;
-                while let Ok(records) = log.read(&topic.name, partition, offset, 1000) {
-                    match records.last() {
-                        Some(last) => offset = last.offset + 1,
-                        None => break,
+                while let Ok(fetched) = log.read(&topic.name, partition, offset, 1000) {
+                    if fetched.records.is_empty() {
+                        break;
                     }
+                    offset = fetched.next_offset;
                 }
             }
         }

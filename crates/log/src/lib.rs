@@ -41,6 +41,26 @@ pub struct StoredRecord {
     pub record: Record,
 }
 
+/// What a read of one partition returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fetched {
+    pub records: Vec<StoredRecord>,
+    /// Where the next read continues: after the records returned, and past offsets that hold
+    /// no record (compacted away, or Kafka's transaction markers). Not always the last
+    /// record's offset plus one.
+    pub next_offset: u64,
+    /// The partition's end as of this read (the offset the next append gets; on Kafka, what a
+    /// read-committed consumer may read up to): a reader at or past it is caught up.
+    pub end_offset: u64,
+}
+
+impl Fetched {
+    /// True when the reader has read all there was.
+    pub fn caught_up(&self) -> bool {
+        self.next_offset >= self.end_offset
+    }
+}
+
 /// A topic's name and partition count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -156,14 +176,15 @@ pub trait Log: Send + Sync {
     ) -> Result<Vec<u64>, LogError>;
 
     /// Reads up to `max_records` records of a partition starting at `offset` (records before
-    /// the partition's start are gone; reading continues at the start).
+    /// the partition's start are gone; reading continues at the start), with where the next
+    /// read continues.
     fn read(
         &self,
         topic: &str,
         partition: u32,
         offset: u64,
         max_records: usize,
-    ) -> Result<Vec<StoredRecord>, LogError>;
+    ) -> Result<Fetched, LogError>;
 
     /// The first retained offset and the offset the next append will get.
     fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError>;

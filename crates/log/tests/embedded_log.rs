@@ -59,14 +59,20 @@ fn appends_read_back_in_order_across_reopen() {
     let log = open(dir.path());
     assert_eq!(log.partition_count("events").unwrap(), Some(3));
     assert_eq!(log.offset_range("events", 1).unwrap(), (0, 25));
-    let read = log.read("events", 1, 7, 100).unwrap();
+    let fetched = log.read("events", 1, 7, 100).unwrap();
+    assert_eq!((fetched.next_offset, fetched.end_offset), (25, 25));
+    assert!(fetched.caught_up());
+    let read = fetched.records;
     assert_eq!(read.len(), 18);
     for (i, stored) in read.iter().enumerate() {
         assert_eq!(stored.offset, 7 + i as u64);
         assert_eq!(stored.record, record(7 + i as u64));
     }
-    assert_eq!(log.read("events", 1, 3, 4).unwrap().len(), 4);
-    assert!(log.read("events", 2, 0, 10).unwrap().is_empty());
+    let partial = log.read("events", 1, 3, 4).unwrap();
+    assert_eq!((partial.records.len(), partial.next_offset), (4, 7));
+    assert!(!partial.caught_up());
+    let empty = log.read("events", 2, 0, 10).unwrap();
+    assert!(empty.records.is_empty() && empty.caught_up());
     assert!(matches!(
         log.read("events", 3, 0, 1),
         Err(LogError::UnknownPartition { partitions: 3, .. })
@@ -133,7 +139,7 @@ fn append_and_commit_is_one_step() {
     }
     let log = open(dir.path());
     assert_eq!(log.committed("app", "in", 0).unwrap(), Some(5));
-    let out = log.read("out", 0, 0, 10).unwrap();
+    let out = log.read("out", 0, 0, 10).unwrap().records;
     assert_eq!(
         out.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
         vec![record(1), record(2), record(3)]
@@ -162,7 +168,10 @@ fn a_torn_tail_is_truncated_and_earlier_records_survive() {
     {
         let log = open(dir.path());
         assert_eq!(log.offset_range("t", 0).unwrap(), (0, 19));
-        assert_eq!(log.read("t", 0, 18, 5).unwrap()[0].record, record(18));
+        assert_eq!(
+            log.read("t", 0, 18, 5).unwrap().records[0].record,
+            record(18)
+        );
         assert_eq!(log.append("t", 0, vec![record(100)]).unwrap(), 19);
     }
     // Garbage after the last entry (a checksum mismatch) is cut away too.
@@ -174,7 +183,10 @@ fn a_torn_tail_is_truncated_and_earlier_records_survive() {
         .unwrap();
     let log = open(dir.path());
     assert_eq!(log.offset_range("t", 0).unwrap(), (0, 20));
-    assert_eq!(log.read("t", 0, 19, 1).unwrap()[0].record, record(100));
+    assert_eq!(
+        log.read("t", 0, 19, 1).unwrap().records[0].record,
+        record(100)
+    );
 }
 
 #[test]
@@ -224,7 +236,7 @@ fn retention_deletes_old_segments_but_keeps_offsets() {
         assert_eq!(end, 2000);
         assert!(start > 0, "old records must be gone");
         assert!(segment_files(dir.path()).len() <= 6);
-        let first = log.read("t", 0, 0, 1).unwrap();
+        let first = log.read("t", 0, 0, 1).unwrap().records;
         assert_eq!(first[0].offset, start, "reads continue at the start");
     }
     let log = EmbeddedLog::open(dir.path(), config).unwrap();
@@ -309,7 +321,7 @@ fn kill_minus_nine_loses_no_acknowledged_record() {
     let log = open(dir.path());
     let (_, end) = log.offset_range("t", 0).unwrap();
     assert!(end > last_acked, "offset {last_acked} was acknowledged");
-    let read = log.read("t", 0, 0, end as usize).unwrap();
+    let read = log.read("t", 0, 0, end as usize).unwrap().records;
     assert_eq!(read.len() as u64, end);
     for stored in &read {
         assert_eq!(stored.record, record(stored.offset));
@@ -429,6 +441,7 @@ fn contents(log: &EmbeddedLog, topic: &str) -> Vec<(u64, String, Option<String>)
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     log.read(topic, 0, 0, usize::MAX)
         .unwrap()
+        .records
         .into_iter()
         .map(|r| {
             let key = r.record.key.as_ref().map(text).unwrap_or_default();
@@ -541,8 +554,14 @@ fn a_topic_retention_outlives_the_log_default() {
     }
     let log = short_lived(dir.path());
     assert_eq!(log.offset_range("kept", 0).unwrap(), (0, 1000));
-    assert_eq!(log.read("kept", 0, 0, 1).unwrap()[0].record, record(0));
+    assert_eq!(
+        log.read("kept", 0, 0, 1).unwrap().records[0].record,
+        record(0)
+    );
     let (start, _) = log.offset_range("dropped", 0).unwrap();
     assert!(start > 0, "expired records stay expired after a restart");
-    assert_eq!(log.read("dropped", 0, 0, 1).unwrap()[0].offset, start);
+    assert_eq!(
+        log.read("dropped", 0, 0, 1).unwrap().records[0].offset,
+        start
+    );
 }

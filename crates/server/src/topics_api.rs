@@ -290,8 +290,9 @@ async fn read(
                 "Partition {partition} of topic {topic} not found"
             )));
         }
-        let records = app.log.read(&topic, partition, offset, count)?;
-        let list: Vec<Value> = records
+        let fetched = app.log.read(&topic, partition, offset, count)?;
+        let list: Vec<Value> = fetched
+            .records
             .iter()
             .map(|r| {
                 json!({

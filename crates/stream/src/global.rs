@@ -63,10 +63,12 @@ impl GlobalTable {
         for (partition, end) in ends.into_iter().enumerate() {
             while state.positions[partition] < end {
                 let position = state.positions[partition];
-                let batch = log.read(&self.topic, partition as u32, position, BATCH_RECORDS)?;
-                let Some(last) = batch.last() else { break };
-                state.positions[partition] = last.offset + 1;
-                for stored in batch {
+                let fetched = log.read(&self.topic, partition as u32, position, BATCH_RECORDS)?;
+                if fetched.records.is_empty() {
+                    break;
+                }
+                state.positions[partition] = fetched.next_offset;
+                for stored in fetched.records {
                     let Some(key) = stored.record.key else {
                         continue;
                     };

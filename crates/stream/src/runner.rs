@@ -425,6 +425,10 @@ fn run_batch(
 ) -> Result<usize, String> {
     let batch = read_in_time_order(shared.log.as_ref(), &shared.topology, task)
         .map_err(|e| format!("task {}: {e}", task.id))?;
+    // Offsets without records are passed over; the next commit takes the new positions.
+    for (input, next) in &batch.skipped {
+        task.inputs[*input].position = *next;
+    }
     let read = batch.records.len();
     let elapsed = task
         .pending

@@ -234,7 +234,7 @@ fn records<'py>(
             .map_err(|e| {
                 millrace_python::pyo3::exceptions::PyRuntimeError::new_err(e.to_string())
             })?;
-        for r in stored {
+        for r in stored.records {
             let decode = |bytes: &Option<Bytes>, ty| {
                 bytes_to_py(py, bytes.as_deref(), ty).map_err(|e| {
                     millrace_python::pyo3::exceptions::PyValueError::new_err(e.to_string())

@@ -175,11 +175,11 @@ fn start_offset(
                 .map_or(0, |d| d.as_millis() as i64);
             let mut offset = start;
             loop {
-                let batch = log.read(topic, partition, offset, BATCH_RECORDS)?;
-                match batch.iter().find(|r| r.record.timestamp >= since) {
+                let fetched = log.read(topic, partition, offset, BATCH_RECORDS)?;
+                match fetched.records.iter().find(|r| r.record.timestamp >= since) {
                     Some(found) => break found.offset,
-                    None if batch.is_empty() => break end,
-                    None => offset = batch.last().map_or(end, |r| r.offset + 1),
+                    None if fetched.records.is_empty() => break end,
+                    None => offset = fetched.next_offset,
                 }
             }
         }
@@ -189,8 +189,11 @@ fn start_offset(
 /// A batch of a task's records, tagged with the index of the input each came from.
 pub struct TaskBatch {
     pub records: Vec<(usize, StoredRecord)>,
-    /// Some input filled its read: more records are waiting in the log.
+    /// Some input is not caught up: more records are waiting in the log.
     pub more_waiting: bool,
+    /// Inputs whose read found no record but moved past offsets that hold none (Kafka's
+    /// transaction markers): (input, where the next read continues).
+    pub skipped: Vec<(usize, u64)>,
 }
 
 /// Reads the next batch of every input of a task and orders it the way Kafka Streams picks
@@ -204,23 +207,29 @@ pub fn read_in_time_order(
     task: &Task,
 ) -> Result<TaskBatch, LogError> {
     let mut queues = Vec::with_capacity(task.inputs.len());
-    for input in &task.inputs {
+    let mut skipped = Vec::new();
+    for (index, input) in task.inputs.iter().enumerate() {
         let topic = &topology.sources[input.source].topic;
-        let batch = log.read(topic, input.partition, input.position, BATCH_RECORDS)?;
-        let full = batch.len() >= BATCH_RECORDS;
-        queues.push((batch.into_iter().peekable(), full));
+        let fetched = log.read(topic, input.partition, input.position, BATCH_RECORDS)?;
+        if fetched.records.is_empty() && fetched.next_offset > input.position {
+            skipped.push((index, fetched.next_offset));
+        }
+        let more = !fetched.caught_up();
+        queues.push((fetched.records.into_iter().peekable(), more));
     }
-    let more_waiting = queues.iter().any(|(_, full)| *full);
+    let more_waiting = queues.iter().any(|(_, more)| *more);
     let records = merge_by_time(queues);
     Ok(TaskBatch {
         records,
         more_waiting,
+        skipped,
     })
 }
 
 type Queue = std::iter::Peekable<std::vec::IntoIter<StoredRecord>>;
 
-/// Merges the inputs' queues lowest timestamp first (see [`read_in_time_order`]).
+/// Merges the inputs' queues lowest timestamp first (see [`read_in_time_order`]); each queue
+/// says whether its input has more records in the log than it holds.
 fn merge_by_time(mut queues: Vec<(Queue, bool)>) -> Vec<(usize, StoredRecord)> {
     if let [(queue, _)] = queues.as_mut_slice() {
         return queue.map(|r| (0, r)).collect();
@@ -228,13 +237,13 @@ fn merge_by_time(mut queues: Vec<(Queue, bool)>) -> Vec<(usize, StoredRecord)> {
     let mut merged = Vec::new();
     loop {
         let mut next: Option<(usize, i64)> = None;
-        for (index, (queue, full)) in queues.iter_mut().enumerate() {
+        for (index, (queue, more)) in queues.iter_mut().enumerate() {
             match queue.peek() {
                 Some(r) if next.is_none_or(|(_, t)| r.record.timestamp < t) => {
                     next = Some((index, r.record.timestamp));
                 }
                 Some(_) => {}
-                None if *full => return merged,
+                None if *more => return merged,
                 None => {}
             }
         }

@@ -140,13 +140,15 @@ fn restore(
     };
     let mut restored = 0u64;
     while next < end {
-        let batch = log
+        let fetched = log
             .read(topic, partition, next, BATCH_RECORDS)
             .map_err(|e| e.to_string())?;
-        let Some(last) = batch.last() else { break };
-        next = last.offset + 1;
-        restored += batch.len() as u64;
-        let records = batch.into_iter().filter_map(|r| {
+        if fetched.records.is_empty() {
+            break;
+        }
+        next = fetched.next_offset;
+        restored += fetched.records.len() as u64;
+        let records = fetched.records.into_iter().filter_map(|r| {
             Some(ChangelogRecord {
                 key: r.record.key?,
                 value: r.record.value,

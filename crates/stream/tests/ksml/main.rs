@@ -95,7 +95,7 @@ impl Env {
         let partitions = self.log.partition_count(topic).unwrap().unwrap_or(0);
         let mut out = Vec::new();
         for p in 0..partitions {
-            for r in self.log.read(topic, p, 0, usize::MAX).unwrap() {
+            for r in self.log.read(topic, p, 0, usize::MAX).unwrap().records {
                 out.push((p, r.record));
             }
         }

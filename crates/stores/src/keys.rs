@@ -34,6 +34,19 @@ pub fn key_prefix(key: &[u8]) -> BytesMut {
     out
 }
 
+/// The first key after every key starting with `prefix` (the prefix incremented, with carry);
+/// None when no key is (the prefix is all 0xff bytes).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// The stored key of a window of `key` starting at `start` (ms); `seq` tells apart duplicates
 /// of a window store that retains them (0 otherwise).
 pub fn window_key(key: &[u8], start: i64, seq: u32) -> Bytes {
@@ -181,6 +194,18 @@ mod tests {
         let changelog = session_to_changelog(&stored).unwrap();
         assert_eq!(session_from_changelog(&changelog).unwrap(), stored);
         assert_eq!(parse_session_key(b"xx"), None);
+    }
+
+    #[test]
+    fn prefix_ends_are_after_every_key_with_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+        let prefix = key_prefix(b"k");
+        let end = prefix_end(&prefix).unwrap();
+        let mut longest = prefix.to_vec();
+        longest.extend_from_slice(&[0xff; 8]);
+        assert!(longest.as_slice() < end.as_slice());
     }
 
     #[test]

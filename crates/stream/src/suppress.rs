@@ -37,7 +37,27 @@ impl Held {
         Bytes::from(out)
     }
 
+    /// Reads an entry back; entries written before held updates kept their prior value
+    /// (`due, time, 1 and the value` or `due, time, 0`) read as having none.
     pub fn decode(entry: &Bytes) -> Option<Held> {
+        Held::decode_current(entry).or_else(|| {
+            let due = i64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
+            let time = i64::from_be_bytes(entry.get(8..16)?.try_into().ok()?);
+            let value = match entry.get(16)? {
+                1 => Some(entry.slice(17..)),
+                _ => None,
+            };
+            Some(Held {
+                due,
+                time,
+                value,
+                prior: None,
+            })
+        })
+    }
+
+    /// Reads an entry written by [`Held::encode`]; None unless it is exactly one.
+    fn decode_current(entry: &Bytes) -> Option<Held> {
         let due = i64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
         let time = i64::from_be_bytes(entry.get(8..16)?.try_into().ok()?);
         let mut at = 16;
@@ -55,6 +75,9 @@ impl Held {
         };
         let value = part()?;
         let prior = part()?;
+        if at != entry.len() {
+            return None;
+        }
         Some(Held {
             due,
             time,
@@ -118,5 +141,33 @@ impl HeldKeys {
 
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_updates_read_back_in_both_layouts() {
+        let held = Held {
+            due: 60_000,
+            time: 5,
+            value: Some(Bytes::from_static(b"v")),
+            prior: Some(Bytes::from_static(b"old")),
+        };
+        let back = Held::decode(&held.encode()).unwrap();
+        assert_eq!((back.due, back.time), (60_000, 5));
+        assert_eq!((back.value, back.prior), (held.value, held.prior));
+        // An entry written before updates kept their prior value.
+        let mut earlier = Vec::new();
+        earlier.extend_from_slice(&7i64.to_be_bytes());
+        earlier.extend_from_slice(&3i64.to_be_bytes());
+        earlier.push(1);
+        earlier.extend_from_slice(b"value");
+        let back = Held::decode(&Bytes::from(earlier)).unwrap();
+        assert_eq!((back.due, back.time), (7, 3));
+        assert_eq!(back.value.as_deref(), Some(&b"value"[..]));
+        assert_eq!(back.prior, None);
     }
 }

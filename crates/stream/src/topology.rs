@@ -337,6 +337,8 @@ pub enum ForeignKeyPart {
         extractor: FnId,
         this_store: StoreId,
         other_store: StoreId,
+        /// A left join: every update gets an answer, found or not.
+        left: bool,
     },
     /// Subscriptions read back, partitioned like the other table: kept, and answered with the
     /// other table's value.
@@ -1438,6 +1440,7 @@ impl Builder<'_> {
                 extractor,
                 this_store,
                 other_store,
+                left: op.kind == OpKind::LeftJoin,
             }),
             &types,
             &raw,

@@ -14,10 +14,13 @@ use millrace_stores::keys;
 use super::*;
 use crate::topology::ForeignKeyPart;
 
-/// A registration: keep the subscription and answer it.
-const SUBSCRIBE: u8 = 1;
 /// A registration: drop the subscription, no answer.
 const UNSUBSCRIBE: u8 = 0;
+/// A registration: keep the subscription and answer it.
+const SUBSCRIBE: u8 = 1;
+/// A registration: keep the subscription, and answer only when the other table holds the
+/// foreign key (an inner join's new key: nothing to retract otherwise).
+const SUBSCRIBE_IF_FOUND: u8 = 2;
 
 /// The hash a subscription carries of this table's value, to tell a stale answer (one for a
 /// value since replaced) from a current one: FNV-1a, fixed so that it stays the same across
@@ -65,7 +68,8 @@ impl<'py> BatchProcessor<'_, 'py> {
                 extractor,
                 this_store,
                 other_store,
-            } => self.subscribe(node, *extractor, *this_store, *other_store, rec),
+                left,
+            } => self.subscribe(node, *extractor, (*this_store, *other_store), *left, rec),
             ForeignKeyPart::Register {
                 subscriptions,
                 other_store,
@@ -111,20 +115,26 @@ impl<'py> BatchProcessor<'_, 'py> {
     }
 
     /// An update of this table: unsubscribes its key from the old foreign key, subscribes it
-    /// to the new one; with no new foreign key (or a deletion) it is answered at once.
+    /// to the new one; with no new foreign key (or a deletion) it is answered at once, where
+    /// there is a result to give or retract (Kafka Streams 3.7's handling of a null foreign
+    /// key).
     fn subscribe(
         &mut self,
         node: &OpNode,
         extractor: FnId,
-        this_store: StoreId,
-        other_store: StoreId,
+        (this_store, other_store): (StoreId, StoreId),
+        left: bool,
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
+        if rec.value.is_null() && rec.old.is_null() {
+            return Ok(());
+        }
         let this_slot = &self.topology.stores[this_store];
         let Some((key, value)) = Self::stored_pair(node, this_slot, &rec)? else {
             return Ok(());
         };
         let hash = value_hash(value.as_deref());
+        let had_value = !rec.old.is_null();
         let new_key = self.foreign_key(node, extractor, other_store, &mut rec.value)?;
         let old_key = self.foreign_key(node, extractor, other_store, &mut rec.old)?;
         let (registrations, responses) = (node.children[0], node.children[1]);
@@ -143,10 +153,15 @@ impl<'py> BatchProcessor<'_, 'py> {
         }
         match new_key {
             Some(new_key) => {
-                let subscription = registration(SUBSCRIBE, hash, &key);
+                let instruction = match left || had_value {
+                    true => SUBSCRIBE,
+                    false => SUBSCRIBE_IF_FOUND,
+                };
+                let subscription = registration(instruction, hash, &key);
                 self.node(registrations, send(new_key, subscription))
             }
-            None => self.node(responses, send(key, response(hash, None))),
+            None if left || had_value => self.node(responses, send(key, response(hash, None))),
+            None => Ok(()),
         }
     }
 
@@ -174,16 +189,23 @@ impl<'py> BatchProcessor<'_, 'py> {
         if instruction == UNSUBSCRIBE {
             return self.store_put(node, subscriptions, subscription.freeze(), None);
         }
-        let entry = Bytes::copy_from_slice(&hash.to_be_bytes());
+        // The subscription's hash and time, for answers to the other table's updates.
+        let entry = timestamped(rec.timestamp, &hash.to_be_bytes());
         self.store_put(node, subscriptions, subscription.freeze(), Some(entry))?;
         let other = self.in_store(node, other_store, |s| s.get(foreign_key))?;
-        let other = other.as_ref().and_then(split_timestamped).map(|(_, v)| v);
-        let answer = response(hash, other.as_deref());
+        let other = other.as_ref().and_then(split_timestamped);
+        if other.is_none() && instruction == SUBSCRIBE_IF_FOUND {
+            return Ok(());
+        }
+        let timestamp = other
+            .as_ref()
+            .map_or(rec.timestamp, |(time, _)| rec.timestamp.max(*time));
+        let answer = response(hash, other.as_ref().map(|(_, value)| value.as_ref()));
         let out = Rec {
             key: Datum::Raw(key),
             value: Datum::Raw(answer),
             old: Datum::Null,
-            timestamp: rec.timestamp,
+            timestamp,
             headers: rec.headers,
         };
         self.forward(node, out)
@@ -202,15 +224,18 @@ impl<'py> BatchProcessor<'_, 'py> {
             return Ok(());
         };
         let prefix = keys::key_prefix(&foreign_key).freeze();
-        let mut after = prefix.to_vec();
-        after.push(0xff);
+        let after = keys::prefix_end(&prefix);
+        let upper = match &after {
+            Some(after) => Range::Excluded(after.as_slice()),
+            None => Range::Unbounded,
+        };
         let subscribers = self.in_store(node, subscriptions, |s| {
-            s.scan(
-                Range::Included(prefix.as_ref()),
-                Range::Excluded(after.as_ref()),
-            )
+            s.scan(Range::Included(prefix.as_ref()), upper)
         })?;
-        for (subscription, hash) in subscribers {
+        for (subscription, entry) in subscribers {
+            let Some((since, hash)) = split_timestamped(&entry) else {
+                continue;
+            };
             let Ok(hash) = <[u8; 8]>::try_from(hash.as_ref()) else {
                 continue;
             };
@@ -218,7 +243,7 @@ impl<'py> BatchProcessor<'_, 'py> {
                 key: Datum::Raw(subscription.slice(prefix.len()..)),
                 value: Datum::Raw(response(u64::from_be_bytes(hash), value.as_deref())),
                 old: Datum::Null,
-                timestamp: rec.timestamp,
+                timestamp: rec.timestamp.max(since),
                 headers: rec.headers.clone(),
             };
             self.forward(node, out)?;

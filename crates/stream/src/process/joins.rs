@@ -112,6 +112,10 @@ impl<'py> BatchProcessor<'_, 'py> {
             self.late_records += 1;
             return Ok(());
         }
+        // Records whose window closed go first, as Kafka Streams emits them before joining.
+        if let Some(unmatched) = side.unmatched {
+            self.emit_unmatched(node, side, unmatched, &rec.headers)?;
+        }
         let Some(value) = rec
             .value
             .to_bytes(&node.value_type, &this_slot.value_type)
@@ -119,9 +123,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         else {
             return Ok(());
         };
-        // Records of one key and time are told apart by a sequence number of the task.
-        self.task.state.record_sequence = self.task.state.record_sequence.wrapping_add(1);
-        let seq = self.task.state.record_sequence;
+        let seq = self.fresh_sequence(node, side.this_store, &key, time)?;
         let stored = keys::window_key(&key, time, seq);
         self.store_put(
             node,
@@ -176,26 +178,55 @@ impl<'py> BatchProcessor<'_, 'py> {
             JoinKind::Left => side.left,
             JoinKind::Outer => true,
         };
-        if let Some(unmatched) = side.unmatched.filter(|_| waits && !matched) {
-            let waiting = keys::time_ordered_key(time, side_tag(side.left), seq, &key);
-            self.store_put(node, unmatched, waiting, Some(value))?;
+        let Some(unmatched) = side.unmatched.filter(|_| waits && !matched) else {
+            return Ok(());
+        };
+        // A record whose window has already passed (it came out of order) can meet no later
+        // record: joined with None at once.
+        if time.saturating_add(side.time_difference) < self.stream_time() {
+            let [key_py, this] = self.key_value(node, &mut rec)?;
+            let unmatched = Unmatched {
+                key: key_py,
+                value: this,
+                left: side.left,
+                time,
+            };
+            return self.join_with_none(node, side, unmatched, &rec.headers);
         }
-        match side.unmatched {
-            Some(unmatched) => self.emit_unmatched(node, side, unmatched),
-            None => Ok(()),
+        let waiting = keys::time_ordered_key(time, side_tag(side.left), seq, &key);
+        self.store_put(node, unmatched, waiting, Some(value))
+    }
+
+    /// A sequence number that tells a record apart from the key's other records of the same
+    /// time in a window store: the task's next one, past any a restored store already holds
+    /// (the counter starts again with each run).
+    pub(super) fn fresh_sequence(
+        &mut self,
+        node: &OpNode,
+        store: StoreId,
+        key: &[u8],
+        time: i64,
+    ) -> Result<u32, Failure> {
+        loop {
+            self.task.state.record_sequence = self.task.state.record_sequence.wrapping_add(1);
+            let seq = self.task.state.record_sequence;
+            let taken = self.in_store(node, store, |s| s.get(&keys::window_key(key, time, seq)))?;
+            if taken.is_none() {
+                return Ok(seq);
+            }
         }
     }
 
     /// leftJoin and outerJoin of two streams, as Kafka Streams 3.x: a record that met no
     /// match is joined with None once its window closes (stream time past its time plus the
-    /// time difference and grace), oldest first.
+    /// time difference and grace), oldest first (at one time, the right stream's first).
     fn emit_unmatched(
         &mut self,
         node: &OpNode,
         side: &StreamJoinSide,
         unmatched: StoreId,
+        headers: &[Header],
     ) -> Result<(), Failure> {
-        let py = self.py;
         let closed_before = self
             .stream_time()
             .saturating_sub(side.time_difference)
@@ -214,30 +245,58 @@ impl<'py> BatchProcessor<'_, 'py> {
             if time >= closed_before {
                 break;
             }
-            let is_left = tag == side_tag(true);
-            let slot = &self.topology.stores[if is_left { left_store } else { right_store }];
-            let key_py = self.stored_py(node, key, &slot.key_type)?;
-            let this = self.stored_py(node, &value, &slot.value_type)?;
-            let none = py.None().into_bound(py);
-            let (value1, value2) = if is_left { (this, none) } else { (none, this) };
-            let joined = self.join_values(node, side.joiner, [key_py.clone(), value1, value2])?;
-            self.store_put(node, unmatched, waiting.clone(), None)?;
-            let out = Rec {
-                key: Datum::Py(key_py),
-                value: Datum::Py(joined),
-                old: Datum::Null,
-                timestamp: time,
-                headers: Vec::new(),
+            let left = tag == side_tag(true);
+            let slot = &self.topology.stores[if left { left_store } else { right_store }];
+            let unmatched_record = Unmatched {
+                key: self.stored_py(node, key, &slot.key_type)?,
+                value: self.stored_py(node, &value, &slot.value_type)?,
+                left,
+                time,
             };
-            self.forward(node, out)?;
+            self.store_put(node, unmatched, waiting.clone(), None)?;
+            self.join_with_none(node, side, unmatched_record, headers)?;
         }
         Ok(())
     }
+
+    /// Joins a record that met no match with None (on its side's place) and passes it on at
+    /// its own time.
+    fn join_with_none(
+        &mut self,
+        node: &OpNode,
+        side: &StreamJoinSide,
+        record: Unmatched<'py>,
+        headers: &[Header],
+    ) -> Result<(), Failure> {
+        let none = self.py.None().into_bound(self.py);
+        let (value1, value2) = match record.left {
+            true => (record.value, none),
+            false => (none, record.value),
+        };
+        let joined = self.join_values(node, side.joiner, [record.key.clone(), value1, value2])?;
+        let out = Rec {
+            key: Datum::Py(record.key),
+            value: Datum::Py(joined),
+            old: Datum::Null,
+            timestamp: record.time,
+            headers: headers.to_vec(),
+        };
+        self.forward(node, out)
+    }
 }
 
-/// The tag of a join side's records in the unmatched store.
+/// A stream-join record that met no match: its key and value, side and time.
+struct Unmatched<'py> {
+    key: Bound<'py, PyAny>,
+    value: Bound<'py, PyAny>,
+    left: bool,
+    time: i64,
+}
+
+/// The tag of a join side's records in the unmatched store: at one time, the right stream's
+/// come first, as in Kafka Streams' outer join store.
 fn side_tag(left: bool) -> u8 {
-    if left { 0 } else { 1 }
+    if left { 1 } else { 0 }
 }
 
 impl<'py> BatchProcessor<'_, 'py> {

@@ -172,15 +172,18 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             processor.offset = stored.offset;
             watched.set_offset(stored.offset);
             let kept = processor.outputs.len();
+            let partition_time = processor.task.inputs[input].partition_time;
             task_stores::each_lent(Store::savepoint);
             let result = processor.record(source, &stored.record);
-            // A record that ends the batch unprocessed leaves no outputs and no store writes.
-            let undo = |outputs: &mut Vec<Emitted>| {
-                outputs.truncate(kept);
+            // A record that ends the batch unprocessed leaves no outputs, no store writes and
+            // no mark on its input's partition time.
+            let undo = |processor: &mut BatchProcessor<'_, '_>| {
+                processor.outputs.truncate(kept);
+                processor.task.inputs[input].partition_time = partition_time;
                 task_stores::each_lent(Store::rollback);
             };
             if result.is_err() && watched.stopping() {
-                undo(&mut processor.outputs);
+                undo(&mut processor);
                 ended_early = true;
                 break;
             }
@@ -195,7 +198,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                     tracing::error!(target: "ksml", logger, "{text}");
                 }
                 if handler.handler == Handler::StopOnFail {
-                    undo(&mut processor.outputs);
+                    undo(&mut processor);
                     outcome.stopped = Some(text);
                     ended_early = true;
                     break;

@@ -538,8 +538,8 @@ impl<'py> BatchProcessor<'_, 'py> {
             .to_bytes(&node.value_type, &records_slot.value_type)
             .map_err(|e| Self::consume_failure(node, e))?
             .expect("null values were skipped");
-        self.task.state.record_sequence = self.task.state.record_sequence.wrapping_add(1);
-        let stored = keys::window_key(&key, t, self.task.state.record_sequence);
+        let seq = self.fresh_sequence(node, records, &key, t)?;
+        let stored = keys::window_key(&key, t, seq);
         self.store_put(node, records, stored, Some(timestamped(t, &value)))?;
         // The key's records that can share a window with this one, oldest first.
         let lower = keys::window_lower_bound(&key, t.saturating_sub(d).saturating_sub(1));
@@ -557,7 +557,18 @@ impl<'py> BatchProcessor<'_, 'py> {
             if *time < t && *time >= t - d - 1 {
                 starts.insert(time + 1);
             }
-            if *time > t && *time <= t + 1 + d {
+        }
+        // The window just after this record holds only later records: made once, by the
+        // first record at this time (Kafka Streams does not remake it for another).
+        if nearby
+            .iter()
+            .any(|(time, _)| *time > t && *time <= t + 1 + d)
+        {
+            let right = keys::window_key(&key, t + 1, 0);
+            if self
+                .in_store(node, aggregation.store, |s| s.get(&right))?
+                .is_none()
+            {
                 starts.insert(t + 1);
             }
         }

@@ -16,6 +16,9 @@ use crate::task_stores::StoreId;
 const VALID_TO_UNDEFINED: i64 = -1;
 /// Kafka Streams' `VersionedKeyValueStore.put` result for a version older than the history.
 const NOT_PUT: i64 = i64::MIN;
+/// Where the store keeps its stream time: a key no version's key can be (those are at least
+/// 16 bytes long).
+const STREAM_TIME_KEY: &[u8] = &[0xff];
 
 /// A versioned keyValue store as Python sees it, as on Kafka Streams'
 /// `VersionedKeyValueStore`: each key keeps its values with the time each became valid.
@@ -23,8 +26,9 @@ const NOT_PUT: i64 = i64::MIN;
 /// the lowest long when older than the history kept); `get(key)` gives the latest
 /// `{value, timestamp}`, `get(key, asOfTimestamp)` the one valid then, with `validTo` when a
 /// later version exists; `delete(key, timestamp)` ends the value at `timestamp` and returns
-/// the one valid then. The history kept (`historyRetention`) is measured back from the key's
-/// latest version.
+/// the one valid then. The history kept (`historyRetention`) is measured back from the
+/// store's stream time (the latest timestamp put), as in Kafka Streams; a key's latest
+/// version is always kept.
 #[pyclass(
     crate = "millrace_python::pyo3",
     name = "VersionedKeyValueStore",
@@ -75,20 +79,29 @@ impl VersionedKeyValueStoreHandle {
             .collect())
     }
 
+    /// The store's stream time: the latest timestamp put (None before any).
+    fn stream_time(&self) -> PyResult<Option<i64>> {
+        let entry = self.access.with(|store| store.get(STREAM_TIME_KEY))?;
+        Ok(entry
+            .and_then(|bytes| bytes.as_ref().try_into().ok())
+            .map(i64::from_be_bytes))
+    }
+
+    /// The oldest time reads within the history reach.
+    fn horizon(&self, stream_time: Option<i64>) -> i64 {
+        stream_time.map_or(i64::MIN, |time| time.saturating_sub(self.history))
+    }
+
     /// Writes a version and drops those no read within the history can reach; returns the
     /// `put` result code.
     fn write(&self, key: &Bytes, time: i64, value: Option<Bytes>) -> PyResult<i64> {
-        let versions = self.versions(key)?;
-        let latest = versions
-            .iter()
-            .map(|v| v.time)
-            .max()
-            .unwrap_or(time)
-            .max(time);
-        let horizon = latest.saturating_sub(self.history);
-        if time < horizon {
+        let stream_time = self.stream_time()?;
+        if time < self.horizon(stream_time) {
             return Ok(NOT_PUT);
         }
+        let stream_time = stream_time.map_or(time, |known| known.max(time));
+        let horizon = self.horizon(Some(stream_time));
+        let versions = self.versions(key)?;
         let next = versions.iter().map(|v| v.time).find(|t| *t > time);
         let entry = match value {
             Some(value) => [&[1u8][..], &value].concat(),
@@ -102,6 +115,8 @@ impl VersionedKeyValueStoreHandle {
             .chain((time <= horizon).then_some(time))
             .max();
         self.access.with(|store| {
+            let time_entry = Bytes::copy_from_slice(&stream_time.to_be_bytes());
+            store.put(Bytes::from_static(STREAM_TIME_KEY), Some(time_entry));
             store.put(keys::window_key(key, time, 0), Some(Bytes::from(entry)));
             for version in &versions {
                 if reachable_from.is_some_and(|from| version.time < from) {
@@ -123,14 +138,15 @@ impl VersionedKeyValueStoreHandle {
         with_valid_to: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let versions = self.versions(key)?;
-        let latest = versions.iter().map(|v| v.time).max();
         let none = py.None().into_bound(py);
-        if latest.is_some_and(|latest| as_of < latest.saturating_sub(self.history)) {
-            return Ok(none);
-        }
         let Some(at) = versions.iter().rposition(|v| v.time <= as_of) else {
             return Ok(none);
         };
+        // Past the history only the latest version still answers.
+        let latest = at + 1 == versions.len();
+        if !latest && as_of < self.horizon(self.stream_time()?) {
+            return Ok(none);
+        }
         let Some(value) = &versions[at].value else {
             return Ok(none);
         };

@@ -1263,3 +1263,92 @@ pipelines:
          [(2000, 2)], 1, [2000, 5000], [5000, 2000], -9223372036854775808]"
     );
 }
+
+#[test]
+fn sliding_windows_keep_records_of_one_time_apart_across_restarts() {
+    let env = Env::new();
+    let yaml = windowed_count(
+        "        windowType: sliding
+        timeDifference: 10s
+        grace: 1m",
+    );
+    append_timed(&env, &[("a", "x", 20_000)]);
+    env.run(&yaml);
+    // A record of the same key and time after a restart is a second record, not the first
+    // one again (sequence numbers start over with each run).
+    append_timed(&env, &[("a", "x", 20_000)]);
+    env.run(&yaml);
+    assert_eq!(
+        long_pairs(&env),
+        [("a@10-20".into(), 1), ("a@10-20".into(), 2)]
+    );
+}
+
+/// Left-joins `left` with `right` (10 s apart at most, `grace`), records given as
+/// (stream, key, value, time); returns (key, value1, value2) of the results in order.
+fn left_join_results(grace: &str, records: &[(&str, &str, &str, i64)]) -> Vec<(String, Json)> {
+    let env = Env::new();
+    for (topic, key, value, time) in records {
+        append_json(&env, topic, &[(key, json!(value), *time)]);
+    }
+    env.run(&format!(
+        "
+streams:
+  left:
+    topic: left
+    keyType: string
+    valueType: json
+  right:
+    topic: right
+    keyType: string
+    valueType: json
+pipelines:
+  p:
+    from: left
+    via:
+      - type: leftJoin
+        stream: right
+        timeDifference: 10s
+        grace: {grace}
+        valueJoiner:
+          expression: \"[value1, value2]\"
+          resultType: json
+    to:
+      topic: output
+      keyType: string
+      valueType: json
+"
+    ));
+    env.pairs("output")
+        .into_iter()
+        .map(|(k, v)| (k.unwrap(), v))
+        .collect()
+}
+
+#[test]
+fn unmatched_stream_join_records_go_before_later_joins_and_at_once_when_out_of_order() {
+    // L1 waits; R at 15 s closes its window (0 + 10 < 15): (L1, None) goes first, then the
+    // join of L3 with R, as Kafka Streams emits them.
+    let results = left_join_results(
+        "0s",
+        &[
+            ("left", "k", "L1", 0),
+            ("left", "k", "L3", 10_000),
+            ("right", "k", "R", 15_000),
+        ],
+    );
+    assert_eq!(
+        results,
+        [
+            ("k".to_string(), json!(["L1", null])),
+            ("k".to_string(), json!(["L3", "R"])),
+        ]
+    );
+    // Stream time is 120 s when L at 105 s comes (within grace, 5 s): its window has passed,
+    // so it is joined with None at once instead of waiting.
+    let results = left_join_results(
+        "5s",
+        &[("left", "other", "X", 120_000), ("left", "k", "L", 105_000)],
+    );
+    assert_eq!(results, [("k".to_string(), json!(["L", null]))]);
+}

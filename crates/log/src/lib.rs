@@ -114,6 +114,9 @@ pub enum LogError {
     Locked { dir: String, owner: String },
     #[error("topic '{0}' is compacted: every record needs a key")]
     KeylessRecord(String),
+    /// A Kafka broker (or the client reaching it) refused or failed an operation.
+    #[error("Kafka: {operation}: {message}")]
+    Broker { operation: String, message: String },
     #[error("journal file {file} is corrupt at byte {position}: {reason}")]
     Corrupt {
         file: String,

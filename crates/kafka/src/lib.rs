@@ -1,0 +1,436 @@
+//! The [`Log`] interface on Apache Kafka (any Kafka-protocol broker), through librdkafka.
+//!
+//! One [`KafkaLog`] holds an admin client, an idempotent producer, a reader (a consumer that
+//! is assigned each partition it is asked to read, with a queue per partition) and a
+//! consumer per group for committed offsets. Properties are librdkafka's; as in Kafka
+//! Streams, a `producer.`, `consumer.` or `admin.` prefix gives a property to that client
+//! only.
+//!
+//! Appends and commits are not one atomic step here: [`Log::append_and_commit`] appends,
+//! waits for the broker's acknowledgements, then commits the offsets (at least once).
+
+mod reader;
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use futures_executor::block_on;
+use millrace_log::{
+    Append, CommittedOffset, Fetched, Log, LogError, Record, TopicConfig, TopicInfo,
+    validate_partition_count, validate_topic_name,
+};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, ConfigResource, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::util::NaiveRuntime;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::reader::Reader;
+
+/// What [`KafkaLog::connect`] needs: librdkafka properties (with `bootstrap.servers`), and
+/// how topics it creates are laid out.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub properties: Vec<(String, String)>,
+    /// Partitions of topics created because they were missing.
+    pub default_partitions: u32,
+    /// Replication factor of topics it creates (-1: the broker's default).
+    pub replication_factor: i32,
+    /// How long an operation waits for the cluster before it fails.
+    pub timeout: Duration,
+}
+
+impl KafkaSettings {
+    /// Settings with these properties, one partition per created topic, and the broker's
+    /// default replication.
+    pub fn new(properties: Vec<(String, String)>) -> KafkaSettings {
+        KafkaSettings {
+            properties,
+            default_partitions: 1,
+            replication_factor: -1,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The properties a client gets: the shared ones, then its prefixed ones (prefix off).
+    fn client_config(&self, prefix: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.properties {
+            let shared = !["producer.", "consumer.", "admin."]
+                .iter()
+                .any(|p| key.starts_with(p));
+            if shared {
+                config.set(key, value);
+            }
+        }
+        for (key, value) in &self.properties {
+            if let Some(own) = key.strip_prefix(prefix) {
+                config.set(own, value);
+            }
+        }
+        config
+    }
+}
+
+/// The producer: delivery reports come back as futures, waited on where they are made (no
+/// async runtime).
+type FutureProducer = rdkafka::producer::FutureProducer<DefaultClientContext, NaiveRuntime>;
+
+/// Topics on a Kafka cluster.
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer,
+    reader: Reader,
+    /// A consumer per group, for its committed offsets.
+    groups: Mutex<HashMap<String, BaseConsumer>>,
+    /// Counts appends seen (this process's, and records arriving for the reader).
+    appended: std::sync::Arc<(Mutex<u64>, Condvar)>,
+}
+
+/// A librdkafka error as the log reports it.
+fn broker(operation: impl Into<String>, error: KafkaError) -> LogError {
+    LogError::Broker {
+        operation: operation.into(),
+        message: error.to_string(),
+    }
+}
+
+impl KafkaLog {
+    /// Connects to the cluster the properties name; fails when a client cannot be made (an
+    /// unknown property, say) or the cluster does not answer.
+    pub fn connect(settings: KafkaSettings) -> Result<KafkaLog, LogError> {
+        let admin: AdminClient<DefaultClientContext> = settings
+            .client_config("admin.")
+            .create()
+            .map_err(|e| broker("creating the admin client", e))?;
+        let producer: FutureProducer = settings
+            .client_config("producer.")
+            .set("enable.idempotence", "true")
+            .create()
+            .map_err(|e| broker("creating the producer", e))?;
+        let appended = std::sync::Arc::new((Mutex::new(0), Condvar::new()));
+        let reader = Reader::new(
+            settings
+                .client_config("consumer.")
+                .set("group.id", "millrace-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("isolation.level", "read_committed"),
+            appended.clone(),
+        )?;
+        let log = KafkaLog {
+            settings,
+            admin,
+            producer,
+            reader,
+            groups: Mutex::new(HashMap::new()),
+            appended,
+        };
+        // Reaching the cluster now gives a clear error at start rather than at first use.
+        log.topics()?;
+        Ok(log)
+    }
+
+    /// Tells waiting readers that records arrived.
+    fn notify_appended(&self) {
+        let (count, changed) = &*self.appended;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        changed.notify_all();
+    }
+
+    /// Runs `f` with the consumer of `group`, made on first use.
+    fn with_group<R>(
+        &self,
+        group: &str,
+        f: impl FnOnce(&BaseConsumer) -> Result<R, LogError>,
+    ) -> Result<R, LogError> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        if !groups.contains_key(group) {
+            let consumer: BaseConsumer = self
+                .settings
+                .client_config("consumer.")
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(|e| broker(format!("creating a consumer of group '{group}'"), e))?;
+            groups.insert(group.to_string(), consumer);
+        }
+        f(&groups[group])
+    }
+
+    /// Sends records to one partition and waits for the broker's acknowledgements; returns
+    /// the offset of the first.
+    fn send(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for header in &record.headers {
+                headers = headers.insert(Header {
+                    key: &header.key,
+                    value: header.value.as_deref(),
+                });
+            }
+            let mut message = FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(partition as i32)
+                .timestamp(record.timestamp)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                message = message.key(key.as_ref());
+            }
+            if let Some(value) = &record.value {
+                message = message.payload(value.as_ref());
+            }
+            let delivery = self
+                .producer
+                .send_result(message)
+                .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
+            deliveries.push(delivery);
+        }
+        let mut first = None;
+        for delivery in deliveries {
+            let delivered = block_on(delivery).map_err(|_| LogError::Broker {
+                operation: format!("producing to {topic}/{partition}"),
+                message: "the producer closed before the broker answered".into(),
+            })?;
+            let delivery = delivered
+                .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
+            first.get_or_insert(delivery.offset as u64);
+        }
+        self.notify_appended();
+        Ok(first.unwrap_or(0))
+    }
+
+    fn partitions_of(&self, topic: &str) -> Result<Option<u32>, LogError> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), self.settings.timeout)
+            .map_err(|e| broker(format!("reading metadata of topic '{topic}'"), e))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as u32))
+    }
+}
+
+impl Log for KafkaLog {
+    fn create_topic_with_config(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &TopicConfig,
+    ) -> Result<bool, LogError> {
+        validate_topic_name(name)?;
+        validate_partition_count(partitions)?;
+        let properties = config.to_properties();
+        let mut topic = NewTopic::new(
+            name,
+            partitions as i32,
+            TopicReplication::Fixed(self.settings.replication_factor),
+        );
+        for (key, value) in &properties {
+            topic = topic.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(self.settings.timeout));
+        let results = block_on(self.admin.create_topics([&topic], &options))
+            .map_err(|e| broker(format!("creating topic '{name}'"), e))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => Ok(true),
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+            Some(Err((_, code))) => Err(LogError::Broker {
+                operation: format!("creating topic '{name}'"),
+                message: code.to_string(),
+            }),
+            None => Err(LogError::Broker {
+                operation: format!("creating topic '{name}'"),
+                message: "the broker gave no answer for it".into(),
+            }),
+        }
+    }
+
+    fn topic_config(&self, topic: &str) -> Result<Option<TopicConfig>, LogError> {
+        if self.partitions_of(topic)?.is_none() {
+            return Ok(None);
+        }
+        let options = AdminOptions::new().request_timeout(Some(self.settings.timeout));
+        let resources = [ResourceSpecifier::Topic(topic)];
+        let results = block_on(self.admin.describe_configs(&resources, &options))
+            .map_err(|e| broker(format!("reading configs of topic '{topic}'"), e))?;
+        let resource: Option<ConfigResource> = results.into_iter().next().and_then(Result::ok);
+        let entries: Vec<(String, String)> = resource
+            .map(|r| {
+                r.entries
+                    .into_iter()
+                    .filter(|e| !e.is_default)
+                    .filter_map(|e| Some((e.name, e.value?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Settings millrace does not act on are left out; so are values it cannot read.
+        let known = entries
+            .iter()
+            .filter(|(name, _)| millrace_log::TOPIC_CONFIG_NAMES.contains(&name.as_str()))
+            .map(|(name, value)| (name.as_str(), value.as_str()));
+        Ok(Some(
+            TopicConfig::from_properties(known).unwrap_or_default(),
+        ))
+    }
+
+    fn ensure_topic(&self, name: &str) -> Result<u32, LogError> {
+        if let Some(partitions) = self.partitions_of(name)? {
+            return Ok(partitions);
+        }
+        self.create_topic(name, self.settings.default_partitions)?;
+        // Metadata may lag a new topic by a moment.
+        for _ in 0..50 {
+            if let Some(partitions) = self.partitions_of(name)? {
+                return Ok(partitions);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(LogError::UnknownTopic(name.to_string()))
+    }
+
+    fn topics(&self) -> Result<Vec<TopicInfo>, LogError> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(None, self.settings.timeout)
+            .map_err(|e| broker("listing topics", e))?;
+        let mut topics: Vec<TopicInfo> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| TopicInfo {
+                name: t.name().to_string(),
+                partitions: t.partitions().len() as u32,
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<Option<u32>, LogError> {
+        self.partitions_of(topic)
+    }
+
+    fn append(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<u64, LogError> {
+        self.send(topic, partition, &records)
+    }
+
+    /// Appends (waiting for every acknowledgement), then commits: at least once, since a
+    /// crash between the two repeats the appends.
+    fn append_and_commit(
+        &self,
+        appends: Vec<Append>,
+        group: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<Vec<u64>, LogError> {
+        let mut firsts = Vec::with_capacity(appends.len());
+        for append in &appends {
+            firsts.push(self.send(&append.topic, append.partition, &append.records)?);
+        }
+        if !offsets.is_empty() {
+            self.commit(group, offsets)?;
+        }
+        Ok(firsts)
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+    ) -> Result<Fetched, LogError> {
+        self.reader.read(topic, partition, offset, max_records)
+    }
+
+    fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        let (low, high) = self
+            .producer
+            .client()
+            .fetch_watermarks(topic, partition as i32, self.settings.timeout)
+            .map_err(|e| broker(format!("reading the offsets of {topic}/{partition}"), e))?;
+        Ok((low.max(0) as u64, high.max(0) as u64))
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .committed_entry(group, topic, partition)?
+            .map(|(offset, _)| offset))
+    }
+
+    fn committed_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<String>, LogError> {
+        Ok(self
+            .committed_entry(group, topic, partition)?
+            .map(|(_, metadata)| metadata))
+    }
+
+    fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError> {
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for committed in offsets {
+            let mut element = list.add_partition(&committed.topic, committed.partition as i32);
+            element
+                .set_offset(Offset::Offset(committed.offset as i64))
+                .map_err(|e| broker("committing offsets", e))?;
+            element.set_metadata(committed.metadata.clone());
+        }
+        self.with_group(group, |consumer| {
+            consumer
+                .commit(&list, CommitMode::Sync)
+                .map_err(|e| broker(format!("committing offsets of group '{group}'"), e))
+        })
+    }
+
+    fn append_generation(&self) -> u64 {
+        *self.appended.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_for_append(&self, generation: u64, timeout: Duration) {
+        let (count, changed) = &*self.appended;
+        let guard = count.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = changed.wait_timeout_while(guard, timeout, |current| *current == generation);
+    }
+}
+
+impl KafkaLog {
+    /// A group's committed offset of a partition, with its metadata.
+    fn committed_entry(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(u64, String)>, LogError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition as i32);
+        let committed = self.with_group(group, |consumer| {
+            consumer
+                .committed_offsets(list, self.settings.timeout)
+                .map_err(|e| broker(format!("reading offsets of group '{group}'"), e))
+        })?;
+        let Some(element) = committed.find_partition(topic, partition as i32) else {
+            return Ok(None);
+        };
+        Ok(match element.offset() {
+            Offset::Offset(offset) if offset >= 0 => {
+                Some((offset as u64, element.metadata().to_string()))
+            }
+            _ => None,
+        })
+    }
+}

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use clap::Subcommand;
+use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{KeyPartitioner, Log, Record, TopicConfig};
 use millrace_types::codec::{display_json, encode};
 use millrace_types::{DataType, Value};
@@ -13,16 +15,32 @@ use millrace_types::{DataType, Value};
 use crate::DataDir;
 use crate::http::{Client, encode_segment};
 
-/// Where the topics are: the embedded log of a data directory, or a server (`--url`), which
-/// owns its data directory while it runs.
+/// Where the topics are: the embedded log of a data directory, a server (`--url`), which
+/// owns its data directory while it runs, or a Kafka cluster (`--bootstrap-servers`).
 #[derive(clap::Args)]
 pub struct Target {
     #[command(flatten)]
     data: DataDir,
     /// A running server, e.g. http://127.0.0.1:8888 (instead of --data-dir);
     /// http://USER:PASSWORD@HOST:PORT signs in (or MILLRACE_PASSWORD holds the password).
-    #[arg(long, env = "MILLRACE_URL")]
+    #[arg(long, env = "MILLRACE_URL", conflicts_with = "bootstrap_servers")]
     url: Option<String>,
+    /// A Kafka cluster, HOST:PORT[,HOST:PORT...] (instead of --data-dir).
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+}
+
+impl Target {
+    /// The log commands without `--url` work on: the Kafka cluster, or the data directory's.
+    fn open(&self) -> Result<Arc<dyn Log>, String> {
+        let Some(servers) = &self.bootstrap_servers else {
+            return self.data.open();
+        };
+        let settings = KafkaSettings::new(vec![("bootstrap.servers".into(), servers.clone())]);
+        KafkaLog::connect(settings)
+            .map(|log| Arc::new(log) as Arc<dyn Log>)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Subcommand)]
@@ -122,7 +140,6 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             let topics: Vec<(String, u32)> = match &target.url {
                 Some(url) => remote::list(&Client::new(url)?)?,
                 None => target
-                    .data
                     .open()?
                     .topics()
                     .map_err(|e| e.to_string())?
@@ -145,7 +162,6 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
             let created = match &target.url {
                 Some(url) => remote::create(&Client::new(url)?, &name, partitions, &config)?,
                 None => target
-                    .data
                     .open()?
                     .create_topic_with_config(&name, partitions, &config)
                     .map_err(|e| e.to_string())?,
@@ -170,7 +186,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
                     remote::produce(&Client::new(url)?, &name, key_separator.as_deref())?
                 }
                 None => produce(
-                    target.data.open()?.as_ref(),
+                    target.open()?.as_ref(),
                     &name,
                     key_separator.as_deref(),
                     key_type.as_ref(),
@@ -193,7 +209,7 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
                     remote::consume(&Client::new(url)?, &name, from_beginning)
                 }
                 None => consume(
-                    target.data.open()?.as_ref(),
+                    target.open()?.as_ref(),
                     &name,
                     from_beginning,
                     key_type.as_ref(),
@@ -478,9 +494,12 @@ fn consume(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("unknown topic '{topic}'"))?;
     let mut positions = Vec::with_capacity(partitions as usize);
+    // With --from-beginning, the end of the data: what the partitions held at the start.
+    let mut ends = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
         let (start, end) = log.offset_range(topic, p).map_err(|e| e.to_string())?;
         positions.push(if from_beginning { start } else { end });
+        ends.push(end);
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -516,7 +535,9 @@ fn consume(
             continue;
         }
         out.flush().map_err(|e| e.to_string())?;
-        if from_beginning {
+        // Records may still be on their way from a Kafka cluster: the end is where the data
+        // ended at the start.
+        if from_beginning && positions.iter().zip(&ends).all(|(at, end)| at >= end) {
             return Ok(());
         }
         log.wait_for_append(generation, Duration::from_millis(500));

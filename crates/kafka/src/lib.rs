@@ -10,6 +10,7 @@
 //! waits for the broker's acknowledgements, then commits the offsets (at least once).
 
 mod reader;
+pub mod test_broker;
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -57,6 +58,32 @@ impl KafkaSettings {
             replication_factor: -1,
             timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Splits properties into those librdkafka takes (with their client prefix, if any) and
+    /// those it does not know (Java client settings such as `buffer.memory`), which the
+    /// caller names in a warning.
+    pub fn librdkafka_properties(
+        properties: impl IntoIterator<Item = (String, String)>,
+    ) -> (Vec<(String, String)>, Vec<String>) {
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for (key, value) in properties {
+            let name = ["producer.", "consumer.", "admin."]
+                .iter()
+                .find_map(|prefix| key.strip_prefix(prefix))
+                .unwrap_or(&key);
+            // Checked locally: librdkafka refuses names it does not know.
+            let accepted = ClientConfig::new()
+                .set(name, &value)
+                .create_native_config()
+                .is_ok();
+            match accepted {
+                true => known.push((key, value)),
+                false => unknown.push(key),
+            }
+        }
+        (known, unknown)
     }
 
     /// The properties a client gets: the shared ones, then its prefixed ones (prefix off).

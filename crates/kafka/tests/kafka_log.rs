@@ -1,44 +1,24 @@
 //! The Kafka log against a real Kafka-protocol broker (tansu, started by
 //! `scripts/kafka-broker` on a free loopback port for each test).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use millrace_kafka::test_broker::TestBroker;
 use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{Append, CommittedOffset, Fetched, Header, Log, LogError, Record};
 
-/// A broker on its own port, stopped when dropped.
-struct Broker {
-    port: u16,
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka-broker")
-}
+/// A test broker, and logs on it.
+struct Broker(TestBroker);
 
 impl Broker {
     fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let status = Command::new(script())
-            .args(["start", &port.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "the broker did not start");
-        Broker { port }
+        Broker(TestBroker::start())
     }
 
     fn settings(&self) -> KafkaSettings {
         KafkaSettings::new(vec![
-            (
-                "bootstrap.servers".into(),
-                format!("127.0.0.1:{}", self.port),
-            ),
+            ("bootstrap.servers".into(), self.0.bootstrap_servers()),
             // tansu 0.6.0 answers a fetch from inside a record batch with the batches after
             // it (Kafka answers with the batch holding the offset): one record per batch keeps
             // every offset readable.
@@ -48,14 +28,6 @@ impl Broker {
 
     fn log(&self) -> KafkaLog {
         KafkaLog::connect(self.settings()).unwrap()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["stop", &self.port.to_string()])
-            .status();
     }
 }
 
@@ -201,4 +173,31 @@ fn an_unreachable_cluster_or_a_bad_property_is_a_clear_error() {
         .err()
         .expect("an unknown property");
     assert!(error.to_string().contains("no.such.property"), "{error}");
+}
+
+#[test]
+fn java_client_settings_are_told_apart_from_librdkafka_ones() {
+    let given = [
+        ("bootstrap.servers", "kafka:9092"),
+        ("producer.linger.ms", "100"),
+        ("producer.buffer.memory", "33554432"),
+        ("consumer.max.poll.records", "500"),
+        ("consumer.session.timeout.ms", "45000"),
+    ];
+    let (known, unknown) = KafkaSettings::librdkafka_properties(
+        given.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let known: Vec<&str> = known.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        known,
+        [
+            "bootstrap.servers",
+            "producer.linger.ms",
+            "consumer.session.timeout.ms"
+        ]
+    );
+    assert_eq!(
+        unknown,
+        ["producer.buffer.memory", "consumer.max.poll.records"]
+    );
 }

@@ -254,11 +254,21 @@ fn check_reports_every_problem_and_exits_1() {
 #[test]
 fn topics_from_the_shell() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    topics_through(&["--data-dir", dir.path().to_str().unwrap()]);
+}
+
+#[test]
+fn topics_from_the_shell_on_kafka() {
+    let broker = millrace_kafka::test_broker::TestBroker::start();
+    topics_through(&["--bootstrap-servers", &broker.bootstrap_servers()]);
+}
+
+/// Creates, fills, lists and reads a topic with `millrace topic` on the log `target` names.
+fn topics_through(target: &[&str]) {
     run_ok(
         millrace()
-            .args(["topic", "create", "nums", "--partitions", "3", "--data-dir"])
-            .arg(data),
+            .args(["topic", "create", "nums", "--partitions", "3"])
+            .args(target),
     );
     let mut produce = millrace()
         .args([
@@ -269,9 +279,8 @@ fn topics_from_the_shell() {
             ":",
             "--value-type",
             "long",
-            "--data-dir",
         ])
-        .arg(data)
+        .args(target)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
@@ -284,7 +293,7 @@ fn topics_from_the_shell() {
         .write_all(lines.as_bytes())
         .unwrap();
     assert!(produce.wait().unwrap().success());
-    let listed = run_ok(millrace().args(["topic", "list", "--data-dir"]).arg(data));
+    let listed = run_ok(millrace().args(["topic", "list"]).args(target));
     assert!(String::from_utf8_lossy(&listed.stdout).contains("nums\t3 partition(s)"));
     let output = run_ok(
         millrace()
@@ -295,9 +304,8 @@ fn topics_from_the_shell() {
                 "--from-beginning",
                 "--value-type",
                 "long",
-                "--data-dir",
             ])
-            .arg(data),
+            .args(target),
     );
     let records: Vec<Json> = String::from_utf8(output.stdout)
         .unwrap()

@@ -23,18 +23,6 @@ pub fn load(
         })?,
         None => RunnerConfig::default(),
     };
-    if runner_config.kafka.contains_key("bootstrap.servers") {
-        tracing::warn!(
-            "kafka.bootstrap.servers is set, but Kafka is not supported yet: using the embedded log"
-        );
-    }
-    let inapplicable = runner_config.inapplicable_properties();
-    if !inapplicable.is_empty() {
-        tracing::warn!(
-            "properties not applicable on the embedded log, so not acted on: {}",
-            inapplicable.join(", ")
-        );
-    }
     for file in files {
         runner_config
             .definitions

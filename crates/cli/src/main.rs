@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
+use millrace_kafka::{KafkaLog, KafkaSettings};
+use millrace_ksml::config::RunnerConfig;
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
 use millrace_stream::runner::{RunOptions, run};
 
@@ -173,6 +175,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// The Kafka cluster a runner config names: its client properties go to librdkafka (those
+/// librdkafka does not know, Java client settings, are named in a warning), and
+/// `num.partitions` sizes the topics it creates. Exactly-once needs Kafka transactions, which
+/// are not used yet: refused rather than weakened.
+fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
+    if config.exactly_once() {
+        return Err(
+            "processing.guarantee exactly_once needs Kafka transactions, which millrace does not \
+             use yet: on Kafka use at_least_once (the embedded log runs exactly once)"
+                .into(),
+        );
+    }
+    let (properties, unknown) = KafkaSettings::librdkafka_properties(config.client_properties());
+    if !unknown.is_empty() {
+        tracing::warn!(
+            "properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",
+            unknown.join(", ")
+        );
+    }
+    let mut settings = KafkaSettings::new(properties);
+    if let Some(partitions) = config.kafka.get("num.partitions") {
+        settings.default_partitions = partitions
+            .trim()
+            .parse()
+            .map_err(|_| format!("num.partitions must be a whole number, found '{partitions}'"))?;
+    }
+    KafkaLog::connect(settings)
+        .map(|log| Arc::new(log) as Arc<dyn Log>)
+        .map_err(|e| e.to_string())
+}
+
 fn run_command(
     config: Option<PathBuf>,
     data: DataDir,
@@ -180,15 +213,27 @@ fn run_command(
     definitions: Vec<PathBuf>,
 ) -> Result<(), String> {
     let (runner_config, loaded) = definitions::load(config.as_deref(), &definitions, false)?;
-    // Broker properties in the config's kafka: section (num.partitions, log.retention.*, ...)
-    // configure the embedded log.
-    let log_config = EmbeddedLogConfig::default().with_properties(
-        runner_config
-            .kafka
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    )?;
-    let log = data.open_with(log_config)?;
+    let log = match runner_config.bootstrap_servers() {
+        Some(_) => connect_kafka(&runner_config)?,
+        None => {
+            let inapplicable = runner_config.inapplicable_properties();
+            if !inapplicable.is_empty() {
+                tracing::warn!(
+                    "properties not applicable on the embedded log, so not acted on: {}",
+                    inapplicable.join(", ")
+                );
+            }
+            // Broker properties in the config's kafka: section (num.partitions,
+            // log.retention.*, ...) configure the embedded log.
+            let log_config = EmbeddedLogConfig::default().with_properties(
+                runner_config
+                    .kafka
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )?;
+            data.open_with(log_config)?
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

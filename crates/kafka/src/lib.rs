@@ -293,15 +293,16 @@ impl Log for KafkaLog {
         let results = block_on(self.admin.describe_configs(&resources, &options))
             .map_err(|e| broker(format!("reading configs of topic '{topic}'"), e))?;
         let resource: Option<ConfigResource> = results.into_iter().next().and_then(Result::ok);
+        let Some(resource) = resource.filter(|r| !r.entries.is_empty()) else {
+            return Err(LogError::ConfigsNotReported(topic.to_string()));
+        };
+        // Every value as the broker reports it (defaults too: some brokers flag the settings
+        // a topic was created with as defaults).
         let entries: Vec<(String, String)> = resource
-            .map(|r| {
-                r.entries
-                    .into_iter()
-                    .filter(|e| !e.is_default)
-                    .filter_map(|e| Some((e.name, e.value?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .entries
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect();
         // Settings millrace does not act on are left out; so are values it cannot read.
         let known = entries
             .iter()

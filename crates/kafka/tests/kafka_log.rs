@@ -103,6 +103,14 @@ fn topics_appends_and_reads() {
     assert!(again.caught_up());
     // A missing topic is created with the default partition count.
     assert_eq!(log.ensure_topic("created").unwrap(), 1);
+    // Topic configs go with the topic, and read back.
+    let compacted = millrace_log::TopicConfig::compacted();
+    assert!(
+        log.create_topic_with_config("changelog", 1, &compacted)
+            .unwrap()
+    );
+    assert_eq!(log.topic_config("changelog").unwrap(), Some(compacted));
+    assert_eq!(log.topic_config("missing").unwrap(), None);
 }
 
 #[test]

@@ -124,6 +124,24 @@ impl RunnerConfig {
             .unwrap_or(10 << 20)
     }
 
+    /// The Kafka cluster to run on (`bootstrap.servers`, when set and not empty); None runs
+    /// on the embedded log.
+    pub fn bootstrap_servers(&self) -> Option<&str> {
+        self.kafka
+            .get("bootstrap.servers")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The properties that go to Kafka clients: all but those this runner acts on itself.
+    pub fn client_properties(&self) -> Vec<(String, String)> {
+        self.kafka
+            .iter()
+            .filter(|(name, _)| !APPLIED_PROPERTIES.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
     /// The properties given that this runner does not act on, in name order.
     pub fn inapplicable_properties(&self) -> Vec<&str> {
         self.kafka

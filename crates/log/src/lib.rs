@@ -114,6 +114,10 @@ pub enum LogError {
     Locked { dir: String, owner: String },
     #[error("topic '{0}' is compacted: every record needs a key")]
     KeylessRecord(String),
+    /// The broker answered a topic's configs with none at all (Kafka lists every config; some
+    /// Kafka-protocol brokers list none), so its settings are unknown.
+    #[error("the broker reports no configs for topic '{0}', so its settings are unknown")]
+    ConfigsNotReported(String),
     /// A Kafka broker (or the client reaching it) refused or failed an operation.
     #[error("Kafka: {operation}: {message}")]
     Broker { operation: String, message: String },

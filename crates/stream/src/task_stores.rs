@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use millrace_log::{Append, Log, Record, TopicConfig};
+use millrace_log::{Append, Log, LogError, Record, TopicConfig};
 use millrace_stores::{Backend, ChangelogRecord, MemoryBackend, StateDir, Store, StoreSpec};
 use millrace_types::DataType;
 
@@ -119,13 +119,22 @@ fn restore(
     log.create_topic_with_config(topic, task_count, &TopicConfig::compacted())
         .map_err(|e| e.to_string())?;
     // A changelog made earlier by hand as a deleting topic would lose old keys to retention.
-    if let Some(config) = log.topic_config(topic).map_err(|e| e.to_string())?
-        && !config.cleanup_policy.compacts()
-    {
-        return Err(format!(
-            "the changelog exists with {config}, so retention would delete the store's \
-             entries: it needs cleanup.policy=compact"
-        ));
+    match log.topic_config(topic) {
+        Ok(Some(config)) if !config.cleanup_policy.compacts() => {
+            return Err(format!(
+                "the changelog exists with {config}, so retention would delete the store's \
+                 entries: it needs cleanup.policy=compact"
+            ));
+        }
+        Ok(_) => {}
+        // Some Kafka-protocol brokers do not report topic configs: nothing to check against.
+        Err(LogError::ConfigsNotReported(_)) if partition == 0 => tracing::warn!(
+            topic,
+            "the broker does not report the changelog's configs: cannot check that it is \
+             compacted (cleanup.policy=compact)"
+        ),
+        Err(LogError::ConfigsNotReported(_)) => {}
+        Err(e) => return Err(e.to_string()),
     }
     let (start, end) = log
         .offset_range(topic, partition)

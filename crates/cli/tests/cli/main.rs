@@ -1366,3 +1366,132 @@ fn test_suites_pass_and_fail_with_the_assertion_named() {
     assert!(text.contains("wrong.yaml\", line 31"), "{text}");
     assert!(text.contains("PASS generated_clicks"), "{text}");
 }
+
+/// A producer of 300 words (keyed by word, deterministic) and two pipelines: a filter and a
+/// per-word count.
+const WORD_COUNT: &str = "
+streams:
+  words:
+    topic: words
+    keyType: string
+    valueType: string
+  long_words:
+    topic: long_words
+    keyType: string
+    valueType: string
+  counts:
+    topic: counts
+    keyType: string
+    valueType: long
+functions:
+  next_word:
+    type: generator
+    globalCode: |
+      WORDS = ['stream', 'table', 'join', 'window', 'store', 'kafka', 'druid']
+      n = 0
+    code: |
+      global n
+      n += 1
+      word = WORDS[(n * n) % len(WORDS)]
+    expression: (word, word + str(n))
+    resultType: (string, string)
+producers:
+  words:
+    generator: next_word
+    count: 300
+    to: words
+pipelines:
+  keep_long:
+    from: words
+    via:
+      - type: filter
+        if:
+          expression: len(key) > 5
+    to: long_words
+  count_words:
+    from: words
+    via:
+      - type: groupByKey
+      - type: count
+      - type: toStream
+    to: counts
+";
+
+/// Runs the word count on the log the runner config's `kafka:` lines name; returns the
+/// latest count per word and the number of long words.
+fn word_count(dir: &Path, kafka_lines: &str, target: &[&str]) -> (BTreeMap<String, Json>, usize) {
+    std::fs::write(dir.join("words.yaml"), WORD_COUNT).unwrap();
+    std::fs::write(
+        dir.join("runner.yaml"),
+        format!("kafka:\n  application.id: wordcount\n{kafka_lines}ksml:\n  definitions:\n    words: words.yaml\n"),
+    )
+    .unwrap();
+    run_ok(
+        millrace()
+            .args(["run", "--until-idle", "--config"])
+            .arg(dir.join("runner.yaml"))
+            .arg("--data-dir")
+            .arg(dir.join("data")),
+    );
+    let consume = |topic: &str, value_type: &str| {
+        let output = run_ok(
+            millrace()
+                .args([
+                    "topic",
+                    "consume",
+                    topic,
+                    "--from-beginning",
+                    "--value-type",
+                    value_type,
+                ])
+                .args(target),
+        );
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<Json>(line).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let counts = consume("counts", "long")
+        .into_iter()
+        .map(|r| (r["key"].as_str().unwrap().to_string(), r["value"].clone()))
+        .collect();
+    (counts, consume("long_words", "string").len())
+}
+
+#[test]
+fn ksml_runs_on_kafka_with_the_embedded_results() {
+    let embedded = tempfile::tempdir().unwrap();
+    let data = embedded.path().join("data");
+    let on_embedded = word_count(embedded.path(), "", &["--data-dir", data.to_str().unwrap()]);
+    let broker = millrace_kafka::test_broker::TestBroker::start();
+    let servers = broker.bootstrap_servers();
+    let kafka = tempfile::tempdir().unwrap();
+    let on_kafka = word_count(
+        kafka.path(),
+        &format!("  bootstrap.servers: {servers}\n"),
+        &["--bootstrap-servers", &servers],
+    );
+    assert_eq!(on_kafka, on_embedded);
+    let total: i64 = on_kafka.0.values().map(|n| n.as_i64().unwrap()).sum();
+    assert_eq!(total, 300);
+}
+
+#[test]
+fn exactly_once_on_kafka_is_refused_until_transactions_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("words.yaml"), WORD_COUNT).unwrap();
+    std::fs::write(
+        dir.path().join("runner.yaml"),
+        "kafka:\n  bootstrap.servers: 127.0.0.1:9\n  processing.guarantee: exactly_once_v2\nksml:\n  definitions:\n    words: words.yaml\n",
+    )
+    .unwrap();
+    let output = millrace()
+        .args(["run", "--until-idle", "--config"])
+        .arg(dir.path().join("runner.yaml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs Kafka transactions"), "{stderr}");
+}

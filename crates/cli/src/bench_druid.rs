@@ -174,7 +174,8 @@ pub fn run(
         bytes as f64 / 1e6,
         generated.elapsed().as_secs_f64()
     );
-    let ingestion = Arc::new(Ingestion::open(log, catalog, dir.path()).map_err(|e| e.to_string())?);
+    let ingestion =
+        Arc::new(Ingestion::open(log, catalog, dir.path(), None).map_err(|e| e.to_string())?);
     let mut last = None;
     for &tasks in task_counts {
         let datasource = format!("social_media_{tasks}");

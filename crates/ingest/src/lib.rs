@@ -55,10 +55,18 @@ pub fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What tasks and supervisors share: the log they read, the catalog they publish to, the data
-/// directory segment files go in, and the registry of visible data.
+/// Opens a Kafka cluster as a log, from a spec's consumer properties (those with
+/// `bootstrap.servers`): how supervisors read external clusters without this crate linking a
+/// Kafka client.
+pub type ClusterConnector =
+    Arc<dyn Fn(&[(String, String)]) -> Result<Arc<dyn Log>, String> + Send + Sync>;
+
+/// What tasks and supervisors share: the server's own log, the catalog they publish to, the
+/// data directory segment files go in, the registry of visible data, and how to reach the
+/// Kafka clusters specs name.
 pub struct Context {
     pub log: Arc<dyn Log>,
+    pub connect: Option<ClusterConnector>,
     pub catalog: Arc<dyn Catalog>,
     pub data_dir: PathBuf,
     pub visible: Arc<Visible>,
@@ -84,12 +92,6 @@ pub fn check_spec(body: &[u8]) -> Result<SupervisorSpec, SpecError> {
         message,
     })?;
     let io = &spec.spec.io_config;
-    if io.bootstrap_servers().is_some() {
-        return Err(SpecError {
-            path: "spec.ioConfig.consumerProperties.bootstrap.servers".into(),
-            message: "reading an external Kafka cluster is not supported yet; leave bootstrap.servers out to read this server's own topics".into(),
-        });
-    }
     stream::Stream::of(&spec)?;
     if io.replicas > 1 {
         return Err(SpecError {
@@ -115,6 +117,7 @@ impl Ingestion {
         log: Arc<dyn Log>,
         catalog: Arc<dyn Catalog>,
         data_dir: &Path,
+        connect: Option<ClusterConnector>,
     ) -> Result<Ingestion, IngestError> {
         // Rows tasks persisted before the server stopped are read again from the log.
         let persisted = data_dir.join("tasks");
@@ -138,6 +141,7 @@ impl Ingestion {
         }
         let context = Arc::new(Context {
             log,
+            connect,
             catalog,
             data_dir: data_dir.to_path_buf(),
             visible,

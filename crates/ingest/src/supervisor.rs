@@ -17,6 +17,8 @@ use crate::publish::offsets_json;
 use crate::stream::Stream;
 use crate::task::{RunningTask, StopRequest, TaskEnd, TaskPlan};
 use crate::{Context, IngestError, now_millis};
+use millrace_log::Log;
+use millrace_segments::spec::SpecError;
 
 /// How long a task group waits after a failed task before the next one starts.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -93,6 +95,8 @@ pub struct SupervisorStatus {
 struct Shared {
     spec: Arc<SupervisorSpec>,
     stream: Stream,
+    /// The log the stream is in: the server's own, or the Kafka cluster the spec names.
+    log: Arc<dyn Log>,
     control: Mutex<Control>,
     wake: Condvar,
     tasks: Mutex<BTreeMap<u32, RunningTask>>,
@@ -102,8 +106,41 @@ struct Shared {
 /// A supervisor and its thread.
 pub struct Supervisor {
     shared: Arc<Shared>,
-    context: Arc<Context>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The log a spec's stream is in: the server's own, or (with `bootstrap.servers` in its
+/// consumer properties, every one of which goes to the Kafka client) that cluster.
+fn log_of(context: &Context, spec: &SupervisorSpec) -> Result<Arc<dyn Log>, IngestError> {
+    let io = &spec.spec.io_config;
+    if io.bootstrap_servers().is_none() {
+        return Ok(context.log.clone());
+    }
+    let refused = |message: String| {
+        IngestError::Spec(SpecError {
+            path: "spec.ioConfig.consumerProperties".into(),
+            message,
+        })
+    };
+    let Some(connect) = &context.connect else {
+        return Err(refused(
+            "this server reads no external Kafka cluster; leave bootstrap.servers out to read \
+             its own topics"
+                .into(),
+        ));
+    };
+    let properties: Vec<(String, String)> = io
+        .consumer_properties
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.clone(), text)
+        })
+        .collect();
+    connect(&properties).map_err(|e| refused(format!("cannot reach the Kafka cluster: {e}")))
 }
 
 /// A task id as Druid forms them: `index_kafka_<datasource>_<hex>_<letters>`.
@@ -127,9 +164,11 @@ impl Supervisor {
             Desired::Run
         };
         let stream = Stream::of(&spec).map_err(IngestError::Spec)?;
+        let log = log_of(&context, &spec)?;
         let shared = Arc::new(Shared {
             spec: Arc::new(spec),
             stream,
+            log,
             control: Mutex::new(Control {
                 desired,
                 reset: None,
@@ -139,7 +178,7 @@ impl Supervisor {
             health: Mutex::new(Health::default()),
         });
         let thread = {
-            let (context, shared) = (context.clone(), shared.clone());
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("supervisor-{}", shared.spec.id()))
                 .spawn(move || supervise(&context, &shared))
@@ -147,7 +186,6 @@ impl Supervisor {
         };
         Ok(Supervisor {
             shared,
-            context,
             thread: Some(thread),
         })
     }
@@ -242,14 +280,14 @@ impl Supervisor {
             })
             .collect();
         let partitions = stream
-            .partitions(self.context.log.as_ref())
+            .partitions(self.shared.log.as_ref())
             .ok()
             .flatten()
             .unwrap_or_default();
         let latest_offsets: PartitionOffsets = partitions
             .iter()
             .filter_map(|p| {
-                let (_, end) = self.context.log.offset_range(&p.topic, p.partition).ok()?;
+                let (_, end) = self.shared.log.offset_range(&p.topic, p.partition).ok()?;
                 Some((p.clone(), end))
             })
             .collect();
@@ -449,6 +487,7 @@ fn reap(context: &Context, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant
 /// latest offset as the spec asks.
 fn start_offsets(
     context: &Context,
+    log: &dyn Log,
     spec: &SupervisorSpec,
     stream: &Stream,
     partitions: &[TopicPartition],
@@ -463,7 +502,7 @@ fn start_offsets(
         let offset = match stored.partitions.get(p) {
             Some(&o) => o,
             None => {
-                let (earliest, latest) = context.log.offset_range(&p.topic, p.partition)?;
+                let (earliest, latest) = log.offset_range(&p.topic, p.partition)?;
                 if spec.spec.io_config.use_earliest_offset {
                     earliest
                 } else {
@@ -480,7 +519,7 @@ fn start_offsets(
 fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant>) {
     let spec = &shared.spec;
     let stream = &shared.stream;
-    let partitions = match stream.partitions(context.log.as_ref()) {
+    let partitions = match stream.partitions(shared.log.as_ref()) {
         Ok(Some(partitions)) => {
             shared
                 .health
@@ -521,7 +560,7 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
         if mine.is_empty() {
             continue;
         }
-        let plan = match start_offsets(context, spec, stream, &mine) {
+        let plan = match start_offsets(context, shared.log.as_ref(), spec, stream, &mine) {
             Ok(start) => TaskPlan {
                 id: task_id(spec.id()),
                 datasource: spec.id().to_string(),
@@ -530,6 +569,7 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
                 stream: stream.name.clone(),
                 start_offsets: start,
                 duration,
+                log: shared.log.clone(),
             },
             Err(e) => {
                 record_error(shared, format!("planning task group {group}: {e}"));

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use millrace_catalog::{OffsetAdvance, PartitionOffsets, PublishOutcome};
-use millrace_log::StoredRecord;
+use millrace_log::{Log, StoredRecord};
 use millrace_segments::index::ChunkIndex;
 use millrace_segments::input::{RecordMeta, RowReader};
 use millrace_segments::spec::SupervisorSpec;
@@ -29,7 +29,7 @@ const PUBLISH_RETRY_FIRST: Duration = Duration::from_secs(1);
 const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What a task is to do: which partitions of which topics, from where, for how long.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TaskPlan {
     pub id: String,
     pub datasource: String,
@@ -40,6 +40,8 @@ pub struct TaskPlan {
     pub stream: String,
     pub start_offsets: PartitionOffsets,
     pub duration: Duration,
+    /// The log the stream is in: the server's own, or the Kafka cluster the spec names.
+    pub log: Arc<dyn Log>,
 }
 
 /// Row counts of a task, named as Druid's task reports name them.
@@ -334,11 +336,11 @@ fn run(
             _ if Instant::now() >= deadline => break,
             _ => {}
         }
-        let generation = context.log.append_generation();
+        let generation = plan.log.append_generation();
         let mut read_any = false;
         for (partition, offset) in next.iter_mut() {
             let fetched =
-                match context
+                match plan
                     .log
                     .read(&partition.topic, partition.partition, *offset, READ_BATCH)
                 {
@@ -394,7 +396,7 @@ fn run(
             }
         }
         if !read_any {
-            context.log.wait_for_append(generation, poll);
+            plan.log.wait_for_append(generation, poll);
         }
     }
     progress.lock().expect("task progress lock").publishing = true;

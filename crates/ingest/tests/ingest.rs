@@ -28,7 +28,13 @@ impl Server {
     }
 
     fn ingestion(&self) -> Ingestion {
-        Ingestion::open(self.log.clone(), self.catalog.clone(), self.dir.path()).unwrap()
+        Ingestion::open(
+            self.log.clone(),
+            self.catalog.clone(),
+            self.dir.path(),
+            None,
+        )
+        .unwrap()
     }
 
     /// Appends `count` social posts spread over `hours` hours and all partitions.

@@ -23,6 +23,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use millrace_catalog::{Catalog, SqliteCatalog};
 use millrace_ingest::{IngestError, Ingestion};
+use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
 use millrace_query::SqlEngine;
 use serde_json::{Value, json};
@@ -143,7 +144,12 @@ impl Server {
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(data_dir, log_config)?);
         let catalog: Arc<dyn Catalog> =
             Arc::new(SqliteCatalog::open(&data_dir.join("catalog.db"))?);
-        let ingestion = Arc::new(Ingestion::open(log.clone(), catalog, data_dir)?);
+        let ingestion = Arc::new(Ingestion::open(
+            log.clone(),
+            catalog,
+            data_dir,
+            Some(Arc::new(connect_cluster)),
+        )?);
         let engine = SqlEngine::new(Arc::new(ServerSource(ingestion.clone())));
         Ok(Server {
             state: Arc::new(AppState {
@@ -192,4 +198,19 @@ impl Server {
         let ingestion = self.state.ingestion.clone();
         let _ = tokio::task::spawn_blocking(move || ingestion.shutdown()).await;
     }
+}
+
+/// Opens the Kafka cluster a supervisor spec's consumer properties name (properties Kafka's C
+/// client does not know, Java consumer settings, are left out with a warning).
+fn connect_cluster(properties: &[(String, String)]) -> Result<Arc<dyn Log>, String> {
+    let (known, unknown) = KafkaSettings::librdkafka_properties(properties.iter().cloned());
+    if !unknown.is_empty() {
+        tracing::warn!(
+            "consumer properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",
+            unknown.join(", ")
+        );
+    }
+    KafkaLog::connect(KafkaSettings::new(known))
+        .map(|log| Arc::new(log) as Arc<dyn Log>)
+        .map_err(|e| e.to_string())
 }

@@ -1058,3 +1058,52 @@ fn basic_authentication_roles_and_tls() {
     assert!(!plain.contains("200 OK"), "{plain}");
     assert_eq!(as_user(admin, "GET", "/topics", json!(null)).0, 200);
 }
+
+#[test]
+fn supervisors_read_a_kafka_cluster_named_in_their_spec() {
+    use millrace_kafka::test_broker::TestBroker;
+    use millrace_kafka::{KafkaLog, KafkaSettings};
+    use millrace_log::{Log, Record};
+
+    let broker = TestBroker::start();
+    let servers = broker.bootstrap_servers();
+    // One record per batch: tansu 0.6.0 answers a fetch from inside a batch with the batches
+    // after it.
+    let cluster = KafkaLog::connect(KafkaSettings::new(vec![
+        ("bootstrap.servers".into(), servers.clone()),
+        ("producer.batch.num.messages".into(), "1".into()),
+    ]))
+    .unwrap();
+    cluster.create_topic("social_media", 4).unwrap();
+    let events = 1000;
+    let lines = posts(events, 3);
+    let mut partitions: Vec<Vec<Record>> = vec![Vec::new(); 4];
+    for (i, line) in lines.lines().enumerate() {
+        partitions[i % 4].push(Record {
+            value: Some(bytes::Bytes::copy_from_slice(line.as_bytes())),
+            timestamp: BASE,
+            ..Record::default()
+        });
+    }
+    for (partition, records) in partitions.into_iter().enumerate() {
+        cluster
+            .append("social_media", partition as u32, records)
+            .unwrap();
+    }
+
+    let server = Running::start();
+    for task_count in [1u32, 2, 4] {
+        let datasource = format!("social_media_{task_count}");
+        let mut kafka_spec = spec(&datasource, "social_media", task_count);
+        kafka_spec["spec"]["ioConfig"]["consumerProperties"] =
+            json!({"bootstrap.servers": servers});
+        let answer = server.ok("POST", "/druid/indexer/v1/supervisor", kafka_spec);
+        assert_eq!(answer, json!({"id": datasource}));
+        wait_until("COUNT(*) reaches the events", || {
+            server.count(&datasource) == events as i64
+        });
+    }
+    // The server's own log never got the topic.
+    let topics = server.ok("GET", "/topics", json!(null));
+    assert!(!topics.to_string().contains("social_media"), "{topics}");
+}

@@ -155,10 +155,19 @@ impl Ingestion {
         for record in ingestion.context.catalog.supervisors()? {
             let body = serde_json::to_vec(&record.spec)?;
             match check_spec(&body) {
-                Ok(spec) => {
-                    let supervisor = Supervisor::start(ingestion.context.clone(), spec)?;
-                    ingestion.lock().insert(record.id, supervisor);
-                }
+                // A supervisor whose Kafka cluster cannot be reached now does not keep the
+                // server from serving: it stays stored, and starts when its spec is submitted
+                // again or the server restarts.
+                Ok(spec) => match Supervisor::start(ingestion.context.clone(), spec) {
+                    Ok(supervisor) => {
+                        ingestion.lock().insert(record.id, supervisor);
+                    }
+                    Err(IngestError::Spec(e)) => tracing::error!(
+                        supervisor = %record.id,
+                        "not started: {e}; submit its spec again to start it"
+                    ),
+                    Err(e) => return Err(e),
+                },
                 Err(e) => {
                     tracing::error!(supervisor = %record.id, "stored spec is not valid any more: {e}")
                 }

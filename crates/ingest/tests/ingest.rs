@@ -489,3 +489,32 @@ fn a_publish_failing_past_completion_timeout_fails_and_shutdown_ends_the_retries
     terminating.join().unwrap().unwrap();
     assert!(server.catalog.segments("long", true).unwrap().is_empty());
 }
+
+#[test]
+fn a_stored_supervisor_whose_cluster_cannot_be_reached_does_not_stop_the_start() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    let mut stored: serde_json::Value = serde_json::from_slice(&spec("posts", "posts", 1)).unwrap();
+    stored["spec"]["ioConfig"]["consumerProperties"] = json!({"bootstrap.servers": "127.0.0.1:9"});
+    server
+        .catalog
+        .put_supervisor(&millrace_catalog::SupervisorRecord {
+            id: "posts".into(),
+            spec: stored.clone(),
+            suspended: false,
+            created: 0,
+        })
+        .unwrap();
+    // This ingestion reaches no external cluster: the stored supervisor is not started, and
+    // the rest goes on.
+    let ingestion = server.ingestion();
+    let refused = ingestion
+        .submit(&serde_json::to_vec(&stored).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("spec.ioConfig.consumerProperties"),
+        "{refused}"
+    );
+    ingestion.submit(&spec("other", "posts", 1)).unwrap();
+}

@@ -50,6 +50,10 @@ pub enum BenchCommand {
         /// Repetitions; the median is reported (each run on fresh data).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Through a Kafka-protocol broker on loopback (tansu, a fresh one per run, started
+        /// with the repository's scripts/kafka-broker) instead of the embedded log.
+        #[arg(long)]
+        kafka: bool,
     },
     /// Stateful pipelines over pre-produced records: a per-key count, a one-minute
     /// tumbling-window count, and the seed's optimized-state example; messages/s and peak
@@ -132,7 +136,15 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             mapper,
             data_dir,
             runs,
-        } => crate::bench_pipeline::run(events, &definition, &predicate, &mapper, data_dir, runs),
+            kafka,
+        } => crate::bench_pipeline::run(
+            events,
+            &definition,
+            (&predicate, &mapper),
+            data_dir,
+            runs,
+            kafka,
+        ),
         BenchCommand::Stateful {
             events,
             keys,

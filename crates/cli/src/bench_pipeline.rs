@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use bytes::Bytes;
+use millrace_kafka::test_broker::TestBroker;
+use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_ksml::config::RunnerConfig;
 use millrace_ksml::load::{load_definition_file, python_spec};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
@@ -52,17 +54,25 @@ fn events(count: usize) -> Vec<Bytes> {
 pub fn run(
     count: usize,
     definition: &Path,
-    predicate: &str,
-    mapper: &str,
+    (predicate, mapper): (&str, &str),
     data_dir: Option<PathBuf>,
     runs: usize,
+    kafka: bool,
 ) -> Result<(), String> {
     let payloads = events(count);
-    println!("{count} events through {}", definition.display());
+    let through = if kafka {
+        "a Kafka broker (tansu)"
+    } else {
+        "the embedded log"
+    };
+    println!(
+        "{count} events through {} on {through}",
+        definition.display()
+    );
     let mut pipeline_times = Vec::new();
     let mut bare_times = Vec::new();
     for run in 1..=runs.max(1) {
-        let (pipeline, outputs) = pipeline_run(&payloads, definition, data_dir.clone())?;
+        let (pipeline, outputs) = pipeline_run(&payloads, definition, data_dir.clone(), kafka)?;
         let bare = bare_loop(definition, &payloads, predicate, mapper)?;
         println!(
             "run {run}: pipeline {} ({outputs} results) | bare loop {} | {:.0}%",
@@ -86,16 +96,29 @@ pub fn run(
     Ok(())
 }
 
-/// One pipeline run over fresh data: seconds, and how many results it wrote.
+/// One pipeline run over fresh data (on a fresh broker with `kafka`): seconds, and how many
+/// results it wrote.
 fn pipeline_run(
     payloads: &[Bytes],
     definition: &Path,
     data_dir: Option<PathBuf>,
+    kafka: bool,
 ) -> Result<(f64, u64), String> {
     let dir = BenchDir::new(data_dir, "pipeline")?;
-    let log = Arc::new(
-        EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).map_err(|e| e.to_string())?,
-    );
+    let broker = kafka.then(TestBroker::start);
+    let log: Arc<dyn Log> = match &broker {
+        Some(broker) => Arc::new(
+            KafkaLog::connect(KafkaSettings::new(vec![(
+                "bootstrap.servers".into(),
+                broker.bootstrap_servers(),
+            )]))
+            .map_err(|e| e.to_string())?,
+        ),
+        None => Arc::new(
+            EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default())
+                .map_err(|e| e.to_string())?,
+        ),
+    };
     log.create_topic(INPUT_TOPIC, 1)
         .map_err(|e| e.to_string())?;
     for chunk in payloads.chunks(1000) {

@@ -187,7 +187,7 @@ fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
                 .into(),
         );
     }
-    let (properties, unknown) = KafkaSettings::librdkafka_properties(config.client_properties());
+    let (properties, unknown) = KafkaSettings::librdkafka_properties(config.client_properties())?;
     if !unknown.is_empty() {
         tracing::warn!(
             "properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",

@@ -158,7 +158,9 @@ impl Ingestion {
                 // A supervisor whose Kafka cluster cannot be reached now does not keep the
                 // server from serving: it stays stored, and starts when its spec is submitted
                 // again or the server restarts.
-                Ok(spec) => match Supervisor::start(ingestion.context.clone(), spec) {
+                Ok(spec) => match supervisor::log_of(&ingestion.context, &spec)
+                    .and_then(|log| Supervisor::start(ingestion.context.clone(), spec, log))
+                {
                     Ok(supervisor) => {
                         ingestion.lock().insert(record.id, supervisor);
                     }
@@ -193,12 +195,15 @@ impl Ingestion {
         &self.context.log
     }
 
-    /// Creates or replaces a supervisor. A bad spec is refused before anything running is
-    /// touched; a replaced supervisor's tasks publish first.
+    /// Creates or replaces a supervisor. A bad spec, or one naming a Kafka cluster that cannot
+    /// be reached, is refused before anything running is touched; a replaced supervisor's
+    /// tasks publish first.
     pub fn submit(&self, body: &[u8]) -> Result<String, IngestError> {
         let spec = check_spec(body).map_err(IngestError::Spec)?;
         let json: serde_json::Value = serde_json::from_slice(body)?;
         let id = spec.id().to_string();
+        // Reaching the cluster may take a while: not under the supervisors' lock.
+        let log = supervisor::log_of(&self.context, &spec)?;
         let mut supervisors = self.lock();
         if let Some(old) = supervisors.remove(&id) {
             old.stop(true);
@@ -209,7 +214,7 @@ impl Ingestion {
             suspended: spec.suspended,
             created: now_millis(),
         })?;
-        let supervisor = Supervisor::start(self.context.clone(), spec)?;
+        let supervisor = Supervisor::start(self.context.clone(), spec, log)?;
         supervisors.insert(id.clone(), supervisor);
         Ok(id)
     }

@@ -111,7 +111,7 @@ pub struct Supervisor {
 
 /// The log a spec's stream is in: the server's own, or (with `bootstrap.servers` in its
 /// consumer properties, every one of which goes to the Kafka client) that cluster.
-fn log_of(context: &Context, spec: &SupervisorSpec) -> Result<Arc<dyn Log>, IngestError> {
+pub fn log_of(context: &Context, spec: &SupervisorSpec) -> Result<Arc<dyn Log>, IngestError> {
     let io = &spec.spec.io_config;
     if io.bootstrap_servers().is_none() {
         return Ok(context.log.clone());
@@ -157,14 +157,18 @@ fn task_id(datasource: &str) -> String {
 
 impl Supervisor {
     /// Starts supervising a spec (suspended specs start suspended).
-    pub fn start(context: Arc<Context>, spec: SupervisorSpec) -> Result<Supervisor, IngestError> {
+    /// Starts a supervisor reading its stream in `log` (see [`log_of`]).
+    pub fn start(
+        context: Arc<Context>,
+        spec: SupervisorSpec,
+        log: Arc<dyn Log>,
+    ) -> Result<Supervisor, IngestError> {
         let desired = if spec.suspended {
             Desired::Suspend
         } else {
             Desired::Run
         };
         let stream = Stream::of(&spec).map_err(IngestError::Spec)?;
-        let log = log_of(&context, &spec)?;
         let shared = Arc::new(Shared {
             spec: Arc::new(spec),
             stream,

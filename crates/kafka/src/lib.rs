@@ -35,6 +35,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::reader::Reader;
 
+/// Properties as (name, value) pairs.
+pub type Properties = Vec<(String, String)>;
+
 /// What [`KafkaLog::connect`] needs: librdkafka properties (with `bootstrap.servers`), and
 /// how topics it creates are laid out.
 #[derive(Debug, Clone)]
@@ -62,10 +65,11 @@ impl KafkaSettings {
 
     /// Splits properties into those librdkafka takes (with their client prefix, if any) and
     /// those it does not know (Java client settings such as `buffer.memory`), which the
-    /// caller names in a warning.
+    /// caller names in a warning. A property it knows with a value it refuses (a security
+    /// protocol this build lacks, say) is an error: dropping it could weaken the connection.
     pub fn librdkafka_properties(
         properties: impl IntoIterator<Item = (String, String)>,
-    ) -> (Vec<(String, String)>, Vec<String>) {
+    ) -> Result<(Properties, Vec<String>), String> {
         let mut known = Vec::new();
         let mut unknown = Vec::new();
         for (key, value) in properties {
@@ -73,22 +77,23 @@ impl KafkaSettings {
                 .iter()
                 .find_map(|prefix| key.strip_prefix(prefix))
                 .unwrap_or(&key);
-            // Checked locally: librdkafka refuses names it does not know.
-            let accepted = ClientConfig::new()
-                .set(name, &value)
-                .create_native_config()
-                .is_ok();
-            match accepted {
-                true => known.push((key, value)),
-                false => unknown.push(key),
+            // Checked locally, without a connection.
+            match ClientConfig::new().set(name, &value).create_native_config() {
+                Ok(_) => known.push((key, value)),
+                Err(e) if e.to_string().contains("No such configuration property") => {
+                    unknown.push(key)
+                }
+                Err(e) => return Err(format!("property {key}: {e}")),
             }
         }
-        (known, unknown)
+        Ok((known, unknown))
     }
 
     /// The properties a client gets: the shared ones, then its prefixed ones (prefix off).
+    /// Looking a topic up never creates it.
     fn client_config(&self, prefix: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
+        config.set("allow.auto.create.topics", "false");
         for (key, value) in &self.properties {
             let shared = !["producer.", "consumer.", "admin."]
                 .iter()
@@ -141,6 +146,10 @@ impl KafkaLog {
         let producer: FutureProducer = settings
             .client_config("producer.")
             .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                settings.timeout.as_millis().to_string(),
+            )
             .create()
             .map_err(|e| broker("creating the producer", e))?;
         let appended = std::sync::Arc::new((Mutex::new(0), Condvar::new()));
@@ -150,7 +159,10 @@ impl KafkaLog {
                 .set("group.id", "millrace-reader")
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                .set("isolation.level", "read_committed"),
+                .set("isolation.level", "read_committed")
+                // An offset no longer held (retention) reads on from the partition's start.
+                .set("auto.offset.reset", "earliest"),
+            settings.timeout,
             appended.clone(),
         )?;
         let log = KafkaLog {
@@ -267,7 +279,9 @@ impl Log for KafkaLog {
         for (key, value) in &properties {
             topic = topic.set(key, value);
         }
-        let options = AdminOptions::new().operation_timeout(Some(self.settings.timeout));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(self.settings.timeout))
+            .request_timeout(Some(self.settings.timeout));
         let results = block_on(self.admin.create_topics([&topic], &options))
             .map_err(|e| broker(format!("creating topic '{name}'"), e))?;
         match results.into_iter().next() {

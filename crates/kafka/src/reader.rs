@@ -27,10 +27,15 @@ struct PartitionRead {
     early: std::collections::VecDeque<StoredRecord>,
     /// The offset after the last record handed out.
     next: u64,
+    /// Some record was handed out since the partition was assigned: the consumer's position
+    /// is this assignment's (right after one it may still be the previous one's).
+    delivered: bool,
 }
 
 pub struct Reader {
     consumer: Arc<BaseConsumer>,
+    /// How long asking the broker for a partition's end may take.
+    timeout: Duration,
     partitions: Mutex<HashMap<(String, u32), PartitionRead>>,
     /// Bumped when a partition's queue receives records, for waiting readers.
     appended: Arc<(Mutex<u64>, Condvar)>,
@@ -39,6 +44,7 @@ pub struct Reader {
 impl Reader {
     pub fn new(
         config: &mut ClientConfig,
+        timeout: Duration,
         appended: Arc<(Mutex<u64>, Condvar)>,
     ) -> Result<Reader, LogError> {
         let consumer: BaseConsumer = config
@@ -46,6 +52,7 @@ impl Reader {
             .map_err(|e| broker("creating the reading consumer", e))?;
         Ok(Reader {
             consumer: Arc::new(consumer),
+            timeout,
             partitions: Mutex::new(HashMap::new()),
             appended,
         })
@@ -76,6 +83,7 @@ impl Reader {
             queue,
             early: Default::default(),
             next: offset,
+            delivered: false,
         })
     }
 
@@ -121,15 +129,26 @@ impl Reader {
                 continue;
             }
             read.next = stored.offset + 1;
+            read.delivered = true;
             records.push(stored);
         }
         // Offsets holding no record (transaction markers) move the consumer's position on.
         if records.is_empty()
+            && read.delivered
             && let Some(position) = self.position(topic, partition)
         {
             read.next = read.next.max(position);
         }
-        let end_offset = self.high_watermark(topic, partition).unwrap_or(read.next);
+        // Before the first fetch answer the end is asked of the broker, so that a reader not
+        // yet served does not look caught up.
+        let end_offset = match self.high_watermark(topic, partition) {
+            Some(end) => end,
+            None => self
+                .consumer
+                .fetch_watermarks(topic, partition as i32, self.timeout)
+                .map(|(_, high)| high.max(0) as u64)
+                .map_err(|e| broker(format!("reading the end of {topic}/{partition}"), e))?,
+        };
         Ok(Fetched {
             records,
             next_offset: read.next,

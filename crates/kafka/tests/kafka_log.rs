@@ -194,7 +194,8 @@ fn java_client_settings_are_told_apart_from_librdkafka_ones() {
     ];
     let (known, unknown) = KafkaSettings::librdkafka_properties(
         given.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    )
+    .unwrap();
     let known: Vec<&str> = known.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         known,
@@ -208,4 +209,11 @@ fn java_client_settings_are_told_apart_from_librdkafka_ones() {
         unknown,
         ["producer.buffer.memory", "consumer.max.poll.records"]
     );
+    // A value this build refuses is an error, not a setting quietly dropped.
+    let refused = KafkaSettings::librdkafka_properties([(
+        "security.protocol".to_string(),
+        "no-such-protocol".to_string(),
+    )])
+    .unwrap_err();
+    assert!(refused.contains("security.protocol"), "{refused}");
 }

@@ -203,7 +203,7 @@ impl Server {
 /// Opens the Kafka cluster a supervisor spec's consumer properties name (properties Kafka's C
 /// client does not know, Java consumer settings, are left out with a warning).
 fn connect_cluster(properties: &[(String, String)]) -> Result<Arc<dyn Log>, String> {
-    let (known, unknown) = KafkaSettings::librdkafka_properties(properties.iter().cloned());
+    let (known, unknown) = KafkaSettings::librdkafka_properties(properties.iter().cloned())?;
     if !unknown.is_empty() {
         tracing::warn!(
             "consumer properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",

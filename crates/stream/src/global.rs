@@ -63,9 +63,15 @@ impl GlobalTable {
         for (partition, end) in ends.into_iter().enumerate() {
             while state.positions[partition] < end {
                 let position = state.positions[partition];
+                let generation = log.append_generation();
                 let fetched = log.read(&self.topic, partition as u32, position, BATCH_RECORDS)?;
                 if fetched.records.is_empty() {
-                    break;
+                    if fetched.caught_up() {
+                        break;
+                    }
+                    // A Kafka reader's first records are still on their way.
+                    log.wait_for_append(generation, crate::task_stores::RECORDS_WAIT);
+                    continue;
                 }
                 state.positions[partition] = fetched.next_offset;
                 for stored in fetched.records {

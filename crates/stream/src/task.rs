@@ -175,10 +175,15 @@ fn start_offset(
                 .map_or(0, |d| d.as_millis() as i64);
             let mut offset = start;
             loop {
+                let generation = log.append_generation();
                 let fetched = log.read(topic, partition, offset, BATCH_RECORDS)?;
                 match fetched.records.iter().find(|r| r.record.timestamp >= since) {
                     Some(found) => break found.offset,
-                    None if fetched.records.is_empty() => break end,
+                    None if fetched.records.is_empty() && fetched.caught_up() => break end,
+                    // A Kafka reader's first records are still on their way.
+                    None if fetched.records.is_empty() => {
+                        log.wait_for_append(generation, crate::task_stores::RECORDS_WAIT);
+                    }
                     None => offset = fetched.next_offset,
                 }
             }

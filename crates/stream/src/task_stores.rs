@@ -65,6 +65,10 @@ pub fn each_lent(mut f: impl FnMut(&mut Store)) {
     });
 }
 
+/// How long a read that found no records yet, though the partition has more, waits for
+/// them before reading again.
+pub(crate) const RECORDS_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Creates a task's stores and brings logged ones up to date with their changelogs: a
 /// persistent store from its checkpoint, an in-memory one from the start. `task_count` is the
 /// number of tasks of the group, which is the changelogs' partition count.
@@ -149,11 +153,17 @@ fn restore(
     };
     let mut restored = 0u64;
     while next < end {
+        let generation = log.append_generation();
         let fetched = log
             .read(topic, partition, next, BATCH_RECORDS)
             .map_err(|e| e.to_string())?;
         if fetched.records.is_empty() {
-            break;
+            if fetched.caught_up() {
+                break;
+            }
+            // A Kafka reader's first records are still on their way: wait, not stop short.
+            log.wait_for_append(generation, RECORDS_WAIT);
+            continue;
         }
         next = fetched.next_offset;
         restored += fetched.records.len() as u64;

@@ -8,6 +8,7 @@
 //! reach, so a restart knows where to resume restoring.
 
 mod backend;
+pub mod entries;
 pub mod keys;
 mod persistent;
 mod store;

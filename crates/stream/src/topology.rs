@@ -307,15 +307,26 @@ pub struct TableJoin {
     pub left: bool,
 }
 
-/// Which records of two tables a join keeps.
+/// Which records a join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
-    /// Keys both tables hold.
+    /// Those that found a match.
     Inner,
-    /// Keys the left table holds.
+    /// Every left one, matched or not.
     Left,
-    /// Keys either table holds.
+    /// Every one of either side.
     Outer,
+}
+
+impl JoinKind {
+    /// The join an operation (join, leftJoin, outerJoin) makes.
+    fn of(kind: OpKind) -> JoinKind {
+        match kind {
+            OpKind::LeftJoin => JoinKind::Left,
+            OpKind::OuterJoin => JoinKind::Outer,
+            _ => JoinKind::Inner,
+        }
+    }
 }
 
 /// One side of a table-table join (each side has a node; each reads the other's store).
@@ -1023,27 +1034,22 @@ impl Builder<'_> {
                     _ => Stage::TimeWindowed,
                 };
                 out.windows = Some(match op.text("windowType") {
-                    Some("sliding") => {
-                        let millis =
-                            |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
-                        Windows::Sliding(SlidingWindows {
-                            time_difference: millis("timeDifference"),
-                            grace: millis("grace"),
-                        })
-                    }
+                    Some("sliding") => Windows::Sliding(SlidingWindows {
+                        time_difference: millis(op, "timeDifference"),
+                        grace: millis(op, "grace"),
+                    }),
                     _ => Windows::Time(TimeWindows::of(op)),
                 });
                 return self.chain(definition, owner, rest, sink, out);
             }
             OpKind::WindowBySession => {
-                let millis = |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
                 out.stage = match types.stage {
                     Stage::Cogrouped => Stage::CogroupedSessionWindowed,
                     _ => Stage::SessionWindowed,
                 };
                 out.windows = Some(Windows::Session(SessionWindows {
-                    gap: millis("inactivityGap"),
-                    grace: millis("grace"),
+                    gap: millis(op, "inactivityGap"),
+                    grace: millis(op, "grace"),
                 }));
                 return self.chain(definition, owner, rest, sink, out);
             }
@@ -1309,11 +1315,7 @@ impl Builder<'_> {
         }
         let (first, this_store) = self.kept_table(op, &types);
         let joiner = self.function(op.function("valueJoiner").expect("validated"));
-        let kind = match op.kind {
-            OpKind::LeftJoin => JoinKind::Left,
-            OpKind::OuterJoin => JoinKind::Outer,
-            _ => JoinKind::Inner,
-        };
+        let kind = JoinKind::of(op.kind);
         let mut out = types.clone();
         out.value = self.result_type(joiner);
         out.table_store = None;
@@ -1337,12 +1339,18 @@ impl Builder<'_> {
         self.nodes[this].children.push(next);
         self.nodes[that].children.push(next);
         self.nodes[other_node].children.push(that);
-        match first {
+        Ok(self.entered_at(first, this))
+    }
+
+    /// A join's first node: the node keeping this table in a store, where the join needed
+    /// one (see [`Builder::kept_table`]), ahead of `join`.
+    fn entered_at(&mut self, kept: Option<NodeId>, join: NodeId) -> NodeId {
+        match kept {
             Some(materialize) => {
-                self.nodes[materialize].children.push(this);
-                Ok(materialize)
+                self.nodes[materialize].children.push(join);
+                materialize
             }
-            None => Ok(this),
+            None => join,
         }
     }
 
@@ -1353,7 +1361,8 @@ impl Builder<'_> {
         if let Some(store) = types.table_store {
             return (None, store);
         }
-        let store = self.unlogged_default(&format!("{}-this-store", op.name), types, &types.value);
+        let name = format!("{}-this-store", op.name);
+        let store = self.uncached_store(&name, types, &types.value, false);
         let node = self.add_node(
             format!("{}_this", op.name),
             Step::Materialize { store },
@@ -1361,19 +1370,6 @@ impl Builder<'_> {
             types,
         );
         (Some(node), store)
-    }
-
-    /// Kafka Streams' default store for an operation's table, without caching: every update
-    /// goes downstream at once.
-    fn unlogged_default(&mut self, name: &str, types: &Types, value_type: &DataType) -> StoreId {
-        let mut unwindowed = types.clone();
-        unwindowed.windows = None;
-        let store = self.default_store(name, &unwindowed, value_type);
-        self.stores[store].spec = Arc::new(StoreSpec {
-            caching: false,
-            ..(*self.stores[store].spec).clone()
-        });
-        store
     }
 
     /// A foreign-key join of two tables, as Kafka Streams does it (the tables need not be
@@ -1421,18 +1417,7 @@ impl Builder<'_> {
         let (registrations, register_writer) =
             writer(self, "subscription-registration", other_partitions)?;
         let (responses, respond_writer) = writer(self, "subscription-response", types.partitions)?;
-        let spec = StoreSpec {
-            persistent: true,
-            logging: true,
-            ..StoreSpec::key_value(&format!("{}-subscription-store", op.name))
-        };
-        let subscriptions = self.stores.len();
-        self.stores.push(StoreSlot {
-            changelog: Some(spec.changelog_topic(self.application_id)),
-            spec: Arc::new(spec),
-            key_type: DataType::Bytes,
-            value_type: DataType::Bytes,
-        });
+        let subscriptions = self.internal_store(&format!("{}-subscription-store", op.name));
         let part = |part| Step::ForeignKeyJoin(Box::new(part));
         let subscribe = self.add_node(
             op.name.clone(),
@@ -1491,7 +1476,7 @@ impl Builder<'_> {
                 &out.key,
                 &out.value.clone(),
             )?,
-            None => self.unlogged_default(&format!("{}-store", op.name), &out, &out.value),
+            None => self.uncached_store(&format!("{}-store", op.name), &out, &out.value, false),
         };
         out.table_store = Some(result_store);
         let keep = self.add_node(
@@ -1515,13 +1500,7 @@ impl Builder<'_> {
                 timestamp_extractor: None,
             });
         }
-        match first {
-            Some(materialize) => {
-                self.nodes[materialize].children.push(subscribe);
-                Ok(materialize)
-            }
-            None => Ok(subscribe),
-        }
+        Ok(self.entered_at(first, subscribe))
     }
 
     /// count, reduce or aggregate: the aggregation and what it passes on (a table, keyed by
@@ -1590,17 +1569,8 @@ impl Builder<'_> {
         out.windows = None;
         let records = match types.windows {
             Some(Windows::Sliding(_)) => {
-                let store = self.default_store(
-                    &format!("{}-sliding-records", op.name),
-                    types,
-                    &types.value,
-                );
-                self.stores[store].spec = Arc::new(StoreSpec {
-                    caching: false,
-                    retain_duplicates: true,
-                    ..(*self.stores[store].spec).clone()
-                });
-                Some(store)
+                let name = format!("{}-sliding-records", op.name);
+                Some(self.uncached_store(&name, types, &types.value, true))
             }
             _ => None,
         };
@@ -1668,8 +1638,7 @@ impl Builder<'_> {
             return Ok(repartitioned);
         }
         let other_partitions = types.partitions;
-        let millis = |field: &str| op.duration(field).map_or(0, |d| d.as_millis() as i64);
-        let (time_difference, grace) = (millis("timeDifference"), millis("grace"));
+        let (time_difference, grace) = (millis(op, "timeDifference"), millis(op, "grace"));
         let other_types = Types::of_topic(
             other.key_type.clone(),
             other.value_type.clone(),
@@ -1686,38 +1655,16 @@ impl Builder<'_> {
                     advance: 1,
                     grace,
                 }));
-                let id =
-                    self.default_store(&format!("{}-{suffix}", op.name), &windowed, &side.value);
-                self.stores[id].spec = Arc::new(StoreSpec {
-                    caching: false,
-                    retain_duplicates: true,
-                    ..(*self.stores[id].spec).clone()
-                });
-                Ok(id)
+                let name = format!("{}-{suffix}", op.name);
+                Ok(self.uncached_store(&name, &windowed, &side.value, true))
             }
         };
         let this_store = join_store("thisStore", "this-join-store", &types)?;
         let other_store = join_store("otherStore", "other-join-store", &other_types)?;
-        let kind = match op.kind {
-            OpKind::LeftJoin => JoinKind::Left,
-            OpKind::OuterJoin => JoinKind::Outer,
-            _ => JoinKind::Inner,
-        };
+        let kind = JoinKind::of(op.kind);
         // Records waiting for their window to close, as Kafka Streams' shared outer join store.
-        let unmatched = (kind != JoinKind::Inner).then(|| {
-            let spec = StoreSpec {
-                persistent: true,
-                logging: true,
-                ..StoreSpec::key_value(&format!("{}-outer-join-store", op.name))
-            };
-            self.stores.push(StoreSlot {
-                changelog: Some(spec.changelog_topic(self.application_id)),
-                spec: Arc::new(spec),
-                key_type: DataType::Bytes,
-                value_type: DataType::Bytes,
-            });
-            self.stores.len() - 1
-        });
+        let unmatched = (kind != JoinKind::Inner)
+            .then(|| self.internal_store(&format!("{}-outer-join-store", op.name)));
         let joiner = self.function(op.function("valueJoiner").expect("validated"));
         let mut out = types.clone();
         out.value = self.result_type(joiner);
@@ -1781,24 +1728,18 @@ impl Builder<'_> {
         if let Some(found) = self.tables.get(&key) {
             return Ok(*found);
         }
-        let types = Types::of_topic(
-            topic.key_type.clone(),
-            topic.value_type.clone(),
-            self.log.ensure_topic(&topic.topic)?,
-        );
+        let types = Types::of_table(topic, self.log.ensure_topic(&topic.topic)?);
         let store = match &topic.store {
             Some(reference) => {
                 self.named_store(definition, reference, &topic.name, &types.key, &types.value)?
             }
             None => self.default_store(&topic.name, &types, &types.value.clone()),
         };
-        let mut out = types.clone();
-        out.stage = Stage::Table;
         let node = self.add_node(
             format!("{}_table", topic.name),
             Step::Materialize { store },
             &types,
-            &out,
+            &types,
         );
         let source = self.source(topic)?;
         self.sources[source].roots.push(node);
@@ -1825,21 +1766,56 @@ impl Builder<'_> {
             }),
             ..StoreSpec::key_value(name)
         };
-        let id = self.stores.len();
-        self.stores.push(StoreSlot {
-            changelog: Some(spec.changelog_topic(self.application_id)),
-            spec: Arc::new(spec),
-            key_type: stored_type(&types.key),
-            value_type: stored_type(value_type),
+        self.push_store(spec, stored_type(&types.key), stored_type(value_type))
+    }
+
+    /// Kafka Streams' default store without caching (every update goes on at once), keeping
+    /// duplicates where `retain_duplicates` (the records of a join or of sliding windows).
+    fn uncached_store(
+        &mut self,
+        name: &str,
+        types: &Types,
+        value_type: &DataType,
+        retain_duplicates: bool,
+    ) -> StoreId {
+        let id = self.default_store(name, types, value_type);
+        self.stores[id].spec = Arc::new(StoreSpec {
+            caching: false,
+            retain_duplicates,
+            ..(*self.stores[id].spec).clone()
         });
         id
+    }
+
+    /// A persistent, logged keyValue store of raw bytes that the runtime keeps for an
+    /// operation (a join's waiting records, foreign-key subscriptions).
+    fn internal_store(&mut self, name: &str) -> StoreId {
+        let spec = StoreSpec {
+            persistent: true,
+            logging: true,
+            ..StoreSpec::key_value(name)
+        };
+        self.push_store(spec, DataType::Bytes, DataType::Bytes)
+    }
+
+    /// Registers a store; a logged one gets its changelog topic.
+    fn push_store(&mut self, spec: StoreSpec, key_type: DataType, value_type: DataType) -> StoreId {
+        self.stores.push(StoreSlot {
+            changelog: spec
+                .logging
+                .then(|| spec.changelog_topic(self.application_id)),
+            spec: Arc::new(spec),
+            key_type,
+            value_type,
+        });
+        self.stores.len() - 1
     }
 
     /// suppress: its limits, and a logged in-memory buffer named after the operation.
     fn suppression(&mut self, op: &Operation, types: &Types) -> Suppression {
         let until = match op.text("until") {
             Some("timeLimit") => SuppressUntil::TimeLimit {
-                limit: op.duration("duration").map_or(0, |d| d.as_millis() as i64),
+                limit: millis(op, "duration"),
             },
             _ => SuppressUntil::WindowCloses {
                 grace: types.window_grace.unwrap_or(0),
@@ -1854,13 +1830,7 @@ impl Builder<'_> {
             logging: true,
             ..StoreSpec::key_value(&op.name)
         };
-        let store = self.stores.len();
-        self.stores.push(StoreSlot {
-            changelog: Some(spec.changelog_topic(self.application_id)),
-            spec: Arc::new(spec),
-            key_type: types.key.clone(),
-            value_type: types.value.clone(),
-        });
+        let store = self.push_store(spec, types.key.clone(), types.value.clone());
         Suppression {
             store,
             until,
@@ -2061,6 +2031,11 @@ fn store_slot(store: &StoreDef, application_id: &str) -> StoreSlot {
     }
 }
 
+/// A duration field of an operation in milliseconds (0 when absent).
+fn millis(op: &Operation, field: &str) -> i64 {
+    op.duration(field).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The type a store keeps a key or value in: untyped data as JSON, which keeps its kind.
 fn stored_type(ty: &DataType) -> DataType {
     if ty.is_any() {
@@ -2145,23 +2120,20 @@ impl Topology {
     /// The stores a node uses: its aggregation's, and those its functions list.
     fn node_stores(&self, node: NodeId) -> Vec<StoreId> {
         let step = &self.nodes[node].step;
-        let own = match step {
-            Step::Aggregate(aggregation) => Some(aggregation.store),
-            Step::Suppress(suppression) => Some(suppression.store),
-            Step::Materialize { store } => Some(*store),
-            Step::TableJoin(join) => Some(join.store),
-            Step::StreamJoin(side) => Some(side.this_store),
-            Step::TableTableJoin(side) => Some(side.other_store),
-            _ => None,
-        };
-        let more = match step {
-            Step::StreamJoin(side) => side.unmatched,
-            Step::Aggregate(aggregation) => aggregation.records,
-            _ => None,
-        };
-        let foreign_key = match step {
+        let own: Vec<StoreId> = match step {
+            Step::Aggregate(aggregation) => std::iter::once(aggregation.store)
+                .chain(aggregation.records)
+                .collect(),
+            Step::StreamJoin(side) => std::iter::once(side.this_store)
+                .chain(side.unmatched)
+                .collect(),
+            Step::Suppress(suppression) => vec![suppression.store],
+            Step::Materialize { store } => vec![*store],
+            Step::TableJoin(join) => vec![join.store],
+            Step::TableTableJoin(side) => vec![side.other_store],
             Step::ForeignKeyJoin(part) => match part.as_ref() {
-                ForeignKeyPart::Subscribe { this_store, .. } => vec![*this_store],
+                ForeignKeyPart::Subscribe { this_store, .. }
+                | ForeignKeyPart::Resolve { this_store, .. } => vec![*this_store],
                 ForeignKeyPart::Register {
                     subscriptions,
                     other_store,
@@ -2170,13 +2142,10 @@ impl Topology {
                     subscriptions,
                     other_store,
                 } => vec![*subscriptions, *other_store],
-                ForeignKeyPart::Resolve { this_store, .. } => vec![*this_store],
             },
             _ => Vec::new(),
         };
         own.into_iter()
-            .chain(more)
-            .chain(foreign_key)
             .chain(
                 step.functions()
                     .into_iter()

@@ -32,7 +32,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         };
         let entry = self.in_store(node, join.store, |s| s.get(&key))?;
         let table_value = match entry.as_ref().and_then(split_timestamped) {
-            Some((_, value)) => bytes_to_py(py, Some(&value), &slot.value_type).map_err(consume)?,
+            Some((_, value)) => self.stored_py(node, &value, &slot.value_type)?,
             None if join.left => py.None().into_bound(py),
             None => return Ok(()),
         };
@@ -86,7 +86,6 @@ impl<'py> BatchProcessor<'_, 'py> {
         side: &StreamJoinSide,
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
-        let py = self.py;
         let topology = self.topology;
         let (this_slot, other_slot) = (
             &topology.stores[side.this_store],
@@ -155,8 +154,7 @@ impl<'py> BatchProcessor<'_, 'py> {
                     keys::time_ordered_key(other_time, side_tag(!side.left), other_seq, other_key);
                 self.store_put(node, unmatched, waiting, None)?;
             }
-            let other =
-                bytes_to_py(py, Some(&other_value), &other_slot.value_type).map_err(consume)?;
+            let other = self.stored_py(node, &other_value, &other_slot.value_type)?;
             let [key_py, this] = self.key_value(node, &mut rec)?;
             let (value1, value2) = if side.left {
                 (this, other)

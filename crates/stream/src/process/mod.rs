@@ -30,6 +30,7 @@ use crate::topology::{
     TableTableJoinSide, TopicTarget, Topology, Windows,
 };
 use millrace_ksml::config::{ErrorHandler, ErrorHandling, Handler};
+use millrace_stores::entries::{split_timestamped, timestamped};
 use millrace_stores::{Store, StoreError};
 
 /// A record on its way through the operators. A table update also has the key's old value,
@@ -350,8 +351,55 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         rec: &mut Rec<'py>,
         f: FnId,
     ) -> Result<Bound<'py, PyAny>, Failure> {
-        let args = self.key_value(node, rec)?;
-        self.call(f, &args, &node.name)
+        self.call_on(node, rec, f, false)
+    }
+
+    /// Calls a `(key, value)` function of a node with a record's key and its new value, or
+    /// (`old`) its old value (a table update's).
+    fn call_on(
+        &self,
+        node: &OpNode,
+        rec: &mut Rec<'py>,
+        f: FnId,
+        old: bool,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let consume = |e| Self::consume_failure(node, e);
+        let key = rec.key.as_py(self.py, &node.key_type).map_err(consume)?;
+        let value = match old {
+            true => &mut rec.old,
+            false => &mut rec.value,
+        };
+        let value = value.as_py(self.py, &node.value_type).map_err(consume)?;
+        self.call(f, &[key, value], &node.name)
+    }
+
+    /// A predicate's answer as Python's truth; an answer without one fails at the node.
+    fn truthy(
+        &self,
+        node: &OpNode,
+        predicate: FnId,
+        answer: &Bound<'py, PyAny>,
+    ) -> Result<bool, Failure> {
+        answer.is_truthy().map_err(|e| {
+            Self::process_failure(
+                node,
+                &self.topology.functions[predicate].name,
+                e.to_string(),
+            )
+        })
+    }
+
+    /// A function's result made to fit `ty` (see [`conform`]); one that cannot fails at the
+    /// node, naming the function.
+    fn conformed(
+        &self,
+        node: &OpNode,
+        f: FnId,
+        result: Bound<'py, PyAny>,
+        ty: &DataType,
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        conform(result, ty)
+            .map_err(|e| Self::process_failure(node, &self.topology.functions[f].name, e))
     }
 
     /// Key and value of a record as Python objects, decoded with the node's input types.
@@ -429,11 +477,8 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 predicate,
                 keep_when,
             } => {
-                let result = self.call_with_record(node, &mut rec, *predicate)?;
-                let truthy = result
-                    .is_truthy()
-                    .map_err(|e| Self::process_failure(node, fname(*predicate), e.to_string()))?;
-                if truthy == *keep_when {
+                let answer = self.call_with_record(node, &mut rec, *predicate)?;
+                if self.truthy(node, *predicate, &answer)? == *keep_when {
                     self.forward(node, rec)?;
                 }
                 Ok(())
@@ -448,15 +493,13 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             }
             Step::MapValues { mapper } => {
                 let result = self.call_with_record(node, &mut rec, *mapper)?;
-                let result = conform(result, &node.out_value_type)
-                    .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                let result = self.conformed(node, *mapper, result, &node.out_value_type)?;
                 rec.value = Datum::Py(result);
                 self.forward(node, rec)
             }
             Step::MapKey { mapper } => {
                 let result = self.call_with_record(node, &mut rec, *mapper)?;
-                let result = conform(result, &node.out_key_type)
-                    .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                let result = self.conformed(node, *mapper, result, &node.out_key_type)?;
                 rec.key = Datum::Py(result);
                 self.forward(node, rec)
             }
@@ -481,8 +524,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
             Step::FlatMapValues { mapper } => {
                 let result = self.call_with_record(node, &mut rec, *mapper)?;
                 for item in self.items(node, fname(*mapper), &result)? {
-                    let item = conform(item, &node.out_value_type)
-                        .map_err(|e| Self::process_failure(node, fname(*mapper), e))?;
+                    let item = self.conformed(node, *mapper, item, &node.out_value_type)?;
                     let mut out = rec.clone();
                     out.value = Datum::Py(item);
                     self.forward(node, out)?;
@@ -512,12 +554,10 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 for (condition, first) in branches {
                     let taken = match condition {
                         None => true,
-                        Some(predicate) => self
-                            .call_with_record(node, &mut rec, *predicate)?
-                            .is_truthy()
-                            .map_err(|e| {
-                                Self::process_failure(node, fname(*predicate), e.to_string())
-                            })?,
+                        Some(predicate) => {
+                            let answer = self.call_with_record(node, &mut rec, *predicate)?;
+                            self.truthy(node, *predicate, &answer)?
+                        }
                     };
                     if taken {
                         return self.node(*first, rec);
@@ -853,21 +893,6 @@ fn display(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
-/// A value kept by an aggregation: the timestamp of its latest update (8 bytes, big-endian, as
-/// Kafka Streams' timestamped stores keep it) and the serialized value.
-fn timestamped(time: i64, value: &[u8]) -> Bytes {
-    let mut entry = Vec::with_capacity(8 + value.len());
-    entry.extend_from_slice(&time.to_be_bytes());
-    entry.extend_from_slice(value);
-    Bytes::from(entry)
-}
-
-/// The timestamp and value of an entry written by [`timestamped`].
-fn split_timestamped(entry: &Bytes) -> Option<(i64, Bytes)> {
-    let time = i64::from_be_bytes(entry.get(..8)?.try_into().ok()?);
-    Some((time, entry.slice(8..)))
-}
-
 impl<'py> BatchProcessor<'_, 'py> {
     /// Works on one of the task's stores; a failure names the node and the store.
     fn in_store<R>(
@@ -895,8 +920,7 @@ impl<'py> BatchProcessor<'_, 'py> {
         args: [Bound<'py, PyAny>; 3],
     ) -> Result<Bound<'py, PyAny>, Failure> {
         let joined = self.call(joiner, &args, &node.name)?;
-        conform(joined, &node.out_value_type)
-            .map_err(|e| Self::process_failure(node, &self.topology.functions[joiner].name, e))
+        self.conformed(node, joiner, joined, &node.out_value_type)
     }
 
     /// A record's key and value in a store's types; None for a record without a key, which
@@ -928,8 +952,13 @@ impl<'py> BatchProcessor<'_, 'py> {
         bytes: &[u8],
         ty: &DataType,
     ) -> Result<Bound<'py, PyAny>, Failure> {
-        millrace_python::convert::bytes_to_py(self.py, Some(bytes), ty)
-            .map_err(|e| Self::process_failure(node, "state store", format!("stored value: {e}")))
+        millrace_python::convert::bytes_to_py(self.py, Some(bytes), ty).map_err(|e| {
+            Self::process_failure(
+                node,
+                "state store",
+                format!("stored data of type {ty}: {e}"),
+            )
+        })
     }
 
     /// A function's result as a store keeps it (`ty`: the store's value type).

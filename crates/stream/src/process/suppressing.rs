@@ -13,17 +13,10 @@ impl<'py> BatchProcessor<'_, 'py> {
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
         let consume = |e| Self::consume_failure(node, e);
-        let Some(key) = rec
-            .key
-            .to_bytes(&node.key_type, &node.key_type)
-            .map_err(consume)?
-        else {
+        let slot = &self.topology.stores[suppression.store];
+        let Some((key, value)) = Self::stored_pair(node, slot, &rec)? else {
             return Ok(());
         };
-        let value = rec
-            .value
-            .to_bytes(&node.value_type, &node.value_type)
-            .map_err(consume)?;
         self.load_held(id, node, suppression)?;
         let held_due = self.task.state.held.get(&id).and_then(|h| h.due_of(&key));
         let due = match suppression.until {

@@ -5,25 +5,6 @@
 use super::*;
 
 impl<'py> BatchProcessor<'_, 'py> {
-    /// Calls a `(key, value)` function of a node with a record's key and its new value, or
-    /// (`old`) its old value.
-    fn call_on(
-        &self,
-        node: &OpNode,
-        rec: &mut Rec<'py>,
-        f: FnId,
-        old: bool,
-    ) -> Result<Bound<'py, PyAny>, Failure> {
-        let consume = |e| Self::consume_failure(node, e);
-        let key = rec.key.as_py(self.py, &node.key_type).map_err(consume)?;
-        let value = match old {
-            true => &mut rec.old,
-            false => &mut rec.value,
-        };
-        let value = value.as_py(self.py, &node.value_type).map_err(consume)?;
-        self.call(f, &[key, value], &node.name)
-    }
-
     /// filter / filterNot of a table: a new value that fails the predicate deletes the key
     /// (a tombstone goes on), as Kafka Streams' KTable filter. Where old values are sent, an
     /// update whose old and new values both fail is not passed on.
@@ -34,13 +15,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         keep_when: bool,
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
-        let name = &self.topology.functions[predicate].name;
         let kept = |rec: &mut Rec<'py>, old: bool| -> Result<bool, Failure> {
             let answer = self.call_on(node, rec, predicate, old)?;
-            let truthy = answer
-                .is_truthy()
-                .map_err(|e| Self::process_failure(node, name, e.to_string()))?;
-            Ok(truthy == keep_when)
+            Ok(self.truthy(node, predicate, &answer)? == keep_when)
         };
         if !rec.value.is_null() && !kept(&mut rec, false)? {
             rec.value = Datum::Null;
@@ -66,12 +43,10 @@ impl<'py> BatchProcessor<'_, 'py> {
         mapper: FnId,
         mut rec: Rec<'py>,
     ) -> Result<(), Failure> {
-        let name = &self.topology.functions[mapper].name;
         let mapped = |rec: &mut Rec<'py>, old: bool| -> Result<Datum<'py>, Failure> {
             let result = self.call_on(node, rec, mapper, old)?;
-            conform(result, &node.out_value_type)
+            self.conformed(node, mapper, result, &node.out_value_type)
                 .map(Datum::Py)
-                .map_err(|e| Self::process_failure(node, name, e))
         };
         if !rec.value.is_null() {
             rec.value = mapped(&mut rec, false)?;

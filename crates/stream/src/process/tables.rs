@@ -3,11 +3,19 @@
 
 use bytes::Bytes;
 use millrace_python::convert::bytes_to_py;
-use millrace_python::pyo3::types::PyDict;
 use millrace_stores::keys;
-use millrace_types::time::format_instant;
 
 use super::*;
+
+/// A count as a store keeps it (a big-endian long, as Kafka's long serializer writes it).
+fn count_entry(count: i64) -> Bytes {
+    Bytes::copy_from_slice(&count.to_be_bytes())
+}
+
+/// A count kept by [`count_entry`].
+fn count_of(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(bytes.try_into().ok()?))
+}
 
 /// A table's update of one key, in the table store's types.
 struct Update {
@@ -92,13 +100,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         let decode_old = |old: &Bytes| self.stored_py(node, old, &slot.value_type);
         let consume = |e| Self::consume_failure(node, e);
         let value: Option<Bytes> = match &aggregation.kind {
-            AggregationKind::Count => {
-                let count = old
-                    .as_deref()
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, i64::from_be_bytes);
-                Some(Bytes::copy_from_slice(&(count + 1).to_be_bytes()))
-            }
+            AggregationKind::Count => Some(count_entry(
+                old.as_deref().and_then(count_of).unwrap_or(0) + 1,
+            )),
             AggregationKind::Reduce { reducer } => match &old {
                 None => rec
                     .value
@@ -128,15 +132,14 @@ impl<'py> BatchProcessor<'_, 'py> {
                 stored_value(result, *aggregator)?
             }
             AggregationKind::TableCount => {
-                let count = old.as_deref().and_then(|b| b.try_into().ok());
-                let mut count = count.map(i64::from_be_bytes);
+                let mut count = old.as_deref().and_then(count_of);
                 if let Some(n) = count.filter(|_| !rec.old.is_null()) {
                     count = Some(n - 1);
                 }
                 if !rec.value.is_null() {
                     count = Some(count.unwrap_or(0) + 1);
                 }
-                count.map(|n| Bytes::copy_from_slice(&n.to_be_bytes()))
+                count.map(count_entry)
             }
             AggregationKind::TableReduce { adder, subtractor } => {
                 let mut aggregate = old.as_ref().map(decode_old).transpose()?;
@@ -226,19 +229,9 @@ impl<'py> BatchProcessor<'_, 'py> {
         start: i64,
         end: i64,
     ) -> Result<Datum<'py>, Failure> {
-        let py = self.py;
-        let inner =
-            bytes_to_py(py, Some(key), key_type).map_err(|e| Self::consume_failure(node, e))?;
-        let build = || -> PyResult<Bound<'py, PyAny>> {
-            let dict = PyDict::new(py);
-            dict.set_item("start", start)?;
-            dict.set_item("end", end)?;
-            dict.set_item("startTime", format_instant(start))?;
-            dict.set_item("endTime", format_instant(end))?;
-            dict.set_item("key", inner)?;
-            Ok(dict.into_any())
-        };
-        build()
+        let inner = bytes_to_py(self.py, Some(key), key_type)
+            .map_err(|e| Self::consume_failure(node, e))?;
+        crate::py_stores::windowed_key(inner, start, end)
             .map(Datum::Py)
             .map_err(|e| Self::process_failure(node, "windowed key", e.to_string()))
     }
@@ -259,31 +252,29 @@ impl<'py> BatchProcessor<'_, 'py> {
                 continue;
             };
             for (stored, entry) in entries {
-                // A deletion of what never went downstream (a key, or a merged session,
-                // created and deleted since the last commit) is not passed on.
-                if entry.is_none() {
-                    let was = task_stores::with_store(store, |s| s.get_committed(&stored))
+                // What went downstream at the last commit: needed to pass a deletion on, and
+                // as the old value where a node downstream reads it.
+                let committed = match entry.is_none() || node.sends_old_values {
+                    true => task_stores::with_store(store, |s| s.get_committed(&stored))
                         .ok()
                         .and_then(Result::ok)
-                        .flatten();
-                    if was.is_none() {
-                        continue;
-                    }
+                        .flatten(),
+                    false => None,
+                };
+                // A deletion of what never went downstream (a key, or a merged session,
+                // created and deleted since the last commit) is not passed on.
+                if entry.is_none() && committed.is_none() {
+                    continue;
                 }
                 let (time, value) = match entry.as_ref().and_then(split_timestamped) {
                     Some((time, value)) => (time, Some(value)),
                     None => (self.stream_time(), None),
                 };
-                let old = match node.sends_old_values {
-                    true => task_stores::with_store(store, |s| s.get_committed(&stored))
-                        .ok()
-                        .and_then(Result::ok)
-                        .flatten()
-                        .as_ref()
-                        .and_then(split_timestamped)
-                        .map(|(_, old)| old),
-                    false => None,
-                };
+                let old = committed
+                    .filter(|_| node.sends_old_values)
+                    .as_ref()
+                    .and_then(split_timestamped)
+                    .map(|(_, old)| old);
                 let window = match windows {
                     None => None,
                     Some(Windows::Session(_)) => keys::parse_session_key(&stored),
@@ -365,32 +356,21 @@ impl<'py> BatchProcessor<'_, 'py> {
             |obj: Bound<'py, PyAny>, f: FnId| self.to_stored(node, &obj, &slot.value_type, f);
         let value: Option<Bytes> = match &aggregation.kind {
             AggregationKind::Count => {
-                let earlier: i64 = merged
-                    .iter()
-                    .filter_map(|(_, _, _, v)| v.as_ref().try_into().ok())
-                    .map(i64::from_be_bytes)
-                    .sum();
-                Some(Bytes::copy_from_slice(&(earlier + 1).to_be_bytes()))
+                let earlier: i64 = merged.iter().filter_map(|(_, _, _, v)| count_of(v)).sum();
+                Some(count_entry(earlier + 1))
             }
             AggregationKind::Reduce { reducer } => {
-                let mut reduced: Option<Bound<'py, PyAny>> = None;
-                for (_, _, _, value) in &merged {
-                    let value = decode(value)?;
-                    reduced = Some(match reduced {
-                        None => value,
-                        Some(so_far) => self.call(*reducer, &[so_far, value], &node.name)?,
-                    });
-                }
-                let value = rec
-                    .value
-                    .as_py(py, &node.value_type)
-                    .map_err(|e| Self::consume_failure(node, e))?;
-                match reduced {
+                let earlier = merged.iter().map(|(_, _, _, value)| decode(value));
+                match self.reduce_all(node, *reducer, earlier)? {
                     None => rec
                         .value
                         .to_bytes(&node.value_type, &slot.value_type)
                         .map_err(|e| Self::consume_failure(node, e))?,
                     Some(so_far) => {
+                        let value = rec
+                            .value
+                            .as_py(py, &node.value_type)
+                            .map_err(|e| Self::consume_failure(node, e))?;
                         let result = self.call(*reducer, &[so_far, value], &node.name)?;
                         encode(result, *reducer)?
                     }
@@ -402,12 +382,12 @@ impl<'py> BatchProcessor<'_, 'py> {
                 merger,
             } => {
                 let mut aggregate = self.call(*initializer, &[], &node.name)?;
-                for (_, _, _, value) in &merged {
-                    let merger = merger.expect("validated: session aggregations have a merger");
-                    let [key, _] = self.key_value(node, &mut rec)?;
-                    aggregate = self.call(merger, &[key, aggregate, decode(value)?], &node.name)?;
-                }
                 let [key, value] = self.key_value(node, &mut rec)?;
+                for (_, _, _, earlier) in &merged {
+                    let merger = merger.expect("validated: session aggregations have a merger");
+                    let args = [key.clone(), aggregate, decode(earlier)?];
+                    aggregate = self.call(merger, &args, &node.name)?;
+                }
                 let result = self.call(*aggregator, &[key, value, aggregate], &node.name)?;
                 encode(result, *aggregator)?
             }
@@ -605,6 +585,24 @@ impl<'py> BatchProcessor<'_, 'py> {
         Ok(())
     }
 
+    /// Values reduced in order with `reducer`; None for none.
+    fn reduce_all(
+        &self,
+        node: &OpNode,
+        reducer: FnId,
+        values: impl Iterator<Item = Result<Bound<'py, PyAny>, Failure>>,
+    ) -> Result<Option<Bound<'py, PyAny>>, Failure> {
+        let mut reduced = None;
+        for value in values {
+            let value = value?;
+            reduced = Some(match reduced {
+                None => value,
+                Some(so_far) => self.call(reducer, &[so_far, value], &node.name)?,
+            });
+        }
+        Ok(reduced)
+    }
+
     /// A window's aggregate of its records (oldest first): counted, reduced, or aggregated
     /// from the initializer.
     fn fold_window(
@@ -620,19 +618,10 @@ impl<'py> BatchProcessor<'_, 'py> {
         let encode =
             |obj: Bound<'py, PyAny>, f: FnId| self.to_stored(node, &obj, &slot.value_type, f);
         match &aggregation.kind {
-            AggregationKind::Count => Ok(Some(Bytes::copy_from_slice(
-                &(records.len() as i64).to_be_bytes(),
-            ))),
+            AggregationKind::Count => Ok(Some(count_entry(records.len() as i64))),
             AggregationKind::Reduce { reducer } => {
-                let mut reduced: Option<Bound<'py, PyAny>> = None;
-                for (_, value) in records {
-                    let value = decode(value)?;
-                    reduced = Some(match reduced {
-                        None => value,
-                        Some(so_far) => self.call(*reducer, &[so_far, value], &node.name)?,
-                    });
-                }
-                match reduced {
+                let values = records.iter().map(|(_, value)| decode(value));
+                match self.reduce_all(node, *reducer, values)? {
                     Some(reduced) => encode(reduced, *reducer),
                     None => Ok(None),
                 }

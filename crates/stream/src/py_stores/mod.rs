@@ -27,6 +27,8 @@ use millrace_python::pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use millrace_types::DataType;
 use millrace_types::time::format_instant;
 
+use millrace_stores::entries::{split_timestamped, timestamped};
+
 use crate::task_stores::{StoreId, with_store};
 
 /// How a store's entries hold their values.
@@ -94,10 +96,7 @@ impl StoreAccess {
         Ok(bytes.map(|value| match self.format {
             EntryFormat::Plain => Bytes::from(value),
             EntryFormat::TimestampHidden | EntryFormat::Timestamped => {
-                let mut entry = Vec::with_capacity(8 + value.len());
-                entry.extend_from_slice(&timestamp.to_be_bytes());
-                entry.extend_from_slice(&value);
-                Bytes::from(entry)
+                timestamped(timestamp, &value)
             }
         }))
     }
@@ -114,17 +113,19 @@ impl StoreAccess {
         let Some(entry) = entry else {
             return Ok(py.None().into_bound(py));
         };
+        if self.format == EntryFormat::Plain {
+            return self.value_py(py, &entry);
+        }
+        let (timestamp, value) = split_timestamped(&entry).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "store '{}': a stored entry has no timestamp",
+                self.name
+            ))
+        })?;
+        let value = self.value_py(py, &value)?;
         match self.format {
-            EntryFormat::Plain => self.value_py(py, &entry),
-            EntryFormat::TimestampHidden => self.value_py(py, entry.get(8..).unwrap_or_default()),
-            EntryFormat::Timestamped => {
-                let timestamp = entry
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, i64::from_be_bytes);
-                let value = self.value_py(py, entry.get(8..).unwrap_or_default())?;
-                value_and_timestamp(py, value, timestamp)
-            }
+            EntryFormat::Timestamped => value_and_timestamp(py, value, timestamp),
+            EntryFormat::Plain | EntryFormat::TimestampHidden => Ok(value),
         }
     }
 
@@ -133,7 +134,7 @@ impl StoreAccess {
             .map_err(|e| PyValueError::new_err(format!("store '{}': stored key: {e}", self.name)))
     }
 
-    /// A windowed key as KSML shows it: `{start, end, startTime, endTime, key}`.
+    /// A stored key's window as KSML shows it (see [`windowed_key`]).
     fn windowed_py<'py>(
         &self,
         py: Python<'py>,
@@ -141,13 +142,7 @@ impl StoreAccess {
         start: i64,
         end: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let windowed = PyDict::new(py);
-        windowed.set_item("start", start)?;
-        windowed.set_item("end", end)?;
-        windowed.set_item("startTime", format_instant(start))?;
-        windowed.set_item("endTime", format_instant(end))?;
-        windowed.set_item("key", self.key_py(py, key)?)?;
-        Ok(windowed.into_any())
+        windowed_key(self.key_py(py, key)?, start, end)
     }
 
     /// Runs `f` on this store in the current task.
@@ -255,6 +250,22 @@ impl StoreAccess {
     fn approximate_len(&self) -> PyResult<u64> {
         self.with(|store| Ok(store.approximate_len()))
     }
+}
+
+/// A windowed key as KSML shows it to Python: `{start, end, startTime, endTime, key}` (times
+/// as Java's `Instant.toString` writes them).
+pub(crate) fn windowed_key<'py>(
+    key: Bound<'py, PyAny>,
+    start: i64,
+    end: i64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let windowed = PyDict::new(key.py());
+    windowed.set_item("start", start)?;
+    windowed.set_item("end", end)?;
+    windowed.set_item("startTime", format_instant(start))?;
+    windowed.set_item("endTime", format_instant(end))?;
+    windowed.set_item("key", key)?;
+    Ok(windowed.into_any())
 }
 
 /// Kafka Streams' `ValueAndTimestamp` as KSML gives it to Python: `{value, timestamp}`.

@@ -107,13 +107,10 @@ fn pipeline_run(
     let dir = BenchDir::new(data_dir, "pipeline")?;
     let broker = kafka.then(TestBroker::start);
     let log: Arc<dyn Log> = match &broker {
-        Some(broker) => Arc::new(
-            KafkaLog::connect(KafkaSettings::new(vec![(
-                "bootstrap.servers".into(),
-                broker.bootstrap_servers(),
-            )]))
-            .map_err(|e| e.to_string())?,
-        ),
+        Some(broker) => KafkaLog::open(KafkaSettings::new(vec![(
+            "bootstrap.servers".into(),
+            broker.bootstrap_servers(),
+        )]))?,
         None => Arc::new(
             EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default())
                 .map_err(|e| e.to_string())?,

@@ -59,12 +59,14 @@ impl DataDir {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run KSML definitions: producers and pipelines. Persistent state stores live in
-    /// DATA_DIR/state/<application.id> (or the `state.dir` property); stores with changelogs
-    /// are restored from them at start.
+    /// Run KSML definitions: producers and pipelines, on the embedded log of DATA_DIR, or on
+    /// the Kafka cluster the config's `bootstrap.servers` names (at least once). Persistent
+    /// state stores live in DATA_DIR/state/<application.id> (or the `state.dir` property);
+    /// stores with changelogs are restored from them at start.
     Run {
         /// A KSML runner config (ksml-runner.yaml): `kafka:` or `runner: {type: streams,
-        /// config:}` properties, and ksml.definitions.
+        /// config:}` properties (with `bootstrap.servers`: run on that Kafka cluster), and
+        /// ksml.definitions.
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
@@ -187,23 +189,14 @@ fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
                 .into(),
         );
     }
-    let (properties, unknown) = KafkaSettings::librdkafka_properties(config.client_properties())?;
-    if !unknown.is_empty() {
-        tracing::warn!(
-            "properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",
-            unknown.join(", ")
-        );
-    }
-    let mut settings = KafkaSettings::new(properties);
+    let mut settings = KafkaSettings::from_given(config.client_properties())?;
     if let Some(partitions) = config.kafka.get("num.partitions") {
         settings.default_partitions = partitions
             .trim()
             .parse()
             .map_err(|_| format!("num.partitions must be a whole number, found '{partitions}'"))?;
     }
-    KafkaLog::connect(settings)
-        .map(|log| Arc::new(log) as Arc<dyn Log>)
-        .map_err(|e| e.to_string())
+    KafkaLog::open(settings)
 }
 
 fn run_command(

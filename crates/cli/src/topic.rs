@@ -36,10 +36,10 @@ impl Target {
         let Some(servers) = &self.bootstrap_servers else {
             return self.data.open();
         };
-        let settings = KafkaSettings::new(vec![("bootstrap.servers".into(), servers.clone())]);
-        KafkaLog::connect(settings)
-            .map(|log| Arc::new(log) as Arc<dyn Log>)
-            .map_err(|e| e.to_string())
+        KafkaLog::open(KafkaSettings::new(vec![(
+            "bootstrap.servers".into(),
+            servers.clone(),
+        )]))
     }
 }
 

@@ -9,11 +9,12 @@
 //! Appends and commits are not one atomic step here: [`Log::append_and_commit`] appends,
 //! waits for the broker's acknowledgements, then commits the offsets (at least once).
 
+mod arrivals;
 mod reader;
 pub mod test_broker;
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_executor::block_on;
@@ -33,6 +34,7 @@ use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::NaiveRuntime;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::arrivals::Arrivals;
 use crate::reader::Reader;
 
 /// Properties as (name, value) pairs.
@@ -89,6 +91,21 @@ impl KafkaSettings {
         Ok((known, unknown))
     }
 
+    /// Settings from properties a user gave (a runner config, a spec's consumer properties):
+    /// those librdkafka does not know are named in a warning and left out.
+    pub fn from_given(
+        properties: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<KafkaSettings, String> {
+        let (known, unknown) = KafkaSettings::librdkafka_properties(properties)?;
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",
+                unknown.join(", ")
+            );
+        }
+        Ok(KafkaSettings::new(known))
+    }
+
     /// The properties a client gets: the shared ones, then its prefixed ones (prefix off).
     /// Looking a topic up never creates it.
     fn client_config(&self, prefix: &str) -> ClientConfig {
@@ -124,7 +141,7 @@ pub struct KafkaLog {
     /// A consumer per group, for its committed offsets.
     groups: Mutex<HashMap<String, BaseConsumer>>,
     /// Counts appends seen (this process's, and records arriving for the reader).
-    appended: std::sync::Arc<(Mutex<u64>, Condvar)>,
+    arrivals: Arc<Arrivals>,
 }
 
 /// A librdkafka error as the log reports it.
@@ -152,7 +169,7 @@ impl KafkaLog {
             )
             .create()
             .map_err(|e| broker("creating the producer", e))?;
-        let appended = std::sync::Arc::new((Mutex::new(0), Condvar::new()));
+        let arrivals = Arc::new(Arrivals::default());
         let reader = Reader::new(
             settings
                 .client_config("consumer.")
@@ -163,7 +180,7 @@ impl KafkaLog {
                 // An offset no longer held (retention) reads on from the partition's start.
                 .set("auto.offset.reset", "earliest"),
             settings.timeout,
-            appended.clone(),
+            arrivals.clone(),
         )?;
         let log = KafkaLog {
             settings,
@@ -171,18 +188,18 @@ impl KafkaLog {
             producer,
             reader,
             groups: Mutex::new(HashMap::new()),
-            appended,
+            arrivals,
         };
         // Reaching the cluster now gives a clear error at start rather than at first use.
         log.topics()?;
         Ok(log)
     }
 
-    /// Tells waiting readers that records arrived.
-    fn notify_appended(&self) {
-        let (count, changed) = &*self.appended;
-        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        changed.notify_all();
+    /// Connects (see [`KafkaLog::connect`]), as the log its users share.
+    pub fn open(settings: KafkaSettings) -> Result<Arc<dyn Log>, String> {
+        KafkaLog::connect(settings)
+            .map(|log| Arc::new(log) as Arc<dyn Log>)
+            .map_err(|e| e.to_string())
     }
 
     /// Runs `f` with the consumer of `group`, made on first use.
@@ -243,7 +260,7 @@ impl KafkaLog {
                 .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
             first.get_or_insert(delivery.offset as u64);
         }
-        self.notify_appended();
+        self.arrivals.notify();
         Ok(first.unwrap_or(0))
     }
 
@@ -440,13 +457,11 @@ impl Log for KafkaLog {
     }
 
     fn append_generation(&self) -> u64 {
-        *self.appended.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.arrivals.generation()
     }
 
     fn wait_for_append(&self, generation: u64, timeout: Duration) {
-        let (count, changed) = &*self.appended;
-        let guard = count.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = changed.wait_timeout_while(guard, timeout, |current| *current == generation);
+        self.arrivals.wait(generation, timeout);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::arrivals::Arrivals;
 use crate::broker;
 
 type PartitionQueue =
@@ -38,14 +39,14 @@ pub struct Reader {
     timeout: Duration,
     partitions: Mutex<HashMap<(String, u32), PartitionRead>>,
     /// Bumped when a partition's queue receives records, for waiting readers.
-    appended: Arc<(Mutex<u64>, Condvar)>,
+    arrivals: Arc<Arrivals>,
 }
 
 impl Reader {
     pub fn new(
         config: &mut ClientConfig,
         timeout: Duration,
-        appended: Arc<(Mutex<u64>, Condvar)>,
+        arrivals: Arc<Arrivals>,
     ) -> Result<Reader, LogError> {
         let consumer: BaseConsumer = config
             .create()
@@ -54,7 +55,7 @@ impl Reader {
             consumer: Arc::new(consumer),
             timeout,
             partitions: Mutex::new(HashMap::new()),
-            appended,
+            arrivals,
         })
     }
 
@@ -73,12 +74,8 @@ impl Reader {
                 operation: format!("reading {topic}/{partition}"),
                 message: "no queue for the partition".into(),
             })?;
-        let appended = self.appended.clone();
-        queue.set_nonempty_callback(move || {
-            let (count, changed) = &*appended;
-            *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            changed.notify_all();
-        });
+        let arrivals = self.arrivals.clone();
+        queue.set_nonempty_callback(move || arrivals.notify());
         Ok(PartitionRead {
             queue,
             early: Default::default(),

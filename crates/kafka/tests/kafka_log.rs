@@ -217,3 +217,28 @@ fn java_client_settings_are_told_apart_from_librdkafka_ones() {
     .unwrap_err();
     assert!(refused.contains("security.protocol"), "{refused}");
 }
+
+/// tansu answers commit metadata empty; librdkafka's in-process mock cluster keeps it, so
+/// the metadata's round trip through the Kafka log is checked there.
+#[test]
+fn commit_metadata_goes_to_the_cluster_and_back() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    let log = KafkaLog::connect(KafkaSettings::new(vec![(
+        "bootstrap.servers".into(),
+        cluster.bootstrap_servers(),
+    )]))
+    .unwrap();
+    let offsets = [CommittedOffset {
+        topic: "in".into(),
+        partition: 0,
+        offset: 5,
+        metadata: "partitionTime=42".into(),
+    }];
+    log.commit("app", &offsets).unwrap();
+    assert_eq!(log.committed("app", "in", 0).unwrap(), Some(5));
+    assert_eq!(
+        log.committed_metadata("app", "in", 0).unwrap().as_deref(),
+        Some("partitionTime=42")
+    );
+}

@@ -259,9 +259,7 @@ fn check_join(
             format!("operation '{}' needs one of stream, table or globalTable", op.type_name),
         ),
         (Some(Stage::Stream), Some("table")) if op.kind != OpKind::OuterJoin => {
-            if !op.params.contains_key("valueJoiner") {
-                diags.error(op.mark, format!("operation '{}' needs 'valueJoiner'", op.type_name));
-            }
+            need_field(op, "valueJoiner", "", diags);
             check_joined_kind(definition, op, "table", TopicKind::Table, diags);
         }
         (Some(Stage::Stream), Some("stream")) => {
@@ -269,12 +267,7 @@ fn check_join(
                 ("valueJoiner", "to join the values"),
                 ("timeDifference", "(how far apart joined records may be)"),
             ] {
-                if !op.params.contains_key(field) {
-                    diags.error(
-                        op.mark,
-                        format!("operation '{}' needs '{field}' {why}", op.type_name),
-                    );
-                }
+                need_field(op, field, why, diags);
             }
         }
         (Some(Stage::Stream), Some("globalTable")) if op.kind != OpKind::OuterJoin => {
@@ -282,19 +275,12 @@ fn check_join(
                 ("mapper", "to pick the global table's key"),
                 ("valueJoiner", "to join the values"),
             ] {
-                if !op.params.contains_key(field) {
-                    diags.error(
-                        op.mark,
-                        format!("operation '{}' needs '{field}' {why}", op.type_name),
-                    );
-                }
+                need_field(op, field, why, diags);
             }
             check_joined_kind(definition, op, "globalTable", TopicKind::GlobalTable, diags);
         }
         (Some(Stage::Table), Some("table")) => {
-            if !op.params.contains_key("valueJoiner") {
-                diags.error(op.mark, format!("operation '{}' needs 'valueJoiner'", op.type_name));
-            }
+            need_field(op, "valueJoiner", "", diags);
             if op.params.contains_key("foreignKeyExtractor") && op.kind == OpKind::OuterJoin {
                 diags.error(
                     op.mark,
@@ -328,6 +314,21 @@ fn check_join(
             ),
         ),
         (None, Some(_)) => {}
+    }
+}
+
+/// An operation has `field`, needed `why` (words after the field's name, or none).
+fn need_field(op: &Operation, field: &str, why: &str, diags: &mut Diagnostics) {
+    if !op.params.contains_key(field) {
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" {why}")
+        };
+        diags.error(
+            op.mark,
+            format!("operation '{}' needs '{field}'{why}", op.type_name),
+        );
     }
 }
 
@@ -486,14 +487,7 @@ fn check_operations(
 /// on grouped streams, an adder and a subtractor on grouped tables, nothing more after cogroup
 /// (which brought the aggregator), a merger on session windows.
 fn check_aggregation_fields(op: &Operation, stage: Stage, diags: &mut Diagnostics) {
-    let mut need = |field: &str, why: &str| {
-        if !op.params.contains_key(field) {
-            diags.error(
-                op.mark,
-                format!("operation '{}' needs '{field}' {why}", op.type_name),
-            );
-        }
-    };
+    let mut need = |field: &str, why: &str| need_field(op, field, why, diags);
     let cogrouped = matches!(
         stage,
         Stage::Cogrouped | Stage::CogroupedTimeWindowed | Stage::CogroupedSessionWindowed
@@ -519,14 +513,7 @@ fn check_aggregation_fields(op: &Operation, stage: Stage, diags: &mut Diagnostic
 
 /// The fields an operation needs beyond what parsing checks.
 fn check_operation_fields(op: &Operation, diags: &mut Diagnostics) {
-    let mut need = |field: &str, why: &str| {
-        if !op.params.contains_key(field) {
-            diags.error(
-                op.mark,
-                format!("operation '{}' needs '{field}' {why}", op.type_name),
-            );
-        }
-    };
+    let mut need = |field: &str, why: &str| need_field(op, field, why, diags);
     match op.kind {
         OpKind::WindowByTime => match op.text("windowType") {
             Some("tumbling") => need("duration", "(the window size)"),

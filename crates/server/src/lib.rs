@@ -148,7 +148,9 @@ impl Server {
             log.clone(),
             catalog,
             data_dir,
-            Some(Arc::new(connect_cluster)),
+            Some(Arc::new(|properties: &[(String, String)]| {
+                KafkaLog::open(KafkaSettings::from_given(properties.iter().cloned())?)
+            })),
         )?);
         let engine = SqlEngine::new(Arc::new(ServerSource(ingestion.clone())));
         Ok(Server {
@@ -198,19 +200,4 @@ impl Server {
         let ingestion = self.state.ingestion.clone();
         let _ = tokio::task::spawn_blocking(move || ingestion.shutdown()).await;
     }
-}
-
-/// Opens the Kafka cluster a supervisor spec's consumer properties name (properties Kafka's C
-/// client does not know, Java consumer settings, are left out with a warning).
-fn connect_cluster(properties: &[(String, String)]) -> Result<Arc<dyn Log>, String> {
-    let (known, unknown) = KafkaSettings::librdkafka_properties(properties.iter().cloned())?;
-    if !unknown.is_empty() {
-        tracing::warn!(
-            "consumer properties that Kafka's C client (librdkafka) does not know, so not acted on: {}",
-            unknown.join(", ")
-        );
-    }
-    KafkaLog::connect(KafkaSettings::new(known))
-        .map(|log| Arc::new(log) as Arc<dyn Log>)
-        .map_err(|e| e.to_string())
 }

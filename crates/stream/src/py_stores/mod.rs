@@ -280,6 +280,12 @@ fn value_and_timestamp<'py>(
     Ok(dict.into_any())
 }
 
+/// A list in reverse order (the `backward...` methods).
+fn reversed(list: Bound<'_, PyList>) -> PyResult<Bound<'_, PyList>> {
+    list.reverse()?;
+    Ok(list)
+}
+
 fn key_value<'py>(
     py: Python<'py>,
     key: Bound<'py, PyAny>,

@@ -10,7 +10,7 @@ use millrace_python::pyo3::types::PyList;
 use millrace_stores::keys;
 use millrace_types::DataType;
 
-use super::{EntryFormat, StoreAccess, key_value};
+use super::{EntryFormat, StoreAccess, key_value, reversed};
 use crate::task_stores::StoreId;
 
 /// A session store as Python sees it, as on Kafka Streams' `SessionStore`: sessions are keyed
@@ -37,17 +37,18 @@ impl SessionStoreHandle {
 
     /// The stored key of a session key dict `{start, end, key}`.
     fn session_bytes(&self, session: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-        let field = |name: &str| {
-            session.get_item(name).map_err(|_| {
-                PyValueError::new_err(format!(
-                    "store '{}': a session key is a dict {{start, end, key}}",
-                    self.access.name
-                ))
-            })
+        let bad = || {
+            PyValueError::new_err(format!(
+                "store '{}': a session key is a dict {{start, end, key}} with start and end in \
+                 milliseconds, not {}",
+                self.access.name,
+                session.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
         };
+        let field = |name: &str| session.get_item(name).map_err(|_| bad());
+        let time = |name: &str| field(name)?.extract::<i64>().map_err(|_| bad());
         let key = self.access.key_bytes(&field("key")?)?;
-        let start: i64 = field("start")?.extract()?;
-        let end: i64 = field("end")?.extract()?;
+        let (start, end) = (time("start")?, time("end")?);
         Ok(keys::session_key(&key, start, end))
     }
 
@@ -86,9 +87,9 @@ impl SessionStoreHandle {
 impl SessionStoreHandle {
     /// Sets a session's aggregate; None removes the session.
     fn put(&self, session: &Bound<'_, PyAny>, aggregate: &Bound<'_, PyAny>) -> PyResult<()> {
-        let key = session.get_item("key")?;
-        let entry = self.access.entry(&key, aggregate, 0)?;
-        self.access.put_stored(self.session_bytes(session)?, entry)
+        let stored = self.session_bytes(session)?;
+        let entry = self.access.entry(&session.get_item("key")?, aggregate, 0)?;
+        self.access.put_stored(stored, entry)
     }
 
     /// Removes a session.
@@ -123,9 +124,7 @@ impl SessionStoreHandle {
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let list = self.sessions(py, key, i64::MIN, i64::MAX)?;
-        list.reverse()?;
-        Ok(list)
+        reversed(self.sessions(py, key, i64::MIN, i64::MAX)?)
     }
 
     /// The sessions of `key` ending at or after `earliestSessionEndTime` and starting at or
@@ -155,14 +154,13 @@ impl SessionStoreHandle {
         earliest_session_end_time: i64,
         latest_session_start_time: i64,
     ) -> PyResult<Bound<'py, PyList>> {
-        let list = self.sessions(
+        let sessions = self.sessions(
             py,
             key,
             earliest_session_end_time,
             latest_session_start_time,
         )?;
-        list.reverse()?;
-        Ok(list)
+        reversed(sessions)
     }
 
     fn __repr__(&self) -> String {

@@ -9,7 +9,7 @@ use millrace_python::pyo3::types::PyList;
 use millrace_stores::keys;
 use millrace_types::DataType;
 
-use super::{EntryFormat, StoreAccess, key_value};
+use super::{EntryFormat, StoreAccess, key_value, reversed};
 use crate::task_stores::StoreId;
 
 /// A window store as Python sees it, as on Kafka Streams' `WindowStore`:
@@ -145,10 +145,10 @@ impl WindowStoreHandle {
         time_from: i64,
         time_to: i64,
     ) -> PyResult<Bound<'py, PyList>> {
-        let forward = self.fetch(py, key, time_from, Some(time_to))?;
-        let list = forward.cast_into::<PyList>()?;
-        list.reverse()?;
-        Ok(list)
+        reversed(
+            self.fetch(py, key, time_from, Some(time_to))?
+                .cast_into::<PyList>()?,
+        )
     }
 
     /// Entries of every key's windows starting from `timeFrom` to `timeTo`.

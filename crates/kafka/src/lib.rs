@@ -10,24 +10,24 @@
 //! waits for the broker's acknowledgements, then commits the offsets (at least once).
 
 mod arrivals;
+mod group;
 mod reader;
 pub mod test_broker;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
 use millrace_log::{
-    Append, CommittedOffset, Fetched, Log, LogError, Record, TopicConfig, TopicInfo,
-    validate_partition_count, validate_topic_name,
+    Append, CommittedOffset, Fetched, GroupMembership, Log, LogError, RebalanceListener, Record,
+    TopicConfig, TopicInfo, validate_partition_count, validate_topic_name,
 };
 use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigResource, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
@@ -35,6 +35,7 @@ use rdkafka::util::NaiveRuntime;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::arrivals::Arrivals;
+use crate::group::{GroupClients, GroupConsumer, KafkaMembership, group_consumer};
 use crate::reader::Reader;
 
 /// Properties as (name, value) pairs.
@@ -138,8 +139,9 @@ pub struct KafkaLog {
     admin: AdminClient<DefaultClientContext>,
     producer: FutureProducer,
     reader: Reader,
-    /// A consumer per group, for its committed offsets.
-    groups: Mutex<HashMap<String, BaseConsumer>>,
+    /// A client per group, for its committed offsets and commits (the member, while this
+    /// process is one).
+    groups: GroupClients,
     /// Counts appends seen (this process's, and records arriving for the reader).
     arrivals: Arc<Arrivals>,
 }
@@ -187,7 +189,7 @@ impl KafkaLog {
             admin,
             producer,
             reader,
-            groups: Mutex::new(HashMap::new()),
+            groups: GroupClients::default(),
             arrivals,
         };
         // Reaching the cluster now gives a clear error at start rather than at first use.
@@ -202,24 +204,25 @@ impl KafkaLog {
             .map_err(|e| e.to_string())
     }
 
-    /// Runs `f` with the consumer of `group`, made on first use.
+    /// Runs `f` with the client of `group`, made on first use.
     fn with_group<R>(
         &self,
         group: &str,
-        f: impl FnOnce(&BaseConsumer) -> Result<R, LogError>,
+        f: impl FnOnce(&GroupConsumer) -> Result<R, LogError>,
     ) -> Result<R, LogError> {
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        if !groups.contains_key(group) {
-            let consumer: BaseConsumer = self
-                .settings
-                .client_config("consumer.")
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
-                .create()
-                .map_err(|e| broker(format!("creating a consumer of group '{group}'"), e))?;
-            groups.insert(group.to_string(), consumer);
-        }
-        f(&groups[group])
+        let consumer = {
+            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            match groups.get(group) {
+                Some(consumer) => consumer.clone(),
+                None => {
+                    let config = self.settings.client_config("consumer.");
+                    let consumer = Arc::new(group_consumer(config, group, None)?);
+                    groups.insert(group.to_string(), consumer.clone());
+                    consumer
+                }
+            }
+        };
+        f(&consumer)
     }
 
     /// Sends records to one partition and waits for the broker's acknowledgements; returns
@@ -449,11 +452,40 @@ impl Log for KafkaLog {
                 .map_err(|e| broker("committing offsets", e))?;
             element.set_metadata(committed.metadata.clone());
         }
-        self.with_group(group, |consumer| {
-            consumer
-                .commit(&list, CommitMode::Sync)
-                .map_err(|e| broker(format!("committing offsets of group '{group}'"), e))
-        })
+        let started = Instant::now();
+        loop {
+            let result = self.with_group(group, |consumer| {
+                Ok(consumer.commit(&list, CommitMode::Sync))
+            })?;
+            let code = match result {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::ConsumerCommit(code)) => code,
+                Err(e) => return Err(broker(format!("committing offsets of group '{group}'"), e)),
+            };
+            match code {
+                // The group is between generations: the commit is taken once it settles.
+                RDKafkaErrorCode::RebalanceInProgress
+                    if started.elapsed() < self.settings.timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::FencedInstanceId => {
+                    return Err(LogError::NotGroupMember {
+                        group: group.to_string(),
+                        message: code.to_string(),
+                    });
+                }
+                code => {
+                    return Err(LogError::Broker {
+                        operation: format!("committing offsets of group '{group}'"),
+                        message: code.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     fn append_generation(&self) -> u64 {
@@ -462,6 +494,31 @@ impl Log for KafkaLog {
 
     fn wait_for_append(&self, generation: u64, timeout: Duration) {
         self.arrivals.wait(generation, timeout);
+    }
+
+    /// Joins as a subscribed member; the group's coordinator spreads the partitions over
+    /// its members (cooperative-sticky).
+    fn join_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<Box<dyn GroupMembership>, LogError> {
+        let config = self.settings.client_config("consumer.");
+        let consumer = Arc::new(group_consumer(config, group, Some((topics, listener)))?);
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.to_string(), consumer.clone());
+        Ok(Box::new(KafkaMembership {
+            group: group.to_string(),
+            consumer,
+            clients: self.groups.clone(),
+        }))
+    }
+
+    fn stop_reading(&self, topic: &str, partition: u32) {
+        self.reader.stop_reading(topic, partition);
     }
 }
 

@@ -174,6 +174,16 @@ impl Reader {
         }
     }
 
+    /// Stops reading a partition (dropping what was fetched ahead) until it is read again.
+    pub fn stop_reading(&self, topic: &str, partition: u32) {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if partitions.remove(&(topic.to_string(), partition)).is_some()
+            && let Err(e) = self.unassign(topic, partition)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// Stops reading a partition.
     fn unassign(&self, topic: &str, partition: u32) -> Result<(), LogError> {
         let mut list = TopicPartitionList::new();

@@ -4,15 +4,18 @@
 mod embedded;
 mod encoding;
 pub mod fuzz;
+mod group;
 mod journal;
 mod partitioner;
 mod topic_config;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use group::{GroupMembership, RebalanceListener, SoleMember, TopicPartition};
 pub use partitioner::{KeyPartitioner, murmur2_partition};
 pub use topic_config::{CleanupPolicy, TOPIC_CONFIG_NAMES, TopicConfig};
 
@@ -121,6 +124,11 @@ pub enum LogError {
     /// A Kafka broker (or the client reaching it) refused or failed an operation.
     #[error("Kafka: {operation}: {message}")]
     Broker { operation: String, message: String },
+    /// The group refused a commit from this process: it is no longer the member that owns
+    /// the partitions (a rebalance moved them, or it timed out). Its uncommitted work is
+    /// redone by the owner.
+    #[error("group '{group}' refused the commit: {message}")]
+    NotGroupMember { group: String, message: String },
     #[error("journal file {file} is corrupt at byte {position}: {reason}")]
     Corrupt {
         file: String,
@@ -215,6 +223,36 @@ pub trait Log: Send + Sync {
 
     /// Blocks until an append happens after `generation` was read, or `timeout` passes.
     fn wait_for_append(&self, generation: u64, timeout: Duration);
+
+    /// Joins `group` to share the partitions of `topics` with its other members; the
+    /// listener hears which are this member's. Commits of the group from this process go
+    /// through the membership while it lasts. By default the log has one process, whose
+    /// member owns every partition.
+    fn join_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<Box<dyn GroupMembership>, LogError> {
+        let _ = group;
+        let mut partitions = Vec::new();
+        for topic in topics {
+            let count = self
+                .partition_count(topic)?
+                .ok_or_else(|| LogError::UnknownTopic(topic.clone()))?;
+            partitions.extend((0..count).map(|partition| TopicPartition {
+                topic: topic.clone(),
+                partition,
+            }));
+        }
+        Ok(Box::new(SoleMember::new(partitions, listener)))
+    }
+
+    /// Says a partition will not be read for a while (it moved to another member), so that
+    /// nothing is fetched ahead for it. Reading it again later is allowed.
+    fn stop_reading(&self, topic: &str, partition: u32) {
+        let _ = (topic, partition);
+    }
 }
 
 /// The most partitions a topic may have: each costs memory for as long as the log lives.

@@ -3,6 +3,7 @@
 //!
 //! [`Log`]: millrace_log::Log
 
+mod assignment;
 mod datum;
 mod global;
 mod process;

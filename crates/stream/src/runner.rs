@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use millrace_log::{Append, CommittedOffset, Log, LogError, StoredRecord};
+use millrace_log::{Append, CommittedOffset, GroupMembership, Log, LogError, StoredRecord};
 use millrace_python::Python;
 use millrace_python::watch::{CallWatch, WatchedThread};
 
@@ -16,12 +16,17 @@ use crate::process::{BatchProcessor, Emitted};
 use crate::producer::ProducerRun;
 use millrace_stores::StateDir;
 
-use crate::task::{Task, partition_time_metadata, plan_tasks, read_in_time_order};
+use crate::assignment::{Assignment, Leave};
+use crate::task::{
+    GroupPlan, Task, partition_time_metadata, plan_groups, plan_task, read_in_time_order,
+};
 use crate::task_stores::{self, StoreId, changelog_appends, expire_windows};
 use crate::topology::{BuildError, Topology};
 use millrace_ksml::config::RunnerConfig;
 use millrace_ksml::model::Definition;
 
+/// How often the supervisor serves the group and looks for the end of the run.
+const SUPERVISE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long an idle worker waits for new records before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// A task commits once it holds this many output records, whatever the commit interval.
@@ -104,6 +109,12 @@ struct Shared {
     /// `cache.max.bytes.buffering` shared out over the tasks: a task whose store buffers hold
     /// more commits.
     cache_bytes_per_task: usize,
+    /// How each source group's tasks are laid out.
+    plans: Vec<GroupPlan>,
+    /// Where persistent stores live.
+    state: Option<StateDir>,
+    /// Which worker runs which task, as the group assigns partitions.
+    assignment: Arc<Assignment>,
 }
 
 impl Shared {
@@ -150,25 +161,24 @@ pub fn run_then<R>(
         global.catch_up(log.as_ref())?;
     }
     let state = open_state_dir(&topology, &options, config.application_id())?;
-    let tasks = plan_tasks(
-        &topology,
-        log.as_ref(),
-        config.application_id(),
-        state.as_ref(),
-    )?;
-    let positions: Vec<(String, u32, Arc<AtomicU64>)> = tasks
-        .iter()
-        .flat_map(|t| &t.inputs)
-        .map(|input| {
-            let topic = topology.sources[input.source].topic.clone();
-            (topic, input.partition, input.committed.clone())
-        })
-        .collect();
-    let task_count = tasks.len();
+    let plans = plan_groups(&topology, log.as_ref())?;
+    let max_tasks = plans.iter().map(|p| p.task_count as usize).sum::<usize>();
     let commit_interval = config.commit_interval();
     let window_retentions = topology.window_retentions();
-    let cache_bytes_per_task = config.cache_max_bytes() / task_count.max(1);
-    let threads = config.stream_threads().min(task_count).max(1);
+    let cache_bytes_per_task = config.cache_max_bytes() / max_tasks.max(1);
+    let threads = config.stream_threads().min(max_tasks).max(1);
+    let leading_topics: Vec<String> = plans.iter().map(|p| p.leading_topic.clone()).collect();
+    let assignment = Arc::new(Assignment::new(
+        &leading_topics,
+        threads,
+        options.stop.clone(),
+    ));
+    let membership = match leading_topics.is_empty() {
+        true => None,
+        false => {
+            Some(log.join_group(config.application_id(), &leading_topics, assignment.clone())?)
+        }
+    };
     let watch = Arc::new(CallWatch::new(
         topology
             .functions
@@ -196,25 +206,20 @@ pub fn run_then<R>(
         commit_interval,
         cache_bytes_per_task,
         window_retentions,
+        plans,
+        state,
+        assignment,
     });
     let mut handles = Vec::new();
     let mut workers = Vec::new();
-    let mut per_worker: Vec<Vec<Task>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, task) in tasks.into_iter().enumerate() {
-        per_worker[i % threads].push(task);
-    }
-    for (i, worker_tasks) in per_worker.into_iter().enumerate() {
-        if worker_tasks.is_empty() {
-            continue;
-        }
+    for i in 0..threads {
         let (shared, watch) = (shared.clone(), watch.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("stream-{i}"))
                 .spawn(move || {
                     // A bug must stop the run with a message, not leave it waiting forever.
-                    let work =
-                        std::panic::AssertUnwindSafe(|| worker(&shared, &watch, worker_tasks));
+                    let work = std::panic::AssertUnwindSafe(|| worker(&shared, &watch, i));
                     std::panic::catch_unwind(work).unwrap_or_else(|_| {
                         shared.fail(format!("stream thread {i} failed unexpectedly (a bug)"));
                         Vec::new()
@@ -254,11 +259,13 @@ pub fn run_then<R>(
                 .expect("spawn producer thread"),
         );
     }
-    supervise(&shared, &positions, options.until_idle);
+    supervise(&shared, membership.as_deref(), options.until_idle);
     let mut tasks = Vec::new();
     for worker in workers {
         tasks.extend(worker.join().unwrap_or_default());
     }
+    // Leaves the group once the tasks have committed.
+    drop(membership);
     for handle in handles {
         let _ = handle.join();
     }
@@ -294,21 +301,31 @@ pub fn run_then<R>(
     Ok((summary, result))
 }
 
-/// Waits for a stop request, a failure, or (with `until_idle`) for quiet: producers done and
-/// every task committed up to the end of its inputs, twice in a row with no append between.
-fn supervise(shared: &Shared, positions: &[(String, u32, Arc<AtomicU64>)], until_idle: bool) {
+/// Serves the group membership until a stop request, a failure, or (with `until_idle`) quiet:
+/// producers done and every task of this process committed up to the end of its inputs,
+/// twice in a row with no append between.
+fn supervise(shared: &Shared, membership: Option<&dyn GroupMembership>, until_idle: bool) {
     let mut quiet_since: Option<u64> = None;
     while !shared.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
+        match membership {
+            Some(member) => {
+                if let Err(e) = member.poll(SUPERVISE_INTERVAL) {
+                    tracing::warn!("consumer group: {e}");
+                }
+            }
+            None => std::thread::sleep(SUPERVISE_INTERVAL),
+        }
         if !until_idle || shared.producers_running.load(Ordering::SeqCst) > 0 {
             continue;
         }
         let generation = shared.log.append_generation();
-        let drained = positions.iter().all(|(topic, partition, position)| {
-            shared
-                .log
-                .offset_range(topic, *partition)
-                .is_ok_and(|(_, end)| position.load(Ordering::SeqCst) >= end)
+        let drained = shared.assignment.positions().is_some_and(|positions| {
+            positions.iter().all(|(topic, partition, position)| {
+                shared
+                    .log
+                    .offset_range(topic, *partition)
+                    .is_ok_and(|(_, end)| position.load(Ordering::SeqCst) >= end)
+            })
         });
         if !drained {
             quiet_since = None;
@@ -376,9 +393,11 @@ fn register(watch: &CallWatch) -> Result<Arc<WatchedThread>, String> {
         .map_err(|e| format!("cannot watch a thread's Python calls: {e}"))
 }
 
-/// Runs tasks until the run stops; returns them (with their stores) for the caller.
-fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) -> Vec<Task> {
+/// Runs the tasks the assignment gives this worker until the run stops; returns them (with
+/// their stores) for the caller.
+fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
     let group = shared.config.application_id().to_string();
+    let mut tasks = Vec::new();
     let watched = match register(watch) {
         Ok(watched) => watched,
         Err(message) => {
@@ -387,19 +406,35 @@ fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) -> Vec<Task>
         }
     };
     while !shared.stop.load(Ordering::SeqCst) {
+        if let Err(message) = follow_assignment(shared, &group, index, &mut tasks, &watched) {
+            shared.fail(message);
+            return tasks;
+        }
         let generation = shared.log.append_generation();
         let mut worked = false;
-        for task in &mut tasks {
-            if shared.stop.load(Ordering::SeqCst) {
+        let mut refused = Vec::new();
+        for (at, task) in tasks.iter_mut().enumerate() {
+            if shared.stop.load(Ordering::SeqCst) || shared.assignment.changed_for(index) {
+                worked = true;
                 break;
             }
             match run_batch(shared, &group, task, &watched) {
                 Ok(n) => worked |= n > 0,
-                Err(message) => {
+                Err(TaskError::NotMember(message)) => refused.push((at, message)),
+                Err(TaskError::Fatal(message)) => {
                     shared.fail(message);
                     return tasks;
                 }
             }
+        }
+        // Refused tasks start again from their committed offsets (if they are still this
+        // member's): what they processed since is redone, at least once.
+        for (at, message) in refused.into_iter().rev() {
+            let task = tasks.remove(at);
+            tracing::warn!(task = %task.id, "{message}; restarting the task from its committed offsets");
+            let key = task.key;
+            release(shared, task);
+            shared.assignment.restart(index, key);
         }
         if !worked {
             shared.log.wait_for_append(generation, IDLE_WAIT);
@@ -407,12 +442,88 @@ fn worker(shared: &Shared, watch: &CallWatch, mut tasks: Vec<Task>) -> Vec<Task>
     }
     // Stopping: what was processed since the last commit is committed now.
     for task in &mut tasks {
-        if let Err(message) = step(shared, &group, task, Vec::new(), true, &watched) {
-            shared.fail(message);
-            break;
+        match step(shared, &group, task, Vec::new(), true, &watched) {
+            Ok(()) => {}
+            Err(TaskError::NotMember(message)) => tracing::warn!(task = %task.id, "{message}"),
+            Err(TaskError::Fatal(message)) => {
+                shared.fail(message);
+                break;
+            }
         }
     }
     tasks
+}
+
+/// Gives up the worker's tasks whose partitions are leaving this member (committing first
+/// when they were revoked), and starts the tasks newly given to it.
+fn follow_assignment(
+    shared: &Shared,
+    group: &str,
+    worker: usize,
+    tasks: &mut Vec<Task>,
+    watched: &WatchedThread,
+) -> Result<(), String> {
+    for (key, leave) in shared.assignment.leaving(worker) {
+        if let Some(at) = tasks.iter().position(|t| t.key == key) {
+            let mut task = tasks.swap_remove(at);
+            if leave == Leave::Commit {
+                match step(shared, group, &mut task, Vec::new(), true, watched) {
+                    Ok(()) => {}
+                    Err(TaskError::NotMember(message)) => {
+                        tracing::warn!(task = %task.id, "{message}")
+                    }
+                    Err(TaskError::Fatal(message)) => return Err(message),
+                }
+            }
+            release(shared, task);
+        }
+        shared.assignment.left(worker, key);
+    }
+    for key in shared.assignment.take_new(worker) {
+        let task = plan_task(
+            &shared.topology,
+            shared.log.as_ref(),
+            group,
+            shared.state.as_ref(),
+            &shared.plans,
+            key,
+        )
+        .map_err(|e| format!("task {}_{}: {e}", key.group, key.partition))?;
+        let positions = task
+            .inputs
+            .iter()
+            .map(|input| {
+                let topic = shared.topology.sources[input.source].topic.clone();
+                (topic, input.partition, input.committed.clone())
+            })
+            .collect();
+        shared.assignment.started(key, positions);
+        tasks.push(task);
+    }
+    Ok(())
+}
+
+/// Lets a task go: its stores close, and its partitions are no longer fetched ahead.
+fn release(shared: &Shared, task: Task) {
+    for input in &task.inputs {
+        let topic = &shared.topology.sources[input.source].topic;
+        shared.log.stop_reading(topic, input.partition);
+    }
+    drop(task);
+}
+
+/// Why a task could not go on.
+enum TaskError {
+    /// The run must stop.
+    Fatal(String),
+    /// The group refused the task's commit: its partitions may have moved to another member.
+    NotMember(String),
+}
+
+impl From<String> for TaskError {
+    fn from(message: String) -> TaskError {
+        TaskError::Fatal(message)
+    }
 }
 
 /// Reads and processes one batch of a task, committing when it is time; returns how many
@@ -422,7 +533,7 @@ fn run_batch(
     group: &str,
     task: &mut Task,
     watched: &WatchedThread,
-) -> Result<usize, String> {
+) -> Result<usize, TaskError> {
     let batch = read_in_time_order(shared.log.as_ref(), &shared.topology, task)
         .map_err(|e| format!("task {}: {e}", task.id))?;
     // Offsets without records are passed over; the next commit takes the new positions.
@@ -462,7 +573,7 @@ fn step(
     records: Vec<(usize, StoredRecord)>,
     commit: bool,
     watched: &WatchedThread,
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     if records.is_empty() && (!commit || task.pending.is_empty()) {
         return Ok(());
     }
@@ -493,7 +604,7 @@ fn step(
         .late
         .fetch_add(outcome.late_records, Ordering::Relaxed);
     if let Some(message) = outcome.flush_failed {
-        return Err(format!("task {}: {message}", task.id));
+        return Err(format!("task {}: {message}", task.id).into());
     }
     let pending = &mut task.pending;
     pending.since.get_or_insert_with(Instant::now);
@@ -523,7 +634,7 @@ fn step(
         .fetch_add(pending.records, Ordering::Relaxed);
     shared.written.fetch_add(written, Ordering::Relaxed);
     match outcome.stopped {
-        Some(message) => Err(message),
+        Some(message) => Err(message.into()),
         None => Ok(()),
     }
 }
@@ -538,7 +649,7 @@ fn commit_task(
     task: &mut Task,
     outputs: Vec<Emitted>,
     offsets: &[CommittedOffset],
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     let failed = |e: millrace_stores::StoreError| format!("task {}: {e}", task.id);
     let stream_time = task
         .inputs
@@ -581,7 +692,12 @@ fn commit_task(
     let bases = shared
         .log
         .append_and_commit(appends, group, offsets)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            LogError::NotGroupMember { .. } => {
+                TaskError::NotMember(format!("task {}: {e}", task.id))
+            }
+            e => TaskError::Fatal(e.to_string()),
+        })?;
     let mut checkpoints = vec![None; task.stores.len()];
     for (i, (id, count)) in changelog_ends.into_iter().enumerate() {
         checkpoints[id] = Some(bases[first_changelog + i] + count);

@@ -12,6 +12,7 @@ use millrace_ksml::model::OffsetReset;
 use millrace_log::{KeyPartitioner, Log, LogError, StoredRecord};
 use millrace_stores::StateDir;
 
+use crate::assignment::TaskKey;
 use crate::process::Emitted;
 use crate::runner::RunError;
 use crate::suppress::HeldKeys;
@@ -43,6 +44,7 @@ pub struct TaskInput {
 pub struct Task {
     /// Kafka Streams' task id, `<group>_<partition>`, for messages and store names.
     pub id: String,
+    pub key: TaskKey,
     /// The partition number: of its inputs, and of its stores' changelogs.
     pub partition: u32,
     pub inputs: Vec<TaskInput>,
@@ -85,70 +87,97 @@ pub struct TaskState {
     pub record_sequence: u32,
 }
 
-/// One task per partition number of every source group. A group's topics may differ in
-/// partition count (a merge of a 1- and a 3-partition topic): it gets as many tasks as its
-/// largest topic has partitions, and each task reads the topics that have its partition.
-/// Inputs start at the committed offset, or where the source's offsetResetPolicy says; stores
-/// are restored from their changelogs.
-pub fn plan_tasks(
+/// How a source group's tasks are laid out. A group's topics may differ in partition count
+/// (a merge of a 1- and a 3-partition topic): it gets as many tasks as its largest topic has
+/// partitions, and each task reads the topics that have its partition.
+pub struct GroupPlan {
+    /// Its sources (indexes in [`Topology::sources`]) with their partition counts.
+    pub sources: Vec<(usize, u32)>,
+    pub stores: Vec<StoreId>,
+    pub task_count: u32,
+    /// The source topic with the most partitions (the first of those): the group assigns
+    /// its partitions, and partition `p` stands for task `p`.
+    pub leading_topic: String,
+}
+
+/// The task layout of every source group; missing source topics are created.
+pub fn plan_groups(topology: &Topology, log: &dyn Log) -> Result<Vec<GroupPlan>, RunError> {
+    let mut plans = Vec::new();
+    for source_group in topology.source_groups() {
+        let mut sources = Vec::with_capacity(source_group.sources.len());
+        for &source in &source_group.sources {
+            sources.push((source, log.ensure_topic(&topology.sources[source].topic)?));
+        }
+        let (leading, task_count) =
+            sources.iter().fold(
+                (0, 0),
+                |best, &(source, n)| if n > best.1 { (source, n) } else { best },
+            );
+        plans.push(GroupPlan {
+            sources,
+            stores: source_group.stores,
+            task_count,
+            leading_topic: topology.sources[leading].topic.clone(),
+        });
+    }
+    Ok(plans)
+}
+
+/// Starts a task: its inputs start at the committed offset, or where the source's
+/// offsetResetPolicy says; its stores are restored from their changelogs.
+pub fn plan_task(
     topology: &Topology,
     log: &dyn Log,
     group: &str,
     state: Option<&StateDir>,
-) -> Result<Vec<Task>, RunError> {
-    let mut tasks = Vec::new();
-    for (group_index, source_group) in topology.source_groups().into_iter().enumerate() {
-        let mut counts = Vec::with_capacity(source_group.sources.len());
-        for &source in &source_group.sources {
-            counts.push((source, log.ensure_topic(&topology.sources[source].topic)?));
+    plans: &[GroupPlan],
+    key: TaskKey,
+) -> Result<Task, RunError> {
+    let plan = &plans[key.group];
+    let partition = key.partition;
+    let mut inputs = Vec::new();
+    for &(source, partitions) in &plan.sources {
+        if partition >= partitions {
+            continue;
         }
-        let task_count = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        for partition in 0..task_count {
-            let mut inputs = Vec::new();
-            for &(source, partitions) in &counts {
-                if partition >= partitions {
-                    continue;
-                }
-                let src = &topology.sources[source];
-                let position = match log.committed(group, &src.topic, partition)? {
-                    Some(offset) => offset,
-                    None => start_offset(log, &src.topic, partition, src.offset_reset)?,
-                };
-                let metadata = log.committed_metadata(group, &src.topic, partition)?;
-                inputs.push(TaskInput {
-                    source,
-                    partition,
-                    place: format!("topic '{}' partition {partition}", src.topic).into(),
-                    position,
-                    committed: Arc::new(AtomicU64::new(position)),
-                    partition_time: metadata
-                        .as_deref()
-                        .and_then(parse_partition_time)
-                        .unwrap_or(-1),
-                });
-            }
-            let id = format!("{group_index}_{partition}");
-            let stores = open_stores(
-                &topology.stores,
-                &source_group.stores,
-                &id,
-                partition,
-                task_count,
-                log,
-                state,
-            )
-            .map_err(RunError::Store)?;
-            tasks.push(Task {
-                id,
-                partition,
-                inputs,
-                state: TaskState::default(),
-                stores,
-                pending: Pending::default(),
-            });
-        }
+        let src = &topology.sources[source];
+        let position = match log.committed(group, &src.topic, partition)? {
+            Some(offset) => offset,
+            None => start_offset(log, &src.topic, partition, src.offset_reset)?,
+        };
+        let metadata = log.committed_metadata(group, &src.topic, partition)?;
+        inputs.push(TaskInput {
+            source,
+            partition,
+            place: format!("topic '{}' partition {partition}", src.topic).into(),
+            position,
+            committed: Arc::new(AtomicU64::new(position)),
+            partition_time: metadata
+                .as_deref()
+                .and_then(parse_partition_time)
+                .unwrap_or(-1),
+        });
     }
-    Ok(tasks)
+    let id = format!("{}_{partition}", key.group);
+    let stores = open_stores(
+        &topology.stores,
+        &plan.stores,
+        &id,
+        partition,
+        plan.task_count,
+        log,
+        state,
+    )
+    .map_err(RunError::Store)?;
+    Ok(Task {
+        id,
+        key,
+        partition,
+        inputs,
+        state: TaskState::default(),
+        stores,
+        pending: Pending::default(),
+    })
 }
 
 /// Where a partition with no committed offset starts.

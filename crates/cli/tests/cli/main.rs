@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 mod properties;
+mod scale_out;
 mod soak;
 
 fn millrace() -> Command {

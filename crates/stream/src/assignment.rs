@@ -1,0 +1,231 @@
+//! Tasks follow the partitions the consumer group gives this process. Each source group has a
+//! leading topic (its largest source topic): partition `p` of it stands for the group's task
+//! `p`, so one member owns partition `p` of every topic of the group, as joins need. The
+//! group's listener ([`Assignment`]) hands new tasks to the worker running the fewest, and
+//! has a worker commit and give up a task whose partition is revoked before the group moves
+//! it on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use millrace_log::{RebalanceListener, TopicPartition};
+
+/// A task: its source group (index in [`crate::task::GroupPlan`]s) and partition number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskKey {
+    pub group: usize,
+    pub partition: u32,
+}
+
+/// How a task leaves its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// Its partition was revoked: it commits what it processed first.
+    Commit,
+    /// Its partition was lost (another member may own it already): uncommitted work is
+    /// dropped.
+    Drop,
+}
+
+/// An input's committed position, which the supervisor watches for the end of the input.
+pub type Position = (String, u32, Arc<AtomicU64>);
+
+/// Who runs which task, shared by the group's listener, the workers and the supervisor.
+pub struct Assignment {
+    /// Source groups by their leading topic.
+    leading: HashMap<String, Vec<usize>>,
+    board: Mutex<Board>,
+    /// Signalled when a task leaves its worker.
+    left: Condvar,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Board {
+    /// Per worker: tasks given to it that it has not started yet.
+    inbox: Vec<Vec<TaskKey>>,
+    /// Per worker: the tasks it runs (started, or being started).
+    running: Vec<HashSet<TaskKey>>,
+    /// Tasks that must leave their worker, and how.
+    leaving: HashMap<TaskKey, Leave>,
+    /// The committed positions of running tasks' inputs.
+    positions: HashMap<TaskKey, Vec<Position>>,
+    /// The group has assigned partitions at least once.
+    assigned: bool,
+}
+
+impl Assignment {
+    /// An assignment for `workers` workers over source groups with these leading topics.
+    pub fn new(leading_topics: &[String], workers: usize, stop: Arc<AtomicBool>) -> Assignment {
+        let mut leading: HashMap<String, Vec<usize>> = HashMap::new();
+        for (group, topic) in leading_topics.iter().enumerate() {
+            leading.entry(topic.clone()).or_default().push(group);
+        }
+        Assignment {
+            leading,
+            board: Mutex::new(Board {
+                inbox: vec![Vec::new(); workers],
+                running: vec![HashSet::new(); workers],
+                // With nothing to read there is no group to wait for.
+                assigned: leading_topics.is_empty(),
+                ..Board::default()
+            }),
+            left: Condvar::new(),
+            stop,
+        }
+    }
+
+    fn board(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tasks these partitions stand for.
+    fn tasks_of(&self, partitions: &[TopicPartition]) -> Vec<TaskKey> {
+        partitions
+            .iter()
+            .flat_map(|tp| {
+                self.leading
+                    .get(&tp.topic)
+                    .into_iter()
+                    .flatten()
+                    .map(|&group| TaskKey {
+                        group,
+                        partition: tp.partition,
+                    })
+            })
+            .collect()
+    }
+
+    /// Takes the tasks given to a worker since it last looked; they count as running.
+    pub fn take_new(&self, worker: usize) -> Vec<TaskKey> {
+        let mut board = self.board();
+        let new = std::mem::take(&mut board.inbox[worker]);
+        board.running[worker].extend(new.iter().copied());
+        new
+    }
+
+    /// Tasks were given to the worker, or some of its tasks must leave it: it should look
+    /// before its next batch, since a group waits for revoked tasks.
+    pub fn changed_for(&self, worker: usize) -> bool {
+        let board = self.board();
+        !board.inbox[worker].is_empty()
+            || board.running[worker]
+                .iter()
+                .any(|key| board.leaving.contains_key(key))
+    }
+
+    /// The worker's tasks that must leave it, and how.
+    pub fn leaving(&self, worker: usize) -> Vec<(TaskKey, Leave)> {
+        let board = self.board();
+        board.running[worker]
+            .iter()
+            .filter_map(|key| board.leaving.get(key).map(|leave| (*key, *leave)))
+            .collect()
+    }
+
+    /// A worker started a task; these are its inputs' positions.
+    pub fn started(&self, key: TaskKey, positions: Vec<Position>) {
+        self.board().positions.insert(key, positions);
+    }
+
+    /// A worker gave up a task.
+    pub fn left(&self, worker: usize, key: TaskKey) {
+        let mut board = self.board();
+        board.running[worker].remove(&key);
+        board.leaving.remove(&key);
+        board.positions.remove(&key);
+        drop(board);
+        self.left.notify_all();
+    }
+
+    /// A task's commit was refused by the group (it may have moved): the worker dropped it,
+    /// and starts it again from the committed offsets unless it is leaving.
+    pub fn restart(&self, worker: usize, key: TaskKey) {
+        let mut board = self.board();
+        board.positions.remove(&key);
+        if board.leaving.remove(&key).is_some() {
+            board.running[worker].remove(&key);
+            drop(board);
+            self.left.notify_all();
+        } else {
+            board.running[worker].remove(&key);
+            board.inbox[worker].push(key);
+        }
+    }
+
+    /// The positions of every running task's inputs, once the group has assigned partitions
+    /// and every task given out has started; None before.
+    pub fn positions(&self) -> Option<Vec<Position>> {
+        let board = self.board();
+        let settled = board.assigned && board.inbox.iter().all(Vec::is_empty);
+        let started =
+            board.positions.len() == board.running.iter().map(HashSet::len).sum::<usize>();
+        (settled && started).then(|| board.positions.values().flatten().cloned().collect())
+    }
+
+    /// Marks tasks to leave, takes back those not started, and waits until the workers have
+    /// let the rest go (or the run stops).
+    fn take_away(&self, partitions: &[TopicPartition], leave: Leave) {
+        let keys = self.tasks_of(partitions);
+        let mut board = self.board();
+        for key in &keys {
+            for inbox in &mut board.inbox {
+                inbox.retain(|k| k != key);
+            }
+            if board.running.iter().any(|r| r.contains(key)) {
+                board.leaving.insert(*key, leave);
+            }
+        }
+        while !self.stop.load(Ordering::SeqCst)
+            && keys.iter().any(|k| board.leaving.contains_key(k))
+        {
+            board = self
+                .left
+                .wait_timeout(board, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl RebalanceListener for Assignment {
+    /// Each new task goes to the worker with the fewest.
+    fn assigned(&self, partitions: &[TopicPartition]) {
+        let keys = self.tasks_of(partitions);
+        let mut board = self.board();
+        board.assigned = true;
+        for key in keys {
+            let load = |w: usize| board.inbox[w].len() + board.running[w].len();
+            let worker = (0..board.inbox.len())
+                .min_by_key(|&w| load(w))
+                .expect("at least one worker");
+            board.inbox[worker].push(key);
+        }
+        tracing::info!("partitions assigned: {}", listed(partitions));
+    }
+
+    fn revoked(&self, partitions: &[TopicPartition]) {
+        tracing::info!("partitions revoked: {}", listed(partitions));
+        self.take_away(partitions, Leave::Commit);
+    }
+
+    fn lost(&self, partitions: &[TopicPartition]) {
+        tracing::warn!(
+            "partitions lost (this process left the group or timed out): {}; \
+             their uncommitted work is redone by their next owner",
+            listed(partitions)
+        );
+        self.take_away(partitions, Leave::Drop);
+    }
+}
+
+/// Partitions as `topic/partition, ...`.
+fn listed(partitions: &[TopicPartition]) -> String {
+    let names: Vec<String> = partitions
+        .iter()
+        .map(|tp| format!("{}/{}", tp.topic, tp.partition))
+        .collect();
+    names.join(", ")
+}

@@ -146,7 +146,7 @@ pub fn run_then<R>(
     after: impl FnOnce(Python<'_>, &Topology) -> R,
 ) -> Result<(RunSummary, R), RunError> {
     let started = Instant::now();
-    let topology = Python::attach(|py| {
+    let mut topology = Python::attach(|py| {
         Topology::build(
             py,
             definitions,
@@ -156,6 +156,12 @@ pub fn run_then<R>(
             config.enable_producers,
         )
     })?;
+    // As in Kafka Streams, no cache space means no caching: every update goes on at once.
+    if config.cache_max_bytes() == 0 {
+        for store in &mut topology.stores {
+            Arc::make_mut(&mut store.spec).caching = false;
+        }
+    }
     // Global tables are loaded to the end of their topics before any record is processed.
     for global in &topology.globals {
         global.catch_up(log.as_ref())?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+mod examples_on_kafka;
 mod properties;
 mod scale_out;
 mod soak;

@@ -213,6 +213,20 @@ fn count_with_caching_emits_the_latest_count_per_key_at_commit() {
     append_timed(&env, &[("b", "x", 6)]);
     env.run(&yaml);
     assert_eq!(long_pairs(&env).last(), Some(&("b".into(), 2)));
+
+    // No cache space turns caching off, as in Kafka Streams: every update goes on.
+    let uncached = Env::new();
+    append_timed(&uncached, &[("a", "x", 1), ("b", "x", 2), ("a", "x", 3)]);
+    let mut config = RunnerConfig::default();
+    config
+        .kafka
+        .insert("cache.max.bytes.buffering".into(), "0".into());
+    let file = uncached.write("app.yaml", &yaml);
+    uncached.run_with(&[&file], config).unwrap();
+    assert_eq!(
+        long_pairs(&uncached),
+        [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]
+    );
 }
 
 #[test]

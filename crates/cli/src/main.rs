@@ -60,7 +60,8 @@ impl DataDir {
 #[derive(Subcommand)]
 enum Command {
     /// Run KSML definitions: producers and pipelines, on the embedded log of DATA_DIR, or on
-    /// the Kafka cluster the config's `bootstrap.servers` names (at least once). Persistent
+    /// the Kafka cluster the config's `bootstrap.servers` names (at least once, or exactly once
+    /// on Kafka transactions with processing.guarantee exactly_once_v2). Persistent
     /// state stores live in DATA_DIR/state/<application.id> (or the `state.dir` property);
     /// stores with changelogs are restored from them at start.
     Run {
@@ -179,17 +180,21 @@ fn main() -> ExitCode {
 
 /// The Kafka cluster a runner config names: its client properties go to librdkafka (those
 /// librdkafka does not know, Java client settings, are named in a warning), and
-/// `num.partitions` sizes the topics it creates. Exactly-once needs Kafka transactions, which
-/// are not used yet: refused rather than weakened.
+/// `num.partitions` sizes the topics it creates. Exactly-once runs on Kafka transactions, with
+/// a transactional id of this process (`<application.id>-<pid>-<start time>`): the group's
+/// generation, sent with the offsets, fences a process that lost its partitions.
 fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
-    if config.exactly_once() {
-        return Err(
-            "processing.guarantee exactly_once needs Kafka transactions, which millrace does not \
-             use yet: on Kafka use at_least_once (the embedded log runs exactly once)"
-                .into(),
-        );
-    }
     let mut settings = KafkaSettings::from_given(config.client_properties())?;
+    if config.exactly_once() {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        settings.transactional_id = Some(format!(
+            "{}-{}-{started:x}",
+            config.application_id(),
+            std::process::id()
+        ));
+    }
     if let Some(partitions) = config.kafka.get("num.partitions") {
         settings.default_partitions = partitions
             .trim()

@@ -13,8 +13,9 @@ mod arrivals;
 mod group;
 mod reader;
 pub mod test_broker;
+mod transactions;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
@@ -52,6 +53,10 @@ pub struct KafkaSettings {
     pub replication_factor: i32,
     /// How long an operation waits for the cluster before it fails.
     pub timeout: Duration,
+    /// With an id, appends and commits are Kafka transactions made by a producer with this
+    /// `transactional.id` (exactly once); without, appends are acknowledged, then offsets
+    /// committed (at least once).
+    pub transactional_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -63,6 +68,7 @@ impl KafkaSettings {
             default_partitions: 1,
             replication_factor: -1,
             timeout: Duration::from_secs(30),
+            transactional_id: None,
         }
     }
 
@@ -144,6 +150,8 @@ pub struct KafkaLog {
     groups: GroupClients,
     /// Counts appends seen (this process's, and records arriving for the reader).
     arrivals: Arc<Arrivals>,
+    /// With transactions: held for each one, since a producer has one open at a time.
+    transactions: Option<Mutex<()>>,
 }
 
 /// A librdkafka error as the log reports it.
@@ -162,15 +170,24 @@ impl KafkaLog {
             .client_config("admin.")
             .create()
             .map_err(|e| broker("creating the admin client", e))?;
-        let producer: FutureProducer = settings
-            .client_config("producer.")
-            .set("enable.idempotence", "true")
-            .set(
-                "message.timeout.ms",
-                settings.timeout.as_millis().to_string(),
-            )
+        let mut producer_config = settings.client_config("producer.");
+        producer_config.set("enable.idempotence", "true").set(
+            "message.timeout.ms",
+            settings.timeout.as_millis().to_string(),
+        );
+        if let Some(id) = &settings.transactional_id {
+            producer_config.set("transactional.id", id);
+        }
+        let producer: FutureProducer = producer_config
             .create()
             .map_err(|e| broker("creating the producer", e))?;
+        let transactions = match settings.transactional_id {
+            Some(_) => {
+                transactions::init(&producer, settings.timeout)?;
+                Some(Mutex::new(()))
+            }
+            None => None,
+        };
         let arrivals = Arc::new(Arrivals::default());
         let reader = Reader::new(
             settings
@@ -191,6 +208,7 @@ impl KafkaLog {
             reader,
             groups: GroupClients::default(),
             arrivals,
+            transactions,
         };
         // Reaching the cluster now gives a clear error at start rather than at first use.
         log.topics()?;
@@ -386,17 +404,32 @@ impl Log for KafkaLog {
     }
 
     fn append(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<u64, LogError> {
-        self.send(topic, partition, &records)
+        match &self.transactions {
+            Some(one_at_a_time) => {
+                let append = Append {
+                    topic: topic.to_string(),
+                    partition,
+                    records,
+                };
+                let firsts = self.transact(one_at_a_time, &[append], None)?;
+                Ok(firsts[0])
+            }
+            None => self.send(topic, partition, &records),
+        }
     }
 
-    /// Appends (waiting for every acknowledgement), then commits: at least once, since a
-    /// crash between the two repeats the appends.
+    /// In one transaction (exactly once) when the log has them. Otherwise appends (waiting
+    /// for every acknowledgement), then commits: at least once, since a crash between the two
+    /// repeats the appends.
     fn append_and_commit(
         &self,
         appends: Vec<Append>,
         group: &str,
         offsets: &[CommittedOffset],
     ) -> Result<Vec<u64>, LogError> {
+        if let Some(one_at_a_time) = &self.transactions {
+            return self.transact(one_at_a_time, &appends, Some((group, offsets)));
+        }
         let mut firsts = Vec::with_capacity(appends.len());
         for append in &appends {
             firsts.push(self.send(&append.topic, append.partition, &append.records)?);
@@ -444,14 +477,7 @@ impl Log for KafkaLog {
     }
 
     fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError> {
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for committed in offsets {
-            let mut element = list.add_partition(&committed.topic, committed.partition as i32);
-            element
-                .set_offset(Offset::Offset(committed.offset as i64))
-                .map_err(|e| broker("committing offsets", e))?;
-            element.set_metadata(committed.metadata.clone());
-        }
+        let list = offset_list(offsets)?;
         let started = Instant::now();
         loop {
             let result = self.with_group(group, |consumer| {
@@ -522,7 +548,53 @@ impl Log for KafkaLog {
     }
 }
 
+/// Offsets as librdkafka takes them.
+fn offset_list(offsets: &[CommittedOffset]) -> Result<TopicPartitionList, LogError> {
+    let mut list = TopicPartitionList::with_capacity(offsets.len());
+    for committed in offsets {
+        let mut element = list.add_partition(&committed.topic, committed.partition as i32);
+        element
+            .set_offset(Offset::Offset(committed.offset as i64))
+            .map_err(|e| broker("committing offsets", e))?;
+        element.set_metadata(committed.metadata.clone());
+    }
+    Ok(list)
+}
+
 impl KafkaLog {
+    /// Appends records and commits a group's offsets (if any) in one transaction; an error
+    /// aborts it (nothing of it is written).
+    fn transact(
+        &self,
+        one_at_a_time: &Mutex<()>,
+        appends: &[Append],
+        commit: Option<(&str, &[CommittedOffset])>,
+    ) -> Result<Vec<u64>, LogError> {
+        let _open = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = self.settings.timeout;
+        transactions::begin(&self.producer)?;
+        let written = (|| {
+            let mut firsts = Vec::with_capacity(appends.len());
+            for append in appends {
+                let first = self.send(&append.topic, append.partition, &append.records);
+                firsts.push(first.map_err(transactions::aborting)?);
+            }
+            if let Some((group, offsets)) = commit.filter(|(_, offsets)| !offsets.is_empty()) {
+                let list = offset_list(offsets)?;
+                let metadata = self.with_group(group, |consumer| {
+                    consumer.group_metadata().ok_or_else(|| LogError::Broker {
+                        operation: format!("reading the metadata of group '{group}'"),
+                        message: "the consumer has none".into(),
+                    })
+                })?;
+                transactions::send_offsets(&self.producer, &list, &metadata, timeout)?;
+            }
+            transactions::commit(&self.producer, timeout)?;
+            Ok(firsts)
+        })();
+        written.map_err(|e| transactions::abort(&self.producer, e, timeout))
+    }
+
     /// A group's committed offset of a partition, with its metadata.
     fn committed_entry(
         &self,

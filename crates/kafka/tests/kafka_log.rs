@@ -242,3 +242,69 @@ fn commit_metadata_goes_to_the_cluster_and_back() {
         Some("partitionTime=42")
     );
 }
+
+/// tansu has no transactions, so the transactional flow runs against librdkafka's mock
+/// cluster: appends and offsets commit together, a transaction whose offsets the group
+/// refuses is aborted (and reported so), and the next one goes through. The mock checks
+/// transactional offsets without keeping them, and writes no transaction markers (aborted
+/// records stay readable), so neither is checked here.
+#[test]
+fn transactions_commit_appends_with_offsets_or_nothing() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    cluster.create_topic("out", 1, 1).unwrap();
+    let mut settings = KafkaSettings::new(vec![(
+        "bootstrap.servers".into(),
+        cluster.bootstrap_servers(),
+    )]);
+    settings.transactional_id = Some("app-1".into());
+    let log = KafkaLog::connect(settings).unwrap();
+    let offsets = |offset| {
+        [CommittedOffset {
+            topic: "in".into(),
+            partition: 0,
+            offset,
+            metadata: String::new(),
+        }]
+    };
+    let append = |from: u64| {
+        vec![Append {
+            topic: "out".into(),
+            partition: 0,
+            records: (from..from + 3).map(record).collect(),
+        }]
+    };
+
+    let firsts = log
+        .append_and_commit(append(0), "app", &offsets(3))
+        .unwrap();
+    assert_eq!(firsts, [0]);
+
+    // The group refuses the offsets: the transaction aborts, its records stay unread.
+    cluster.request_errors(
+        RDKafkaApiKey::TxnOffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION],
+    );
+    let refused = log.append_and_commit(append(100), "app", &offsets(6));
+    assert!(
+        matches!(refused, Err(LogError::TransactionAborted { .. })),
+        "{refused:?}"
+    );
+
+    cluster.clear_request_errors(RDKafkaApiKey::TxnOffsetCommit);
+    log.append_and_commit(append(3), "app", &offsets(6))
+        .unwrap();
+    // A plain append is a transaction of its own.
+    log.append("out", 0, vec![record(6)]).unwrap();
+
+    let read: Vec<Record> = read_all(&log, "out", 0, 0, 10)
+        .records
+        .into_iter()
+        .map(|r| r.record)
+        .filter(|r| !append(100)[0].records.contains(r))
+        .collect();
+    assert_eq!(read, (0..7).map(record).collect::<Vec<_>>());
+}

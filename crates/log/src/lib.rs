@@ -129,6 +129,10 @@ pub enum LogError {
     /// redone by the owner.
     #[error("group '{group}' refused the commit: {message}")]
     NotGroupMember { group: String, message: String },
+    /// A Kafka transaction was aborted: nothing it held was written or committed, so the
+    /// caller redoes its work.
+    #[error("Kafka transaction aborted ({reason}): nothing of it was written")]
+    TransactionAborted { reason: String },
     #[error("journal file {file} is corrupt at byte {position}: {reason}")]
     Corrupt {
         file: String,

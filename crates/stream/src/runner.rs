@@ -426,15 +426,15 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
             }
             match run_batch(shared, &group, task, &watched) {
                 Ok(n) => worked |= n > 0,
-                Err(TaskError::NotMember(message)) => refused.push((at, message)),
+                Err(TaskError::Uncommitted(message)) => refused.push((at, message)),
                 Err(TaskError::Fatal(message)) => {
                     shared.fail(message);
                     return tasks;
                 }
             }
         }
-        // Refused tasks start again from their committed offsets (if they are still this
-        // member's): what they processed since is redone, at least once.
+        // Tasks whose work did not commit start again from their committed offsets (if they
+        // are still this member's): what they processed since is redone.
         for (at, message) in refused.into_iter().rev() {
             let task = tasks.remove(at);
             tracing::warn!(task = %task.id, "{message}; restarting the task from its committed offsets");
@@ -450,7 +450,7 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
     for task in &mut tasks {
         match step(shared, &group, task, Vec::new(), true, &watched) {
             Ok(()) => {}
-            Err(TaskError::NotMember(message)) => tracing::warn!(task = %task.id, "{message}"),
+            Err(TaskError::Uncommitted(message)) => tracing::warn!(task = %task.id, "{message}"),
             Err(TaskError::Fatal(message)) => {
                 shared.fail(message);
                 break;
@@ -475,7 +475,7 @@ fn follow_assignment(
             if leave == Leave::Commit {
                 match step(shared, group, &mut task, Vec::new(), true, watched) {
                     Ok(()) => {}
-                    Err(TaskError::NotMember(message)) => {
+                    Err(TaskError::Uncommitted(message)) => {
                         tracing::warn!(task = %task.id, "{message}")
                     }
                     Err(TaskError::Fatal(message)) => return Err(message),
@@ -522,8 +522,10 @@ fn release(shared: &Shared, task: Task) {
 enum TaskError {
     /// The run must stop.
     Fatal(String),
-    /// The group refused the task's commit: its partitions may have moved to another member.
-    NotMember(String),
+    /// The task's work since its last commit was not committed (the group refused the commit,
+    /// its partitions may have moved; or its transaction aborted): it starts again from its
+    /// committed offsets.
+    Uncommitted(String),
 }
 
 impl From<String> for TaskError {
@@ -699,8 +701,8 @@ fn commit_task(
         .log
         .append_and_commit(appends, group, offsets)
         .map_err(|e| match e {
-            LogError::NotGroupMember { .. } => {
-                TaskError::NotMember(format!("task {}: {e}", task.id))
+            LogError::NotGroupMember { .. } | LogError::TransactionAborted { .. } => {
+                TaskError::Uncommitted(format!("task {}: {e}", task.id))
             }
             e => TaskError::Fatal(e.to_string()),
         })?;

@@ -1479,21 +1479,36 @@ fn ksml_runs_on_kafka_with_the_embedded_results() {
     assert_eq!(total, 300);
 }
 
+/// tansu has no transactions: exactly-once stops with an error naming what is missing and
+/// the guarantee that needs it, rather than running weaker.
 #[test]
-fn exactly_once_on_kafka_is_refused_until_transactions_are_used() {
+fn exactly_once_on_a_cluster_without_transactions_stops_with_a_clear_error() {
+    let broker = millrace_kafka::test_broker::TestBroker::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("words.yaml"), WORD_COUNT).unwrap();
     std::fs::write(
         dir.path().join("runner.yaml"),
-        "kafka:\n  bootstrap.servers: 127.0.0.1:9\n  processing.guarantee: exactly_once_v2\nksml:\n  definitions:\n    words: words.yaml\n",
+        format!(
+            "kafka:\n  bootstrap.servers: {}\n  processing.guarantee: exactly_once_v2\n\
+             ksml:\n  definitions:\n    words: words.yaml\n",
+            broker.bootstrap_servers()
+        ),
     )
     .unwrap();
     let output = millrace()
         .args(["run", "--until-idle", "--config"])
         .arg(dir.path().join("runner.yaml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("needs Kafka transactions"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the cluster does not support Kafka transactions, which processing.guarantee \
+             exactly_once_v2 needs"
+        ),
+        "{stderr}"
+    );
 }

@@ -154,6 +154,14 @@ impl Client {
         )
     }
 
+    /// DELETEs a path.
+    pub fn delete(&self, path: &str) -> Result<String, String> {
+        self.answer(
+            self.with_credentials(self.agent.delete(format!("{}{path}", self.base)))
+                .call(),
+        )
+    }
+
     /// GETs a path and parses the JSON answer.
     pub fn get_json(&self, path: &str) -> Result<Value, String> {
         serde_json::from_str(&self.get(path)?).map_err(|e| format!("the answer is not JSON: {e}"))

@@ -1,4 +1,4 @@
-//! `millrace topic`: list, create, produce (stdin lines) and consume (JSON lines).
+//! `millrace topic`: list, create, delete, produce (stdin lines) and consume (JSON lines).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
@@ -62,6 +62,13 @@ pub enum TopicCommand {
         /// compact,delete), retention.ms (-1: forever) and delete.retention.ms.
         #[arg(long = "config", value_name = "NAME=VALUE")]
         configs: Vec<String>,
+    },
+    /// Delete a topic, with its records and the offsets groups committed for it.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        /// The topic.
+        name: String,
     },
     /// Send one record per stdin line (key-less records spread over partitions like Kafka's
     /// producer does).
@@ -173,6 +180,22 @@ pub fn run(command: TopicCommand) -> Result<(), String> {
                 Err(format!("topic '{name}' already exists"))
             }
         }
+        TopicCommand::Delete { target, name } => {
+            match &target.url {
+                Some(url) => remote::delete(&Client::new(url)?, &name)?,
+                None => {
+                    let deleted = target
+                        .open()?
+                        .delete_topic(&name)
+                        .map_err(|e| e.to_string())?;
+                    if !deleted {
+                        return Err(format!("topic '{name}' does not exist"));
+                    }
+                }
+            }
+            eprintln!("deleted topic '{name}'");
+            Ok(())
+        }
         TopicCommand::Produce {
             target,
             name,
@@ -271,6 +294,12 @@ mod remote {
             serde_json::from_str(&client.post("/topics", "application/json", body.as_bytes())?)
                 .map_err(|e| format!("unexpected answer: {e}"))?;
         Ok(answer["created"].as_bool().unwrap_or(false))
+    }
+
+    /// Deletes a topic; the server answers 404 when there is none.
+    pub fn delete(client: &Client, name: &str) -> Result<(), String> {
+        client.delete(&format!("/topics/{}", encode_segment(name)))?;
+        Ok(())
     }
 
     /// Streams stdin lines to the server in large text batches.

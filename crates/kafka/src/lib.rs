@@ -25,13 +25,14 @@ use millrace_log::{
 };
 use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigResource, NewTopic, ResourceSpecifier, TopicReplication,
+    TopicResult,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
 use rdkafka::util::NaiveRuntime;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -222,6 +223,13 @@ impl KafkaLog {
             .map_err(|e| e.to_string())
     }
 
+    /// Admin requests wait as long as other operations.
+    fn admin_options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .operation_timeout(Some(self.settings.timeout))
+            .request_timeout(Some(self.settings.timeout))
+    }
+
     /// Runs `f` with the client of `group`, made on first use.
     fn with_group<R>(
         &self,
@@ -246,6 +254,36 @@ impl KafkaLog {
     /// Sends records to one partition and waits for the broker's acknowledgements; returns
     /// the offset of the first.
     fn send(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
+        let deliveries = self.enqueue(topic, partition, records)?;
+        let first = self.delivered(topic, partition, deliveries)?;
+        self.arrivals.notify();
+        Ok(first)
+    }
+
+    /// Sends appends to their partitions, all before waiting for any acknowledgement; returns
+    /// the offset of each one's first record.
+    fn send_all(&self, appends: &[Append]) -> Result<Vec<u64>, LogError> {
+        let mut pending = Vec::with_capacity(appends.len());
+        for append in appends {
+            pending.push(self.enqueue(&append.topic, append.partition, &append.records)?);
+        }
+        let mut firsts = Vec::with_capacity(appends.len());
+        for (append, deliveries) in appends.iter().zip(pending) {
+            firsts.push(self.delivered(&append.topic, append.partition, deliveries)?);
+        }
+        if !appends.is_empty() {
+            self.arrivals.notify();
+        }
+        Ok(firsts)
+    }
+
+    /// Hands records to the producer; their acknowledgements come as futures.
+    fn enqueue(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[Record],
+    ) -> Result<Vec<DeliveryFuture>, LogError> {
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -271,6 +309,16 @@ impl KafkaLog {
                 .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
             deliveries.push(delivery);
         }
+        Ok(deliveries)
+    }
+
+    /// Waits for records' acknowledgements; returns the offset of the first (0 for none).
+    fn delivered(
+        &self,
+        topic: &str,
+        partition: u32,
+        deliveries: Vec<DeliveryFuture>,
+    ) -> Result<u64, LogError> {
         let mut first = None;
         for delivery in deliveries {
             let delivered = block_on(delivery).map_err(|_| LogError::Broker {
@@ -281,7 +329,6 @@ impl KafkaLog {
                 .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
             first.get_or_insert(delivery.offset as u64);
         }
-        self.arrivals.notify();
         Ok(first.unwrap_or(0))
     }
 
@@ -317,23 +364,21 @@ impl Log for KafkaLog {
         for (key, value) in &properties {
             topic = topic.set(key, value);
         }
-        let options = AdminOptions::new()
-            .operation_timeout(Some(self.settings.timeout))
-            .request_timeout(Some(self.settings.timeout));
-        let results = block_on(self.admin.create_topics([&topic], &options))
-            .map_err(|e| broker(format!("creating topic '{name}'"), e))?;
-        match results.into_iter().next() {
-            Some(Ok(_)) => Ok(true),
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
-            Some(Err((_, code))) => Err(LogError::Broker {
-                operation: format!("creating topic '{name}'"),
-                message: code.to_string(),
-            }),
-            None => Err(LogError::Broker {
-                operation: format!("creating topic '{name}'"),
-                message: "the broker gave no answer for it".into(),
-            }),
-        }
+        let operation = format!("creating topic '{name}'");
+        let results = block_on(self.admin.create_topics([&topic], &self.admin_options()))
+            .map_err(|e| broker(&operation, e))?;
+        one_topic(&operation, results, RDKafkaErrorCode::TopicAlreadyExists)
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<bool, LogError> {
+        let operation = format!("deleting topic '{name}'");
+        let results = block_on(self.admin.delete_topics(&[name], &self.admin_options()))
+            .map_err(|e| broker(&operation, e))?;
+        one_topic(
+            &operation,
+            results,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        )
     }
 
     fn topic_config(&self, topic: &str) -> Result<Option<TopicConfig>, LogError> {
@@ -430,10 +475,7 @@ impl Log for KafkaLog {
         if let Some(one_at_a_time) = &self.transactions {
             return self.transact(one_at_a_time, &appends, Some((group, offsets)));
         }
-        let mut firsts = Vec::with_capacity(appends.len());
-        for append in &appends {
-            firsts.push(self.send(&append.topic, append.partition, &append.records)?);
-        }
+        let firsts = self.send_all(&appends)?;
         if !offsets.is_empty() {
             self.commit(group, offsets)?;
         }
@@ -548,6 +590,27 @@ impl Log for KafkaLog {
     }
 }
 
+/// The answer to an admin request about one topic: true when it was carried out, false when
+/// the broker answered `unchanged` (the topic already was as asked).
+fn one_topic(
+    operation: &str,
+    results: Vec<TopicResult>,
+    unchanged: RDKafkaErrorCode,
+) -> Result<bool, LogError> {
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, code))) if code == unchanged => Ok(false),
+        Some(Err((_, code))) => Err(LogError::Broker {
+            operation: operation.into(),
+            message: code.to_string(),
+        }),
+        None => Err(LogError::Broker {
+            operation: operation.into(),
+            message: "the broker gave no answer for it".into(),
+        }),
+    }
+}
+
 /// Offsets as librdkafka takes them.
 fn offset_list(offsets: &[CommittedOffset]) -> Result<TopicPartitionList, LogError> {
     let mut list = TopicPartitionList::with_capacity(offsets.len());
@@ -574,11 +637,7 @@ impl KafkaLog {
         let timeout = self.settings.timeout;
         transactions::begin(&self.producer)?;
         let written = (|| {
-            let mut firsts = Vec::with_capacity(appends.len());
-            for append in appends {
-                let first = self.send(&append.topic, append.partition, &append.records);
-                firsts.push(first.map_err(transactions::aborting)?);
-            }
+            let firsts = self.send_all(appends).map_err(transactions::aborting)?;
             if let Some((group, offsets)) = commit.filter(|(_, offsets)| !offsets.is_empty()) {
                 let list = offset_list(offsets)?;
                 let metadata = self.with_group(group, |consumer| {

@@ -237,6 +237,11 @@ impl Tables {
                     self.committed
                         .insert((group, topic, partition), (offset, metadata));
                 }
+                Op::DeleteTopic { name } => {
+                    self.topics.remove(&name);
+                    self.configs.remove(&name);
+                    self.committed.retain(|(_, topic, _), _| *topic != name);
+                }
             }
         }
         Ok(())
@@ -677,6 +682,21 @@ impl Log for EmbeddedLog {
             w.topic_config(name, &properties);
         }
         self.write(&mut state, w.finish())?;
+        Ok(true)
+    }
+
+    /// Forgets the topic at once; its records' space is reclaimed as their journal segments
+    /// are deleted.
+    fn delete_topic(&self, name: &str) -> Result<bool, LogError> {
+        let mut state = self.lock_state();
+        if !state.tables.topics.contains_key(name) {
+            return Ok(false);
+        }
+        let mut w = PayloadWriter::new();
+        w.delete_topic(name);
+        self.write(&mut state, w.finish())?;
+        drop(state);
+        self.notify_append();
         Ok(true)
     }
 

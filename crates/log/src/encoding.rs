@@ -16,6 +16,7 @@ const OP_TOPIC_CONFIG: u8 = 4;
 const OP_MOVED_RECORDS: u8 = 5;
 /// A commit with metadata (commits without keep the shorter `OP_COMMIT`).
 const OP_COMMIT_WITH_METADATA: u8 = 6;
+const OP_DELETE_TOPIC: u8 = 7;
 
 /// One operation of a journal entry, as decoded on replay. Record payloads are not decoded
 /// here: replay only needs where they are.
@@ -51,6 +52,8 @@ pub enum Op {
         offset: u64,
         metadata: String,
     },
+    /// A topic is gone, with its records, settings and committed offsets.
+    DeleteTopic { name: String },
 }
 
 /// Builds one entry payload.
@@ -77,6 +80,12 @@ impl PayloadWriter {
         for offset in next_offsets {
             self.buf.put_u64_le(*offset);
         }
+    }
+
+    pub fn delete_topic(&mut self, name: &str) {
+        self.count += 1;
+        self.buf.put_u8(OP_DELETE_TOPIC);
+        put_str(&mut self.buf, name);
     }
 
     pub fn records(&mut self, topic: &str, partition: u32, base_offset: u64, records: &[Record]) {
@@ -291,6 +300,7 @@ pub fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, Malformed> {
                     _ => String::new(),
                 },
             },
+            OP_DELETE_TOPIC => Op::DeleteTopic { name: r.str()? },
             _ => return Err(Malformed("unknown operation kind")),
         };
         ops.push(op);
@@ -385,9 +395,11 @@ mod tests {
         w.commit("g", "t", 2, 4, "partitionTime=7");
         w.topic_config("t", &[("cleanup.policy", "compact".to_string())]);
         w.moved_records("t", 0, 3, &records[..1]);
+        w.delete_topic("t");
         let payload = w.finish();
         let ops = decode_ops(&payload).unwrap();
-        assert_eq!(ops.len(), 6);
+        assert_eq!(ops.len(), 7);
+        assert_eq!(ops[6], Op::DeleteTopic { name: "t".into() });
         assert_eq!(
             ops[0],
             Op::CreateTopic {

@@ -168,6 +168,10 @@ pub trait Log: Send + Sync {
         config: &TopicConfig,
     ) -> Result<bool, LogError>;
 
+    /// Deletes a topic with its records and the offsets groups committed for it; returns
+    /// false when there was no such topic.
+    fn delete_topic(&self, name: &str) -> Result<bool, LogError>;
+
     /// A topic's settings, or None when it does not exist.
     fn topic_config(&self, topic: &str) -> Result<Option<TopicConfig>, LogError>;
 

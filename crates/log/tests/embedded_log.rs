@@ -208,6 +208,56 @@ fn a_second_owner_is_refused_with_the_owner_named() {
     );
 }
 
+/// A deleted topic is gone with its settings and committed offsets, also after a reopen
+/// (segments rolled past the deletion included); made again, it starts empty at offset 0.
+#[test]
+fn a_deleted_topic_stays_deleted_and_can_be_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedLogConfig {
+        segment_bytes: 4096,
+        ..EmbeddedLogConfig::default()
+    };
+    let compacted = TopicConfig::from_properties([("cleanup.policy", "compact")]).unwrap();
+    {
+        let log = EmbeddedLog::open(dir.path(), config.clone()).unwrap();
+        log.create_topic_with_config("t", 2, &compacted).unwrap();
+        log.create_topic("kept", 1).unwrap();
+        log.append_and_commit(
+            vec![Append {
+                topic: "t".into(),
+                partition: 1,
+                records: (0..5).map(record).collect(),
+            }],
+            "g",
+            &[CommittedOffset {
+                topic: "t".into(),
+                partition: 1,
+                offset: 5,
+                metadata: String::new(),
+            }],
+        )
+        .unwrap();
+        assert!(log.delete_topic("t").unwrap());
+        assert!(!log.delete_topic("t").unwrap());
+        assert!(matches!(
+            log.read("t", 1, 0, 10),
+            Err(LogError::UnknownTopic(_))
+        ));
+        // Enough appends elsewhere to roll segments past the deletion.
+        for i in 0..200 {
+            log.append("kept", 0, vec![record(i)]).unwrap();
+        }
+    }
+    let log = EmbeddedLog::open(dir.path(), config).unwrap();
+    assert_eq!(log.partition_count("t").unwrap(), None);
+    assert_eq!(log.committed("g", "t", 1).unwrap(), None);
+    assert_eq!(log.offset_range("kept", 0).unwrap().1, 200);
+    assert!(log.create_topic("t", 1).unwrap());
+    assert_eq!(log.topic_config("t").unwrap(), Some(TopicConfig::default()));
+    assert_eq!(log.append("t", 0, vec![record(9)]).unwrap(), 0);
+    assert_eq!(log.read("t", 0, 0, 10).unwrap().records.len(), 1);
+}
+
 #[test]
 fn retention_deletes_old_segments_but_keeps_offsets() {
     let dir = tempfile::tempdir().unwrap();

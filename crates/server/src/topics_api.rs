@@ -1,6 +1,6 @@
 //! Topics of the server's log over HTTP, in the shapes of the Kafka REST Proxy v2 where one
-//! fits: list, describe, create, produce (JSON records, or text lines for bulk loads) and read
-//! a partition's records.
+//! fits: list, describe, create, delete, produce (JSON records, or text lines for bulk loads)
+//! and read a partition's records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,10 @@ static PARTITIONER: Mutex<Option<KeyPartitioner>> = Mutex::new(None);
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/topics", get(list).post(create))
-        .route("/topics/{topic}", get(describe).post(produce))
+        .route(
+            "/topics/{topic}",
+            get(describe).post(produce).delete(delete_topic),
+        )
         .route("/topics/{topic}/partitions/{partition}/messages", get(read))
 }
 
@@ -71,6 +74,20 @@ async fn create(State(app): State<Arc<AppState>>, body: Bytes) -> Result<Json<Va
         Ok(Json(
             json!({"name": request.name, "partitions": partitions, "created": created}),
         ))
+    })
+    .await
+}
+
+/// Deletes a topic with its records and committed offsets (404 when there is none).
+async fn delete_topic(
+    State(app): State<Arc<AppState>>,
+    Path(topic): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    blocking(move || {
+        if !app.log.delete_topic(&topic)? {
+            return Err(ApiError::not_found(format!("Topic not found: {topic}")));
+        }
+        Ok(Json(json!({"name": topic, "deleted": true})))
     })
     .await
 }

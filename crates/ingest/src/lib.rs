@@ -155,10 +155,10 @@ impl Ingestion {
         for record in ingestion.context.catalog.supervisors()? {
             let body = serde_json::to_vec(&record.spec)?;
             match check_spec(&body) {
-                // A supervisor whose Kafka cluster cannot be reached now does not keep the
-                // server from serving: it stays stored, and starts when its spec is submitted
-                // again or the server restarts.
-                Ok(spec) => match supervisor::log_of(&ingestion.context, &spec)
+                // A supervisor reading a Kafka cluster reaches it from its own thread, so an
+                // unreachable cluster neither delays the start nor keeps the server from
+                // serving: the supervisor retries, its status saying why it waits.
+                Ok(spec) => match supervisor::log_of_own(&ingestion.context, &spec)
                     .and_then(|log| Supervisor::start(ingestion.context.clone(), spec, log))
                 {
                     Ok(supervisor) => {
@@ -214,7 +214,7 @@ impl Ingestion {
             suspended: spec.suspended,
             created: now_millis(),
         })?;
-        let supervisor = Supervisor::start(self.context.clone(), spec, log)?;
+        let supervisor = Supervisor::start(self.context.clone(), spec, Some(log))?;
         supervisors.insert(id.clone(), supervisor);
         Ok(id)
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,13 @@ use millrace_segments::spec::SpecError;
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How many recent errors a supervisor keeps.
 const RECENT_ERRORS: usize = 10;
+/// How often the supervisor reads its stream's partitions and their latest offsets; the
+/// status shows the last reading, so asking for it never waits on a Kafka cluster.
+const STREAM_REFRESH: Duration = Duration::from_secs(1);
+/// The first wait before reaching a Kafka cluster again after it did not answer; each
+/// failure doubles it, up to [`MAX_CONNECT_WAIT`].
+const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(1);
+const MAX_CONNECT_WAIT: Duration = Duration::from_secs(60);
 
 /// What the supervisor is asked to be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +94,30 @@ pub struct SupervisorStatus {
     pub stream: String,
     pub partitions: u32,
     pub active_tasks: Vec<ActiveTask>,
-    /// The next offset of each partition of the stream.
+    /// The next offset of each partition of the stream, as last read.
     pub latest_offsets: PartitionOffsets,
+    /// When `latest_offsets` were read (milliseconds since the epoch), if ever.
+    pub offsets_read_millis: Option<i64>,
     pub recent_errors: Vec<RecentError>,
+}
+
+/// What the supervisor last read of its stream.
+#[derive(Default)]
+struct StreamView {
+    partitions: Vec<TopicPartition>,
+    /// The next offset of each partition.
+    latest_offsets: PartitionOffsets,
+    /// When the offsets were read (milliseconds since the epoch).
+    read_millis: Option<i64>,
 }
 
 struct Shared {
     spec: Arc<SupervisorSpec>,
     stream: Stream,
-    /// The log the stream is in: the server's own, or the Kafka cluster the spec names.
-    log: Arc<dyn Log>,
+    /// The log the stream is in: the server's own, or the Kafka cluster the spec names (set
+    /// once that cluster is reached).
+    log: OnceLock<Arc<dyn Log>>,
+    view: Mutex<StreamView>,
     control: Mutex<Control>,
     wake: Condvar,
     tasks: Mutex<BTreeMap<u32, RunningTask>>,
@@ -143,6 +164,20 @@ pub fn log_of(context: &Context, spec: &SupervisorSpec) -> Result<Arc<dyn Log>, 
     connect(&properties).map_err(|e| refused(format!("cannot reach the Kafka cluster: {e}")))
 }
 
+/// The log of a spec reading the server's own topics; None for one naming a Kafka cluster
+/// (the supervisor reaches it itself). A spec naming a cluster on a server that reaches
+/// none is refused.
+pub fn log_of_own(
+    context: &Context,
+    spec: &SupervisorSpec,
+) -> Result<Option<Arc<dyn Log>>, IngestError> {
+    match spec.spec.io_config.bootstrap_servers() {
+        None => Ok(Some(context.log.clone())),
+        Some(_) if context.connect.is_some() => Ok(None),
+        Some(_) => log_of(context, spec).map(Some),
+    }
+}
+
 /// A task id as Druid forms them: `index_kafka_<datasource>_<hex>_<letters>`.
 fn task_id(datasource: &str) -> String {
     let random = RandomState::new().hash_one(now_millis());
@@ -156,12 +191,13 @@ fn task_id(datasource: &str) -> String {
 }
 
 impl Supervisor {
-    /// Starts supervising a spec (suspended specs start suspended).
-    /// Starts a supervisor reading its stream in `log` (see [`log_of`]).
+    /// Starts supervising a spec (suspended specs start suspended), reading its stream in
+    /// `log` (see [`log_of`]); without one, the supervisor's thread reaches the Kafka cluster
+    /// the spec names, retrying while it does not answer (the status says why meanwhile).
     pub fn start(
         context: Arc<Context>,
         spec: SupervisorSpec,
-        log: Arc<dyn Log>,
+        log: Option<Arc<dyn Log>>,
     ) -> Result<Supervisor, IngestError> {
         let desired = if spec.suspended {
             Desired::Suspend
@@ -172,7 +208,8 @@ impl Supervisor {
         let shared = Arc::new(Shared {
             spec: Arc::new(spec),
             stream,
-            log,
+            log: log.map(OnceLock::from).unwrap_or_default(),
+            view: Mutex::new(StreamView::default()),
             control: Mutex::new(Control {
                 desired,
                 reset: None,
@@ -283,18 +320,7 @@ impl Supervisor {
                 }
             })
             .collect();
-        let partitions = stream
-            .partitions(self.shared.log.as_ref())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let latest_offsets: PartitionOffsets = partitions
-            .iter()
-            .filter_map(|p| {
-                let (_, end) = self.shared.log.offset_range(&p.topic, p.partition).ok()?;
-                Some((p.clone(), end))
-            })
-            .collect();
+        let view = self.shared.view.lock().expect("supervisor view lock");
         let health = self.shared.health.lock().expect("supervisor health lock");
         let publish_errors: Vec<RecentError> = active_tasks
             .iter()
@@ -324,9 +350,10 @@ impl Supervisor {
             healthy: !state.starts_with("UNHEALTHY"),
             suspended: desired == Desired::Suspend,
             stream: stream.name.clone(),
-            partitions: partitions.len() as u32,
+            partitions: view.partitions.len() as u32,
             active_tasks,
-            latest_offsets,
+            latest_offsets: view.latest_offsets.clone(),
+            offsets_read_millis: view.read_millis,
             recent_errors: health
                 .recent_errors
                 .iter()
@@ -362,6 +389,8 @@ fn record_error(shared: &Shared, message: String) {
 /// The supervisor's thread: reaps ended tasks, starts new ones, carries out commands.
 fn supervise(context: &Arc<Context>, shared: &Shared) {
     let mut retry_at: BTreeMap<u32, Instant> = BTreeMap::new();
+    let mut connecting = Connecting::default();
+    let mut next_read = Instant::now();
     loop {
         let (desired, reset) = {
             let mut control = shared.control.lock().expect("supervisor control lock");
@@ -400,7 +429,15 @@ fn supervise(context: &Arc<Context>, shared: &Shared) {
                 .clear();
         }
         match desired {
-            Desired::Run => start_missing(context, shared, &mut retry_at),
+            Desired::Run => {
+                if let Some(log) = connected(context, shared, &mut connecting) {
+                    if Instant::now() >= next_read {
+                        read_stream(shared, log.as_ref());
+                        next_read = Instant::now() + STREAM_REFRESH;
+                    }
+                    start_missing(context, shared, log, &mut retry_at);
+                }
+            }
             Desired::Suspend | Desired::Terminate => stop_all(shared, StopRequest::Publish),
             Desired::Shutdown => stop_all(shared, StopRequest::Discard),
         }
@@ -519,52 +556,138 @@ fn start_offsets(
     Ok(offsets)
 }
 
-/// Starts a task for every group that has none (and is not waiting to retry).
-fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant>) {
-    let spec = &shared.spec;
-    let stream = &shared.stream;
-    let partitions = match stream.partitions(shared.log.as_ref()) {
-        Ok(Some(partitions)) => {
-            shared
-                .health
-                .lock()
-                .expect("supervisor health lock")
-                .stream_problem = None;
-            partitions
+/// How the supervisor's thread reaches a Kafka cluster that did not answer yet.
+struct Connecting {
+    next_attempt: Instant,
+    wait: Duration,
+}
+
+impl Default for Connecting {
+    fn default() -> Self {
+        Connecting {
+            next_attempt: Instant::now(),
+            wait: FIRST_CONNECT_WAIT,
         }
-        Ok(None) | Err(_) => {
-            let problem = format!("topic '{}' does not exist", stream.name);
-            let mut health = shared.health.lock().expect("supervisor health lock");
-            if health.stream_problem.as_deref() != Some(&problem) {
-                health.stream_problem = Some(problem.clone());
-                drop(health);
-                record_error(shared, problem);
-            }
+    }
+}
+
+/// The supervisor's log; reaches the Kafka cluster its spec names first when that has not
+/// answered yet (attempts wait longer after each failure, which the status names).
+fn connected<'a>(
+    context: &Context,
+    shared: &'a Shared,
+    connecting: &mut Connecting,
+) -> Option<&'a Arc<dyn Log>> {
+    if let Some(log) = shared.log.get() {
+        return Some(log);
+    }
+    if Instant::now() < connecting.next_attempt {
+        return None;
+    }
+    match log_of(context, &shared.spec) {
+        Ok(log) => {
+            set_stream_problem(shared, None);
+            Some(shared.log.get_or_init(|| log))
+        }
+        Err(e) => {
+            set_stream_problem(shared, Some(e.to_string()));
+            connecting.next_attempt = Instant::now() + connecting.wait;
+            connecting.wait = (connecting.wait * 2).min(MAX_CONNECT_WAIT);
+            None
+        }
+    }
+}
+
+/// Records why the stream cannot be read (None: it can); a new reason is also a recent
+/// error.
+fn set_stream_problem(shared: &Shared, problem: Option<String>) {
+    let mut health = shared.health.lock().expect("supervisor health lock");
+    if health.stream_problem == problem {
+        return;
+    }
+    health.stream_problem = problem.clone();
+    drop(health);
+    if let Some(problem) = problem {
+        record_error(shared, problem);
+    }
+}
+
+/// Reads the stream's partitions and their latest offsets into the supervisor's view.
+fn read_stream(shared: &Shared, log: &dyn Log) {
+    let stream = &shared.stream;
+    let partitions = match stream.partitions(log) {
+        Ok(Some(partitions)) => partitions,
+        Ok(None) => {
+            set_stream_problem(
+                shared,
+                Some(format!("topic '{}' does not exist", stream.name)),
+            );
+            shared.view.lock().expect("supervisor view lock").partitions = Vec::new();
+            return;
+        }
+        Err(e) => {
+            set_stream_problem(shared, Some(format!("cannot read '{}': {e}", stream.name)));
             return;
         }
     };
+    set_stream_problem(shared, None);
+    let latest_offsets: PartitionOffsets = partitions
+        .iter()
+        .filter_map(|p| {
+            let (_, end) = log.offset_range(&p.topic, p.partition).ok()?;
+            Some((p.clone(), end))
+        })
+        .collect();
+    *shared.view.lock().expect("supervisor view lock") = StreamView {
+        partitions,
+        latest_offsets,
+        read_millis: Some(now_millis()),
+    };
+}
+
+/// Starts a task for every group that has none (and is not waiting to retry).
+fn start_missing(
+    context: &Arc<Context>,
+    shared: &Shared,
+    log: &Arc<dyn Log>,
+    retry_at: &mut BTreeMap<u32, Instant>,
+) {
+    let spec = &shared.spec;
+    let stream = &shared.stream;
     let task_count = spec.spec.io_config.task_count.max(1);
     let duration = spec.spec.io_config.task_duration();
     let now = Instant::now();
-    for group in 0..task_count {
-        if shared
-            .tasks
-            .lock()
-            .expect("supervisor tasks lock")
-            .contains_key(&group)
-            || retry_at.get(&group).is_some_and(|t| *t > now)
-        {
-            continue;
-        }
+    let needed: Vec<u32> = {
+        let tasks = shared.tasks.lock().expect("supervisor tasks lock");
+        (0..task_count)
+            .filter(|group| {
+                !tasks.contains_key(group) && retry_at.get(group).is_none_or(|t| *t <= now)
+            })
+            .collect()
+    };
+    if needed.is_empty() {
+        return;
+    }
+    // New tasks read the partitions there are now (a topic a pattern matches since, say).
+    read_stream(shared, log.as_ref());
+    let partitions = shared
+        .view
+        .lock()
+        .expect("supervisor view lock")
+        .partitions
+        .clone();
+    for group in needed {
         let mine: Vec<TopicPartition> = partitions
             .iter()
             .filter(|p| stream.group_of(p, task_count) == group)
             .cloned()
             .collect();
+        // A group with nothing to read looks again after the next reading's interval.
         if mine.is_empty() {
+            retry_at.insert(group, now + STREAM_REFRESH);
             continue;
         }
-        let plan = match start_offsets(context, shared.log.as_ref(), spec, stream, &mine) {
+        let plan = match start_offsets(context, log.as_ref(), spec, stream, &mine) {
             Ok(start) => TaskPlan {
                 id: task_id(spec.id()),
                 datasource: spec.id().to_string(),
@@ -573,7 +696,7 @@ fn start_missing(context: &Arc<Context>, shared: &Shared, retry_at: &mut BTreeMa
                 stream: stream.name.clone(),
                 start_offsets: start,
                 duration,
-                log: shared.log.clone(),
+                log: log.clone(),
             },
             Err(e) => {
                 record_error(shared, format!("planning task group {group}: {e}"));

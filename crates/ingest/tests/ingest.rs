@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use millrace_catalog::{Catalog, SqliteCatalog};
-use millrace_ingest::Ingestion;
+use millrace_ingest::{ClusterConnector, Ingestion};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
 use serde_json::json;
 
@@ -28,11 +28,16 @@ impl Server {
     }
 
     fn ingestion(&self) -> Ingestion {
+        self.ingestion_reaching(None)
+    }
+
+    /// An ingestion reaching the Kafka clusters specs name through `connect`.
+    fn ingestion_reaching(&self, connect: Option<ClusterConnector>) -> Ingestion {
         Ingestion::open(
             self.log.clone(),
             self.catalog.clone(),
             self.dir.path(),
-            None,
+            connect,
         )
         .unwrap()
     }
@@ -490,10 +495,9 @@ fn a_publish_failing_past_completion_timeout_fails_and_shutdown_ends_the_retries
     assert!(server.catalog.segments("long", true).unwrap().is_empty());
 }
 
-#[test]
-fn a_stored_supervisor_whose_cluster_cannot_be_reached_does_not_stop_the_start() {
-    let server = Server::new();
-    server.log.create_topic("posts", 1).unwrap();
+/// Stores a supervisor spec for `posts` that names a Kafka cluster, as a server that
+/// stopped would have left it.
+fn store_cluster_spec(server: &Server) -> serde_json::Value {
     let mut stored: serde_json::Value = serde_json::from_slice(&spec("posts", "posts", 1)).unwrap();
     stored["spec"]["ioConfig"]["consumerProperties"] = json!({"bootstrap.servers": "127.0.0.1:9"});
     server
@@ -505,6 +509,14 @@ fn a_stored_supervisor_whose_cluster_cannot_be_reached_does_not_stop_the_start()
             created: 0,
         })
         .unwrap();
+    stored
+}
+
+#[test]
+fn a_stored_supervisor_on_a_server_reaching_no_cluster_does_not_stop_the_start() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    let stored = store_cluster_spec(&server);
     // This ingestion reaches no external cluster: the stored supervisor is not started, and
     // the rest goes on.
     let ingestion = server.ingestion();
@@ -517,4 +529,42 @@ fn a_stored_supervisor_whose_cluster_cannot_be_reached_does_not_stop_the_start()
         "{refused}"
     );
     ingestion.submit(&spec("other", "posts", 1)).unwrap();
+}
+
+/// The server starts at once; the supervisor says it cannot reach its cluster, tries again,
+/// and ingests once the cluster answers.
+#[test]
+fn a_stored_supervisor_waits_for_its_cluster_and_then_ingests() {
+    let server = Server::new();
+    server.log.create_topic("posts", 1).unwrap();
+    server.produce("posts", 0, 100, 1);
+    store_cluster_spec(&server);
+    let reachable = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connect: ClusterConnector = {
+        let (reachable, log) = (reachable.clone(), server.log.clone());
+        Arc::new(move |_: &[(String, String)]| {
+            if reachable.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(log.clone() as Arc<dyn Log>)
+            } else {
+                Err("connection refused".into())
+            }
+        })
+    };
+    let ingestion = server.ingestion_reaching(Some(connect));
+    wait_until("the status names the unreachable cluster", || {
+        let status = ingestion.status("posts").unwrap();
+        status.detailed_state == "UNABLE_TO_CONNECT_TO_STREAM"
+            && status.recent_errors.iter().any(|e| {
+                e.message
+                    .contains("cannot reach the Kafka cluster: connection refused")
+            })
+    });
+    assert_eq!(visible_rows(&ingestion, "posts"), 0);
+    reachable.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_until("the rows are ingested", || {
+        visible_rows(&ingestion, "posts") == 100
+    });
+    let status = ingestion.status("posts").unwrap();
+    assert_eq!(status.state, "RUNNING");
+    assert!(status.offsets_read_millis.is_some());
 }

@@ -125,7 +125,7 @@ fn status_payload(id: &str, status: &SupervisorStatus, task_duration_seconds: u6
         "latestOffsets": offsets(&status.latest_offsets),
         "minimumLag": offsets(&lags),
         "aggregateLag": lags.values().sum::<u64>(),
-        "offsetsLastUpdated": format_iso(now_millis()),
+        "offsetsLastUpdated": status.offsets_read_millis.map(format_iso),
         "suspended": status.suspended,
         "healthy": status.healthy,
         "state": status.state,

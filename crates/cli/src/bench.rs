@@ -91,6 +91,11 @@ pub enum BenchCommand {
         /// Where to put the data (a fresh temporary directory by default).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Posts in a topic of a Kafka-protocol broker on loopback (tansu, started with the
+        /// repository's scripts/kafka-broker), which the specs name, instead of the
+        /// embedded log.
+        #[arg(long)]
+        kafka: bool,
     },
 }
 
@@ -157,7 +162,8 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             tasks,
             query_runs,
             data_dir,
-        } => crate::bench_druid::run(events, &tasks, query_runs, data_dir),
+            kafka,
+        } => crate::bench_druid::run(events, &tasks, query_runs, data_dir, kafka),
     }
 }
 

@@ -9,7 +9,9 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use millrace_catalog::SqliteCatalog;
-use millrace_ingest::Ingestion;
+use millrace_ingest::{ClusterConnector, Ingestion};
+use millrace_kafka::test_broker::TestBroker;
+use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
 use millrace_query::SqlEngine;
 use millrace_segments::time::format_iso;
@@ -73,8 +75,9 @@ fn social_posts(count: usize) -> impl Iterator<Item = Bytes> {
 }
 
 /// The example spec of the tutorial's posts (`examples/druid/social-media-supervisor.json`)
-/// for a datasource and task count; tasks run a day, so only the suspend publishes.
-fn spec(datasource: &str, tasks: u32) -> Vec<u8> {
+/// for a datasource and task count, reading the Kafka cluster at `bootstrap_servers` if
+/// given; tasks run a day, so only the suspend publishes.
+fn spec(datasource: &str, tasks: u32, bootstrap_servers: Option<&str>) -> Vec<u8> {
     let mut spec: serde_json::Value = serde_json::from_str(include_str!(
         "../../../examples/druid/social-media-supervisor.json"
     ))
@@ -84,6 +87,9 @@ fn spec(datasource: &str, tasks: u32) -> Vec<u8> {
     io["topic"] = json!(TOPIC);
     io["taskCount"] = json!(tasks);
     io["taskDuration"] = json!("PT24H");
+    if let Some(servers) = bootstrap_servers {
+        io["consumerProperties"] = json!({"bootstrap.servers": servers});
+    }
     spec.to_string().into_bytes()
 }
 
@@ -105,10 +111,11 @@ fn ingest(
     datasource: &str,
     tasks: u32,
     events: usize,
+    bootstrap_servers: Option<&str>,
 ) -> Result<(f64, f64), String> {
     let started = Instant::now();
     ingestion
-        .submit(&spec(datasource, tasks))
+        .submit(&spec(datasource, tasks, bootstrap_servers))
         .map_err(|e| e.to_string())?;
     wait("every row is ingested", || {
         let status = ingestion.status(datasource).map_err(|e| e.to_string())?;
@@ -130,19 +137,35 @@ fn ingest(
     Ok((ingested, publishing.elapsed().as_secs_f64()))
 }
 
-/// Runs the benchmark.
+/// Runs the benchmark; with `kafka`, the posts are in a topic of a fresh Kafka-protocol
+/// broker on loopback (tansu), which the specs name.
 pub fn run(
     events: usize,
     task_counts: &[u32],
     queries_runs: usize,
     data_dir: Option<PathBuf>,
+    kafka: bool,
 ) -> Result<(), String> {
     let dir = BenchDir::new(data_dir, "druid")?;
-    let log = Arc::new(
+    let own_log: Arc<dyn Log> = Arc::new(
         EmbeddedLog::open(dir.path(), EmbeddedLogConfig::default()).map_err(|e| e.to_string())?,
     );
     let catalog =
         Arc::new(SqliteCatalog::open(&dir.path().join("catalog.db")).map_err(|e| e.to_string())?);
+    let broker = kafka.then(TestBroker::start);
+    let servers = broker.as_ref().map(TestBroker::bootstrap_servers);
+    let log = match &servers {
+        Some(servers) => KafkaLog::open(KafkaSettings::new(vec![(
+            "bootstrap.servers".into(),
+            servers.clone(),
+        )]))?,
+        None => own_log.clone(),
+    };
+    // The specs' consumer properties name the broker: its log is the one the posts are in.
+    let connect: Option<ClusterConnector> = kafka.then(|| {
+        let log = log.clone();
+        Arc::new(move |_: &[(String, String)]| Ok(log.clone())) as ClusterConnector
+    });
     log.create_topic(TOPIC, PARTITIONS)
         .map_err(|e| e.to_string())?;
     let generated = Instant::now();
@@ -169,17 +192,24 @@ pub fn run(
         log.append(TOPIC, n % PARTITIONS, records)
             .map_err(|e| e.to_string())?;
     }
+    let through = if kafka {
+        "a Kafka broker (tansu)"
+    } else {
+        "the embedded log"
+    };
     println!(
-        "{events} tutorial social posts ({:.0} MB of JSON) produced to {PARTITIONS} partitions in {:.1} s",
+        "{events} tutorial social posts ({:.0} MB of JSON) produced to {PARTITIONS} partitions of {through} in {:.1} s",
         bytes as f64 / 1e6,
         generated.elapsed().as_secs_f64()
     );
-    let ingestion =
-        Arc::new(Ingestion::open(log, catalog, dir.path(), None).map_err(|e| e.to_string())?);
+    let ingestion = Arc::new(
+        Ingestion::open(own_log, catalog, dir.path(), connect).map_err(|e| e.to_string())?,
+    );
     let mut last = None;
     for &tasks in task_counts {
         let datasource = format!("social_media_{tasks}");
-        let (ingested, published) = ingest(&ingestion, &datasource, tasks, events)?;
+        let (ingested, published) =
+            ingest(&ingestion, &datasource, tasks, events, servers.as_deref())?;
         println!(
             "taskCount {tasks}: ingested {} until queryable, then published in {published:.2} s",
             rate(events, ingested)

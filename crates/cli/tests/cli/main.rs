@@ -677,6 +677,23 @@ fn benchmarks_run_and_print_figures() {
     ] {
         assert!(text.contains(figure), "{figure}: {text}");
     }
+
+    // Through a Kafka broker: the run fails unless every post is counted once.
+    let output = run_ok(millrace().args([
+        "bench",
+        "druid",
+        "--kafka",
+        "--events",
+        "3000",
+        "--tasks",
+        "2",
+        "--query-runs",
+        "1",
+    ]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for figure in ["of a Kafka broker (tansu)", "taskCount 2: ingested"] {
+        assert!(text.contains(figure), "{figure}: {text}");
+    }
 }
 
 /// A `millrace serve` child process on a free port.

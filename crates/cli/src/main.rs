@@ -195,6 +195,9 @@ fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
             std::process::id()
         ));
     }
+    if let Some(create) = config.kafka.get("auto.create.topics.enable") {
+        settings.create_missing_topics = millrace_log::flag("auto.create.topics.enable", create)?;
+    }
     if let Some(partitions) = config.kafka.get("num.partitions") {
         settings.default_partitions = partitions
             .trim()

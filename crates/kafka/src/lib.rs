@@ -50,6 +50,8 @@ pub struct KafkaSettings {
     pub properties: Vec<(String, String)>,
     /// Partitions of topics created because they were missing.
     pub default_partitions: u32,
+    /// A topic needed but missing is created (otherwise it is an error naming it).
+    pub create_missing_topics: bool,
     /// Replication factor of topics it creates (-1: the broker's default).
     pub replication_factor: i32,
     /// How long an operation waits for the cluster before it fails.
@@ -67,6 +69,7 @@ impl KafkaSettings {
         KafkaSettings {
             properties,
             default_partitions: 1,
+            create_missing_topics: true,
             replication_factor: -1,
             timeout: Duration::from_secs(30),
             transactional_id: None,
@@ -413,6 +416,9 @@ impl Log for KafkaLog {
     fn ensure_topic(&self, name: &str) -> Result<u32, LogError> {
         if let Some(partitions) = self.partitions_of(name)? {
             return Ok(partitions);
+        }
+        if !self.settings.create_missing_topics {
+            return Err(LogError::NotCreated(name.to_string()));
         }
         self.create_topic(name, self.settings.default_partitions)?;
         // Metadata may lag a new topic by a moment.

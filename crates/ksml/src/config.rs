@@ -279,7 +279,7 @@ fn read_properties(node: &Node, what: &str, config: &mut RunnerConfig, diags: &m
 
 /// Kafka Streams and broker properties this runner acts on; every other property is named in
 /// a warning at start.
-pub const APPLIED_PROPERTIES: [&str; 16] = [
+pub const APPLIED_PROPERTIES: [&str; 17] = [
     "application.id",
     "num.stream.threads",
     "commit.interval.ms",
@@ -296,6 +296,7 @@ pub const APPLIED_PROPERTIES: [&str; 16] = [
     "log.retention.ms",
     "log.retention.hours",
     "log.flush.interval.messages",
+    "auto.create.topics.enable",
 ];
 
 fn parse_ksml(

@@ -32,6 +32,8 @@ pub struct EmbeddedLogConfig {
     pub retention: Option<Duration>,
     /// Sync each append to disk (survives power loss, not only a crash of the process).
     pub sync_writes: bool,
+    /// A topic needed but missing is created (`auto.create.topics.enable`, default true).
+    pub create_missing_topics: bool,
 }
 
 impl Default for EmbeddedLogConfig {
@@ -42,6 +44,7 @@ impl Default for EmbeddedLogConfig {
             retention_bytes: None,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             sync_writes: false,
+            create_missing_topics: true,
         }
     }
 }
@@ -84,10 +87,20 @@ impl EmbeddedLogConfig {
                     self.retention = limit(number()?).map(|h| Duration::from_secs(h * 3600));
                 }
                 "log.flush.interval.messages" => self.sync_writes = number()? == 1,
+                "auto.create.topics.enable" => self.create_missing_topics = flag(name, value)?,
                 _ => {}
             }
         }
         Ok(self)
+    }
+}
+
+/// A true/false property.
+pub fn flag(name: &str, value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{name} must be true or false, found '{value}'")),
     }
 }
 
@@ -713,6 +726,9 @@ impl Log for EmbeddedLog {
     fn ensure_topic(&self, name: &str) -> Result<u32, LogError> {
         if let Some(n) = self.partition_count(name)? {
             return Ok(n);
+        }
+        if !self.config.create_missing_topics {
+            return Err(LogError::NotCreated(name.to_string()));
         }
         self.create_topic(name, self.config.default_partitions)?;
         Ok(self.partition_count(name)?.unwrap_or(1))

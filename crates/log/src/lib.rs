@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig, flag};
 pub use group::{GroupMembership, RebalanceListener, SoleMember, TopicPartition};
 pub use partitioner::{KeyPartitioner, murmur2_partition};
 pub use topic_config::{CleanupPolicy, TOPIC_CONFIG_NAMES, TopicConfig};
@@ -101,6 +101,12 @@ pub enum LogError {
     },
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
+    /// A topic was needed but does not exist, and creating missing topics is off.
+    #[error(
+        "topic '{0}' does not exist, and auto.create.topics.enable is false: create it first \
+         (millrace topic create)"
+    )]
+    NotCreated(String),
     #[error("topic '{topic}' has no partition {partition} (it has {partitions})")]
     UnknownPartition {
         topic: String,

@@ -1597,6 +1597,65 @@ fn ksml_runs_on_kafka_with_the_embedded_results() {
     assert_eq!(total, 300);
 }
 
+/// With `auto.create.topics.enable: false`, a topic the run needs and does not find is an
+/// error naming it, for sources and outputs alike.
+#[test]
+fn missing_topics_are_named_when_creating_them_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("words.yaml"), WORD_COUNT).unwrap();
+    std::fs::write(
+        dir.path().join("runner.yaml"),
+        "kafka:\n  auto.create.topics.enable: false\nksml:\n  definitions:\n    words: words.yaml\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let run = || {
+        millrace()
+            .args(["run", "--until-idle", "--config"])
+            .arg(dir.path().join("runner.yaml"))
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let missing = |output: &Output, topic: &str| {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "topic '{topic}' does not exist, and auto.create.topics.enable is false"
+            )),
+            "{stderr}"
+        );
+    };
+    missing(&run(), "words");
+    run_ok(
+        millrace()
+            .args(["topic", "create", "words", "--data-dir"])
+            .arg(&data),
+    );
+    let output = run();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let named = ["long_words", "counts"]
+        .iter()
+        .find(|t| stderr.contains(&format!("topic '{t}' does not exist")));
+    missing(&output, named.unwrap_or(&"long_words"));
+    for topic in ["long_words", "counts"] {
+        run_ok(
+            millrace()
+                .args(["topic", "create", topic, "--data-dir"])
+                .arg(&data),
+        );
+    }
+    run_ok(
+        millrace()
+            .args(["run", "--until-idle", "--config"])
+            .arg(dir.path().join("runner.yaml"))
+            .arg("--data-dir")
+            .arg(&data),
+    );
+}
+
 /// tansu has no transactions: exactly-once stops with an error naming what is missing and
 /// the guarantee that needs it, rather than running weaker.
 #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use millrace_log::{GroupMembership, LogError, RebalanceListener, TopicPartition};
 use rdkafka::TopicPartitionList;
@@ -103,19 +103,33 @@ pub fn group_consumer(
     Ok(consumer)
 }
 
+/// How often the same error of a group member is logged again while it lasts.
+const REPEAT_WARNING: Duration = Duration::from_secs(10);
+
 /// This process's membership of a group on Kafka.
 pub struct KafkaMembership {
     pub group: String,
     pub consumer: Arc<GroupConsumer>,
     /// Where the member is registered while it lasts, so that commits go through it.
     pub clients: GroupClients,
+    /// The last error logged, and when: a cluster that is down reports the same one at
+    /// every poll.
+    pub last_warning: Mutex<Option<(String, Instant)>>,
 }
 
 impl GroupMembership for KafkaMembership {
     fn poll(&self, timeout: Duration) -> Result<(), LogError> {
         // Partitions are paused, so nothing but the group's events arrives here.
         if let Some(Err(e)) = self.consumer.poll(timeout) {
-            tracing::warn!(group = %self.group, "Kafka group member: {e}");
+            let message = e.to_string();
+            let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+            let repeated = last
+                .as_ref()
+                .is_some_and(|(m, at)| *m == message && at.elapsed() < REPEAT_WARNING);
+            if !repeated {
+                tracing::warn!(group = %self.group, "Kafka group member: {message}");
+                *last = Some((message, Instant::now()));
+            }
         }
         Ok(())
     }

@@ -158,11 +158,24 @@ pub struct KafkaLog {
     transactions: Option<Mutex<()>>,
 }
 
-/// A librdkafka error as the log reports it.
+/// A librdkafka error as the log reports it: errors that say the cluster did not answer
+/// (yet) are [`LogError::Unavailable`], so that callers may try again.
 fn broker(operation: impl Into<String>, error: KafkaError) -> LogError {
-    LogError::Broker {
-        operation: operation.into(),
-        message: error.to_string(),
+    let (operation, message) = (operation.into(), error.to_string());
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress,
+        ) => LogError::Unavailable { operation, message },
+        _ => LogError::Broker { operation, message },
     }
 }
 
@@ -175,10 +188,16 @@ impl KafkaLog {
             .create()
             .map_err(|e| broker("creating the admin client", e))?;
         let mut producer_config = settings.client_config("producer.");
-        producer_config.set("enable.idempotence", "true").set(
-            "message.timeout.ms",
-            settings.timeout.as_millis().to_string(),
-        );
+        producer_config.set("enable.idempotence", "true");
+        // A record not acknowledged in time is an error (unless the properties say how long).
+        if producer_config.get("message.timeout.ms").is_none()
+            && producer_config.get("delivery.timeout.ms").is_none()
+        {
+            producer_config.set(
+                "message.timeout.ms",
+                settings.timeout.as_millis().to_string(),
+            );
+        }
         if let Some(id) = &settings.transactional_id {
             producer_config.set("transactional.id", id);
         }
@@ -553,10 +572,10 @@ impl Log for KafkaLog {
                     });
                 }
                 code => {
-                    return Err(LogError::Broker {
-                        operation: format!("committing offsets of group '{group}'"),
-                        message: code.to_string(),
-                    });
+                    return Err(broker(
+                        format!("committing offsets of group '{group}'"),
+                        KafkaError::ConsumerCommit(code),
+                    ));
                 }
             }
         }
@@ -588,6 +607,7 @@ impl Log for KafkaLog {
             group: group.to_string(),
             consumer,
             clients: self.groups.clone(),
+            last_warning: Mutex::new(None),
         }))
     }
 

@@ -172,7 +172,11 @@ fn an_unreachable_cluster_or_a_bad_property_is_a_clear_error() {
     let error = KafkaLog::connect(settings.clone())
         .err()
         .expect("no cluster there");
-    assert!(matches!(error, LogError::Broker { .. }), "{error}");
+    assert!(matches!(error, LogError::Unavailable { .. }), "{error}");
+    assert!(
+        error.to_string().contains("the cluster did not answer"),
+        "{error}"
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
     settings
         .properties

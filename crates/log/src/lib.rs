@@ -130,6 +130,10 @@ pub enum LogError {
     /// A Kafka broker (or the client reaching it) refused or failed an operation.
     #[error("Kafka: {operation}: {message}")]
     Broker { operation: String, message: String },
+    /// The Kafka cluster did not answer in time (a broker down or unreachable, a partition
+    /// without a leader): the operation may succeed if tried again later.
+    #[error("Kafka: {operation}: {message} (the cluster did not answer)")]
+    Unavailable { operation: String, message: String },
     /// The group refused a commit from this process: it is no longer the member that owns
     /// the partitions (a rebalance moved them, or it timed out). Its uncommitted work is
     /// redone by the owner.

@@ -612,37 +612,39 @@ fn set_stream_problem(shared: &Shared, problem: Option<String>) {
     }
 }
 
-/// Reads the stream's partitions and their latest offsets into the supervisor's view.
-fn read_stream(shared: &Shared, log: &dyn Log) {
+/// Reads the stream's partitions and their latest offsets into the supervisor's view; false
+/// when the stream cannot be read now.
+fn read_stream(shared: &Shared, log: &dyn Log) -> bool {
     let stream = &shared.stream;
+    let cannot_read = |e: &dyn std::fmt::Display| {
+        set_stream_problem(shared, Some(format!("cannot read '{}': {e}", stream.name)));
+        false
+    };
     let partitions = match stream.partitions(log) {
         Ok(Some(partitions)) => partitions,
         Ok(None) => {
-            set_stream_problem(
-                shared,
-                Some(format!("topic '{}' does not exist", stream.name)),
-            );
-            shared.view.lock().expect("supervisor view lock").partitions = Vec::new();
-            return;
+            let missing = format!("topic '{}' does not exist", stream.name);
+            set_stream_problem(shared, Some(missing));
+            *shared.view.lock().expect("supervisor view lock") = StreamView::default();
+            return false;
         }
-        Err(e) => {
-            set_stream_problem(shared, Some(format!("cannot read '{}': {e}", stream.name)));
-            return;
-        }
+        Err(e) => return cannot_read(&e),
     };
+    let mut latest_offsets = PartitionOffsets::new();
+    for p in &partitions {
+        // A cluster that does not answer would keep each partition waiting as long.
+        match log.offset_range(&p.topic, p.partition) {
+            Ok((_, end)) => latest_offsets.insert(p.clone(), end),
+            Err(e) => return cannot_read(&e),
+        };
+    }
     set_stream_problem(shared, None);
-    let latest_offsets: PartitionOffsets = partitions
-        .iter()
-        .filter_map(|p| {
-            let (_, end) = log.offset_range(&p.topic, p.partition).ok()?;
-            Some((p.clone(), end))
-        })
-        .collect();
     *shared.view.lock().expect("supervisor view lock") = StreamView {
         partitions,
         latest_offsets,
         read_millis: Some(now_millis()),
     };
+    true
 }
 
 /// Starts a task for every group that has none (and is not waiting to retry).
@@ -669,7 +671,9 @@ fn start_missing(
         return;
     }
     // New tasks read the partitions there are now (a topic a pattern matches since, say).
-    read_stream(shared, log.as_ref());
+    if !read_stream(shared, log.as_ref()) {
+        return;
+    }
     let partitions = shared
         .view
         .lock()

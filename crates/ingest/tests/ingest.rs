@@ -145,8 +145,12 @@ fn each_task_publishes_one_segment_per_hour_and_rows_are_visible_before() {
         );
         let status = ingestion.status(&datasource).unwrap();
         assert_eq!(status.active_tasks.len(), task_count as usize);
-        let processed: u64 = status.active_tasks.iter().map(|t| t.counts.processed).sum();
-        assert_eq!(processed, 2000);
+        // A task counts a batch's rows just after they become visible.
+        wait_until("every row is counted", || {
+            let status = ingestion.status(&datasource).unwrap();
+            let processed: u64 = status.active_tasks.iter().map(|t| t.counts.processed).sum();
+            processed == 2000
+        });
 
         suspend_and_wait(&ingestion, &datasource);
         let segments = server.catalog.segments(&datasource, true).unwrap();

@@ -663,7 +663,9 @@ impl KafkaLog {
         let timeout = self.settings.timeout;
         transactions::begin(&self.producer)?;
         let written = (|| {
-            let firsts = self.send_all(appends).map_err(transactions::aborting)?;
+            // A record the cluster refuses (too large, say) would be refused again: its
+            // error stays what it is, stopping the caller, after the abort.
+            let firsts = self.send_all(appends)?;
             if let Some((group, offsets)) = commit.filter(|(_, offsets)| !offsets.is_empty()) {
                 let list = offset_list(offsets)?;
                 let metadata = self.with_group(group, |consumer| {

@@ -87,16 +87,6 @@ pub fn abort(producer: &FutureProducer, error: LogError, timeout: Duration) -> L
     error
 }
 
-/// An error inside a transaction (a record the broker refused, say), which aborts it.
-pub fn aborting(error: LogError) -> LogError {
-    match error {
-        LogError::TransactionAborted { .. } => error,
-        error => LogError::TransactionAborted {
-            reason: error.to_string(),
-        },
-    }
-}
-
 /// A transaction step's error. One that requires an abort (the group refused the offsets,
 /// say) leaves the producer usable: the work is redone. Others stop the producer's user: a
 /// cluster without transactions, a producer fenced by a newer one with its id, a commit

@@ -8,9 +8,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use millrace_log::{RebalanceListener, TopicPartition};
+
+/// How long a member given no partitions waits before `--until-idle` counts it as idle:
+/// after an empty first assignment, a cooperative rebalance usually brings its share.
+const EMPTY_ASSIGNMENT_GRACE: Duration = Duration::from_secs(10);
 
 /// A task: its source group (index in [`crate::task::GroupPlan`]s) and partition number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,8 +56,11 @@ struct Board {
     leaving: HashMap<TaskKey, Leave>,
     /// The committed positions of running tasks' inputs.
     positions: HashMap<TaskKey, Vec<Position>>,
-    /// The group has assigned partitions at least once.
+    /// The group has assigned this member partitions at least once.
     assigned: bool,
+    /// Since when the group has assigned this member nothing (a cooperative rebalance gives
+    /// a new member an empty assignment first, then its share).
+    empty_since: Option<Instant>,
 }
 
 impl Assignment {
@@ -98,12 +105,16 @@ impl Assignment {
             .collect()
     }
 
-    /// Takes the tasks given to a worker since it last looked; they count as running.
-    pub fn take_new(&self, worker: usize) -> Vec<TaskKey> {
+    /// Takes the next task given to a worker; it counts as running. One at a time, so that
+    /// a worker restoring new tasks' stores looks at revocations in between.
+    pub fn take_new(&self, worker: usize) -> Option<TaskKey> {
         let mut board = self.board();
-        let new = std::mem::take(&mut board.inbox[worker]);
-        board.running[worker].extend(new.iter().copied());
-        new
+        if board.inbox[worker].is_empty() {
+            return None;
+        }
+        let key = board.inbox[worker].remove(0);
+        board.running[worker].insert(key);
+        Some(key)
     }
 
     /// Tasks were given to the worker, or some of its tasks must leave it: it should look
@@ -159,7 +170,11 @@ impl Assignment {
     /// and every task given out has started; None before.
     pub fn positions(&self) -> Option<Vec<Position>> {
         let board = self.board();
-        let settled = board.assigned && board.inbox.iter().all(Vec::is_empty);
+        let empty_long_enough = board
+            .empty_since
+            .is_some_and(|since| since.elapsed() >= EMPTY_ASSIGNMENT_GRACE);
+        let settled =
+            (board.assigned || empty_long_enough) && board.inbox.iter().all(Vec::is_empty);
         let started =
             board.positions.len() == board.running.iter().map(HashSet::len).sum::<usize>();
         (settled && started).then(|| board.positions.values().flatten().cloned().collect())
@@ -195,7 +210,11 @@ impl RebalanceListener for Assignment {
     fn assigned(&self, partitions: &[TopicPartition]) {
         let keys = self.tasks_of(partitions);
         let mut board = self.board();
-        board.assigned = true;
+        if keys.is_empty() {
+            board.empty_since.get_or_insert_with(Instant::now);
+        } else {
+            board.assigned = true;
+        }
         for key in keys {
             let load = |w: usize| board.inbox[w].len() + board.running[w].len();
             let worker = (0..board.inbox.len())

@@ -461,7 +461,8 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
 }
 
 /// Gives up the worker's tasks whose partitions are leaving this member (committing first
-/// when they were revoked), and starts the tasks newly given to it.
+/// when they were revoked), and starts the next task given to it (one per call: restoring
+/// a task's stores may take a while, and a revocation waits for the worker).
 fn follow_assignment(
     shared: &Shared,
     group: &str,
@@ -485,7 +486,7 @@ fn follow_assignment(
         }
         shared.assignment.left(worker, key);
     }
-    for key in shared.assignment.take_new(worker) {
+    if let Some(key) = shared.assignment.take_new(worker) {
         let task = plan_task(
             &shared.topology,
             shared.log.as_ref(),

@@ -50,7 +50,8 @@ pub fn send_offsets(
         .map_err(|e| failed("adding offsets to the transaction", e))
 }
 
-/// How many times a commit that timed out is retried: librdkafka resumes the same commit.
+/// How many times a commit or abort that timed out is tried: librdkafka resumes the same
+/// call.
 const COMMIT_ATTEMPTS: u32 = 3;
 
 /// Commits the transaction, retrying while the error says a retry may succeed.
@@ -73,18 +74,28 @@ pub fn commit(producer: &FutureProducer, timeout: Duration) -> Result<(), LogErr
 }
 
 /// Aborts the transaction after `error`, which is returned: nothing of the transaction
-/// stays.
+/// stays. An abort that times out is resumed, as librdkafka asks (a producer left in the
+/// middle of one cannot begin the next transaction).
 pub fn abort(producer: &FutureProducer, error: LogError, timeout: Duration) -> LogError {
-    if let Err(e) = producer.abort_transaction(timeout) {
-        // After an error that stops the producer, the abort is expected to fail too.
-        match &error {
-            LogError::TransactionAborted { .. } => {
-                tracing::warn!("aborting a transaction after '{error}': {e}")
+    let mut attempt = 1;
+    loop {
+        match producer.abort_transaction(timeout) {
+            Ok(()) => return error,
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < COMMIT_ATTEMPTS => {
+                attempt += 1;
             }
-            _ => tracing::debug!("aborting a transaction after '{error}': {e}"),
+            Err(e) => {
+                // After an error that stops the producer, the abort is expected to fail too.
+                match &error {
+                    LogError::TransactionAborted { .. } => {
+                        tracing::warn!("aborting a transaction after '{error}': {e}")
+                    }
+                    _ => tracing::debug!("aborting a transaction after '{error}': {e}"),
+                }
+                return error;
+            }
         }
     }
-    error
 }
 
 /// A transaction step's error. One that requires an abort (the group refused the offsets,

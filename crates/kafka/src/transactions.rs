@@ -52,7 +52,7 @@ pub fn send_offsets(
 
 /// How many times a commit or abort that timed out is tried: librdkafka resumes the same
 /// call.
-const COMMIT_ATTEMPTS: u32 = 3;
+const CALL_ATTEMPTS: u32 = 3;
 
 /// Commits the transaction, retrying while the error says a retry may succeed.
 pub fn commit(producer: &FutureProducer, timeout: Duration) -> Result<(), LogError> {
@@ -63,7 +63,7 @@ pub fn commit(producer: &FutureProducer, timeout: Duration) -> Result<(), LogErr
             Err(KafkaError::Transaction(e))
                 if e.is_retriable()
                     && e.code() != RDKafkaErrorCode::UnsupportedFeature
-                    && attempt < COMMIT_ATTEMPTS =>
+                    && attempt < CALL_ATTEMPTS =>
             {
                 tracing::warn!("retrying a transaction's commit: {e}");
                 attempt += 1;
@@ -81,7 +81,7 @@ pub fn abort(producer: &FutureProducer, error: LogError, timeout: Duration) -> L
     loop {
         match producer.abort_transaction(timeout) {
             Ok(()) => return error,
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < COMMIT_ATTEMPTS => {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < CALL_ATTEMPTS => {
                 attempt += 1;
             }
             Err(e) => {

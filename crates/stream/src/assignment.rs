@@ -43,6 +43,9 @@ pub struct Assignment {
     board: Mutex<Board>,
     /// Signalled when a task leaves its worker.
     left: Condvar,
+    /// Per worker: tasks wait in its inbox, or some of its tasks must leave. Kept with every
+    /// change of the board, so that workers look before each batch without taking its lock.
+    attention: Vec<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -80,12 +83,24 @@ impl Assignment {
                 ..Board::default()
             }),
             left: Condvar::new(),
+            attention: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             stop,
         }
     }
 
     fn board(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets each worker's attention flag from the board (called after every change to it).
+    fn flag_workers(&self, board: &Board) {
+        for (worker, flag) in self.attention.iter().enumerate() {
+            let wanted = !board.inbox[worker].is_empty()
+                || board.running[worker]
+                    .iter()
+                    .any(|key| board.leaving.contains_key(key));
+            flag.store(wanted, Ordering::SeqCst);
+        }
     }
 
     /// The tasks these partitions stand for.
@@ -114,17 +129,14 @@ impl Assignment {
         }
         let key = board.inbox[worker].remove(0);
         board.running[worker].insert(key);
+        self.flag_workers(&board);
         Some(key)
     }
 
     /// Tasks were given to the worker, or some of its tasks must leave it: it should look
     /// before its next batch, since a group waits for revoked tasks.
     pub fn changed_for(&self, worker: usize) -> bool {
-        let board = self.board();
-        !board.inbox[worker].is_empty()
-            || board.running[worker]
-                .iter()
-                .any(|key| board.leaving.contains_key(key))
+        self.attention[worker].load(Ordering::SeqCst)
     }
 
     /// The worker's tasks that must leave it, and how.
@@ -147,6 +159,7 @@ impl Assignment {
         board.running[worker].remove(&key);
         board.leaving.remove(&key);
         board.positions.remove(&key);
+        self.flag_workers(&board);
         drop(board);
         self.left.notify_all();
     }
@@ -156,13 +169,15 @@ impl Assignment {
     pub fn restart(&self, worker: usize, key: TaskKey) {
         let mut board = self.board();
         board.positions.remove(&key);
-        if board.leaving.remove(&key).is_some() {
-            board.running[worker].remove(&key);
-            drop(board);
-            self.left.notify_all();
-        } else {
-            board.running[worker].remove(&key);
+        board.running[worker].remove(&key);
+        let leaving = board.leaving.remove(&key).is_some();
+        if !leaving {
             board.inbox[worker].push(key);
+        }
+        self.flag_workers(&board);
+        drop(board);
+        if leaving {
+            self.left.notify_all();
         }
     }
 
@@ -193,6 +208,7 @@ impl Assignment {
                 board.leaving.insert(*key, leave);
             }
         }
+        self.flag_workers(&board);
         while !self.stop.load(Ordering::SeqCst)
             && keys.iter().any(|k| board.leaving.contains_key(k))
         {
@@ -222,6 +238,8 @@ impl RebalanceListener for Assignment {
                 .expect("at least one worker");
             board.inbox[worker].push(key);
         }
+        self.flag_workers(&board);
+        drop(board);
         tracing::info!("partitions assigned: {}", listed(partitions));
     }
 

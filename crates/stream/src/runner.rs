@@ -705,7 +705,7 @@ fn commit_task(
             LogError::NotGroupMember { .. } | LogError::TransactionAborted { .. } => {
                 TaskError::Uncommitted(format!("task {}: {e}", task.id))
             }
-            e => TaskError::Fatal(e.to_string()),
+            e => TaskError::Fatal(format!("task {}: {e}", task.id)),
         })?;
     let mut checkpoints = vec![None; task.stores.len()];
     for (i, (id, count)) in changelog_ends.into_iter().enumerate() {

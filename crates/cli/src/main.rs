@@ -180,9 +180,10 @@ fn main() -> ExitCode {
 
 /// The Kafka cluster a runner config names: its client properties go to librdkafka (those
 /// librdkafka does not know, Java client settings, are named in a warning), and
-/// `num.partitions` sizes the topics it creates. Exactly-once runs on Kafka transactions, with
-/// a transactional id of this process (`<application.id>-<pid>-<start time>`): the group's
-/// generation, sent with the offsets, fences a process that lost its partitions.
+/// `num.partitions` and `auto.create.topics.enable` say how missing topics are made.
+/// Exactly-once runs on Kafka transactions, with a transactional id of this process
+/// (`<application.id>-<pid>-<start time>`): the group's generation, sent with the offsets,
+/// fences a process that lost its partitions.
 fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
     let mut settings = KafkaSettings::from_given(config.client_properties())?;
     if config.exactly_once() {
@@ -195,15 +196,12 @@ fn connect_kafka(config: &RunnerConfig) -> Result<Arc<dyn Log>, String> {
             std::process::id()
         ));
     }
-    if let Some(create) = config.kafka.get("auto.create.topics.enable") {
-        settings.create_missing_topics = millrace_log::flag("auto.create.topics.enable", create)?;
-    }
-    if let Some(partitions) = config.kafka.get("num.partitions") {
-        settings.default_partitions = partitions
-            .trim()
-            .parse()
-            .map_err(|_| format!("num.partitions must be a whole number, found '{partitions}'"))?;
-    }
+    // The broker properties that say how missing topics are made are read as the embedded
+    // log reads them.
+    let topics = EmbeddedLogConfig::default()
+        .with_properties(config.kafka.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    settings.default_partitions = topics.default_partitions;
+    settings.create_missing_topics = topics.create_missing_topics;
     KafkaLog::open(settings)
 }
 

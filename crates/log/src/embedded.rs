@@ -96,7 +96,7 @@ impl EmbeddedLogConfig {
 }
 
 /// A true/false property.
-pub fn flag(name: &str, value: &str) -> Result<bool, String> {
+fn flag(name: &str, value: &str) -> Result<bool, String> {
     match value.trim() {
         "true" => Ok(true),
         "false" => Ok(false),

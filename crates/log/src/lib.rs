@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use embedded::{EmbeddedLog, EmbeddedLogConfig, flag};
+pub use embedded::{EmbeddedLog, EmbeddedLogConfig};
 pub use group::{GroupMembership, RebalanceListener, SoleMember, TopicPartition};
 pub use partitioner::{KeyPartitioner, murmur2_partition};
 pub use topic_config::{CleanupPolicy, TOPIC_CONFIG_NAMES, TopicConfig};

@@ -308,17 +308,20 @@ impl KafkaLog {
     ) -> Result<Vec<DeliveryFuture>, LogError> {
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for header in &record.headers {
-                headers = headers.insert(Header {
-                    key: &header.key,
-                    value: header.value.as_deref(),
-                });
-            }
             let mut message = FutureRecord::<[u8], [u8]>::to(topic)
                 .partition(partition as i32)
-                .timestamp(record.timestamp)
-                .headers(headers);
+                .timestamp(record.timestamp);
+            // Headers are a C allocation per record: made only for records that have some.
+            if !record.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for header in &record.headers {
+                    headers = headers.insert(Header {
+                        key: &header.key,
+                        value: header.value.as_deref(),
+                    });
+                }
+                message = message.headers(headers);
+            }
             if let Some(key) = &record.key {
                 message = message.key(key.as_ref());
             }

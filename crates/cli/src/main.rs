@@ -111,8 +111,8 @@ enum Command {
         /// The query.
         query: String,
     },
-    /// List, create, produce to and consume from topics of the embedded log, or of a server
-    /// with --url.
+    /// List, create, delete, produce to and consume from topics of the embedded log, of a
+    /// server with --url, or of a Kafka cluster with --bootstrap-servers.
     Topic {
         #[command(subcommand)]
         command: topic::TopicCommand,

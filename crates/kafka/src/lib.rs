@@ -158,6 +158,18 @@ pub struct KafkaLog {
     transactions: Option<Mutex<()>>,
 }
 
+/// Fetch settings of the reading consumer where the properties do not set them:
+/// - librdkafka's `fetch.queue.backoff.ms` (1 s) pauses fetching a partition whose queue
+///   holds `queued.min.messages`; a pipeline drains 100,000 queued records in a fraction of
+///   that, then sat idle until the pause ended;
+/// - `fetch.wait.max.ms` (500 ms): some brokers (tansu) hold a fetch that has records for
+///   up to this long, which capped reading at about 120,000 records/s; Kafka answers a fetch
+///   with records at once either way, so this only shortens the wait of an idle reader.
+const READER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.queue.backoff.ms", "10"),
+    ("fetch.wait.max.ms", "100"),
+];
+
 /// A librdkafka error as the log reports it: errors that say the cluster did not answer
 /// (yet) are [`LogError::Unavailable`], so that callers may try again.
 fn broker(operation: impl Into<String>, error: KafkaError) -> LogError {
@@ -212,9 +224,14 @@ impl KafkaLog {
             None => None,
         };
         let arrivals = Arc::new(Arrivals::default());
+        let mut reader_config = settings.client_config("consumer.");
+        for (name, value) in READER_DEFAULTS {
+            if reader_config.get(name).is_none() {
+                reader_config.set(*name, *value);
+            }
+        }
         let reader = Reader::new(
-            settings
-                .client_config("consumer.")
+            reader_config
                 .set("group.id", "millrace-reader")
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")

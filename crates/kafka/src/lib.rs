@@ -170,6 +170,13 @@ const READER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.wait.max.ms", "100"),
 ];
 
+/// Sets `names[0]` to `value` unless the properties set it or one of its aliases (`names`).
+fn set_unless_given(config: &mut ClientConfig, names: &[&str], value: &str) {
+    if names.iter().all(|name| config.get(name).is_none()) {
+        config.set(names[0], value);
+    }
+}
+
 /// A librdkafka error as the log reports it: errors that say the cluster did not answer
 /// (yet) are [`LogError::Unavailable`], so that callers may try again.
 fn broker(operation: impl Into<String>, error: KafkaError) -> LogError {
@@ -202,14 +209,11 @@ impl KafkaLog {
         let mut producer_config = settings.client_config("producer.");
         producer_config.set("enable.idempotence", "true");
         // A record not acknowledged in time is an error (unless the properties say how long).
-        if producer_config.get("message.timeout.ms").is_none()
-            && producer_config.get("delivery.timeout.ms").is_none()
-        {
-            producer_config.set(
-                "message.timeout.ms",
-                settings.timeout.as_millis().to_string(),
-            );
-        }
+        set_unless_given(
+            &mut producer_config,
+            &["message.timeout.ms", "delivery.timeout.ms"],
+            &settings.timeout.as_millis().to_string(),
+        );
         if let Some(id) = &settings.transactional_id {
             producer_config.set("transactional.id", id);
         }
@@ -226,9 +230,7 @@ impl KafkaLog {
         let arrivals = Arc::new(Arrivals::default());
         let mut reader_config = settings.client_config("consumer.");
         for (name, value) in READER_DEFAULTS {
-            if reader_config.get(name).is_none() {
-                reader_config.set(*name, *value);
-            }
+            set_unless_given(&mut reader_config, &[name], value);
         }
         let reader = Reader::new(
             reader_config

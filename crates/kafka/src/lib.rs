@@ -15,7 +15,7 @@ mod reader;
 pub mod test_broker;
 mod transactions;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
@@ -147,7 +147,11 @@ type FutureProducer = rdkafka::producer::FutureProducer<DefaultClientContext, Na
 pub struct KafkaLog {
     settings: KafkaSettings,
     admin: AdminClient<DefaultClientContext>,
-    producer: FutureProducer,
+    /// The producer; without transactions it is made anew after a fatal error (see
+    /// [`KafkaLog::produce_error`]).
+    producer: RwLock<FutureProducer>,
+    /// What the producer is made from.
+    producer_config: ClientConfig,
     reader: Reader,
     /// A client per group, for its committed offsets and commits (the member, while this
     /// process is one).
@@ -246,7 +250,8 @@ impl KafkaLog {
         let log = KafkaLog {
             settings,
             admin,
-            producer,
+            producer: RwLock::new(producer),
+            producer_config,
             reader,
             groups: GroupClients::default(),
             arrivals,
@@ -262,6 +267,62 @@ impl KafkaLog {
         KafkaLog::connect(settings)
             .map(|log| Arc::new(log) as Arc<dyn Log>)
             .map_err(|e| e.to_string())
+    }
+
+    /// The producer as it is now (a handle on it: cheap to take).
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A failed send as the log reports it. An idempotent producer that hit a fatal error,
+    /// or whose id or epoch the broker refuses (it lost track of its sequence numbers, say
+    /// after sends timed out while it did not answer), fails every later send: it is made
+    /// anew, and the error says the cluster did not answer, so that the caller sends again. A transactional producer's
+    /// fatal error (fenced by a newer instance) stays what it is.
+    fn produce_error(&self, operation: String, error: KafkaError) -> LogError {
+        if self.transactions.is_some() {
+            return broker(operation, error);
+        }
+        // Some brokers refuse an idempotent producer's new epoch after timeouts (tansu
+        // answers ProducerFenced to every later send): that is as good as fatal.
+        let stale = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            )
+        );
+        let fatal = self
+            .producer()
+            .client()
+            .fatal_error()
+            .map(|(_, reason)| reason);
+        let Some(reason) = fatal.or_else(|| stale.then(|| error.to_string())) else {
+            return broker(operation, error);
+        };
+        let mut producer = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have made it anew meanwhile (a stale one is made anew anyway:
+        // its next sends would fail too).
+        if stale || producer.client().fatal_error().is_some() {
+            match self.producer_config.create() {
+                Ok(fresh) => {
+                    tracing::warn!("Kafka producer: fatal error ({reason}); making a new one");
+                    *producer = fresh;
+                }
+                Err(e) => return broker("creating the producer", e),
+            }
+        }
+        LogError::Unavailable {
+            operation,
+            message: format!(
+                "{error}; the producer had a fatal error ({reason}) and was made anew"
+            ),
+        }
     }
 
     /// Admin requests wait as long as other operations.
@@ -326,6 +387,7 @@ impl KafkaLog {
         records: &[Record],
     ) -> Result<Vec<DeliveryFuture>, LogError> {
         let mut deliveries = Vec::with_capacity(records.len());
+        let producer = self.producer();
         for record in records {
             let mut message = FutureRecord::<[u8], [u8]>::to(topic)
                 .partition(partition as i32)
@@ -347,10 +409,9 @@ impl KafkaLog {
             if let Some(value) = &record.value {
                 message = message.payload(value.as_ref());
             }
-            let delivery = self
-                .producer
-                .send_result(message)
-                .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
+            let delivery = producer.send_result(message).map_err(|(e, _)| {
+                self.produce_error(format!("producing to {topic}/{partition}"), e)
+            })?;
             deliveries.push(delivery);
         }
         Ok(deliveries)
@@ -369,8 +430,9 @@ impl KafkaLog {
                 operation: format!("producing to {topic}/{partition}"),
                 message: "the producer closed before the broker answered".into(),
             })?;
-            let delivery = delivered
-                .map_err(|(e, _)| broker(format!("producing to {topic}/{partition}"), e))?;
+            let delivery = delivered.map_err(|(e, _)| {
+                self.produce_error(format!("producing to {topic}/{partition}"), e)
+            })?;
             first.get_or_insert(delivery.offset as u64);
         }
         Ok(first.unwrap_or(0))
@@ -378,7 +440,7 @@ impl KafkaLog {
 
     fn partitions_of(&self, topic: &str) -> Result<Option<u32>, LogError> {
         let metadata = self
-            .producer
+            .producer()
             .client()
             .fetch_metadata(Some(topic), self.settings.timeout)
             .map_err(|e| broker(format!("reading metadata of topic '{topic}'"), e))?;
@@ -474,7 +536,7 @@ impl Log for KafkaLog {
 
     fn topics(&self) -> Result<Vec<TopicInfo>, LogError> {
         let metadata = self
-            .producer
+            .producer()
             .client()
             .fetch_metadata(None, self.settings.timeout)
             .map_err(|e| broker("listing topics", e))?;
@@ -541,7 +603,7 @@ impl Log for KafkaLog {
 
     fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
         let (low, high) = self
-            .producer
+            .producer()
             .client()
             .fetch_watermarks(topic, partition as i32, self.settings.timeout)
             .map_err(|e| broker(format!("reading the offsets of {topic}/{partition}"), e))?;
@@ -683,7 +745,8 @@ impl KafkaLog {
     ) -> Result<Vec<u64>, LogError> {
         let _open = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
         let timeout = self.settings.timeout;
-        transactions::begin(&self.producer)?;
+        let producer = self.producer();
+        transactions::begin(&producer)?;
         let written = (|| {
             // A record the cluster refuses (too large, say) would be refused again: its
             // error stays what it is, stopping the caller, after the abort.
@@ -696,12 +759,12 @@ impl KafkaLog {
                         message: "the consumer has none".into(),
                     })
                 })?;
-                transactions::send_offsets(&self.producer, &list, &metadata, timeout)?;
+                transactions::send_offsets(&producer, &list, &metadata, timeout)?;
             }
-            transactions::commit(&self.producer, timeout)?;
+            transactions::commit(&producer, timeout)?;
             Ok(firsts)
         })();
-        written.map_err(|e| transactions::abort(&self.producer, e, timeout))
+        written.map_err(|e| transactions::abort(&producer, e, timeout))
     }
 
     /// A group's committed offset of a partition, with its metadata.

@@ -28,6 +28,25 @@ impl TestBroker {
         TestBroker { port }
     }
 
+    /// Freezes the broker: its connections stay open but nothing answers (a hung broker,
+    /// or a network partition); it keeps its topics.
+    pub fn pause(&self) {
+        self.signal("pause");
+    }
+
+    /// Lets a paused broker go on.
+    pub fn resume(&self) {
+        self.signal("resume");
+    }
+
+    fn signal(&self, command: &str) {
+        let status = Command::new(script())
+            .args([command, &self.port.to_string()])
+            .status()
+            .expect("scripts/kafka-broker runs");
+        assert!(status.success(), "scripts/kafka-broker {command} failed");
+    }
+
     /// `bootstrap.servers` for it.
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.port)

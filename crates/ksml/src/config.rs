@@ -102,6 +102,18 @@ impl RunnerConfig {
             .is_some_and(|g| g.starts_with("exactly_once"))
     }
 
+    /// How long a task or producer keeps trying while the Kafka cluster does not answer
+    /// (`task.timeout.ms`, Kafka Streams' default 300000: five minutes), counted from its
+    /// first failure since it last made progress.
+    pub fn task_timeout(&self) -> Duration {
+        let millis = self
+            .kafka
+            .get("task.timeout.ms")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(300_000);
+        Duration::from_millis(millis)
+    }
+
     /// How often tasks commit (`commit.interval.ms`; Kafka Streams' default is 30 s, or
     /// 100 ms with exactly-once).
     pub fn commit_interval(&self) -> Duration {
@@ -279,8 +291,9 @@ fn read_properties(node: &Node, what: &str, config: &mut RunnerConfig, diags: &m
 
 /// Kafka Streams and broker properties this runner acts on; every other property is named in
 /// a warning at start.
-pub const APPLIED_PROPERTIES: [&str; 17] = [
+pub const APPLIED_PROPERTIES: [&str; 18] = [
     "application.id",
+    "task.timeout.ms",
     "num.stream.threads",
     "commit.interval.ms",
     "cache.max.bytes.buffering",
@@ -406,11 +419,12 @@ mod tests {
     #[test]
     fn the_runner_form_sets_properties_and_handlers() {
         let config = load(
-            "runner:\n  type: streams\n  config:\n    application.id: app\n    commit.interval.ms: 250\n    producer.linger.ms: 100\n    default.deserialization.exception.handler: org.apache.kafka.streams.errors.LogAndContinueExceptionHandler\nksml:\n  definitions:\n    main: main.yaml\n",
+            "runner:\n  type: streams\n  config:\n    application.id: app\n    commit.interval.ms: 250\n    task.timeout.ms: 9000\n    producer.linger.ms: 100\n    default.deserialization.exception.handler: org.apache.kafka.streams.errors.LogAndContinueExceptionHandler\nksml:\n  definitions:\n    main: main.yaml\n",
         )
         .unwrap();
         assert_eq!(config.application_id(), "app");
         assert_eq!(config.commit_interval(), Duration::from_millis(250));
+        assert_eq!(config.task_timeout(), Duration::from_millis(9000));
         assert_eq!(config.inapplicable_properties(), ["producer.linger.ms"]);
         assert_eq!(
             config.error_handling.consume.handler,

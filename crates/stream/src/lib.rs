@@ -10,6 +10,7 @@ mod process;
 mod producer;
 mod py_stores;
 pub mod runner;
+mod stalls;
 pub mod suite;
 mod suppress;
 mod task;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use millrace_log::{KeyPartitioner, Log, Record, murmur2_partition};
+use millrace_log::{KeyPartitioner, Log, LogError, Record, murmur2_partition};
 use millrace_python::Python;
 use millrace_python::convert::{py_to_bytes, py_to_value};
 use millrace_python::pyo3::prelude::*;
@@ -18,6 +18,7 @@ use millrace_python::watch::WatchedThread;
 use millrace_types::Value;
 
 use crate::datum::conform;
+use crate::stalls::{RETRY_PAUSE, Stall, sleep_until};
 use crate::topology::{FnId, ProducerPlan, Topology};
 use millrace_ksml::config::{ErrorHandler, Handler};
 
@@ -51,6 +52,9 @@ pub struct ProducerRun<'a> {
     pub log: &'a dyn Log,
     pub handler: &'a ErrorHandler,
     pub stop: &'a AtomicBool,
+    /// How long the producer retries sending to a cluster that does not answer
+    /// (`task.timeout.ms`).
+    pub task_timeout: Duration,
     /// Where this producer's thread reports its Python calls.
     pub watched: &'a WatchedThread,
 }
@@ -95,7 +99,7 @@ impl ProducerRun<'_> {
                 break;
             }
             next_tick += interval;
-            self.sleep_until(next_tick);
+            sleep_until(self.stop, next_tick);
         }
         Ok(produced)
     }
@@ -108,25 +112,34 @@ impl ProducerRun<'_> {
         }
     }
 
-    fn sleep_until(&self, deadline: Instant) {
-        while !self.stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
-        }
-    }
-
     fn append(&self, records: Vec<(u32, Record)>) -> Result<(), ProducerError> {
         let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         for (partition, record) in records {
             by_partition.entry(partition).or_default().push(record);
         }
+        let topic = &self.plan.target.topic;
+        let mut stall = Stall::default();
         for (partition, records) in by_partition {
-            self.log
-                .append(&self.plan.target.topic, partition, records)
-                .map_err(|e| self.error(e.to_string()))?;
+            // Sent again while the cluster does not answer: at least once, as a Kafka
+            // producer whose send timed out.
+            while let Err(e) = self.log.append(topic, partition, records.clone()) {
+                let LogError::Unavailable { .. } = e else {
+                    return Err(self.error(e.to_string()));
+                };
+                let what = format!("producer '{}'", self.plan.name);
+                stall
+                    .failed(self.task_timeout, &what, &e.to_string())
+                    .map_err(|message| self.error(message))?;
+                sleep_until(self.stop, Instant::now() + RETRY_PAUSE);
+                if self.stop.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        "{what}: stopped before the cluster took {} message(s): {e}",
+                        records.len()
+                    );
+                    return Ok(());
+                }
+            }
+            stall.progressed();
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use crate::producer::ProducerRun;
 use millrace_stores::StateDir;
 
 use crate::assignment::{Assignment, Leave};
+use crate::stalls::{RETRY_PAUSE, Stalls, sleep_until};
 use crate::task::{
     GroupPlan, Task, partition_time_metadata, plan_groups, plan_task, read_in_time_order,
 };
@@ -249,6 +250,7 @@ pub fn run_then<R>(
                             log: shared.log.as_ref(),
                             handler: &shared.config.error_handling.process,
                             stop: &shared.stop,
+                            task_timeout: shared.config.task_timeout(),
                             watched: &watched,
                         }
                         .run()
@@ -325,12 +327,15 @@ fn supervise(shared: &Shared, membership: Option<&dyn GroupMembership>, until_id
             continue;
         }
         let generation = shared.log.append_generation();
+        // Asking for the ends may wait for a cluster that does not answer: a stop meanwhile
+        // ends the asking.
         let drained = shared.assignment.positions().is_some_and(|positions| {
             positions.iter().all(|(topic, partition, position)| {
-                shared
-                    .log
-                    .offset_range(topic, *partition)
-                    .is_ok_and(|(_, end)| position.load(Ordering::SeqCst) >= end)
+                !shared.stop.load(Ordering::SeqCst)
+                    && shared
+                        .log
+                        .offset_range(topic, *partition)
+                        .is_ok_and(|(_, end)| position.load(Ordering::SeqCst) >= end)
             })
         });
         if !drained {
@@ -411,23 +416,47 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
             return tasks;
         }
     };
+    let mut stalls = Stalls::new(shared.config.task_timeout());
     while !shared.stop.load(Ordering::SeqCst) {
-        if let Err(message) = follow_assignment(shared, &group, index, &mut tasks, &watched) {
+        if let Err(message) =
+            follow_assignment(shared, &group, index, &mut tasks, &watched, &mut stalls)
+        {
             shared.fail(message);
             return tasks;
         }
         let generation = shared.log.append_generation();
         let mut worked = false;
         let mut refused = Vec::new();
+        let mut unanswered = false;
         for (at, task) in tasks.iter_mut().enumerate() {
             if shared.stop.load(Ordering::SeqCst) || shared.assignment.changed_for(index) {
                 worked = true;
                 break;
             }
-            match run_batch(shared, &group, task, &watched) {
-                Ok(n) => worked |= n > 0,
-                Err(TaskError::Uncommitted(message)) => refused.push((at, message)),
-                Err(TaskError::Fatal(message)) => {
+            let error = match run_batch(shared, &group, task, &watched) {
+                Ok(n) => {
+                    worked |= n > 0;
+                    // Records read, or nothing left uncommitted: the task is not stalled.
+                    if n > 0 || task.pending.is_empty() {
+                        stalls.progressed(task.key);
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            match error {
+                TaskError::Uncommitted(message) => refused.push((at, Some(message))),
+                // Named in a warning by the stalls.
+                TaskError::Unavailable(message) => {
+                    let what = format!("task {}", task.id);
+                    if let Err(fatal) = stalls.failed(task.key, &what, &message) {
+                        shared.fail(fatal);
+                        return tasks;
+                    }
+                    unanswered = true;
+                    refused.push((at, None));
+                }
+                TaskError::Fatal(message) => {
                     shared.fail(message);
                     return tasks;
                 }
@@ -437,12 +466,16 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
         // are still this member's): what they processed since is redone.
         for (at, message) in refused.into_iter().rev() {
             let task = tasks.remove(at);
-            tracing::warn!(task = %task.id, "{message}; restarting the task from its committed offsets");
+            if let Some(message) = message {
+                tracing::warn!(task = %task.id, "{message}; restarting the task from its committed offsets");
+            }
             let key = task.key;
             release(shared, task);
             shared.assignment.restart(index, key);
         }
-        if !worked {
+        if unanswered {
+            sleep_until(&shared.stop, Instant::now() + RETRY_PAUSE);
+        } else if !worked {
             shared.log.wait_for_append(generation, IDLE_WAIT);
         }
     }
@@ -450,7 +483,9 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
     for task in &mut tasks {
         match step(shared, &group, task, Vec::new(), true, &watched) {
             Ok(()) => {}
-            Err(TaskError::Uncommitted(message)) => tracing::warn!(task = %task.id, "{message}"),
+            Err(TaskError::Uncommitted(message) | TaskError::Unavailable(message)) => {
+                tracing::warn!(task = %task.id, "{message}")
+            }
             Err(TaskError::Fatal(message)) => {
                 shared.fail(message);
                 break;
@@ -469,6 +504,7 @@ fn follow_assignment(
     worker: usize,
     tasks: &mut Vec<Task>,
     watched: &WatchedThread,
+    stalls: &mut Stalls,
 ) -> Result<(), String> {
     for (key, leave) in shared.assignment.leaving(worker) {
         if let Some(at) = tasks.iter().position(|t| t.key == key) {
@@ -476,7 +512,7 @@ fn follow_assignment(
             if leave == Leave::Commit {
                 match step(shared, group, &mut task, Vec::new(), true, watched) {
                     Ok(()) => {}
-                    Err(TaskError::Uncommitted(message)) => {
+                    Err(TaskError::Uncommitted(message) | TaskError::Unavailable(message)) => {
                         tracing::warn!(task = %task.id, "{message}")
                     }
                     Err(TaskError::Fatal(message)) => return Err(message),
@@ -487,15 +523,26 @@ fn follow_assignment(
         shared.assignment.left(worker, key);
     }
     if let Some(key) = shared.assignment.take_new(worker) {
-        let task = plan_task(
+        let planned = plan_task(
             &shared.topology,
             shared.log.as_ref(),
             group,
             shared.state.as_ref(),
             &shared.plans,
             key,
-        )
-        .map_err(|e| format!("task {}_{}: {e}", key.group, key.partition))?;
+        );
+        let what = format!("task {}_{}", key.group, key.partition);
+        let task = match planned {
+            Ok(task) => task,
+            // Started again later, while the cluster does not answer for long.
+            Err(RunError::Log(e @ LogError::Unavailable { .. })) => {
+                stalls.failed(key, &what, &e.to_string())?;
+                shared.assignment.restart(worker, key);
+                sleep_until(&shared.stop, Instant::now() + RETRY_PAUSE);
+                return Ok(());
+            }
+            Err(e) => return Err(format!("{what}: {e}")),
+        };
         let positions = task
             .inputs
             .iter()
@@ -527,6 +574,23 @@ enum TaskError {
     /// its partitions may have moved; or its transaction aborted): it starts again from its
     /// committed offsets.
     Uncommitted(String),
+    /// The cluster did not answer a read or a commit (the error, without the task): as
+    /// [`TaskError::Uncommitted`], after a pause, for as long as `task.timeout.ms` allows.
+    Unavailable(String),
+}
+
+impl TaskError {
+    /// A log error of a task, by what the task does about it.
+    fn of(task: &Task, error: LogError) -> TaskError {
+        let message = format!("task {}: {error}", task.id);
+        match error {
+            LogError::NotGroupMember { .. } | LogError::TransactionAborted { .. } => {
+                TaskError::Uncommitted(message)
+            }
+            LogError::Unavailable { .. } => TaskError::Unavailable(error.to_string()),
+            _ => TaskError::Fatal(message),
+        }
+    }
 }
 
 impl From<String> for TaskError {
@@ -544,7 +608,7 @@ fn run_batch(
     watched: &WatchedThread,
 ) -> Result<usize, TaskError> {
     let batch = read_in_time_order(shared.log.as_ref(), &shared.topology, task)
-        .map_err(|e| format!("task {}: {e}", task.id))?;
+        .map_err(|e| TaskError::of(task, e))?;
     // Offsets without records are passed over; the next commit takes the new positions.
     for (input, next) in &batch.skipped {
         task.inputs[*input].position = *next;
@@ -701,12 +765,7 @@ fn commit_task(
     let bases = shared
         .log
         .append_and_commit(appends, group, offsets)
-        .map_err(|e| match e {
-            LogError::NotGroupMember { .. } | LogError::TransactionAborted { .. } => {
-                TaskError::Uncommitted(format!("task {}: {e}", task.id))
-            }
-            e => TaskError::Fatal(format!("task {}: {e}", task.id)),
-        })?;
+        .map_err(|e| TaskError::of(task, e))?;
     let mut checkpoints = vec![None; task.stores.len()];
     for (i, (id, count)) in changelog_ends.into_iter().enumerate() {
         checkpoints[id] = Some(bases[first_changelog + i] + count);

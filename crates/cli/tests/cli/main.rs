@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+mod broker_outage;
 mod examples_on_kafka;
 mod properties;
 mod scale_out;
@@ -265,29 +266,17 @@ fn topics_from_the_shell_on_kafka() {
     topics_through(&["--bootstrap-servers", &broker.bootstrap_servers()]);
 }
 
-/// Creates, fills, lists and reads a topic with `millrace topic` on the log `target` names.
-fn topics_through(target: &[&str]) {
-    run_ok(
-        millrace()
-            .args(["topic", "create", "nums", "--partitions", "3"])
-            .args(target),
-    );
+/// Sends `key:value` lines with long values to a topic with `millrace topic produce` on the
+/// log `target` names.
+fn produce_longs(target: &[&str], topic: &str, lines: &str) {
     let mut produce = millrace()
-        .args([
-            "topic",
-            "produce",
-            "nums",
-            "--key-separator",
-            ":",
-            "--value-type",
-            "long",
-        ])
+        .args(["topic", "produce", topic, "--key-separator", ":"])
+        .args(["--value-type", "long"])
         .args(target)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    let lines: String = (0..30).map(|i| format!("k{i}:{i}\n")).collect();
     produce
         .stdin
         .take()
@@ -295,6 +284,33 @@ fn topics_through(target: &[&str]) {
         .write_all(lines.as_bytes())
         .unwrap();
     assert!(produce.wait().unwrap().success());
+}
+
+/// Starts `millrace run --config CONFIG` with its own data directory and `extra` arguments;
+/// its log (at info level) goes to `log`.
+fn start_run(config: &Path, data: &Path, log: &Path, extra: &[&str]) -> std::process::Child {
+    millrace()
+        .env("MILLRACE_LOG", "info")
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .stderr(std::fs::File::create(log).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Creates, fills, lists and reads a topic with `millrace topic` on the log `target` names.
+fn topics_through(target: &[&str]) {
+    run_ok(
+        millrace()
+            .args(["topic", "create", "nums", "--partitions", "3"])
+            .args(target),
+    );
+    let lines: String = (0..30).map(|i| format!("k{i}:{i}\n")).collect();
+    produce_longs(target, "nums", &lines);
     let listed = run_ok(millrace().args(["topic", "list"]).args(target));
     assert!(String::from_utf8_lossy(&listed.stdout).contains("nums\t3 partition(s)"));
     let output = run_ok(

@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{Log, Record, murmur2_partition};
 use serde_json::Value as Json;
 
-use super::{millrace, run_ok};
+use super::{millrace, run_ok, start_run};
 
 /// Counts events per key in a persistent, logged store, and says which process (by pid)
 /// handled each event. Each event takes a couple of milliseconds, so that a run lasts long
@@ -127,20 +127,6 @@ fn counts(servers: &str) -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// Starts `millrace run` with its own data directory; its log goes to `log`.
-fn start_run(config: &Path, data: &Path, log: &Path) -> Child {
-    millrace()
-        .env("MILLRACE_LOG", "info")
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .stderr(std::fs::File::create(log).unwrap())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// Waits until `done` holds, checking every second; panics with the processes' logs after
 /// `limit`.
 fn wait_for(limit: Duration, logs: &[&Path], what: &str, mut done: impl FnMut() -> bool) {
@@ -187,9 +173,9 @@ fn two_runs_share_partitions_and_the_survivor_of_a_kill_takes_over_with_its_stat
     produce(&servers, "events", &events);
 
     let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
-    let mut a = start_run(&config, &dir.join("a"), &log_a);
+    let mut a = start_run(&config, &dir.join("a"), &log_a, &[]);
     std::thread::sleep(Duration::from_millis(1500));
-    let mut b = start_run(&config, &dir.join("b"), &log_b);
+    let mut b = start_run(&config, &dir.join("b"), &log_b, &[]);
     let (pid_a, pid_b) = (a.id().to_string(), b.id().to_string());
     let logs = [log_a.as_path(), log_b.as_path()];
 
@@ -243,7 +229,7 @@ fn two_runs_share_partitions_and_the_survivor_of_a_kill_takes_over_with_its_stat
         .collect();
     produce(&servers, "events", &more);
     let log_c = dir.join("c.log");
-    let mut c = start_run(&config, &dir.join("c"), &log_c);
+    let mut c = start_run(&config, &dir.join("c"), &log_c, &[]);
     let expected: BTreeMap<String, i64> = before.iter().map(|(k, n)| (k.clone(), n + 1)).collect();
     wait_for(
         Duration::from_secs(90),

@@ -11,11 +11,12 @@
 
 mod arrivals;
 mod group;
+mod producer;
 mod reader;
 pub mod test_broker;
 mod transactions;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
@@ -31,13 +32,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::util::NaiveRuntime;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::arrivals::Arrivals;
 use crate::group::{GroupClients, GroupConsumer, KafkaMembership, group_consumer};
+use crate::producer::Appender;
 use crate::reader::Reader;
 
 /// Properties as (name, value) pairs.
@@ -147,11 +148,8 @@ type FutureProducer = rdkafka::producer::FutureProducer<DefaultClientContext, Na
 pub struct KafkaLog {
     settings: KafkaSettings,
     admin: AdminClient<DefaultClientContext>,
-    /// The producer; without transactions it is made anew after a fatal error (see
-    /// [`KafkaLog::produce_error`]).
-    producer: RwLock<FutureProducer>,
-    /// What the producer is made from.
-    producer_config: ClientConfig,
+    /// Appends records (the producer, made anew after a fatal error).
+    appender: Appender,
     reader: Reader,
     /// A client per group, for its committed offsets and commits (the member, while this
     /// process is one).
@@ -221,12 +219,14 @@ impl KafkaLog {
         if let Some(id) = &settings.transactional_id {
             producer_config.set("transactional.id", id);
         }
-        let producer: FutureProducer = producer_config
-            .create()
-            .map_err(|e| broker("creating the producer", e))?;
+        let appender = Appender::new(
+            producer_config,
+            settings.transactional_id.is_some(),
+            settings.timeout,
+        )?;
         let transactions = match settings.transactional_id {
             Some(_) => {
-                transactions::init(&producer, settings.timeout)?;
+                transactions::init(&appender.current(), settings.timeout)?;
                 Some(Mutex::new(()))
             }
             None => None,
@@ -250,8 +250,7 @@ impl KafkaLog {
         let log = KafkaLog {
             settings,
             admin,
-            producer: RwLock::new(producer),
-            producer_config,
+            appender,
             reader,
             groups: GroupClients::default(),
             arrivals,
@@ -267,62 +266,6 @@ impl KafkaLog {
         KafkaLog::connect(settings)
             .map(|log| Arc::new(log) as Arc<dyn Log>)
             .map_err(|e| e.to_string())
-    }
-
-    /// The producer as it is now (a handle on it: cheap to take).
-    fn producer(&self) -> FutureProducer {
-        self.producer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// A failed send as the log reports it. An idempotent producer that hit a fatal error,
-    /// or whose id or epoch the broker refuses (it lost track of its sequence numbers, say
-    /// after sends timed out while it did not answer), fails every later send: it is made
-    /// anew, and the error says the cluster did not answer, so that the caller sends again. A transactional producer's
-    /// fatal error (fenced by a newer instance) stays what it is.
-    fn produce_error(&self, operation: String, error: KafkaError) -> LogError {
-        if self.transactions.is_some() {
-            return broker(operation, error);
-        }
-        // Some brokers refuse an idempotent producer's new epoch after timeouts (tansu
-        // answers ProducerFenced to every later send): that is as good as fatal.
-        let stale = matches!(
-            error.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::UnknownProducerId
-                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
-            )
-        );
-        let fatal = self
-            .producer()
-            .client()
-            .fatal_error()
-            .map(|(_, reason)| reason);
-        let Some(reason) = fatal.or_else(|| stale.then(|| error.to_string())) else {
-            return broker(operation, error);
-        };
-        let mut producer = self.producer.write().unwrap_or_else(|p| p.into_inner());
-        // Another thread may have made it anew meanwhile (a stale one is made anew anyway:
-        // its next sends would fail too).
-        if stale || producer.client().fatal_error().is_some() {
-            match self.producer_config.create() {
-                Ok(fresh) => {
-                    tracing::warn!("Kafka producer: fatal error ({reason}); making a new one");
-                    *producer = fresh;
-                }
-                Err(e) => return broker("creating the producer", e),
-            }
-        }
-        LogError::Unavailable {
-            operation,
-            message: format!(
-                "{error}; the producer had a fatal error ({reason}) and was made anew"
-            ),
-        }
     }
 
     /// Admin requests wait as long as other operations.
@@ -356,8 +299,8 @@ impl KafkaLog {
     /// Sends records to one partition and waits for the broker's acknowledgements; returns
     /// the offset of the first.
     fn send(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
-        let deliveries = self.enqueue(topic, partition, records)?;
-        let first = self.delivered(topic, partition, deliveries)?;
+        let deliveries = self.appender.enqueue(topic, partition, records)?;
+        let first = self.appender.delivered(deliveries)?;
         self.arrivals.notify();
         Ok(first)
     }
@@ -367,11 +310,14 @@ impl KafkaLog {
     fn send_all(&self, appends: &[Append]) -> Result<Vec<u64>, LogError> {
         let mut pending = Vec::with_capacity(appends.len());
         for append in appends {
-            pending.push(self.enqueue(&append.topic, append.partition, &append.records)?);
+            let deliveries =
+                self.appender
+                    .enqueue(&append.topic, append.partition, &append.records)?;
+            pending.push(deliveries);
         }
         let mut firsts = Vec::with_capacity(appends.len());
-        for (append, deliveries) in appends.iter().zip(pending) {
-            firsts.push(self.delivered(&append.topic, append.partition, deliveries)?);
+        for deliveries in pending {
+            firsts.push(self.appender.delivered(deliveries)?);
         }
         if !appends.is_empty() {
             self.arrivals.notify();
@@ -379,68 +325,10 @@ impl KafkaLog {
         Ok(firsts)
     }
 
-    /// Hands records to the producer; their acknowledgements come as futures.
-    fn enqueue(
-        &self,
-        topic: &str,
-        partition: u32,
-        records: &[Record],
-    ) -> Result<Vec<DeliveryFuture>, LogError> {
-        let mut deliveries = Vec::with_capacity(records.len());
-        let producer = self.producer();
-        for record in records {
-            let mut message = FutureRecord::<[u8], [u8]>::to(topic)
-                .partition(partition as i32)
-                .timestamp(record.timestamp);
-            // Headers are a C allocation per record: made only for records that have some.
-            if !record.headers.is_empty() {
-                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-                for header in &record.headers {
-                    headers = headers.insert(Header {
-                        key: &header.key,
-                        value: header.value.as_deref(),
-                    });
-                }
-                message = message.headers(headers);
-            }
-            if let Some(key) = &record.key {
-                message = message.key(key.as_ref());
-            }
-            if let Some(value) = &record.value {
-                message = message.payload(value.as_ref());
-            }
-            let delivery = producer.send_result(message).map_err(|(e, _)| {
-                self.produce_error(format!("producing to {topic}/{partition}"), e)
-            })?;
-            deliveries.push(delivery);
-        }
-        Ok(deliveries)
-    }
-
-    /// Waits for records' acknowledgements; returns the offset of the first (0 for none).
-    fn delivered(
-        &self,
-        topic: &str,
-        partition: u32,
-        deliveries: Vec<DeliveryFuture>,
-    ) -> Result<u64, LogError> {
-        let mut first = None;
-        for delivery in deliveries {
-            let delivered = block_on(delivery).map_err(|_| LogError::Broker {
-                operation: format!("producing to {topic}/{partition}"),
-                message: "the producer closed before the broker answered".into(),
-            })?;
-            let delivery = delivered.map_err(|(e, _)| {
-                self.produce_error(format!("producing to {topic}/{partition}"), e)
-            })?;
-            first.get_or_insert(delivery.offset as u64);
-        }
-        Ok(first.unwrap_or(0))
-    }
-
     fn partitions_of(&self, topic: &str) -> Result<Option<u32>, LogError> {
         let metadata = self
-            .producer()
+            .appender
+            .current()
             .client()
             .fetch_metadata(Some(topic), self.settings.timeout)
             .map_err(|e| broker(format!("reading metadata of topic '{topic}'"), e))?;
@@ -536,7 +424,8 @@ impl Log for KafkaLog {
 
     fn topics(&self) -> Result<Vec<TopicInfo>, LogError> {
         let metadata = self
-            .producer()
+            .appender
+            .current()
             .client()
             .fetch_metadata(None, self.settings.timeout)
             .map_err(|e| broker("listing topics", e))?;
@@ -603,7 +492,8 @@ impl Log for KafkaLog {
 
     fn offset_range(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
         let (low, high) = self
-            .producer()
+            .appender
+            .current()
             .client()
             .fetch_watermarks(topic, partition as i32, self.settings.timeout)
             .map_err(|e| broker(format!("reading the offsets of {topic}/{partition}"), e))?;
@@ -745,7 +635,7 @@ impl KafkaLog {
     ) -> Result<Vec<u64>, LogError> {
         let _open = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
         let timeout = self.settings.timeout;
-        let producer = self.producer();
+        let producer = self.appender.current();
         transactions::begin(&producer)?;
         let written = (|| {
             // A record the cluster refuses (too large, say) would be refused again: its

@@ -312,3 +312,19 @@ fn transactions_commit_appends_with_offsets_or_nothing() {
         .collect();
     assert_eq!(read, (0..7).map(record).collect::<Vec<_>>());
 }
+
+#[test]
+fn an_append_larger_than_the_producer_queue_waits_for_room() {
+    let broker = Broker::start();
+    let mut settings = broker.settings();
+    settings
+        .properties
+        .push(("producer.queue.buffering.max.messages".into(), "10".into()));
+    let log = KafkaLog::connect(settings).unwrap();
+    log.create_topic("big", 1).unwrap();
+    let records: Vec<Record> = (0..100).map(record).collect();
+    assert_eq!(log.append("big", 0, records.clone()).unwrap(), 0);
+    let read = read_all(&log, "big", 0, 0, 100);
+    let got: Vec<Record> = read.records.into_iter().map(|r| r.record).collect();
+    assert_eq!(got, records);
+}

@@ -14,6 +14,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+mod segment;
+
+pub use segment::{LoadSpec, SegmentDescriptor, ShardSpec};
+
 /// Errors of the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -35,9 +39,9 @@ pub struct SegmentRecord {
     pub version: String,
     pub partition_num: u32,
     pub used: bool,
-    /// Everything else Druid reports (shard spec, dimensions, metrics, size, rows, file),
-    /// kept as JSON so the catalog need not change when segments learn more.
-    pub payload: serde_json::Value,
+    /// Everything Druid reports of the segment (shard spec, dimensions, metrics, size, rows,
+    /// file), kept in the catalog as its JSON.
+    pub descriptor: SegmentDescriptor,
 }
 
 /// A partition of a topic. Written `topic:partition`, as Druid writes partitions of
@@ -270,29 +274,21 @@ impl SqliteCatalog {
     }
 }
 
-fn segment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SegmentRecord, String)> {
-    Ok((
-        SegmentRecord {
-            id: row.get(0)?,
-            datasource: row.get(1)?,
-            start: row.get(2)?,
-            end: row.get(3)?,
-            version: row.get(4)?,
-            partition_num: row.get(5)?,
-            used: row.get::<_, i64>(6)? != 0,
-            payload: serde_json::Value::Null,
-        },
-        row.get(7)?,
-    ))
-}
-
-fn with_payloads(rows: Vec<(SegmentRecord, String)>) -> Result<Vec<SegmentRecord>, CatalogError> {
-    rows.into_iter()
-        .map(|(mut segment, payload)| {
-            segment.payload = serde_json::from_str(&payload)?;
-            Ok(segment)
-        })
-        .collect()
+fn segment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRecord> {
+    let payload: String = row.get(7)?;
+    let descriptor = serde_json::from_str(&payload).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(SegmentRecord {
+        id: row.get(0)?,
+        datasource: row.get(1)?,
+        start: row.get(2)?,
+        end: row.get(3)?,
+        version: row.get(4)?,
+        partition_num: row.get(5)?,
+        used: row.get::<_, i64>(6)? != 0,
+        descriptor,
+    })
 }
 
 const SEGMENT_COLUMNS: &str =
@@ -399,7 +395,7 @@ impl Catalog for SqliteCatalog {
                     segment.version,
                     segment.partition_num,
                     i32::from(segment.used),
-                    serde_json::to_string(&segment.payload)?
+                    serde_json::to_string(&segment.descriptor)?
                 ],
             )?;
         }
@@ -420,7 +416,7 @@ impl Catalog for SqliteCatalog {
         let rows = statement
             .query_map(params![datasource, i32::from(used_only)], segment_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        with_payloads(rows)
+        Ok(rows)
     }
 
     fn datasources(&self) -> Result<Vec<String>, CatalogError> {
@@ -474,7 +470,7 @@ impl Catalog for SqliteCatalog {
             params![datasource, interval.0, interval.1],
         )?;
         tx.commit()?;
-        with_payloads(rows)
+        Ok(rows)
     }
 
     fn offsets(&self, datasource: &str) -> Result<Option<StreamOffsets>, CatalogError> {

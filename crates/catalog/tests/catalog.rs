@@ -14,7 +14,27 @@ fn segment(ds: &str, start: i64, partition: u32) -> SegmentRecord {
         version: "2024-05-01T00:00:00.000Z".into(),
         partition_num: partition,
         used: true,
-        payload: json!({"num_rows": 10, "shardSpec": {"type": "numbered", "partitionNum": partition}}),
+        descriptor: SegmentDescriptor {
+            data_source: ds.into(),
+            interval: format!("{start}/{}", start + 3_600_000),
+            version: "2024-05-01T00:00:00.000Z".into(),
+            load_spec: LoadSpec {
+                kind: "local".into(),
+                path: format!("segments/{ds}/{start}_{partition}.parquet"),
+            },
+            dimensions: "username".into(),
+            metrics: "count".into(),
+            shard_spec: ShardSpec::Numbered {
+                partition_num: partition,
+                partitions: 0,
+            },
+            last_compaction_state: None,
+            binary_version: 9,
+            size: 100,
+            identifier: format!("{ds}_{start}_{partition}"),
+            num_rows: 10,
+            columns: json!({}),
+        },
     }
 }
 
@@ -88,9 +108,10 @@ fn publishing_checks_the_start_offsets() {
     drop(catalog);
     let reopened = open(&dir);
     assert_eq!(reopened.segments("ds", true).unwrap().len(), 2);
+    // The descriptor comes back whole.
     assert_eq!(
-        reopened.segments("ds", true).unwrap()[1].payload["shardSpec"]["partitionNum"],
-        1
+        reopened.segments("ds", true).unwrap()[1].descriptor,
+        segment("ds", 0, 1).descriptor
     );
 }
 

@@ -4,9 +4,12 @@
 
 use std::path::PathBuf;
 
-use millrace_catalog::{OffsetAdvance, PartitionOffsets, PublishOutcome, SegmentRecord};
+use millrace_catalog::{
+    LoadSpec, OffsetAdvance, PartitionOffsets, PublishOutcome, SegmentDescriptor, SegmentRecord,
+    ShardSpec,
+};
+use millrace_segments::columns::SegmentSchema;
 use millrace_segments::columns::write_parquet;
-use millrace_segments::index::ChunkIndex;
 use millrace_segments::time::format_iso;
 use millrace_segments::timeline::SegmentPlace;
 use serde_json::json;
@@ -52,30 +55,38 @@ fn allocate(
     }
 }
 
-/// The catalog record of a segment file.
+/// The catalog record of a segment file: where it is, its rows and columns, and its
+/// `numbered` shard spec (appended segments need no particular set to be complete).
 fn record(
     place: &SegmentPlace,
     relative_path: &str,
     size: u64,
-    index: &ChunkIndex,
+    num_rows: u64,
+    schema: &SegmentSchema,
 ) -> Result<SegmentRecord, IngestError> {
     let id = place.id();
-    let schema = index.schema();
     let names = |names: Vec<&str>| names.join(",");
-    let payload = json!({
-        "dataSource": place.datasource,
-        "interval": format!("{}/{}", format_iso(place.start), format_iso(place.end)),
-        "version": place.version,
-        "loadSpec": {"type": "local", "path": relative_path},
-        "dimensions": names(schema.dimensions.iter().map(|(n, _)| n.as_str()).collect()),
-        "metrics": names(schema.metrics.iter().map(|(n, _)| n.as_str()).collect()),
-        "shardSpec": {"type": "numbered", "partitionNum": place.partition_num, "partitions": 0},
-        "binaryVersion": 9,
-        "size": size,
-        "identifier": id,
-        "numRows": index.len(),
-        "columns": serde_json::to_value(schema)?,
-    });
+    let descriptor = SegmentDescriptor {
+        data_source: place.datasource.clone(),
+        interval: format!("{}/{}", format_iso(place.start), format_iso(place.end)),
+        version: place.version.clone(),
+        load_spec: LoadSpec {
+            kind: "local".into(),
+            path: relative_path.into(),
+        },
+        dimensions: names(schema.dimensions.iter().map(|(n, _)| n.as_str()).collect()),
+        metrics: names(schema.metrics.iter().map(|(n, _)| n.as_str()).collect()),
+        shard_spec: ShardSpec::Numbered {
+            partition_num: place.partition_num,
+            partitions: 0,
+        },
+        last_compaction_state: None,
+        binary_version: 9,
+        size,
+        identifier: id.clone(),
+        num_rows,
+        columns: serde_json::to_value(schema)?,
+    };
     Ok(SegmentRecord {
         id,
         datasource: place.datasource.clone(),
@@ -84,7 +95,7 @@ fn record(
         version: place.version.clone(),
         partition_num: place.partition_num,
         used: true,
-        payload,
+        descriptor,
     })
 }
 
@@ -121,7 +132,8 @@ pub fn publish(
                 &place,
                 &format!("segments/{datasource}/{file_name}"),
                 size,
-                index,
+                index.len() as u64,
+                index.schema(),
             )?;
             existing.push(record.clone());
             records.push(record);
@@ -166,15 +178,18 @@ mod tests {
     use super::*;
 
     fn segment(start: i64, version: &str, partition_num: u32, used: bool) -> SegmentRecord {
-        SegmentRecord {
-            id: format!("{start}{version}{partition_num}"),
+        let place = SegmentPlace {
             datasource: "d".into(),
             start,
             end: start + 10,
             version: version.into(),
             partition_num,
+            core_partitions: 0,
+        };
+        let schema = SegmentSchema::default();
+        SegmentRecord {
             used,
-            payload: json!({}),
+            ..record(&place, "segments/d/x.parquet", 0, 0, &schema).unwrap()
         }
     }
 

@@ -41,37 +41,30 @@ pub struct Visible {
     datasources: RwLock<BTreeMap<String, Datasource>>,
 }
 
-/// The segment file a catalog record describes (its payload names the file and columns).
+/// The segment file a catalog record describes (its descriptor names the file and columns).
 pub fn segment_file(data_dir: &Path, record: &SegmentRecord) -> Option<SegmentFile> {
-    let payload = &record.payload;
-    let path = payload.get("loadSpec")?.get("path")?.as_str()?;
-    let schema: SegmentSchema = serde_json::from_value(payload.get("columns")?.clone()).ok()?;
+    let descriptor = &record.descriptor;
+    let schema: SegmentSchema = serde_json::from_value(descriptor.columns.clone()).ok()?;
     Some(SegmentFile {
         id: record.id.clone(),
         start: record.start,
         end: record.end,
-        path: data_dir.join(path),
-        size: payload.get("size").and_then(|v| v.as_u64()).unwrap_or(0),
-        num_rows: payload.get("numRows").and_then(|v| v.as_u64()).unwrap_or(0),
+        path: data_dir.join(&descriptor.load_spec.path),
+        size: descriptor.size,
+        num_rows: descriptor.num_rows,
         schema,
     })
 }
 
 /// The place of a segment record in its timeline.
 pub fn segment_place(record: &SegmentRecord) -> SegmentPlace {
-    let core = record
-        .payload
-        .pointer("/shardSpec/partitions")
-        .or_else(|| record.payload.pointer("/shardSpec/numCorePartitions"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
     SegmentPlace {
         datasource: record.datasource.clone(),
         start: record.start,
         end: record.end,
         version: record.version.clone(),
         partition_num: record.partition_num,
-        core_partitions: core as u32,
+        core_partitions: record.descriptor.shard_spec.core_partitions(),
     }
 }
 

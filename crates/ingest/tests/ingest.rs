@@ -110,7 +110,7 @@ fn published_rows(server: &Server, datasource: &str) -> u64 {
         .segments(datasource, true)
         .unwrap()
         .iter()
-        .map(|s| s.payload["numRows"].as_u64().unwrap())
+        .map(|s| s.descriptor.num_rows)
         .sum()
 }
 
@@ -161,10 +161,7 @@ fn each_task_publishes_one_segment_per_hour_and_rows_are_visible_before() {
                 .count();
             assert_eq!(in_hour, task_count as usize, "hour {hour}: one per task");
         }
-        let rows: u64 = segments
-            .iter()
-            .map(|s| s.payload["numRows"].as_u64().unwrap())
-            .sum();
+        let rows: u64 = segments.iter().map(|s| s.descriptor.num_rows).sum();
         assert_eq!(rows, 2000);
         assert_eq!(visible_rows(&ingestion, &datasource), 2000);
         let offsets = server.catalog.offsets(&datasource).unwrap().unwrap();
@@ -220,10 +217,7 @@ fn tasks_persist_at_max_rows_in_memory_and_publish_every_row_once() {
         2,
         "one segment per hour however many persists"
     );
-    let rows: u64 = segments
-        .iter()
-        .map(|s| s.payload["numRows"].as_u64().unwrap())
-        .sum();
+    let rows: u64 = segments.iter().map(|s| s.descriptor.num_rows).sum();
     assert_eq!(rows, 1000);
     assert_eq!(visible_rows(&ingestion, "d"), 1000);
     assert!(

@@ -46,12 +46,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/status/health", get(|| async { Json(json!(true)) }))
 }
 
+/// A segment as Druid's APIs list it.
+fn descriptor_json(segment: &SegmentRecord) -> Value {
+    json!(segment.descriptor)
+}
+
 /// Druid's `segments` summary of a datasource.
 fn summary(segments: &[SegmentRecord]) -> Value {
-    let size: u64 = segments
-        .iter()
-        .filter_map(|s| s.payload.get("size").and_then(|v| v.as_u64()))
-        .sum();
+    let size: u64 = segments.iter().map(|s| s.descriptor.size).sum();
     let min = segments.iter().map(|s| s.start).min();
     let max = segments.iter().map(|s| s.end).max();
     json!({
@@ -77,8 +79,7 @@ async fn list_datasources(State(app): State<Arc<AppState>>, Query(params): Param
             let segments = catalog.segments(&name, true)?;
             let mut entry = json!({"name": name, "properties": {}});
             if params.contains_key("full") {
-                entry["segments"] =
-                    Value::Array(segments.iter().map(|s| s.payload.clone()).collect());
+                entry["segments"] = Value::Array(segments.iter().map(descriptor_json).collect());
             } else {
                 let s = summary(&segments);
                 entry["properties"] = json!({"tiers": s["tiers"]});
@@ -112,7 +113,7 @@ async fn list_segments(
     blocking(move || {
         let segments = app.ingestion.catalog().segments(&ds, true)?;
         Ok(Json(if params.contains_key("full") {
-            Value::Array(segments.into_iter().map(|s| s.payload).collect())
+            Value::Array(segments.iter().map(descriptor_json).collect())
         } else {
             json!(segments.into_iter().map(|s| s.id).collect::<Vec<_>>())
         }))
@@ -199,12 +200,7 @@ async fn metadata_segments(State(app): State<Arc<AppState>>, Query(params): Para
         };
         let mut all = Vec::new();
         for name in names {
-            all.extend(
-                catalog
-                    .segments(&name, true)?
-                    .into_iter()
-                    .map(|s| s.payload),
-            );
+            all.extend(catalog.segments(&name, true)?.iter().map(descriptor_json));
         }
         Ok(Json(Value::Array(all)))
     })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
+use millrace_catalog::ShardSpec;
 use millrace_ingest::Ingestion;
 use millrace_ingest::visible::segment_place;
 use millrace_query::QuerySource;
@@ -67,13 +68,9 @@ fn batch(columns: &[(&str, DataType)], rows: Vec<Vec<Cell>>) -> Option<RecordBat
     RecordBatch::try_new(schema, arrays).ok()
 }
 
-/// A JSON array of the comma-separated names in a payload field.
-fn name_list(payload: &serde_json::Value, field: &str) -> String {
-    let names: Vec<&str> = payload
-        .get(field)
-        .and_then(|v| v.as_str())
-        .map(|s| s.split(',').filter(|n| !n.is_empty()).collect())
-        .unwrap_or_default();
+/// A JSON array of comma-separated names (sys.segments lists names as arrays).
+fn name_list(names: &str) -> String {
+    let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
     json!(names).to_string()
 }
 
@@ -109,31 +106,31 @@ impl ServerSource {
             let overshadowed = visibility(&places).overshadowed;
             for (i, record) in records.iter().enumerate() {
                 let is_overshadowed = overshadowed.contains(&i);
-                let payload = &record.payload;
-                let payload_long = |field: &str| payload.get(field).and_then(|v| v.as_i64());
+                let descriptor = &record.descriptor;
                 rows.push(vec![
                     text(&record.id),
                     text(&record.datasource),
                     text(format_iso(record.start)),
                     text(format_iso(record.end)),
-                    Cell::Long(payload_long("size")),
+                    long(descriptor.size as i64),
                     text(&record.version),
                     long(record.partition_num.into()),
                     long(1),
-                    Cell::Long(payload_long("numRows")),
+                    long(descriptor.num_rows as i64),
                     long((!is_overshadowed).into()),
                     long(1),
                     long(1),
                     long(0),
                     long(is_overshadowed.into()),
-                    text(
-                        payload
-                            .get("shardSpec")
-                            .map_or("null".into(), |s| s.to_string()),
+                    text(json!(descriptor.shard_spec).to_string()),
+                    text(name_list(&descriptor.dimensions)),
+                    text(name_list(&descriptor.metrics)),
+                    Cell::Text(
+                        descriptor
+                            .last_compaction_state
+                            .as_ref()
+                            .map(|s| s.to_string()),
                     ),
-                    text(name_list(payload, "dimensions")),
-                    text(name_list(payload, "metrics")),
-                    Cell::Text(payload.get("lastCompactionState").map(|s| s.to_string())),
                     long(1),
                 ]);
             }
@@ -160,7 +157,13 @@ impl ServerSource {
                 long(1),
                 long(1),
                 long(0),
-                text(json!({"type": "numbered", "partitionNum": 0, "partitions": 0}).to_string()),
+                text(
+                    json!(ShardSpec::Numbered {
+                        partition_num: 0,
+                        partitions: 0
+                    })
+                    .to_string(),
+                ),
                 Cell::Text(None),
                 Cell::Text(None),
                 Cell::Text(None),

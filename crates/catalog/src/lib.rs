@@ -134,15 +134,65 @@ pub struct SupervisorRecord {
     pub created: i64,
 }
 
+/// What a task does: Druid's task `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Reads a stream for a supervisor and publishes segments.
+    IndexKafka,
+    /// Deletes unused segments of an interval, with their files.
+    Kill,
+}
+
+impl TaskKind {
+    /// The name Druid gives it (`index_kafka`, `kill`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::IndexKafka => "index_kafka",
+            TaskKind::Kill => "kill",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TaskKind> {
+        [TaskKind::IndexKafka, TaskKind::Kill]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// Where a task is: Druid's task status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TaskStatus {
+    Running,
+    Success,
+    Failed,
+}
+
+impl TaskStatus {
+    /// The code Druid shows (`RUNNING`, `SUCCESS`, `FAILED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Success => "SUCCESS",
+            TaskStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<TaskStatus> {
+        [TaskStatus::Running, TaskStatus::Success, TaskStatus::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == code)
+    }
+}
+
 /// A task as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
     pub datasource: String,
-    /// `index_kafka`, `compact`, `kill`, ...
-    pub kind: String,
-    /// RUNNING, SUCCESS or FAILED.
-    pub status: String,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
     pub created: i64,
     /// Task details (group, duration, error, reports), as JSON.
     pub payload: serde_json::Value,
@@ -560,8 +610,8 @@ impl Catalog for SqliteCatalog {
             params![
                 task.id,
                 task.datasource,
-                task.kind,
-                task.status,
+                task.kind.as_str(),
+                task.status.as_str(),
                 task.created,
                 serde_json::to_string(&task.payload)?
             ],
@@ -576,7 +626,7 @@ impl Catalog for SqliteCatalog {
         let rows = statement
             .query_map([], task_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(with_task_payload).collect()
+        Ok(rows)
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRecord>, CatalogError> {
@@ -588,27 +638,24 @@ impl Catalog for SqliteCatalog {
                 task_from_row,
             )
             .optional()?;
-        row.map(with_task_payload).transpose()
+        Ok(row)
     }
 }
 
-fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TaskRecord, String)> {
-    Ok((
-        TaskRecord {
-            id: row.get(0)?,
-            datasource: row.get(1)?,
-            kind: row.get(2)?,
-            status: row.get(3)?,
-            created: row.get(4)?,
-            payload: serde_json::Value::Null,
-        },
-        row.get(5)?,
-    ))
-}
-
-fn with_task_payload(
-    (mut task, payload): (TaskRecord, String),
-) -> Result<TaskRecord, CatalogError> {
-    task.payload = serde_json::from_str(&payload)?;
-    Ok(task)
+fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let unreadable = |column: usize, why: String| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, why.into())
+    };
+    let kind: String = row.get(2)?;
+    let status: String = row.get(3)?;
+    let payload: String = row.get(5)?;
+    Ok(TaskRecord {
+        id: row.get(0)?,
+        datasource: row.get(1)?,
+        kind: TaskKind::parse(&kind).ok_or_else(|| unreadable(2, format!("task type '{kind}'")))?,
+        status: TaskStatus::parse(&status)
+            .ok_or_else(|| unreadable(3, format!("task status '{status}'")))?,
+        created: row.get(4)?,
+        payload: serde_json::from_str(&payload).map_err(|e| unreadable(5, e.to_string()))?,
+    })
 }

@@ -222,21 +222,21 @@ fn supervisors_and_tasks() {
     let task = TaskRecord {
         id: "index_kafka_ds_abc".into(),
         datasource: "ds".into(),
-        kind: "index_kafka".into(),
-        status: "RUNNING".into(),
+        kind: TaskKind::IndexKafka,
+        status: TaskStatus::Running,
         created: 5,
         payload: json!({"groupId": "index_kafka_ds"}),
     };
     catalog.put_task(&task).unwrap();
     catalog
         .put_task(&TaskRecord {
-            status: "SUCCESS".into(),
+            status: TaskStatus::Success,
             ..task.clone()
         })
         .unwrap();
     assert_eq!(
         catalog.task("index_kafka_ds_abc").unwrap().unwrap().status,
-        "SUCCESS"
+        TaskStatus::Success
     );
     assert_eq!(catalog.tasks().unwrap().len(), 1);
     assert_eq!(catalog.task("nope").unwrap(), None);

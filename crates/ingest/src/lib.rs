@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use millrace_catalog::{Catalog, CatalogError, StreamOffsets, SupervisorRecord};
+use millrace_catalog::{Catalog, CatalogError, StreamOffsets, SupervisorRecord, TaskStatus};
 use millrace_log::{Log, LogError};
 use millrace_segments::input::RowReader;
 use millrace_segments::spec::{SpecError, SupervisorSpec};
@@ -18,6 +18,7 @@ use millrace_segments::transform::RowTransformer;
 
 pub mod publish;
 pub mod stream;
+pub mod submitted;
 pub mod supervisor;
 pub mod task;
 pub mod visible;
@@ -128,8 +129,8 @@ impl Ingestion {
         let visible = Arc::new(Visible::new(data_dir));
         visible.load(catalog.as_ref())?;
         for mut task in catalog.tasks()? {
-            if task.status == "RUNNING" {
-                task.status = "FAILED".into();
+            if task.status == TaskStatus::Running {
+                task.status = TaskStatus::Failed;
                 if let Some(payload) = task.payload.as_object_mut() {
                     payload.insert(
                         "errorMsg".into(),

@@ -8,7 +8,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use millrace_catalog::{PartitionOffsets, StreamOffsets, TaskRecord, TopicPartition};
+use millrace_catalog::{
+    PartitionOffsets, StreamOffsets, TaskKind, TaskRecord, TaskStatus, TopicPartition,
+};
 use millrace_segments::spec::SupervisorSpec;
 use millrace_segments::time::format_iso;
 use serde_json::json;
@@ -480,13 +482,13 @@ fn reap(context: &Context, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant
         let progress = task.progress.lock().expect("task progress lock").clone();
         let end = task.join();
         let (status, error, end_offsets) = match &end {
-            TaskEnd::Published(offsets) => ("SUCCESS", None, Some(offsets.clone())),
+            TaskEnd::Published(offsets) => (TaskStatus::Success, None, Some(offsets.clone())),
             TaskEnd::Discarded => (
-                "FAILED",
+                TaskStatus::Failed,
                 Some("stopped without publishing (shutdown or reset); a later task reads its records again".to_string()),
                 None,
             ),
-            TaskEnd::Failed(why) => ("FAILED", Some(why.clone()), None),
+            TaskEnd::Failed(why) => (TaskStatus::Failed, Some(why.clone()), None),
         };
         let mut health = shared.health.lock().expect("supervisor health lock");
         match &end {
@@ -504,8 +506,8 @@ fn reap(context: &Context, shared: &Shared, retry_at: &mut BTreeMap<u32, Instant
         let record = TaskRecord {
             id: plan.id.clone(),
             datasource: plan.datasource.clone(),
-            kind: "index_kafka".into(),
-            status: status.into(),
+            kind: TaskKind::IndexKafka,
+            status,
             created: started,
             payload: json!({
                 "group": plan.group,
@@ -711,8 +713,8 @@ fn start_missing(
         let record = TaskRecord {
             id: plan.id.clone(),
             datasource: plan.datasource.clone(),
-            kind: "index_kafka".into(),
-            status: "RUNNING".into(),
+            kind: TaskKind::IndexKafka,
+            status: TaskStatus::Running,
             created: now_millis(),
             payload: json!({
                 "group": group,

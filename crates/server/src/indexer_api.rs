@@ -10,10 +10,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use millrace_catalog::{PartitionOffsets, StreamOffsets, TaskRecord, TopicPartition};
+use millrace_catalog::{PartitionOffsets, StreamOffsets, TaskRecord, TaskStatus, TopicPartition};
 use millrace_ingest::publish::offsets_json;
+use millrace_ingest::submitted::SubmittedTask;
 use millrace_ingest::{SupervisorStatus, now_millis};
-use millrace_segments::time::{format_iso, parse_interval};
+use millrace_segments::time::format_iso;
 use serde_json::{Value, json};
 
 use crate::{ApiError, AppState, blocking};
@@ -320,15 +321,15 @@ async fn terminate_all(State(app): State<Arc<AppState>>) -> Answer {
 
 /// A task as Druid lists it.
 fn task_json(task: &TaskRecord) -> Value {
-    let running = task.status == "RUNNING";
+    let running = task.status == TaskStatus::Running;
     json!({
         "id": task.id,
         "groupId": task.id,
-        "type": task.kind,
+        "type": task.kind.as_str(),
         "createdTime": format_iso(task.created),
         "queueInsertionTime": format_iso(task.created),
-        "statusCode": task.status,
-        "status": task.status,
+        "statusCode": task.status.as_str(),
+        "status": task.status.as_str(),
         "runnerStatusCode": if running { "RUNNING" } else { "NONE" },
         "duration": task.payload.get("duration").cloned().unwrap_or(json!(-1)),
         "location": {"host": null, "port": -1, "tlsPort": -1},
@@ -339,10 +340,10 @@ fn task_json(task: &TaskRecord) -> Value {
 
 async fn list_tasks(State(app): State<Arc<AppState>>, Query(params): Params) -> Answer {
     let state = params.get("state").map(|s| s.to_ascii_lowercase());
-    let wanted: Option<&[&str]> = match state.as_deref() {
+    let wanted: Option<&[TaskStatus]> = match state.as_deref() {
         None => None,
-        Some("running") => Some(&["RUNNING"]),
-        Some("complete") => Some(&["SUCCESS", "FAILED"]),
+        Some("running") => Some(&[TaskStatus::Running]),
+        Some("complete") => Some(&[TaskStatus::Success, TaskStatus::Failed]),
         // Tasks start at once here: none ever wait.
         Some("waiting") | Some("pending") => Some(&[]),
         Some(other) => {
@@ -351,7 +352,7 @@ async fn list_tasks(State(app): State<Arc<AppState>>, Query(params): Params) -> 
             )));
         }
     };
-    let wanted: Option<Vec<String>> = wanted.map(|w| w.iter().map(|s| s.to_string()).collect());
+    let wanted: Option<Vec<TaskStatus>> = wanted.map(<[TaskStatus]>::to_vec);
     let max = params.get("max").and_then(|m| m.parse::<usize>().ok());
     blocking(move || {
         let mut tasks = app.ingestion.catalog().tasks()?;
@@ -360,7 +361,7 @@ async fn list_tasks(State(app): State<Arc<AppState>>, Query(params): Params) -> 
             .iter()
             .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&t.status)))
             .filter(|t| params.get("datasource").is_none_or(|d| *d == t.datasource))
-            .filter(|t| params.get("type").is_none_or(|k| *k == t.kind))
+            .filter(|t| params.get("type").is_none_or(|k| k == t.kind.as_str()))
             .take(max.unwrap_or(usize::MAX))
             .map(task_json)
             .collect();
@@ -390,7 +391,7 @@ async fn get_task(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> A
         let mut payload = task.payload.clone();
         if let Some(object) = payload.as_object_mut() {
             object.insert("id".into(), json!(task.id));
-            object.insert("type".into(), json!(task.kind));
+            object.insert("type".into(), json!(task.kind.as_str()));
             object.insert("dataSource".into(), json!(task.datasource));
         }
         Ok(Json(json!({"task": id, "payload": payload})))
@@ -405,7 +406,7 @@ async fn task_reports(State(app): State<Arc<AppState>>, Path(id): Path<String>) 
             "type": "ingestionStatsAndErrors",
             "taskId": id,
             "payload": {
-                "ingestionState": if task.status == "RUNNING" { "BUILD_SEGMENTS" } else { "COMPLETED" },
+                "ingestionState": if task.status == TaskStatus::Running { "BUILD_SEGMENTS" } else { "COMPLETED" },
                 "rowStats": {"buildSegments": task.payload.get("rowStats").cloned().unwrap_or(json!({}))},
                 "unparseableEvents": {"buildSegments": task.payload.get("parseExceptions").cloned().unwrap_or(json!([]))},
                 "errorMsg": task.payload.get("errorMsg").cloned().unwrap_or(Value::Null),
@@ -427,41 +428,11 @@ async fn shutdown_task(State(app): State<Arc<AppState>>, Path(id): Path<String>)
     .await
 }
 
-/// POST /druid/indexer/v1/task: `kill` deletes unused segments of an interval and their files.
+/// POST /druid/indexer/v1/task: the task is read and run by ingestion (see
+/// [`SubmittedTask`]).
 async fn submit_task(State(app): State<Arc<AppState>>, body: Bytes) -> Answer {
     let spec: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the task is not JSON: {e}")))?;
-    let kind = spec
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or_default();
-    if kind != "kill" {
-        return Err(ApiError::bad_request(format!(
-            "task type '{kind}' is not supported yet (kill is)"
-        )));
-    }
-    let datasource = spec
-        .get("dataSource")
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| ApiError::bad_request("dataSource is missing"))?
-        .to_string();
-    let interval = spec
-        .get("interval")
-        .and_then(|i| i.as_str())
-        .and_then(parse_interval)
-        .ok_or_else(|| ApiError::bad_request("interval must be an ISO interval start/end"))?;
-    blocking(move || {
-        let id = format!("kill_{datasource}_{}", now_millis());
-        let killed = app.ingestion.kill_unused(&datasource, interval)?;
-        app.ingestion.catalog().put_task(&TaskRecord {
-            id: id.clone(),
-            datasource,
-            kind: "kill".into(),
-            status: "SUCCESS".into(),
-            created: now_millis(),
-            payload: json!({"duration": 0, "killedSegments": killed}),
-        })?;
-        Ok(Json(json!({"task": id})))
-    })
-    .await
+    let task = SubmittedTask::parse(&spec)?;
+    blocking(move || Ok(Json(json!({"task": app.ingestion.run_task(task)?})))).await
 }

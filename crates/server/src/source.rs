@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
-use millrace_catalog::ShardSpec;
+use millrace_catalog::{ShardSpec, TaskStatus};
 use millrace_ingest::Ingestion;
 use millrace_ingest::visible::segment_place;
 use millrace_query::QuerySource;
@@ -198,16 +198,16 @@ impl ServerSource {
             .ok()?
             .into_iter()
             .map(|task| {
-                let running = task.status == "RUNNING";
+                let running = task.status == TaskStatus::Running;
                 let payload = &task.payload;
                 vec![
                     text(&task.id),
                     text(&task.id),
-                    text(&task.kind),
+                    text(task.kind.as_str()),
                     text(&task.datasource),
                     text(format_iso(task.created)),
                     text(format_iso(task.created)),
-                    text(&task.status),
+                    text(task.status.as_str()),
                     text(if running { "RUNNING" } else { "NONE" }),
                     Cell::Long(payload.get("duration").and_then(|d| d.as_i64())),
                     Cell::Text(None),

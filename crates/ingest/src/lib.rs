@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use millrace_catalog::{Catalog, CatalogError, StreamOffsets, SupervisorRecord, TaskStatus};
 use millrace_log::{Log, LogError};
 use millrace_segments::input::RowReader;
-use millrace_segments::spec::{SpecError, SupervisorSpec};
+use millrace_segments::spec::{SpecError, SupervisorSpec, fields_not_acted_on};
 use millrace_segments::transform::RowTransformer;
 
 pub mod publish;
@@ -203,6 +203,14 @@ impl Ingestion {
         let spec = check_spec(body).map_err(IngestError::Spec)?;
         let json: serde_json::Value = serde_json::from_slice(body)?;
         let id = spec.id().to_string();
+        let ignored = fields_not_acted_on(&json);
+        if !ignored.is_empty() {
+            tracing::warn!(
+                supervisor = %id,
+                "spec fields accepted but not acted on: {}",
+                ignored.join(", ")
+            );
+        }
         // Reaching the cluster may take a while: not under the supervisors' lock.
         let log = supervisor::log_of(&self.context, &spec)?;
         let mut supervisors = self.lock();

@@ -208,6 +208,53 @@ impl Default for KafkaTuningConfig {
     }
 }
 
+/// Fields of a supervisor spec that Druid acts on and this server accepts without acting on
+/// them, as paths under `spec`.
+pub const NOT_ACTED_ON: &[&str] = &[
+    "ioConfig.startDelay",
+    "ioConfig.period",
+    "ioConfig.lateMessageRejectionPeriod",
+    "ioConfig.lateMessageRejectionStartDateTime",
+    "ioConfig.earlyMessageRejectionPeriod",
+    "ioConfig.idleConfig",
+    "ioConfig.autoScalerConfig",
+    "ioConfig.configOverrides",
+    "ioConfig.emitTimeLagMetrics",
+    "ioConfig.stream",
+    "tuningConfig.maxTotalRows",
+    "tuningConfig.intermediateHandoffPeriod",
+    "tuningConfig.handoffConditionTimeout",
+    "tuningConfig.resetOffsetAutomatically",
+    "tuningConfig.workerThreads",
+    "tuningConfig.offsetFetchPeriod",
+    "tuningConfig.partitionsSpec",
+    "tuningConfig.skipSequenceNumberAvailabilityCheck",
+    "tuningConfig.chatThreads",
+    "tuningConfig.chatRetries",
+    "tuningConfig.httpTimeout",
+    "tuningConfig.shutdownTimeout",
+    "tuningConfig.indexSpec",
+    "tuningConfig.indexSpecForIntermediatePersists",
+    "tuningConfig.reportParseExceptions",
+    "tuningConfig.appendableIndexSpec",
+    "tuningConfig.segmentWriteOutMediumFactory",
+    "tuningConfig.maxPendingPersists",
+    "tuningConfig.numPersistThreads",
+];
+
+/// The fields of a spec (as sent) that are accepted and not acted on (see [`NOT_ACTED_ON`]),
+/// as full paths (`spec.ioConfig.startDelay`), for a warning.
+pub fn fields_not_acted_on(spec: &Json) -> Vec<String> {
+    NOT_ACTED_ON
+        .iter()
+        .filter(|path| {
+            let pointer = format!("/spec/{}", path.replace('.', "/"));
+            spec.pointer(&pointer).is_some_and(|value| !value.is_null())
+        })
+        .map(|path| format!("spec.{path}"))
+        .collect()
+}
+
 impl SupervisorSpec {
     /// Reads and checks a supervisor spec from JSON text.
     pub fn from_json(text: &[u8]) -> Result<SupervisorSpec, SpecError> {

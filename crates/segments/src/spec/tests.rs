@@ -215,3 +215,21 @@ fn problems_name_the_json_path() {
         "$: the body is not valid JSON: EOF while parsing a value at line 1 column 9"
     );
 }
+
+#[test]
+fn fields_accepted_without_effect_are_named() {
+    let mut spec = seed_spec();
+    assert!(
+        fields_not_acted_on(&spec).is_empty(),
+        "the seed's spec uses none"
+    );
+    spec["spec"]["ioConfig"]["startDelay"] = json!("PT10S");
+    spec["spec"]["ioConfig"]["idleConfig"] = json!(null);
+    spec["spec"]["tuningConfig"]["maxTotalRows"] = json!(1000);
+    assert_eq!(
+        fields_not_acted_on(&spec),
+        ["spec.ioConfig.startDelay", "spec.tuningConfig.maxTotalRows"]
+    );
+    // They are still accepted.
+    assert!(parse(&spec).is_ok());
+}

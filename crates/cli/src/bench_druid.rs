@@ -15,7 +15,7 @@ use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
 use millrace_query::SqlEngine;
 use millrace_segments::time::format_iso;
-use millrace_server::source::ServerSource;
+use millrace_server::source::{ServerIdentity, ServerSource};
 use serde_json::json;
 
 use crate::bench::{BenchDir, median, peak_memory_mib, rate};
@@ -222,7 +222,8 @@ pub fn run(
     let Some(datasource) = last else {
         return Ok(());
     };
-    let engine = SqlEngine::new(Arc::new(ServerSource(ingestion.clone())));
+    let source = ServerSource(ingestion.clone(), Arc::new(ServerIdentity::new()));
+    let engine = SqlEngine::new(Arc::new(source));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let queries = [
         ("COUNT(*)", format!("SELECT COUNT(*) FROM \"{datasource}\"")),

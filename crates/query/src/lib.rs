@@ -260,7 +260,7 @@ impl SqlEngine {
             let exists = match schema {
                 DATASOURCES => self.source.datasource_names().iter().any(|n| n == table),
                 SYS => schemas::SYSTEM_TABLES.contains(&table),
-                INFORMATION_SCHEMA => matches!(table, "TABLES" | "COLUMNS"),
+                INFORMATION_SCHEMA => schemas::INFORMATION_TABLES.contains(&table),
                 _ => false,
             };
             if !exists {

@@ -1,6 +1,6 @@
 //! The schemas a query can name, as Druid has them in its `druid` catalog: `druid` (the
-//! datasources, the default), `sys` (segments, tasks, supervisors) and `INFORMATION_SCHEMA`
-//! (TABLES and COLUMNS, with Druid's column names). Tables are made when a query names them,
+//! datasources, the default), `sys` (segments, tasks, supervisors, servers, server_segments)
+//! and `INFORMATION_SCHEMA` (SCHEMATA, TABLES and COLUMNS, with Druid's column names). Tables are made when a query names them,
 //! so a query takes a view of only the datasources it reads.
 
 use std::fmt;
@@ -24,7 +24,15 @@ pub const DATASOURCES: &str = "druid";
 pub const SYS: &str = "sys";
 pub const INFORMATION_SCHEMA: &str = "INFORMATION_SCHEMA";
 /// The tables of `sys`.
-pub const SYSTEM_TABLES: [&str; 3] = ["segments", "tasks", "supervisors"];
+pub const SYSTEM_TABLES: [&str; 5] = [
+    "segments",
+    "tasks",
+    "supervisors",
+    "servers",
+    "server_segments",
+];
+/// The tables of `INFORMATION_SCHEMA`.
+pub const INFORMATION_TABLES: [&str; 3] = ["SCHEMATA", "TABLES", "COLUMNS"];
 
 fn mem_table(batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(
@@ -100,9 +108,30 @@ impl InformationSchema {
                 tables.push((SYS, name.to_string(), batch.schema()));
             }
         }
+        tables.push((INFORMATION_SCHEMA, "SCHEMATA".into(), schemata_schema()));
         tables.push((INFORMATION_SCHEMA, "TABLES".into(), tables_schema()));
         tables.push((INFORMATION_SCHEMA, "COLUMNS".into(), columns_schema()));
         tables
+    }
+
+    /// The schemas, as Druid lists its own (no owner, character set or path).
+    fn schemata_batch(&self) -> Result<RecordBatch> {
+        let schemas = [DATASOURCES, SYS, INFORMATION_SCHEMA];
+        let text = |value: Option<&str>| -> ArrayRef {
+            Arc::new(StringArray::from(vec![value; schemas.len()]))
+        };
+        Ok(RecordBatch::try_new(
+            schemata_schema(),
+            vec![
+                text(Some(CATALOG)),
+                Arc::new(StringArray::from(schemas.to_vec())),
+                text(None),
+                text(None),
+                text(None),
+                text(None),
+                text(None),
+            ],
+        )?)
     }
 
     fn tables_batch(&self) -> Result<RecordBatch> {
@@ -168,6 +197,19 @@ impl InformationSchema {
     }
 }
 
+fn schemata_schema() -> SchemaRef {
+    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("CATALOG_NAME", false),
+        text("SCHEMA_NAME", false),
+        text("SCHEMA_OWNER", true),
+        text("DEFAULT_CHARACTER_SET_CATALOG", true),
+        text("DEFAULT_CHARACTER_SET_SCHEMA", true),
+        text("DEFAULT_CHARACTER_SET_NAME", true),
+        text("SQL_PATH", true),
+    ]))
+}
+
 fn tables_schema() -> SchemaRef {
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
     Arc::new(Schema::new(vec![
@@ -196,11 +238,12 @@ fn columns_schema() -> SchemaRef {
 #[async_trait]
 impl SchemaProvider for InformationSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["TABLES".into(), "COLUMNS".into()]
+        INFORMATION_TABLES.iter().map(|s| s.to_string()).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         match name {
+            "SCHEMATA" => mem_table(self.schemata_batch()?).map(Some),
             "TABLES" => mem_table(self.tables_batch()?).map(Some),
             "COLUMNS" => mem_table(self.columns_batch()?).map(Some),
             _ => Ok(None),
@@ -208,6 +251,6 @@ impl SchemaProvider for InformationSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "TABLES" | "COLUMNS")
+        INFORMATION_TABLES.contains(&name)
     }
 }

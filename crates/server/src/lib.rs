@@ -32,7 +32,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use auth::Authenticator;
 pub use connections::ConnectionLimits;
-use source::ServerSource;
+use source::{ServerIdentity, ServerSource};
 
 /// The largest request body accepted (a batch of produced records is the largest).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -60,6 +60,8 @@ pub struct AppState {
 /// A server over a data directory.
 pub struct Server {
     state: Arc<AppState>,
+    /// Who it is, for `sys.servers` (its address is set when it listens).
+    identity: Arc<ServerIdentity>,
 }
 
 /// How the server meets its clients.
@@ -152,13 +154,16 @@ impl Server {
                 KafkaLog::open(KafkaSettings::from_given(properties.iter().cloned())?)
             })),
         )?);
-        let engine = SqlEngine::new(Arc::new(ServerSource(ingestion.clone())));
+        let identity = Arc::new(ServerIdentity::new());
+        let source = ServerSource(ingestion.clone(), identity.clone());
+        let engine = SqlEngine::new(Arc::new(source));
         Ok(Server {
             state: Arc::new(AppState {
                 ingestion,
                 engine,
                 log,
             }),
+            identity,
         })
     }
 
@@ -193,6 +198,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let address: Option<SocketAddr> = listener.local_addr().ok();
+        if let Some(address) = address {
+            let _ = self.identity.address.set(address);
+        }
         tracing::info!(?address, tls = options.tls.is_some(), "serving");
         let router = self.router(&options);
         connections::serve_connections(listener, router, options.tls, options.limits, shutdown)

@@ -17,7 +17,34 @@ use millrace_segments::view::DatasourceView;
 use serde_json::json;
 
 /// The server's data as SQL sees it.
-pub struct ServerSource(pub Arc<Ingestion>);
+pub struct ServerSource(pub Arc<Ingestion>, pub Arc<ServerIdentity>);
+
+/// Who this server is, for `sys.servers`: one process in every Druid role.
+pub struct ServerIdentity {
+    /// Where it listens, once it does.
+    pub address: std::sync::OnceLock<std::net::SocketAddr>,
+    /// When it started, epoch milliseconds.
+    pub started: i64,
+}
+
+impl ServerIdentity {
+    /// A server starting now, not listening yet.
+    pub fn new() -> ServerIdentity {
+        ServerIdentity {
+            address: std::sync::OnceLock::new(),
+            started: millrace_ingest::now_millis(),
+        }
+    }
+}
+
+impl Default for ServerIdentity {
+    fn default() -> Self {
+        ServerIdentity::new()
+    }
+}
+
+/// The Druid roles this one process plays, as `sys.servers` names them.
+const ROLES: [&str; 5] = ["coordinator", "overlord", "broker", "historical", "indexer"];
 
 /// A value of a sys table cell.
 enum Cell {
@@ -226,6 +253,85 @@ impl ServerSource {
         batch(&columns, rows)
     }
 
+    /// `host:port` (host `localhost` and port -1 before it listens).
+    fn address(&self) -> (String, String, i64) {
+        let (host, port) = self
+            .1
+            .address
+            .get()
+            .map_or(("localhost".to_string(), -1), |a| {
+                (a.ip().to_string(), a.port().into())
+            });
+        (format!("{host}:{port}"), host, port)
+    }
+
+    /// The published segments queries read (each is on this server).
+    fn published(&self) -> Vec<(String, u64)> {
+        let catalog = self.0.catalog();
+        let datasources = catalog.datasources().unwrap_or_default();
+        datasources
+            .iter()
+            .flat_map(|ds| catalog.segments(ds, true).unwrap_or_default())
+            .map(|segment| (segment.id, segment.descriptor.size))
+            .collect()
+    }
+
+    /// A row per role of this process; the data roles hold every published segment.
+    fn servers(&self) -> Option<RecordBatch> {
+        use DataType::{Int64, Utf8};
+        let columns = [
+            ("server", Utf8),
+            ("host", Utf8),
+            ("plaintext_port", Int64),
+            ("tls_port", Int64),
+            ("server_type", Utf8),
+            ("tier", Utf8),
+            ("curr_size", Int64),
+            ("max_size", Int64),
+            ("is_leader", Int64),
+            ("start_time", Utf8),
+        ];
+        let (server, host, port) = self.address();
+        let size: u64 = self.published().iter().map(|(_, size)| size).sum();
+        let rows = ROLES
+            .iter()
+            .map(|role| {
+                let holds_data = matches!(*role, "historical" | "indexer");
+                let leads = matches!(*role, "coordinator" | "overlord");
+                vec![
+                    text(&server),
+                    text(&host),
+                    long(port),
+                    long(-1),
+                    text(*role),
+                    Cell::Text(holds_data.then(|| "_default_tier".to_string())),
+                    long(if *role == "historical" {
+                        size as i64
+                    } else {
+                        0
+                    }),
+                    long(0),
+                    Cell::Long(leads.then_some(1)),
+                    text(format_iso(self.1.started)),
+                ]
+            })
+            .collect();
+        batch(&columns, rows)
+    }
+
+    /// Which server holds which published segment: this one's historical role, all of them.
+    fn server_segments(&self) -> Option<RecordBatch> {
+        use DataType::Utf8;
+        let columns = [("server", Utf8), ("segment_id", Utf8)];
+        let (server, _, _) = self.address();
+        let rows = self
+            .published()
+            .into_iter()
+            .map(|(id, _)| vec![text(&server), text(id)])
+            .collect();
+        batch(&columns, rows)
+    }
+
     fn supervisors(&self) -> Option<RecordBatch> {
         use DataType::{Int64, Utf8};
         let columns = [
@@ -279,6 +385,8 @@ impl QuerySource for ServerSource {
             "segments" => self.segments(),
             "tasks" => self.tasks(),
             "supervisors" => self.supervisors(),
+            "servers" => self.servers(),
+            "server_segments" => self.server_segments(),
             _ => None,
         }
     }

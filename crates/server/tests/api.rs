@@ -292,6 +292,18 @@ fn the_seed_flow_with_one_two_and_four_tasks() {
     );
     assert_eq!(hourly.len(), 2);
     assert_eq!(hourly[0]["hour"], json!("2025-01-01T01:00:00.000Z"));
+    // Every published segment is on this server, as sys.server_segments says.
+    let held = server.sql(
+        "SELECT s.datasource, COUNT(*) AS n FROM sys.server_segments AS h \
+         JOIN sys.segments AS s ON h.segment_id = s.segment_id \
+         WHERE s.is_published = 1 GROUP BY s.datasource ORDER BY s.datasource",
+    );
+    let published = server.sql(
+        "SELECT datasource, COUNT(*) AS n FROM sys.segments WHERE is_published = 1 \
+         GROUP BY datasource ORDER BY datasource",
+    );
+    assert_eq!(held, published);
+    assert_eq!(held.len(), 3, "{held:?}");
 }
 
 #[test]
@@ -441,6 +453,31 @@ fn sql_formats_headers_parameters_and_errors() {
         tasks,
         vec![json!({"datasource": "social", "status": "RUNNING"})]
     );
+    // The schemas, as SQL clients (Superset through pydruid) list them.
+    let schemas = server.sql(
+        "SELECT CATALOG_NAME, SCHEMA_NAME FROM INFORMATION_SCHEMA.SCHEMATA ORDER BY SCHEMA_NAME",
+    );
+    let names: Vec<&Value> = schemas.iter().map(|s| &s["SCHEMA_NAME"]).collect();
+    assert_eq!(
+        names,
+        [&json!("INFORMATION_SCHEMA"), &json!("druid"), &json!("sys")]
+    );
+    assert!(schemas.iter().all(|s| s["CATALOG_NAME"] == "druid"));
+    // One process in every role, at the address it serves on.
+    let servers = server.sql("SELECT server, server_type, is_leader FROM sys.servers");
+    let port = server.url.rsplit(':').next().unwrap();
+    assert_eq!(servers.len(), 5, "{servers:?}");
+    assert!(
+        servers
+            .iter()
+            .all(|s| s["server"].as_str().unwrap().ends_with(&format!(":{port}")))
+    );
+    assert!(servers.contains(
+        &json!({"server": servers[0]["server"], "server_type": "historical", "is_leader": null})
+    ));
+    assert!(servers.contains(
+        &json!({"server": servers[0]["server"], "server_type": "coordinator", "is_leader": 1})
+    ));
 }
 
 #[test]

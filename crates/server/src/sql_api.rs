@@ -1,4 +1,5 @@
-//! POST /druid/v2/sql: Druid SQL with Druid's request and response shapes.
+//! POST /druid/v2/sql: Druid SQL with Druid's request and response shapes (and the answer
+//! to /druid/v2/sql/task, which is not supported).
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -23,6 +24,22 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/druid/v2/sql", post(sql))
         .route("/druid/v2/sql/", post(sql))
+        .route("/druid/v2/sql/task", post(sql_task))
+        .route("/druid/v2/sql/task/", post(sql_task))
+}
+
+/// POST /druid/v2/sql/task: Druid's multi-stage query engine (SQL INSERT/REPLACE and
+/// queries run as tasks) is not here; the answer says so in Druid's error shape.
+async fn sql_task() -> Response {
+    sql_error(
+        StatusCode::NOT_IMPLEMENTED,
+        "general",
+        "UNSUPPORTED",
+        "SQL run as a task (/druid/v2/sql/task: INSERT, REPLACE and the multi-stage query \
+         engine) is not supported: ingest with a supervisor (/druid/indexer/v1/supervisor) and \
+         query with /druid/v2/sql"
+            .into(),
+    )
 }
 
 /// A typed query parameter.

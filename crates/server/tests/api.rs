@@ -417,6 +417,20 @@ fn sql_formats_headers_parameters_and_errors() {
     );
     let (status, error) = server.json("POST", "/druid/v2/sql", json!({"query": "SELEC 1"}));
     assert_eq!((status, &error["category"]), (400, &json!("INVALID_INPUT")));
+    // SQL as a task (the multi-stage engine) is refused in Druid's error shape.
+    let (status, error) = server.json(
+        "POST",
+        "/druid/v2/sql/task",
+        json!({"query": "INSERT INTO t SELECT 1 PARTITIONED BY ALL"}),
+    );
+    assert_eq!((status, &error["category"]), (501, &json!("UNSUPPORTED")));
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("is not supported"),
+        "{error}"
+    );
     let (status, _) = server.json(
         "POST",
         "/druid/v2/sql",

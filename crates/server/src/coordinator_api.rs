@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(metadata_segments),
         )
         .route("/status", get(status))
+        .route("/status/properties", get(properties))
         .route("/status/health", get(|| async { Json(json!(true)) }))
 }
 
@@ -205,6 +206,19 @@ async fn metadata_segments(State(app): State<Arc<AppState>>, Query(params): Para
         Ok(Json(Value::Array(all)))
     })
     .await
+}
+
+/// The server's settings under the names of Druid's runtime properties that mean the same.
+async fn properties(State(app): State<Arc<AppState>>) -> Json<Value> {
+    let mut properties = json!({"druid.service": "millrace"});
+    if let Some(listening) = app.identity.listening.get() {
+        let (plaintext, tls) = listening.ports();
+        properties["druid.host"] = json!(listening.address.ip().to_string());
+        properties["druid.plaintextPort"] = json!(plaintext.to_string());
+        properties["druid.tlsPort"] = json!(tls.to_string());
+        properties["druid.enableTlsPort"] = json!(listening.tls.to_string());
+    }
+    Json(properties)
 }
 
 async fn status() -> Json<Value> {

@@ -32,7 +32,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use auth::Authenticator;
 pub use connections::ConnectionLimits;
-use source::{ServerIdentity, ServerSource};
+use source::{Listening, ServerIdentity, ServerSource};
 
 /// The largest request body accepted (a batch of produced records is the largest).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -55,13 +55,13 @@ pub struct AppState {
     pub ingestion: Arc<Ingestion>,
     pub engine: SqlEngine,
     pub log: Arc<dyn Log>,
+    /// Who the server is (its address is set when it listens).
+    pub identity: Arc<ServerIdentity>,
 }
 
 /// A server over a data directory.
 pub struct Server {
     state: Arc<AppState>,
-    /// Who it is, for `sys.servers` (its address is set when it listens).
-    identity: Arc<ServerIdentity>,
 }
 
 /// How the server meets its clients.
@@ -162,8 +162,8 @@ impl Server {
                 ingestion,
                 engine,
                 log,
+                identity,
             }),
-            identity,
         })
     }
 
@@ -199,7 +199,12 @@ impl Server {
     ) {
         let address: Option<SocketAddr> = listener.local_addr().ok();
         if let Some(address) = address {
-            let _ = self.identity.address.set(address);
+            let tls = options.tls.is_some();
+            let _ = self
+                .state
+                .identity
+                .listening
+                .set(Listening { address, tls });
         }
         tracing::info!(?address, tls = options.tls.is_some(), "serving");
         let router = self.router(&options);

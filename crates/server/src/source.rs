@@ -19,19 +19,35 @@ use serde_json::json;
 /// The server's data as SQL sees it.
 pub struct ServerSource(pub Arc<Ingestion>, pub Arc<ServerIdentity>);
 
-/// Who this server is, for `sys.servers`: one process in every Druid role.
+/// Who this server is, for `sys.servers` and `/status/properties`: one process in every
+/// Druid role.
 pub struct ServerIdentity {
     /// Where it listens, once it does.
-    pub address: std::sync::OnceLock<std::net::SocketAddr>,
+    pub listening: std::sync::OnceLock<Listening>,
     /// When it started, epoch milliseconds.
     pub started: i64,
+}
+
+/// The address a server listens on, and whether with TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub address: std::net::SocketAddr,
+    pub tls: bool,
+}
+
+impl Listening {
+    /// The plaintext port and the TLS port, -1 for the one not used (as Druid reports them).
+    pub fn ports(&self) -> (i64, i64) {
+        let port = i64::from(self.address.port());
+        if self.tls { (-1, port) } else { (port, -1) }
+    }
 }
 
 impl ServerIdentity {
     /// A server starting now, not listening yet.
     pub fn new() -> ServerIdentity {
         ServerIdentity {
-            address: std::sync::OnceLock::new(),
+            listening: std::sync::OnceLock::new(),
             started: millrace_ingest::now_millis(),
         }
     }
@@ -253,16 +269,15 @@ impl ServerSource {
         batch(&columns, rows)
     }
 
-    /// `host:port` (host `localhost` and port -1 before it listens).
-    fn address(&self) -> (String, String, i64) {
-        let (host, port) = self
-            .1
-            .address
-            .get()
-            .map_or(("localhost".to_string(), -1), |a| {
-                (a.ip().to_string(), a.port().into())
-            });
-        (format!("{host}:{port}"), host, port)
+    /// `host:port`, the host, and the plaintext and TLS ports (host `localhost` and ports -1
+    /// before it listens).
+    fn address(&self) -> (String, String, (i64, i64)) {
+        let Some(listening) = self.1.listening.get() else {
+            return ("localhost:-1".into(), "localhost".into(), (-1, -1));
+        };
+        let host = listening.address.ip().to_string();
+        let server = format!("{host}:{}", listening.address.port());
+        (server, host, listening.ports())
     }
 
     /// The published segments queries read (each is on this server).
@@ -291,7 +306,7 @@ impl ServerSource {
             ("is_leader", Int64),
             ("start_time", Utf8),
         ];
-        let (server, host, port) = self.address();
+        let (server, host, (plaintext_port, tls_port)) = self.address();
         let size: u64 = self.published().iter().map(|(_, size)| size).sum();
         let rows = ROLES
             .iter()
@@ -301,8 +316,8 @@ impl ServerSource {
                 vec![
                     text(&server),
                     text(&host),
-                    long(port),
-                    long(-1),
+                    long(plaintext_port),
+                    long(tls_port),
                     text(*role),
                     Cell::Text(holds_data.then(|| "_default_tier".to_string())),
                     long(if *role == "historical" {

@@ -653,6 +653,11 @@ fn supervisor_task_and_coordinator_endpoints() {
 
     assert_eq!(server.ok("GET", "/status/health", json!(null)), json!(true));
     assert!(server.ok("GET", "/status", json!(null))["version"].is_string());
+    // Runtime properties, under Druid's names, as the server runs.
+    let properties = server.ok("GET", "/status/properties", json!(null));
+    let port = server.url.rsplit(':').next().unwrap();
+    assert_eq!(properties["druid.plaintextPort"], json!(port));
+    assert_eq!(properties["druid.enableTlsPort"], json!("false"));
 }
 
 #[test]

@@ -44,6 +44,23 @@ pub struct SegmentRecord {
     pub descriptor: SegmentDescriptor,
 }
 
+impl SegmentRecord {
+    /// The used record of a segment: its id, datasource, version and partition number are
+    /// the descriptor's, so that they cannot disagree; `start`/`end` is its interval.
+    pub fn of(descriptor: SegmentDescriptor, (start, end): (i64, i64)) -> SegmentRecord {
+        SegmentRecord {
+            id: descriptor.identifier.clone(),
+            datasource: descriptor.data_source.clone(),
+            start,
+            end,
+            version: descriptor.version.clone(),
+            partition_num: descriptor.shard_spec.partition_num(),
+            used: true,
+            descriptor,
+        }
+    }
+}
+
 /// A partition of a topic. Written `topic:partition`, as Druid writes partitions of
 /// multi-topic (topicPattern) streams.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -135,8 +152,7 @@ pub struct SupervisorRecord {
 }
 
 /// What a task does: Druid's task `type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
     /// Reads a stream for a supervisor and publishes segments.
     IndexKafka,
@@ -161,8 +177,7 @@ impl TaskKind {
 }
 
 /// Where a task is: Druid's task status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskStatus {
     Running,
     Success,
@@ -187,7 +202,7 @@ impl TaskStatus {
 }
 
 /// A task as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
     pub id: String,
     pub datasource: String,
@@ -324,13 +339,19 @@ impl SqliteCatalog {
     }
 }
 
+/// A stored value that does not read back as what it should be: `what` names the row and
+/// the value.
+fn unreadable(column: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, what.into())
+}
+
 fn segment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRecord> {
+    let id: String = row.get(0)?;
     let payload: String = row.get(7)?;
-    let descriptor = serde_json::from_str(&payload).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let descriptor = serde_json::from_str(&payload)
+        .map_err(|e| unreadable(7, format!("segment '{id}': its descriptor: {e}")))?;
     Ok(SegmentRecord {
-        id: row.get(0)?,
+        id,
         datasource: row.get(1)?,
         start: row.get(2)?,
         end: row.get(3)?,
@@ -643,19 +664,19 @@ impl Catalog for SqliteCatalog {
 }
 
 fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
-    let unreadable = |column: usize, why: String| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, why.into())
-    };
+    let id: String = row.get(0)?;
     let kind: String = row.get(2)?;
     let status: String = row.get(3)?;
     let payload: String = row.get(5)?;
     Ok(TaskRecord {
-        id: row.get(0)?,
-        datasource: row.get(1)?,
-        kind: TaskKind::parse(&kind).ok_or_else(|| unreadable(2, format!("task type '{kind}'")))?,
+        kind: TaskKind::parse(&kind)
+            .ok_or_else(|| unreadable(2, format!("task '{id}': unknown type '{kind}'")))?,
         status: TaskStatus::parse(&status)
-            .ok_or_else(|| unreadable(3, format!("task status '{status}'")))?,
+            .ok_or_else(|| unreadable(3, format!("task '{id}': unknown status '{status}'")))?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| unreadable(5, format!("task '{id}': its details: {e}")))?,
+        id,
+        datasource: row.get(1)?,
         created: row.get(4)?,
-        payload: serde_json::from_str(&payload).map_err(|e| unreadable(5, e.to_string()))?,
     })
 }

@@ -6,36 +6,28 @@ use millrace_catalog::*;
 use serde_json::json;
 
 fn segment(ds: &str, start: i64, partition: u32) -> SegmentRecord {
-    SegmentRecord {
-        id: format!("{ds}_{start}_{partition}"),
-        datasource: ds.into(),
-        start,
-        end: start + 3_600_000,
+    let descriptor = SegmentDescriptor {
+        data_source: ds.into(),
+        interval: format!("{start}/{}", start + 3_600_000),
         version: "2024-05-01T00:00:00.000Z".into(),
-        partition_num: partition,
-        used: true,
-        descriptor: SegmentDescriptor {
-            data_source: ds.into(),
-            interval: format!("{start}/{}", start + 3_600_000),
-            version: "2024-05-01T00:00:00.000Z".into(),
-            load_spec: LoadSpec {
-                kind: "local".into(),
-                path: format!("segments/{ds}/{start}_{partition}.parquet"),
-            },
-            dimensions: "username".into(),
-            metrics: "count".into(),
-            shard_spec: ShardSpec::Numbered {
-                partition_num: partition,
-                partitions: 0,
-            },
-            last_compaction_state: None,
-            binary_version: 9,
-            size: 100,
-            identifier: format!("{ds}_{start}_{partition}"),
-            num_rows: 10,
-            columns: json!({}),
+        load_spec: LoadSpec {
+            kind: "local".into(),
+            path: format!("segments/{ds}/{start}_{partition}.parquet"),
         },
-    }
+        dimensions: "username".into(),
+        metrics: "count".into(),
+        shard_spec: ShardSpec::Numbered {
+            partition_num: partition,
+            partitions: 0,
+        },
+        last_compaction_state: None,
+        binary_version: 9,
+        size: 100,
+        identifier: format!("{ds}_{start}_{partition}"),
+        num_rows: 10,
+        columns: json!({}),
+    };
+    SegmentRecord::of(descriptor, (start, start + 3_600_000))
 }
 
 fn offsets(pairs: &[(u32, u64)]) -> PartitionOffsets {

@@ -64,7 +64,6 @@ fn record(
     num_rows: u64,
     schema: &SegmentSchema,
 ) -> Result<SegmentRecord, IngestError> {
-    let id = place.id();
     let names = |names: Vec<&str>| names.join(",");
     let descriptor = SegmentDescriptor {
         data_source: place.datasource.clone(),
@@ -83,20 +82,11 @@ fn record(
         last_compaction_state: None,
         binary_version: 9,
         size,
-        identifier: id.clone(),
+        identifier: place.id(),
         num_rows,
         columns: serde_json::to_value(schema)?,
     };
-    Ok(SegmentRecord {
-        id,
-        datasource: place.datasource.clone(),
-        start: place.start,
-        end: place.end,
-        version: place.version.clone(),
-        partition_num: place.partition_num,
-        used: true,
-        descriptor,
-    })
+    Ok(SegmentRecord::of(descriptor, (place.start, place.end)))
 }
 
 /// Writes the task's non-empty indexes as segments and publishes them with the offset

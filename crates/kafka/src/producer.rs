@@ -22,6 +22,8 @@ pub struct Deliveries {
     pub topic: String,
     pub partition: u32,
     futures: Vec<DeliveryFuture>,
+    /// The producer that sent them: only its failure makes it anew.
+    sent_with: FutureProducer,
 }
 
 /// The producer, with what it takes to make it anew.
@@ -93,17 +95,17 @@ impl Appender {
                 message = message.payload(value.as_ref());
             }
             // A full queue empties as the broker acknowledges (or the records time out).
-            let full_since = Instant::now();
+            let mut full_since: Option<Instant> = None;
             let delivery = loop {
                 match producer.send_result(message) {
                     Ok(delivery) => break delivery,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if full_since.elapsed() < self.timeout =>
+                        if full_since.get_or_insert_with(Instant::now).elapsed() < self.timeout =>
                     {
                         message = back;
                         std::thread::sleep(QUEUE_FULL_PAUSE);
                     }
-                    Err((e, _)) => return Err(self.produce_error(operation(), e)),
+                    Err((e, _)) => return Err(self.produce_error(&producer, operation(), e)),
                 }
             };
             futures.push(delivery);
@@ -112,6 +114,7 @@ impl Appender {
             topic: topic.to_string(),
             partition,
             futures,
+            sent_with: producer,
         })
     }
 
@@ -121,6 +124,7 @@ impl Appender {
             topic,
             partition,
             futures,
+            sent_with,
         } = deliveries;
         let operation = || format!("producing to {topic}/{partition}");
         let mut first = None;
@@ -129,7 +133,8 @@ impl Appender {
                 operation: operation(),
                 message: "the producer closed before the broker answered".into(),
             })?;
-            let delivery = delivered.map_err(|(e, _)| self.produce_error(operation(), e))?;
+            let delivery =
+                delivered.map_err(|(e, _)| self.produce_error(&sent_with, operation(), e))?;
             first.get_or_insert(delivery.offset as u64);
         }
         Ok(first.unwrap_or(0))
@@ -140,7 +145,12 @@ impl Appender {
     /// after sends timed out while it did not answer), fails every later send: it is made
     /// anew, and the error says the cluster did not answer, so that the caller sends again.
     /// A transactional producer's fatal error (fenced by a newer instance) stays what it is.
-    fn produce_error(&self, operation: String, error: KafkaError) -> LogError {
+    fn produce_error(
+        &self,
+        sent_with: &FutureProducer,
+        operation: String,
+        error: KafkaError,
+    ) -> LogError {
         if self.transactional {
             return broker(operation, error);
         }
@@ -155,18 +165,14 @@ impl Appender {
                     | RDKafkaErrorCode::OutOfOrderSequenceNumber
             )
         );
-        let fatal = self
-            .current()
-            .client()
-            .fatal_error()
-            .map(|(_, reason)| reason);
+        let fatal = sent_with.client().fatal_error().map(|(_, reason)| reason);
         let Some(reason) = fatal.or_else(|| stale.then(|| error.to_string())) else {
             return broker(operation, error);
         };
         let mut producer = self.current.write().unwrap_or_else(|p| p.into_inner());
-        // Another thread may have made it anew meanwhile (a stale one is made anew anyway:
-        // its next sends would fail too).
-        if stale || producer.client().fatal_error().is_some() {
+        // Made anew once: another thread whose sends failed with the same producer may have
+        // done it meanwhile.
+        if producer.client().native_ptr() == sent_with.client().native_ptr() {
             match self.config.create() {
                 Ok(fresh) => {
                     tracing::warn!("Kafka producer: fatal error ({reason}); making a new one");

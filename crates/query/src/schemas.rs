@@ -1,7 +1,8 @@
 //! The schemas a query can name, as Druid has them in its `druid` catalog: `druid` (the
 //! datasources, the default), `sys` (segments, tasks, supervisors, servers, server_segments)
-//! and `INFORMATION_SCHEMA` (SCHEMATA, TABLES and COLUMNS, with Druid's column names). Tables are made when a query names them,
-//! so a query takes a view of only the datasources it reads.
+//! and `INFORMATION_SCHEMA` (SCHEMATA, TABLES and COLUMNS, with Druid's column names).
+//! Tables are made when a query names them, so a query takes a view of only the datasources
+//! it reads.
 
 use std::fmt;
 use std::sync::Arc;

@@ -340,7 +340,7 @@ fn task_json(task: &TaskRecord) -> Value {
 
 async fn list_tasks(State(app): State<Arc<AppState>>, Query(params): Params) -> Answer {
     let state = params.get("state").map(|s| s.to_ascii_lowercase());
-    let wanted: Option<&[TaskStatus]> = match state.as_deref() {
+    let wanted: Option<&'static [TaskStatus]> = match state.as_deref() {
         None => None,
         Some("running") => Some(&[TaskStatus::Running]),
         Some("complete") => Some(&[TaskStatus::Success, TaskStatus::Failed]),
@@ -352,14 +352,13 @@ async fn list_tasks(State(app): State<Arc<AppState>>, Query(params): Params) -> 
             )));
         }
     };
-    let wanted: Option<Vec<TaskStatus>> = wanted.map(<[TaskStatus]>::to_vec);
     let max = params.get("max").and_then(|m| m.parse::<usize>().ok());
     blocking(move || {
         let mut tasks = app.ingestion.catalog().tasks()?;
         tasks.sort_by_key(|t| std::cmp::Reverse(t.created));
         let list: Vec<Value> = tasks
             .iter()
-            .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&t.status)))
+            .filter(|t| wanted.is_none_or(|w| w.contains(&t.status)))
             .filter(|t| params.get("datasource").is_none_or(|d| *d == t.datasource))
             .filter(|t| params.get("type").is_none_or(|k| k == t.kind.as_str()))
             .take(max.unwrap_or(usize::MAX))

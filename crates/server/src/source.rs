@@ -280,15 +280,16 @@ impl ServerSource {
         (server, host, listening.ports())
     }
 
-    /// The published segments queries read (each is on this server).
-    fn published(&self) -> Vec<(String, u64)> {
+    /// The published segments queries read (each is on this server), with their bytes; None
+    /// when the catalog cannot be read.
+    fn published(&self) -> Option<Vec<(String, u64)>> {
         let catalog = self.0.catalog();
-        let datasources = catalog.datasources().unwrap_or_default();
-        datasources
-            .iter()
-            .flat_map(|ds| catalog.segments(ds, true).unwrap_or_default())
-            .map(|segment| (segment.id, segment.descriptor.size))
-            .collect()
+        let mut published = Vec::new();
+        for datasource in catalog.datasources().ok()? {
+            let segments = catalog.segments(&datasource, true).ok()?;
+            published.extend(segments.into_iter().map(|s| (s.id, s.descriptor.size)));
+        }
+        Some(published)
     }
 
     /// A row per role of this process; the data roles hold every published segment.
@@ -307,7 +308,7 @@ impl ServerSource {
             ("start_time", Utf8),
         ];
         let (server, host, (plaintext_port, tls_port)) = self.address();
-        let size: u64 = self.published().iter().map(|(_, size)| size).sum();
+        let size: u64 = self.published()?.iter().map(|(_, size)| size).sum();
         let rows = ROLES
             .iter()
             .map(|role| {
@@ -340,7 +341,7 @@ impl ServerSource {
         let columns = [("server", Utf8), ("segment_id", Utf8)];
         let (server, _, _) = self.address();
         let rows = self
-            .published()
+            .published()?
             .into_iter()
             .map(|(id, _)| vec![text(&server), text(id)])
             .collect();

@@ -433,21 +433,17 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
                 worked = true;
                 break;
             }
-            let error = match run_batch(shared, &group, task, &watched) {
+            match run_batch(shared, &group, task, &watched) {
                 Ok(n) => {
                     worked |= n > 0;
                     // Records read, or nothing left uncommitted: the task is not stalled.
                     if n > 0 || task.pending.is_empty() {
-                        stalls.progressed(task.key);
+                        stalls.clear(task.key);
                     }
-                    continue;
                 }
-                Err(error) => error,
-            };
-            match error {
-                TaskError::Uncommitted(message) => refused.push((at, Some(message))),
+                Err(TaskError::Uncommitted(message)) => refused.push((at, Some(message))),
                 // Named in a warning by the stalls.
-                TaskError::Unavailable(message) => {
+                Err(TaskError::Unavailable(message)) => {
                     let what = format!("task {}", task.id);
                     if let Err(fatal) = stalls.failed(task.key, &what, &message) {
                         shared.fail(fatal);
@@ -456,7 +452,7 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
                     unanswered = true;
                     refused.push((at, None));
                 }
-                TaskError::Fatal(message) => {
+                Err(TaskError::Fatal(message)) => {
                     shared.fail(message);
                     return tasks;
                 }
@@ -520,6 +516,8 @@ fn follow_assignment(
             }
             release(shared, task);
         }
+        // Its stall, if any, goes with it: a later owner counts afresh.
+        stalls.clear(key);
         shared.assignment.left(worker, key);
     }
     if let Some(key) = shared.assignment.take_new(worker) {

@@ -24,8 +24,19 @@ impl Stall {
     /// message) with `error`: Ok while `limit` has not passed since the first failure,
     /// otherwise the message that stops the run.
     pub fn failed(&mut self, limit: Duration, what: &str, error: &str) -> Result<(), String> {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        if since.elapsed() < limit {
+        self.failed_at(Instant::now(), limit, what, error)
+    }
+
+    /// [`Stall::failed`] at a given time.
+    fn failed_at(
+        &mut self,
+        now: Instant,
+        limit: Duration,
+        what: &str,
+        error: &str,
+    ) -> Result<(), String> {
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) < limit {
             tracing::warn!(
                 "{what}: {error}; trying again (for up to task.timeout.ms, {} ms)",
                 limit.as_millis()
@@ -68,8 +79,8 @@ impl Stalls {
             .failed(self.limit, what, error)
     }
 
-    /// See [`Stall::progressed`].
-    pub fn progressed(&mut self, key: TaskKey) {
+    /// The task made progress, or left this worker: a later failure counts afresh.
+    pub fn clear(&mut self, key: TaskKey) {
         self.tasks.remove(&key);
     }
 }
@@ -93,15 +104,33 @@ mod tests {
     fn a_stall_fails_the_run_only_past_its_limit_since_the_first_failure() {
         let mut stall = Stall::default();
         let limit = Duration::from_millis(200);
-        assert!(stall.failed(limit, "task 0_1", "no answer").is_ok());
-        std::thread::sleep(Duration::from_millis(120));
-        assert!(stall.failed(limit, "task 0_1", "no answer").is_ok());
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        assert!(
+            stall
+                .failed_at(at(0), limit, "task 0_1", "no answer")
+                .is_ok()
+        );
+        assert!(
+            stall
+                .failed_at(at(120), limit, "task 0_1", "no answer")
+                .is_ok()
+        );
         // Progress starts the count again.
         stall.progressed();
-        std::thread::sleep(Duration::from_millis(120));
-        assert!(stall.failed(limit, "task 0_1", "no answer").is_ok());
-        std::thread::sleep(Duration::from_millis(220));
-        let message = stall.failed(limit, "task 0_1", "no answer").unwrap_err();
+        assert!(
+            stall
+                .failed_at(at(240), limit, "task 0_1", "no answer")
+                .is_ok()
+        );
+        assert!(
+            stall
+                .failed_at(at(439), limit, "task 0_1", "no answer")
+                .is_ok()
+        );
+        let message = stall
+            .failed_at(at(440), limit, "task 0_1", "no answer")
+            .unwrap_err();
         assert_eq!(
             message,
             "task 0_1 did not make progress within 200 ms (task.timeout.ms): no answer"

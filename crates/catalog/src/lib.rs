@@ -142,6 +142,32 @@ pub enum PublishOutcome {
     },
 }
 
+/// What a replacing publish (compaction) expects of the catalog and changes in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    /// The new segments (a newer version that overshadows the replaced ones).
+    pub segments: Vec<SegmentRecord>,
+    /// The time chunks the replacement covers, `[start, end)`.
+    pub intervals: Vec<(i64, i64)>,
+    /// The ids of exactly the used segments overlapping `intervals` now; the publish is
+    /// refused when the catalog has others, or lacks some.
+    pub expected_used: Vec<String>,
+    /// Segments marked unused in the same transaction (replaced ones left with no rows).
+    pub retire: Vec<String>,
+}
+
+/// How a replacing publish went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    Published,
+    /// The used segments of the intervals changed since they were read: nothing was
+    /// written.
+    Changed {
+        appeared: Vec<String>,
+        gone: Vec<String>,
+    },
+}
+
 /// A supervisor as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorRecord {
@@ -158,19 +184,22 @@ pub enum TaskKind {
     IndexKafka,
     /// Deletes unused segments of an interval, with their files.
     Kill,
+    /// Rewrites the segments of an interval as a newer version.
+    Compact,
 }
 
 impl TaskKind {
-    /// The name Druid gives it (`index_kafka`, `kill`).
+    /// The name Druid gives it (`index_kafka`, `kill`, `compact`).
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::IndexKafka => "index_kafka",
             TaskKind::Kill => "kill",
+            TaskKind::Compact => "compact",
         }
     }
 
     pub fn parse(name: &str) -> Option<TaskKind> {
-        [TaskKind::IndexKafka, TaskKind::Kill]
+        [TaskKind::IndexKafka, TaskKind::Kill, TaskKind::Compact]
             .into_iter()
             .find(|kind| kind.as_str() == name)
     }
@@ -224,6 +253,14 @@ pub trait Catalog: Send + Sync {
         segments: &[SegmentRecord],
         advance: Option<&OffsetAdvance>,
     ) -> Result<PublishOutcome, CatalogError>;
+
+    /// Publishes a replacement in one transaction, after checking that the used segments of
+    /// its intervals are the ones it expects.
+    fn replace(
+        &self,
+        datasource: &str,
+        replacement: &Replacement,
+    ) -> Result<ReplaceOutcome, CatalogError>;
 
     /// Segments of a datasource (all, or only used ones).
     fn segments(
@@ -362,6 +399,27 @@ fn segment_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRecord> 
     })
 }
 
+/// Writes a segment's row (replacing one of the same id).
+fn insert_segment(
+    tx: &rusqlite::Transaction<'_>,
+    segment: &SegmentRecord,
+) -> Result<(), CatalogError> {
+    tx.execute(
+        &format!("INSERT OR REPLACE INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        params![
+            segment.id,
+            segment.datasource,
+            segment.start,
+            segment.end,
+            segment.version,
+            segment.partition_num,
+            i32::from(segment.used),
+            serde_json::to_string(&segment.descriptor)?
+        ],
+    )?;
+    Ok(())
+}
+
 const SEGMENT_COLUMNS: &str =
     "id, datasource, start_ms, end_ms, version, partition_num, used, payload";
 
@@ -456,22 +514,52 @@ impl Catalog for SqliteCatalog {
             )?;
         }
         for segment in segments {
-            tx.execute(
-                &format!("INSERT OR REPLACE INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    segment.id,
-                    segment.datasource,
-                    segment.start,
-                    segment.end,
-                    segment.version,
-                    segment.partition_num,
-                    i32::from(segment.used),
-                    serde_json::to_string(&segment.descriptor)?
-                ],
-            )?;
+            insert_segment(&tx, segment)?;
         }
         tx.commit()?;
         Ok(PublishOutcome::Published)
+    }
+
+    fn replace(
+        &self,
+        datasource: &str,
+        replacement: &Replacement,
+    ) -> Result<ReplaceOutcome, CatalogError> {
+        let mut connection = self.connection();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut used = std::collections::BTreeSet::new();
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT id FROM segments WHERE datasource = ?1 AND used = 1 AND start_ms < ?2 AND end_ms > ?3",
+            )?;
+            for (start, end) in &replacement.intervals {
+                let ids = statement.query_map(params![datasource, end, start], |row| {
+                    row.get::<_, String>(0)
+                })?;
+                for id in ids {
+                    used.insert(id?);
+                }
+            }
+        }
+        let expected: std::collections::BTreeSet<String> =
+            replacement.expected_used.iter().cloned().collect();
+        if used != expected {
+            return Ok(ReplaceOutcome::Changed {
+                appeared: used.difference(&expected).cloned().collect(),
+                gone: expected.difference(&used).cloned().collect(),
+            });
+        }
+        for segment in &replacement.segments {
+            insert_segment(&tx, segment)?;
+        }
+        for id in &replacement.retire {
+            tx.execute(
+                "UPDATE segments SET used = 0 WHERE datasource = ?1 AND id = ?2",
+                params![datasource, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ReplaceOutcome::Published)
     }
 
     fn segments(

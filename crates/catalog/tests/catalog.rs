@@ -186,6 +186,74 @@ fn marking_and_killing_segments() {
 }
 
 #[test]
+fn a_replacement_publishes_only_over_the_used_segments_it_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = open(&dir);
+    let hour = 3_600_000;
+    let inputs: Vec<SegmentRecord> = (0..2).map(|p| segment("ds", 0, p)).collect();
+    catalog.publish("ds", &inputs, None).unwrap();
+    catalog
+        .publish("ds", &[segment("ds", hour, 0)], None)
+        .unwrap();
+    let mut compacted = segment("ds", 0, 7);
+    compacted.version = "2024-06-01T00:00:00.000Z".into();
+    let replacement = Replacement {
+        segments: vec![compacted.clone()],
+        intervals: vec![(0, hour)],
+        expected_used: inputs.iter().map(|s| s.id.clone()).collect(),
+        retire: vec![inputs[1].id.clone()],
+    };
+    // A segment appended to the hour meanwhile: refused, nothing written.
+    let appended = segment("ds", 0, 2);
+    catalog
+        .publish("ds", std::slice::from_ref(&appended), None)
+        .unwrap();
+    assert_eq!(
+        catalog.replace("ds", &replacement).unwrap(),
+        ReplaceOutcome::Changed {
+            appeared: vec![appended.id.clone()],
+            gone: vec![]
+        }
+    );
+    assert_eq!(catalog.segments("ds", true).unwrap().len(), 4);
+    catalog
+        .mark_unused(
+            "ds",
+            &SegmentSelection::Ids(vec![appended.id.clone(), inputs[0].id.clone()]),
+        )
+        .unwrap();
+    assert_eq!(
+        catalog.replace("ds", &replacement).unwrap(),
+        ReplaceOutcome::Changed {
+            appeared: vec![],
+            gone: vec![inputs[0].id.clone()]
+        }
+    );
+    catalog
+        .mark_used("ds", &SegmentSelection::Ids(vec![inputs[0].id.clone()]))
+        .unwrap();
+    assert_eq!(
+        catalog.replace("ds", &replacement).unwrap(),
+        ReplaceOutcome::Published
+    );
+    let used: Vec<String> = catalog
+        .segments("ds", true)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(
+        used,
+        vec![
+            inputs[0].id.clone(),
+            compacted.id.clone(),
+            segment("ds", hour, 0).id
+        ],
+        "the retired input is unused, the other stays (overshadowed)"
+    );
+}
+
+#[test]
 fn supervisors_and_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open(&dir);

@@ -6,6 +6,7 @@ mod bench_pipeline;
 mod bench_stateful;
 mod definitions;
 mod http;
+mod segments;
 mod serve;
 mod sql;
 mod suites;
@@ -111,6 +112,15 @@ enum Command {
         /// The query.
         query: String,
     },
+    /// List a datasource's published segments: interval, version, shard spec with the range
+    /// or hash bucket it holds, rows and size.
+    Segments {
+        /// The server, e.g. http://127.0.0.1:8888 (as for `sql`).
+        #[arg(long, env = "MILLRACE_URL", default_value = "http://127.0.0.1:8888")]
+        url: String,
+        /// The datasource.
+        datasource: String,
+    },
     /// List, create, delete, produce to and consume from topics of the embedded log, of a
     /// server with --url, or of a Kafka cluster with --bootstrap-servers.
     Topic {
@@ -162,6 +172,7 @@ fn main() -> ExitCode {
         Command::Test { suites } => suites::run(&suites),
         Command::Serve(args) => serve::run(args),
         Command::Sql { url, format, query } => sql::run(&url, &query, format),
+        Command::Segments { url, datasource } => segments::run(&url, &datasource),
         Command::Topic { command } => topic::run(command),
         Command::User { command } => user::run(command),
         Command::Bench { command } => bench::run(command),

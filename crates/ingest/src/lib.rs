@@ -10,12 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use millrace_catalog::{Catalog, CatalogError, StreamOffsets, SupervisorRecord, TaskStatus};
+use millrace_catalog::{
+    Catalog, CatalogError, StreamOffsets, SupervisorRecord, TaskKind, TaskStatus,
+};
 use millrace_log::{Log, LogError};
 use millrace_segments::input::RowReader;
 use millrace_segments::spec::{SpecError, SupervisorSpec, fields_not_acted_on};
 use millrace_segments::transform::RowTransformer;
 
+pub mod compact;
+pub mod locks;
 pub mod publish;
 pub mod stream;
 pub mod submitted;
@@ -23,6 +27,8 @@ pub mod supervisor;
 pub mod task;
 pub mod visible;
 
+use locks::IntervalLocks;
+use submitted::Compactions;
 use supervisor::Supervisor;
 pub use supervisor::{ActiveTask, RecentError, SupervisorStatus};
 use visible::Visible;
@@ -47,6 +53,9 @@ pub enum IngestError {
     Spec(SpecError),
     #[error("supervisor '{0}' does not exist")]
     NoSupervisor(String),
+    /// Another task works on the interval.
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// Milliseconds since the Unix epoch now.
@@ -73,14 +82,17 @@ pub struct Context {
     pub visible: Arc<Visible>,
     /// Held while a publish allocates partition numbers and writes to the catalog.
     publish_lock: Mutex<()>,
+    /// The intervals compactions and kills work on.
+    locks: IntervalLocks,
     /// Set when the server shuts down: tasks retrying a publish give up at once.
     shutting_down: AtomicBool,
 }
 
-/// The overlord: supervisors by id (the datasource name).
+/// The overlord: supervisors by id (the datasource name), and the compactions started.
 pub struct Ingestion {
     context: Arc<Context>,
     supervisors: Mutex<BTreeMap<String, Supervisor>>,
+    compactions: Compactions,
 }
 
 /// Checks a spec completely: its shape, its expressions and filters, its input format, and
@@ -126,16 +138,20 @@ impl Ingestion {
             std::fs::remove_dir_all(&persisted)
                 .map_err(|e| IngestError::Io(format!("removing {}", persisted.display()), e))?;
         }
+        remove_unpublished_files(data_dir, catalog.as_ref())?;
         let visible = Arc::new(Visible::new(data_dir));
         visible.load(catalog.as_ref())?;
         for mut task in catalog.tasks()? {
             if task.status == TaskStatus::Running {
                 task.status = TaskStatus::Failed;
+                let why = match task.kind {
+                    TaskKind::IndexKafka => {
+                        "the server stopped before the task finished; a later task reads its records again"
+                    }
+                    _ => "the server stopped before the task finished; nothing was published",
+                };
                 if let Some(payload) = task.payload.as_object_mut() {
-                    payload.insert(
-                        "errorMsg".into(),
-                        "the server stopped before the task finished; a later task reads its records again".into(),
-                    );
+                    payload.insert("errorMsg".into(), why.into());
                 }
                 catalog.put_task(&task)?;
             }
@@ -147,11 +163,13 @@ impl Ingestion {
             data_dir: data_dir.to_path_buf(),
             visible,
             publish_lock: Mutex::new(()),
+            locks: IntervalLocks::default(),
             shutting_down: AtomicBool::new(false),
         });
         let ingestion = Ingestion {
             context,
             supervisors: Mutex::new(BTreeMap::new()),
+            compactions: Compactions::default(),
         };
         for record in ingestion.context.catalog.supervisors()? {
             let body = serde_json::to_vec(&record.spec)?;
@@ -301,7 +319,7 @@ impl Ingestion {
 
     /// Shuts a running task down unpublished; false when no running task has that id.
     pub fn stop_task(&self, task_id: &str) -> bool {
-        self.lock().values().any(|s| s.stop_task(task_id))
+        self.lock().values().any(|s| s.stop_task(task_id)) || self.compactions.cancel(task_id)
     }
 
     /// Terminates a supervisor: its tasks publish, then it is removed. Waits for that.
@@ -318,13 +336,20 @@ impl Ingestion {
     }
 
     /// Deletes a datasource's unused segments within an interval, rows and files (Druid's
-    /// `kill` task); returns how many. Publishes wait meanwhile, so none can take a killed
-    /// segment's partition number (and file name) before its file is gone.
+    /// `kill` task `task_id`); returns how many. It holds the interval's lock, so no
+    /// compaction reads a file it deletes; publishes wait meanwhile, so none can take a
+    /// killed segment's partition number (and file name) before its file is gone.
     pub fn kill_unused(
         &self,
+        task_id: &str,
         datasource: &str,
         interval: (i64, i64),
     ) -> Result<usize, IngestError> {
+        let _lock = self
+            .context
+            .locks
+            .try_lock(task_id, datasource, interval)
+            .map_err(IngestError::Locked)?;
         let _publishes = self.context.publish_lock.lock().expect("publish lock");
         let killed = self.context.catalog.delete_unused(datasource, interval)?;
         for segment in &killed {
@@ -345,5 +370,34 @@ impl Ingestion {
         for (_, supervisor) in supervisors {
             supervisor.stop(false);
         }
+        self.compactions.stop_all();
     }
+}
+
+/// Removes segment files no catalog record names: those of a publish or compaction that the
+/// server stopped before it committed, and half-written ones.
+fn remove_unpublished_files(data_dir: &Path, catalog: &dyn Catalog) -> Result<(), IngestError> {
+    let root = data_dir.join("segments");
+    let Ok(directories) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for directory in directories.flatten() {
+        let datasource = directory.file_name().to_string_lossy().into_owned();
+        let named: std::collections::HashSet<PathBuf> = catalog
+            .segments(&datasource, false)?
+            .iter()
+            .map(|s| data_dir.join(&s.descriptor.load_spec.path))
+            .collect();
+        let Ok(files) = std::fs::read_dir(directory.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let path = file.path();
+            if path.is_file() && !named.contains(&path) {
+                tracing::info!(file = %path.display(), "removing a segment file nothing published");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    Ok(())
 }

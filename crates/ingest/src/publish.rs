@@ -10,7 +10,7 @@ use millrace_catalog::{
 };
 use millrace_segments::columns::SegmentSchema;
 use millrace_segments::columns::write_parquet;
-use millrace_segments::time::format_iso;
+use millrace_segments::time::{format_interval, format_iso};
 use millrace_segments::timeline::SegmentPlace;
 use serde_json::json;
 
@@ -55,19 +55,21 @@ fn allocate(
     }
 }
 
-/// The catalog record of a segment file: where it is, its rows and columns, and its
-/// `numbered` shard spec (appended segments need no particular set to be complete).
-fn record(
+/// The catalog record of a segment file: where it is, its rows and columns, its shard spec
+/// and, for a compacted one, how it was compacted.
+pub(crate) fn record(
     place: &SegmentPlace,
     relative_path: &str,
     size: u64,
     num_rows: u64,
     schema: &SegmentSchema,
+    shard_spec: ShardSpec,
+    last_compaction_state: Option<serde_json::Value>,
 ) -> Result<SegmentRecord, IngestError> {
     let names = |names: Vec<&str>| names.join(",");
     let descriptor = SegmentDescriptor {
         data_source: place.datasource.clone(),
-        interval: format!("{}/{}", format_iso(place.start), format_iso(place.end)),
+        interval: format_interval((place.start, place.end)),
         version: place.version.clone(),
         load_spec: LoadSpec {
             kind: "local".into(),
@@ -75,11 +77,8 @@ fn record(
         },
         dimensions: names(schema.dimensions.iter().map(|(n, _)| n.as_str()).collect()),
         metrics: names(schema.metrics.iter().map(|(n, _)| n.as_str()).collect()),
-        shard_spec: ShardSpec::Numbered {
-            partition_num: place.partition_num,
-            partitions: 0,
-        },
-        last_compaction_state: None,
+        shard_spec,
+        last_compaction_state,
         binary_version: 9,
         size,
         identifier: place.id(),
@@ -87,6 +86,15 @@ fn record(
         columns: serde_json::to_value(schema)?,
     };
     Ok(SegmentRecord::of(descriptor, (place.start, place.end)))
+}
+
+/// An appended segment's `numbered` shard spec: appended segments need no particular set to
+/// be complete.
+pub(crate) fn appended(partition_num: u32) -> ShardSpec {
+    ShardSpec::Numbered {
+        partition_num,
+        partitions: 0,
+    }
 }
 
 /// Writes the task's non-empty indexes as segments and publishes them with the offset
@@ -124,6 +132,8 @@ pub fn publish(
                 size,
                 index.len() as u64,
                 index.schema(),
+                appended(place.partition_num),
+                None,
             )?;
             existing.push(record.clone());
             records.push(record);
@@ -179,7 +189,16 @@ mod tests {
         let schema = SegmentSchema::default();
         SegmentRecord {
             used,
-            ..record(&place, "segments/d/x.parquet", 0, 0, &schema).unwrap()
+            ..record(
+                &place,
+                "segments/d/x.parquet",
+                0,
+                0,
+                &schema,
+                appended(partition_num),
+                None,
+            )
+            .unwrap()
         }
     }
 

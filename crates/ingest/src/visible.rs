@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use millrace_catalog::{Catalog, CatalogError, PublishOutcome, SegmentRecord};
+use millrace_catalog::{Catalog, CatalogError, PublishOutcome, SegmentRecord, ShardSpec};
 use millrace_segments::columns::SegmentSchema;
 use millrace_segments::index::ChunkIndex;
+use millrace_segments::shard::ShardKeys;
 use millrace_segments::timeline::{SegmentPlace, visibility};
 use millrace_segments::view::{DatasourceView, RealtimeChunk, SegmentFile};
 
@@ -53,7 +54,48 @@ pub fn segment_file(data_dir: &Path, record: &SegmentRecord) -> Option<SegmentFi
         size: descriptor.size,
         num_rows: descriptor.num_rows,
         schema,
+        keys: shard_keys(&descriptor.shard_spec),
     })
+}
+
+/// What a shard spec says of the rows its segment holds.
+fn shard_keys(spec: &ShardSpec) -> ShardKeys {
+    match spec {
+        ShardSpec::Numbered { .. } | ShardSpec::Linear { .. } => ShardKeys::Any,
+        ShardSpec::Single {
+            dimension,
+            start,
+            end,
+            ..
+        } => ShardKeys::Range {
+            dimensions: vec![dimension.clone()],
+            start: start.as_ref().map(|s| vec![Some(s.clone())]),
+            end: end.as_ref().map(|e| vec![Some(e.clone())]),
+        },
+        ShardSpec::Range {
+            dimensions,
+            start,
+            end,
+            ..
+        } => ShardKeys::Range {
+            dimensions: dimensions.clone(),
+            start: start.clone(),
+            end: end.clone(),
+        },
+        // Only buckets of Druid's murmur3_32_abs can be computed here.
+        ShardSpec::Hashed {
+            partition_dimensions,
+            bucket_id,
+            num_buckets,
+            partition_function,
+            ..
+        } if partition_function.as_deref() == Some("murmur3_32_abs") => ShardKeys::Hashed {
+            dimensions: partition_dimensions.clone(),
+            bucket: *bucket_id,
+            buckets: *num_buckets,
+        },
+        ShardSpec::Hashed { .. } => ShardKeys::Any,
+    }
 }
 
 /// The place of a segment record in its timeline.

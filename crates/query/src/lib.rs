@@ -4,6 +4,7 @@
 
 pub mod functions;
 pub mod fuzz;
+pub mod prune;
 pub mod rewrite;
 pub mod schemas;
 pub mod table;
@@ -102,6 +103,36 @@ fn position_of(sql: &str, name: &str) -> (usize, usize) {
 
 /// Druid's names for the output columns: an expression without an alias is `EXPR$<i>`.
 /// None when the names cannot be told from the statement (wildcards, set operations).
+/// A planned statement: the session it was planned in, the plan, and Druid's names for its
+/// columns.
+type Planned = (
+    SessionContext,
+    datafusion::logical_expr::LogicalPlan,
+    Option<Vec<Option<String>>>,
+);
+
+/// The query an `EXPLAIN [PLAN FOR] <query>` explains; None for any other text.
+fn explained(sql: &str) -> Option<&str> {
+    let mut rest = sql.trim_start();
+    let mut word = |name: &str| -> bool {
+        let matches = rest
+            .get(..name.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(name))
+            && rest[name.len()..].starts_with(char::is_whitespace);
+        if matches {
+            rest = rest[name.len()..].trim_start();
+        }
+        matches
+    };
+    if !word("EXPLAIN") {
+        return None;
+    }
+    if word("PLAN") && !word("FOR") {
+        return None;
+    }
+    Some(rest)
+}
+
 fn druid_column_names(statement: &Statement) -> Option<Vec<Option<String>>> {
     let Statement::Query(query) = statement else {
         return None;
@@ -178,12 +209,85 @@ impl SqlEngine {
         Ok(context)
     }
 
-    /// Runs one SELECT statement with its `?` parameters.
+    /// Runs one SELECT statement with its `?` parameters, or explains one
+    /// (`EXPLAIN [PLAN FOR] SELECT ...`).
     pub async fn query(
         &self,
         sql: &str,
         parameters: Vec<ScalarValue>,
     ) -> Result<QueryOutput, SqlError> {
+        if let Some(inner) = explained(sql) {
+            return self.explain(inner, parameters).await;
+        }
+        let (context, plan, names) = self.plan(sql, parameters).await?;
+        let invalid = |e: DataFusionError| SqlError::Invalid(plan_message(&e));
+        let frame = context.execute_logical_plan(plan).await.map_err(invalid)?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(|e| {
+            if is_query_error(&e) {
+                invalid(e)
+            } else {
+                SqlError::Execution(e.to_string())
+            }
+        })?;
+        let output = QueryOutput { schema, batches };
+        match names {
+            Some(names) => rename(output, &names),
+            None => Ok(output),
+        }
+    }
+
+    /// Druid's EXPLAIN answer: one row of `PLAN` (here the physical plan, with the segment
+    /// files it reads), `RESOURCES` (the tables read) and `ATTRIBUTES`.
+    async fn explain(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<QueryOutput, SqlError> {
+        let (context, plan, _) = self.plan(sql, parameters).await?;
+        let invalid = |e: DataFusionError| SqlError::Invalid(plan_message(&e));
+        let state = context.state();
+        let resources: Vec<serde_json::Value> = state
+            .resolve_table_references(
+                &DFParser::parse_sql(sql)
+                    .map_err(invalid)?
+                    .pop_front()
+                    .ok_or_else(|| SqlError::Invalid("nothing to explain".into()))?,
+            )
+            .map_err(invalid)?
+            .iter()
+            .map(|table| serde_json::json!({"name": table.table(), "type": "DATASOURCE"}))
+            .collect();
+        let physical = state.create_physical_plan(&plan).await.map_err(invalid)?;
+        let text = datafusion::physical_plan::displayable(physical.as_ref())
+            .indent(true)
+            .to_string();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("PLAN", arrow::datatypes::DataType::Utf8, false),
+            Field::new("RESOURCES", arrow::datatypes::DataType::Utf8, false),
+            Field::new("ATTRIBUTES", arrow::datatypes::DataType::Utf8, false),
+        ]));
+        let column = |text: String| -> arrow::array::ArrayRef {
+            Arc::new(arrow::array::StringArray::from(vec![text]))
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                column(text),
+                column(serde_json::Value::from(resources).to_string()),
+                column(r#"{"statementType":"SELECT"}"#.to_string()),
+            ],
+        )
+        .map_err(|e| SqlError::Execution(e.to_string()))?;
+        Ok(QueryOutput {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    /// Parses, checks and plans one SELECT statement; returns the session it was planned in,
+    /// the plan, and Druid's names for its columns.
+    async fn plan(&self, sql: &str, parameters: Vec<ScalarValue>) -> Result<Planned, SqlError> {
         let invalid = |e: DataFusionError| SqlError::Invalid(plan_message(&e));
         let mut statements = DFParser::parse_sql(sql).map_err(invalid)?;
         if statements.len() != 1 {
@@ -201,7 +305,7 @@ impl SqlEngine {
             }
         };
         let mut statement = match statement {
-            s @ (Statement::Query(_) | Statement::Explain { .. }) => s,
+            s @ Statement::Query(_) => s,
             other => {
                 return Err(SqlError::Invalid(format!(
                     "only SELECT statements are supported, not {}",
@@ -225,20 +329,7 @@ impl SqlEngine {
         if !parameters.is_empty() {
             plan = plan.with_param_values(parameters).map_err(invalid)?;
         }
-        let frame = context.execute_logical_plan(plan).await.map_err(invalid)?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await.map_err(|e| {
-            if is_query_error(&e) {
-                invalid(e)
-            } else {
-                SqlError::Execution(e.to_string())
-            }
-        })?;
-        let output = QueryOutput { schema, batches };
-        match names {
-            Some(names) => rename(output, &names),
-            None => Ok(output),
-        }
+        Ok((context, plan, names))
     }
 
     /// Fails, as Druid does, when a table the statement reads does not exist.
@@ -271,5 +362,23 @@ impl SqlEngine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explained;
+
+    #[test]
+    fn explain_with_and_without_plan_for_is_recognised() {
+        assert_eq!(explained("EXPLAIN PLAN FOR SELECT 1"), Some("SELECT 1"));
+        assert_eq!(
+            explained("  explain\nselect x FROM t"),
+            Some("select x FROM t")
+        );
+        assert_eq!(explained("EXPLAIN PLAN SELECT 1"), None);
+        assert_eq!(explained("EXPLAINED"), None);
+        assert_eq!(explained("SELECT 'EXPLAIN '"), None);
+        assert_eq!(explained("é EXPLAIN"), None);
     }
 }

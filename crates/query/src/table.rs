@@ -1,6 +1,7 @@
 //! A datasource as a DataFusion table: its published segments read as Parquet files and its
 //! realtime rows from memory, `__time` first, with segments and chunks outside the query's
-//! `__time` bounds left unread.
+//! `__time` bounds left unread, and so are segments whose partition range (or hash bucket)
+//! cannot hold a row the filters match.
 
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ use millrace_segments::columns::conform;
 use millrace_segments::time::{parse_interval, parse_iso};
 use millrace_segments::transform::TIME_COLUMN;
 use millrace_segments::view::{DatasourceView, PersistedFile, SegmentFile};
+
+use crate::prune::constraints_of;
 
 /// A datasource's rows at the moment the query started.
 #[derive(Debug)]
@@ -178,6 +181,7 @@ impl TableProvider for DatasourceTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let bounds = TimeBounds::from_filters(filters);
+        let constraints = constraints_of(filters);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         // Published segments, and files running tasks persisted, within the bounds.
@@ -187,7 +191,9 @@ impl TableProvider for DatasourceTable {
             .iter()
             .map(|s| (s.as_ref(), None))
             .chain(self.view.persisted.iter().map(|p| (&p.0, Some(p))))
-            .filter(|(file, _)| bounds.overlaps(file.start, file.end))
+            .filter(|(file, _)| {
+                bounds.overlaps(file.start, file.end) && file.keys.may_hold(&constraints)
+            })
             .collect();
         // Row counts are known exactly, so COUNT(*) without filters is answered from them.
         let mut statistics = Statistics::new_unknown(&self.schema);

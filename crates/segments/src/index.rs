@@ -148,6 +148,7 @@ impl ChunkIndex {
             size,
             num_rows: batch.num_rows() as u64,
             schema: self.schema.clone(),
+            keys: crate::shard::ShardKeys::Any,
         };
         self.persisted.push(Arc::new(PersistedFile(file)));
         self.persisted_rows += batch.num_rows();

@@ -3,12 +3,15 @@
 //! built on these.
 
 pub mod columns;
+pub mod compaction;
 pub mod expr;
 pub mod filter;
 pub mod fuzz;
 pub mod index;
 pub mod input;
+pub mod partition;
 pub mod rollup;
+pub mod shard;
 pub mod spec;
 pub mod time;
 pub mod timeline;

@@ -120,6 +120,11 @@ pub fn parse_interval(text: &str) -> Option<(i64, i64)> {
     (start <= end).then_some((start, end))
 }
 
+/// An interval as ISO-8601 text, `start/end`.
+pub fn format_interval((start, end): (i64, i64)) -> String {
+    format!("{}/{}", format_iso(start), format_iso(end))
+}
+
 /// ISO-8601 text in UTC with milliseconds, as Druid writes `__time`: `2024-05-01T10:15:30.123Z`.
 pub fn format_iso(millis: i64) -> String {
     let days = millis.div_euclid(MS_PER_DAY);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 
 use crate::columns::SegmentSchema;
+use crate::shard::ShardKeys;
 
 /// A published segment as a Parquet file.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,8 @@ pub struct SegmentFile {
     pub size: u64,
     pub num_rows: u64,
     pub schema: SegmentSchema,
+    /// Which rows of the chunk it holds, for pruning by filters on partition dimensions.
+    pub keys: ShardKeys,
 }
 
 /// Rows a running task persisted to disk (at maxRowsInMemory or intermediatePersistPeriod), in

@@ -409,6 +409,9 @@ async fn task_reports(State(app): State<Arc<AppState>>, Path(id): Path<String>) 
                 "rowStats": {"buildSegments": task.payload.get("rowStats").cloned().unwrap_or(json!({}))},
                 "unparseableEvents": {"buildSegments": task.payload.get("parseExceptions").cloned().unwrap_or(json!([]))},
                 "errorMsg": task.payload.get("errorMsg").cloned().unwrap_or(Value::Null),
+                "segmentsRead": task.payload.pointer("/compaction/segmentsRead").cloned(),
+                "segmentsPublished": task.payload.pointer("/compaction/segmentsPublished").cloned(),
+                "compaction": task.payload.get("compaction").cloned(),
             }
         }})))
     })

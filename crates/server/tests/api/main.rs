@@ -1,6 +1,8 @@
 //! The HTTP API end to end: the seed's flow (topic, supervisors with 1, 2 and 4 tasks, SQL,
 //! suspend, segments), and the shapes of each endpoint's answers and errors.
 
+mod compaction;
+
 use std::time::{Duration, Instant};
 
 use millrace_log::EmbeddedLogConfig;

@@ -1,6 +1,8 @@
 //! Supervisors and tasks over the embedded log and the SQLite catalog: realtime visibility,
 //! publishing on suspend, restarts from published offsets, parse errors and bad specs.
 
+mod compaction;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -310,6 +310,10 @@ pub trait Catalog: Send + Sync {
     fn put_task(&self, task: &TaskRecord) -> Result<(), CatalogError>;
     fn tasks(&self) -> Result<Vec<TaskRecord>, CatalogError>;
     fn task(&self, id: &str) -> Result<Option<TaskRecord>, CatalogError>;
+
+    /// A configuration document kept by name (Druid's `druid_config` table), if set.
+    fn setting(&self, name: &str) -> Result<Option<serde_json::Value>, CatalogError>;
+    fn put_setting(&self, name: &str, value: &serde_json::Value) -> Result<(), CatalogError>;
 }
 
 /// Which segments a mark or kill applies to.
@@ -347,6 +351,10 @@ CREATE TABLE IF NOT EXISTS supervisors (
     spec TEXT NOT NULL,
     suspended INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    payload TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -736,6 +744,27 @@ impl Catalog for SqliteCatalog {
             .query_map([], task_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn setting(&self, name: &str) -> Result<Option<serde_json::Value>, CatalogError> {
+        let text: Option<String> = self
+            .connection()
+            .query_row(
+                "SELECT payload FROM settings WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    }
+
+    fn put_setting(&self, name: &str, value: &serde_json::Value) -> Result<(), CatalogError> {
+        self.connection().execute(
+            "INSERT INTO settings (name, payload) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET payload = excluded.payload",
+            params![name, serde_json::to_string(value)?],
+        )?;
+        Ok(())
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRecord>, CatalogError> {

@@ -76,6 +76,20 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The seed's compaction at scale: one hour of tutorial posts ingested by 4 tasks, merged,
+    /// then range-partitioned on username; compaction times and rows/s, and the latency of a
+    /// query filtering on username over each layout.
+    Compaction {
+        /// How many posts (rows).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Timed runs of the query.
+        #[arg(long, default_value_t = 5)]
+        query_runs: usize,
+        /// Where to put the data (a fresh temporary directory by default).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The Druid seed's experiment: tutorial social posts ingested by supervisors with each
     /// task count (rows/s until queryable, publish time), then SQL latencies over the rows.
     Druid {
@@ -157,6 +171,11 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             optimized_state,
             data_dir,
         } => crate::bench_stateful::run(events, keys, &optimized_state, &only, data_dir),
+        BenchCommand::Compaction {
+            rows,
+            query_runs,
+            data_dir,
+        } => crate::bench_compaction::run(rows, query_runs, data_dir),
         BenchCommand::Druid {
             events,
             tasks,

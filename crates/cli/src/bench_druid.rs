@@ -23,7 +23,7 @@ use crate::bench::{BenchDir, median, peak_memory_mib, rate};
 const TOPIC: &str = "social_media";
 const PARTITIONS: u32 = 4;
 /// 2025-01-01T00:00:00Z: the simulated clock starts here.
-const START: i64 = 1_735_689_600_000;
+pub(crate) const START: i64 = 1_735_689_600_000;
 
 /// A small deterministic random source (xorshift64*), so every run ingests the same events.
 struct Random(u64);
@@ -48,9 +48,9 @@ impl Random {
 }
 
 /// The tutorial's social posts (see the datagen `social_posts` config): one per simulated
-/// second per worker, with 10 workers. Made as they are produced, so the benchmark's memory
-/// is the server's, not the generator's.
-fn social_posts(count: usize) -> impl Iterator<Item = Bytes> {
+/// second per worker, with `workers` workers. Made as they are produced, so the benchmark's
+/// memory is the server's, not the generator's.
+fn social_posts(count: usize, workers: usize) -> impl Iterator<Item = Bytes> {
     const NAMES: [&str; 8] = [
         "willow", "mia", "leon", "milton", "miette", "gus", "jojo", "rocket",
     ];
@@ -62,7 +62,7 @@ fn social_posts(count: usize) -> impl Iterator<Item = Bytes> {
             .map(|_| TITLE[random.next() as usize % TITLE.len()] as char)
             .collect();
         let post = json!({
-            "time": format_iso(START + (i as i64 / 10) * 1000),
+            "time": format_iso(START + (i / workers.max(1)) as i64 * 1000),
             "username": NAMES[random.next() as usize % NAMES.len()],
             "post_title": title,
             "views": (-10_000.0 * (1.0 - random.unit()).ln()) as i64,
@@ -106,7 +106,7 @@ fn wait(what: &str, mut done: impl FnMut() -> Result<bool, String>) -> Result<()
 
 /// Ingests the events with a supervisor of `tasks` tasks; returns the seconds until every row
 /// was queryable and the seconds its tasks then took to publish.
-fn ingest(
+pub(crate) fn ingest(
     ingestion: &Ingestion,
     datasource: &str,
     tasks: u32,
@@ -135,6 +135,37 @@ fn ingest(
             == "SUSPENDED")
     })?;
     Ok((ingested, publishing.elapsed().as_secs_f64()))
+}
+
+/// Produces `events` tutorial posts from `workers` workers to the topic (created here);
+/// returns their bytes.
+pub(crate) fn produce(log: &dyn Log, events: usize, workers: usize) -> Result<usize, String> {
+    log.create_topic(TOPIC, PARTITIONS)
+        .map_err(|e| e.to_string())?;
+    let mut posts = social_posts(events, workers);
+    let mut bytes = 0;
+    // Key-less records go to partitions in runs of 1000, as a batching producer sends them.
+    for n in 0.. {
+        let records: Vec<Record> = posts
+            .by_ref()
+            .take(1000)
+            .map(|value| {
+                bytes += value.len();
+                Record {
+                    key: None,
+                    value: Some(value),
+                    timestamp: START,
+                    headers: Vec::new(),
+                }
+            })
+            .collect();
+        if records.is_empty() {
+            break;
+        }
+        log.append(TOPIC, n % PARTITIONS, records)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(bytes)
 }
 
 /// Runs the benchmark; with `kafka`, the posts are in a topic of a fresh Kafka-protocol
@@ -166,32 +197,8 @@ pub fn run(
         let log = log.clone();
         Arc::new(move |_: &[(String, String)]| Ok(log.clone())) as ClusterConnector
     });
-    log.create_topic(TOPIC, PARTITIONS)
-        .map_err(|e| e.to_string())?;
     let generated = Instant::now();
-    let mut posts = social_posts(events);
-    let mut bytes = 0;
-    // Key-less records go to partitions in runs of 1000, as a batching producer sends them.
-    for n in 0.. {
-        let records: Vec<Record> = posts
-            .by_ref()
-            .take(1000)
-            .map(|value| {
-                bytes += value.len();
-                Record {
-                    key: None,
-                    value: Some(value),
-                    timestamp: START,
-                    headers: Vec::new(),
-                }
-            })
-            .collect();
-        if records.is_empty() {
-            break;
-        }
-        log.append(TOPIC, n % PARTITIONS, records)
-            .map_err(|e| e.to_string())?;
-    }
+    let bytes = produce(log.as_ref(), events, 10)?;
     let through = if kafka {
         "a Kafka broker (tansu)"
     } else {

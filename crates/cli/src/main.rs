@@ -1,6 +1,7 @@
 //! The `millrace` command line: argument parsing and wiring of the crates below.
 
 mod bench;
+mod bench_compaction;
 mod bench_druid;
 mod bench_pipeline;
 mod bench_stateful;

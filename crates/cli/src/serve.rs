@@ -4,6 +4,7 @@
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use millrace_log::EmbeddedLogConfig;
 use millrace_server::auth::Authenticator;
@@ -36,6 +37,22 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
     max_connections: usize,
+    /// How often the coordinator's duties run: auto-compaction of the datasources with a
+    /// compaction config, and marking segments unused that stayed overshadowed since the
+    /// previous run (an ISO-8601 period, as Druid's druid.coordinator.period).
+    #[arg(long, default_value = "PT60S", value_parser = coordinator_period)]
+    coordinator_period: Duration,
+}
+
+/// A period of fixed length, at least one second.
+fn coordinator_period(text: &str) -> Result<Duration, String> {
+    let period = millrace_segments::spec::Period::parse(text)?;
+    match period.fixed_millis() {
+        Some(millis) if millis >= 1000 => Ok(Duration::from_millis(millis)),
+        _ => Err(format!(
+            "'{text}' must be a fixed period of at least one second, such as PT60S"
+        )),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -90,6 +107,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             ..ConnectionLimits::default()
         },
         auth: Some(auth.clone()),
+        coordinator_period: Some(args.coordinator_period),
     };
     let data_dir = args.users.data_dir();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,7 @@ use millrace_segments::spec::{SpecError, SupervisorSpec, fields_not_acted_on};
 use millrace_segments::transform::RowTransformer;
 
 pub mod compact;
+pub mod coordinator;
 pub mod locks;
 pub mod publish;
 pub mod stream;
@@ -93,6 +94,7 @@ pub struct Ingestion {
     context: Arc<Context>,
     supervisors: Mutex<BTreeMap<String, Supervisor>>,
     compactions: Compactions,
+    duties: Mutex<coordinator::DutyState>,
 }
 
 /// Checks a spec completely: its shape, its expressions and filters, its input format, and
@@ -170,6 +172,7 @@ impl Ingestion {
             context,
             supervisors: Mutex::new(BTreeMap::new()),
             compactions: Compactions::default(),
+            duties: Mutex::default(),
         };
         for record in ingestion.context.catalog.supervisors()? {
             let body = serde_json::to_vec(&record.spec)?;

@@ -12,7 +12,7 @@ use millrace_segments::spec::SpecError;
 use millrace_segments::time::{format_iso, parse_interval};
 use serde_json::{Value, json};
 
-use crate::compact::spec::CompactionSpec;
+use crate::compact::spec::{CompactionSpec, InputSpec};
 use crate::compact::{self, CompactionReport};
 use crate::{Context, IngestError, Ingestion, now_millis};
 
@@ -73,6 +73,9 @@ impl SubmittedTask {
 
 /// A compaction running on its own thread.
 pub(crate) struct RunningCompaction {
+    datasource: String,
+    /// The interval it compacts (when given as one).
+    interval: Option<(i64, i64)>,
     cancel: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
@@ -95,6 +98,25 @@ impl Compactions {
             .is_some()
     }
 
+    /// How many are running.
+    pub(crate) fn running(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|c| !c.thread.is_finished())
+            .count()
+    }
+
+    /// Whether a running compaction of the datasource works on time overlapping `interval`
+    /// (one compacting given segments counts as overlapping everything).
+    pub(crate) fn is_working_on(&self, datasource: &str, interval: (i64, i64)) -> bool {
+        self.lock().values().any(|c| {
+            !c.thread.is_finished()
+                && c.datasource == datasource
+                && c.interval
+                    .is_none_or(|(start, end)| start < interval.1 && interval.0 < end)
+        })
+    }
+
     /// Stops every compaction and waits for them (server shutdown).
     pub(crate) fn stop_all(&self) {
         let running = std::mem::take(&mut *self.lock());
@@ -107,14 +129,14 @@ impl Compactions {
     }
 }
 
-/// A task id not taken yet: `<kind>_<datasource>_<time>[_<n>]`.
-fn task_id(ingestion: &Ingestion, kind: TaskKind, datasource: &str) -> Result<String, IngestError> {
+/// A task id not taken yet: `<prefix>_<datasource>_<time>[_<n>]`.
+pub(crate) fn task_id(
+    ingestion: &Ingestion,
+    prefix: &str,
+    datasource: &str,
+) -> Result<String, IngestError> {
     static SERIAL: AtomicU64 = AtomicU64::new(0);
-    let base = format!(
-        "{}_{datasource}_{}",
-        kind.as_str(),
-        format_iso(now_millis())
-    );
+    let base = format!("{prefix}_{datasource}_{}", format_iso(now_millis()));
     let mut id = base.clone();
     while ingestion.catalog().task(&id)?.is_some() {
         id = format!("{base}_{}", SERIAL.fetch_add(1, Ordering::Relaxed) + 1);
@@ -172,7 +194,7 @@ impl Ingestion {
                 datasource,
                 interval,
             } => {
-                let id = task_id(self, TaskKind::Kill, &datasource)?;
+                let id = task_id(self, TaskKind::Kill.as_str(), &datasource)?;
                 let (status, payload) = match self.kill_unused(&id, &datasource, interval) {
                     Ok(killed) => (
                         TaskStatus::Success,
@@ -200,7 +222,7 @@ impl Ingestion {
                         return Err(refused("id", format!("Task [{id}] already exists")));
                     }
                     Some(id) => id.clone(),
-                    None => task_id(self, TaskKind::Compact, &spec.datasource)?,
+                    None => task_id(self, TaskKind::Compact.as_str(), &spec.datasource)?,
                 };
                 if !spec.not_acted_on.is_empty() {
                     tracing::warn!(task = %id, "compaction spec fields accepted but not acted on: {}",
@@ -216,6 +238,11 @@ impl Ingestion {
                 };
                 self.catalog().put_task(&record)?;
                 let cancel = Arc::new(AtomicBool::new(false));
+                let datasource = spec.datasource.clone();
+                let interval = match spec.input {
+                    InputSpec::Interval(interval) => Some(interval),
+                    InputSpec::Segments(_) => None,
+                };
                 let thread = {
                     let (context, cancel, id) = (self.context.clone(), cancel.clone(), id.clone());
                     std::thread::Builder::new()
@@ -228,7 +255,15 @@ impl Ingestion {
                 };
                 let mut compactions = self.compactions.lock();
                 compactions.retain(|_, c| !c.thread.is_finished());
-                compactions.insert(id.clone(), RunningCompaction { cancel, thread });
+                compactions.insert(
+                    id.clone(),
+                    RunningCompaction {
+                        datasource,
+                        interval,
+                        cancel,
+                        thread,
+                    },
+                );
                 Ok(id)
             }
         }

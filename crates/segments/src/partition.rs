@@ -384,7 +384,10 @@ fn range_split(
     let changes: Vec<usize> = (0..rows)
         .filter(|&i| i == 0 || encoded.row(order[i] as usize) != encoded.row(order[i - 1] as usize))
         .collect();
-    let wanted = ((rows as f64 / target.max(1) as f64).round() as usize).max(1);
+    // Near the target, and never so few that segments must exceed the maximum.
+    let wanted = ((rows as f64 / target.max(1) as f64).round() as usize)
+        .max(rows.div_ceil(max.max(1) as usize))
+        .max(1);
     let mut cuts: Vec<usize> = Vec::new();
     for k in 1..wanted {
         let ideal = k * rows / wanted;

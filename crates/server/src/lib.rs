@@ -2,6 +2,7 @@
 //! supervisors and tasks, and the HTTP API on Druid's paths (plus topics over HTTP).
 
 pub mod auth;
+mod compaction_api;
 mod connections;
 mod coordinator_api;
 mod error_bodies;
@@ -72,6 +73,9 @@ pub struct ServeOptions {
     pub limits: ConnectionLimits,
     /// Check requests against users (see [`auth`]); None serves everyone.
     pub auth: Option<Arc<Authenticator>>,
+    /// How often the coordinator's duties run (auto-compaction, marking overshadowed
+    /// segments unused); None: never.
+    pub coordinator_period: Option<std::time::Duration>,
 }
 
 /// An error answer: a status and a JSON body.
@@ -178,6 +182,7 @@ impl Server {
             .merge(sql_api::routes())
             .merge(indexer_api::routes())
             .merge(coordinator_api::routes())
+            .merge(compaction_api::routes())
             .merge(topics_api::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(middleware::from_fn(error_bodies::refuse_oversized_bodies))
@@ -208,9 +213,18 @@ impl Server {
         }
         tracing::info!(?address, tls = options.tls.is_some(), "serving");
         let router = self.router(&options);
+        let coordinator = options
+            .coordinator_period
+            .map(|period| self.state.ingestion.start_coordinator(period));
         connections::serve_connections(listener, router, options.tls, options.limits, shutdown)
             .await;
         let ingestion = self.state.ingestion.clone();
-        let _ = tokio::task::spawn_blocking(move || ingestion.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            ingestion.shutdown();
+            if let Some(coordinator) = coordinator {
+                let _ = coordinator.join();
+            }
+        })
+        .await;
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 mod broker_outage;
+mod compaction;
 mod examples_on_kafka;
 mod properties;
 mod scale_out;
@@ -690,6 +691,21 @@ fn benchmarks_run_and_print_figures() {
         "SQL over 3000 published rows of social_media_2",
         "COUNT(*)",
         "TIME_FLOOR hourly",
+    ] {
+        assert!(text.contains(figure), "{figure}: {text}");
+    }
+
+    // The run fails unless every row comes through both compactions.
+    let output =
+        run_ok(millrace().args(["bench", "compaction", "--rows", "4000", "--query-runs", "1"]));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for figure in [
+        "4000 tutorial posts of one hour ingested by 4 tasks",
+        "merge (dynamic)",
+        "(4 segments in, 1 out;",
+        "range on username",
+        "(1 segments in, 4 out;",
+        "over 4 range segments (3 pruned)",
     ] {
         assert!(text.contains(figure), "{figure}: {text}");
     }

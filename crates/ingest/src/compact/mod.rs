@@ -7,6 +7,7 @@
 //! segments appended to its time chunks while it ran are carried over into the new version
 //! when it publishes, so no row is lost and none is seen twice.
 
+pub mod auto;
 pub mod spec;
 
 use std::collections::BTreeSet;

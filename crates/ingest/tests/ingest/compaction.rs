@@ -44,16 +44,20 @@ fn compaction(extra: Value) -> CompactionSpec {
     CompactionSpec::from_json(&spec).unwrap()
 }
 
-/// The visible published segments of `d` in the first hour.
-fn visible_in_first_hour(server: &Server) -> Vec<SegmentRecord> {
+/// The visible published segments of `d` in an hour (0 is the first).
+fn visible_in_hour(server: &Server, hour: i64) -> Vec<SegmentRecord> {
     let used = server.catalog.segments("d", true).unwrap();
     let places: Vec<_> = used.iter().map(segment_place).collect();
     visibility(&places)
         .visible
         .into_iter()
         .map(|i| used[i].clone())
-        .filter(|s| s.start == BASE)
+        .filter(|s| s.start == BASE + hour * HOUR)
         .collect()
+}
+
+fn visible_in_first_hour(server: &Server) -> Vec<SegmentRecord> {
+    visible_in_hour(server, 0)
 }
 
 /// The usernames of a segment's rows.
@@ -473,4 +477,142 @@ fn a_compaction_the_server_never_finished_leaves_the_old_segments_and_no_files()
     assert_eq!(server.catalog.segments("d", true).unwrap(), before);
     assert_eq!(visible_rows(&reopened, "d"), 1000);
     reopened.shutdown();
+}
+
+/// Waits until no compaction task is running.
+fn tasks_done(server: &Server) {
+    wait_until("the compactions end", || {
+        server
+            .catalog
+            .tasks()
+            .unwrap()
+            .iter()
+            .all(|t| t.status != TaskStatus::Running)
+    });
+}
+
+#[test]
+fn auto_compaction_compacts_older_chunks_newest_first_once_and_retires_what_it_overshadows() {
+    let (server, ingestion) = streamed(3000);
+    ingestion
+        .set_compaction_config(&json!({"dataSource": "d", "skipOffsetFromLatest": "PT1H",
+            "granularitySpec": {"segmentGranularity": "hour"}}))
+        .unwrap();
+    let hour_segments = |hour: i64| -> Vec<SegmentRecord> {
+        server
+            .catalog
+            .segments("d", true)
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.start == BASE + hour * HOUR)
+            .collect()
+    };
+    let inputs_of_hour_1: Vec<String> = hour_segments(1).into_iter().map(|s| s.id).collect();
+
+    // One slot: the newest chunk old enough (hour 1; hour 2 is within the skip offset).
+    let first = ingestion.run_coordinator_duties().unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(first[0].starts_with("coordinator-issued_compact_d_"));
+    tasks_done(&server);
+    let status = &ingestion.compaction_status(Some("d"))[0];
+    assert_eq!(
+        (
+            status.interval_count_awaiting_compaction,
+            status.interval_count_skipped
+        ),
+        (2, 1)
+    );
+    assert_eq!(status.segment_count_skipped, 4);
+    let compacted_hour = visible_in_hour(&server, 1);
+    assert_eq!(compacted_hour.len(), 1, "hour 1 first");
+
+    let second = ingestion.run_coordinator_duties().unwrap();
+    assert_eq!(second.len(), 1, "then hour 0");
+    tasks_done(&server);
+    assert_eq!(visible_in_first_hour(&server).len(), 1);
+    // Both old chunks are compacted as asked: nothing more to do, ever.
+    assert!(ingestion.run_coordinator_duties().unwrap().is_empty());
+    assert!(ingestion.run_coordinator_duties().unwrap().is_empty());
+    let status = &ingestion.compaction_status(Some("d"))[0];
+    assert_eq!(
+        (
+            status.interval_count_awaiting_compaction,
+            status.interval_count_compacted,
+            status.interval_count_skipped
+        ),
+        (0, 2, 1)
+    );
+    // Overshadowed inputs were marked unused by the later runs.
+    let used: Vec<String> = server
+        .catalog
+        .segments("d", true)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(
+        inputs_of_hour_1.iter().all(|id| !used.contains(id)),
+        "{used:?}"
+    );
+    assert_eq!(used.len(), 2 + 4, "two compacted hours and the skipped one");
+    assert_eq!(visible_rows(&ingestion, "d"), 3000);
+
+    // A different spec makes the chunks await compaction again; two slots run both.
+    ingestion.set_compaction_slots(None, Some(2)).unwrap();
+    ingestion
+        .set_compaction_config(&json!({"dataSource": "d", "skipOffsetFromLatest": "PT1H",
+            "tuningConfig": {"partitionsSpec": {"type": "range", "partitionDimensions": ["username"],
+                "targetRowsPerSegment": 300}}}))
+        .unwrap();
+    assert_eq!(ingestion.run_coordinator_duties().unwrap().len(), 2);
+    tasks_done(&server);
+    assert!(visible_in_first_hour(&server).len() > 1);
+    assert!(
+        visible_in_first_hour(&server)
+            .iter()
+            .all(|s| matches!(s.descriptor.shard_spec, ShardSpec::Single { .. }))
+    );
+    assert!(ingestion.run_coordinator_duties().unwrap().is_empty());
+    assert_eq!(visible_rows(&ingestion, "d"), 3000);
+    assert!(ingestion.delete_compaction_config("d").unwrap());
+    assert!(ingestion.compaction_status(None).is_empty());
+    ingestion.shutdown();
+}
+
+#[test]
+fn auto_compaction_configs_are_checked_with_the_fields_path() {
+    let server = Server::new();
+    let ingestion = server.ingestion();
+    let refused = |body: Value| {
+        ingestion
+            .set_compaction_config(&body)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        refused(json!({"skipOffsetFromLatest": "P1D"})),
+        "dataSource: is missing"
+    );
+    assert_eq!(
+        refused(json!({"dataSource": "d", "skipOffsetFromLatest": "P1M"})),
+        "skipOffsetFromLatest: must be a period of fixed length (weeks, days, hours, ...), not months or years"
+    );
+    assert_eq!(
+        refused(json!({"dataSource": "d", "tuningConfig": {"partitionsSpec": {"type": "range"}}})),
+        "tuningConfig.partitionsSpec.partitionDimensions: must name at least one dimension"
+    );
+    assert!(
+        refused(json!({"dataSource": "d", "skipOfset": "P1D"}))
+            .starts_with("skipOfset: unknown field")
+    );
+    ingestion
+        .set_compaction_config(&json!({"dataSource": "d", "taskPriority": 10}))
+        .unwrap();
+    let stored = ingestion.compaction_config("d").unwrap().unwrap();
+    assert_eq!(
+        stored["skipOffsetFromLatest"],
+        json!("P1D"),
+        "Druid's default filled in"
+    );
+    assert_eq!(stored["taskPriority"], json!(10));
 }

@@ -183,3 +183,158 @@ fn the_seeds_compactions_merge_then_range_partition_and_queries_prune() {
     ));
     assert_eq!(mia[0]["n"], json!(events / 8));
 }
+
+#[test]
+fn auto_compaction_through_the_coordinator_api() {
+    let options = millrace_server::ServeOptions {
+        coordinator_period: Some(std::time::Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let server = Running::start_with(
+        tempfile::tempdir().unwrap(),
+        options,
+        ureq::Agent::config_builder(),
+    );
+    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 2}));
+    let events = 3000;
+    server.call(
+        "POST",
+        "/topics/posts",
+        "text/plain",
+        posts(events, 3).as_bytes(),
+    );
+    server.ok(
+        "POST",
+        "/druid/indexer/v1/supervisor",
+        spec("social", "posts", 2),
+    );
+    wait_until("every event is ingested", || {
+        server.count("social") == events as i64
+    });
+    server.ok(
+        "POST",
+        "/druid/indexer/v1/supervisor/social/suspend",
+        json!(null),
+    );
+    wait_until("the tasks published", || {
+        server.sql("SELECT COUNT(*) AS n FROM sys.segments WHERE datasource = 'social' AND is_published = 1")[0]["n"]
+            == json!(6)
+    });
+    let before = server
+        .sql("SELECT username, COUNT(*) AS n FROM social GROUP BY username ORDER BY username");
+
+    let (status, answer) = server.json(
+        "POST",
+        "/druid/coordinator/v1/config/compaction",
+        json!({"dataSource": "social", "skipOfsetFromLatest": "PT1H"}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("skipOfsetFromLatest: unknown field")
+    );
+    let (status, _) = server.call(
+        "POST",
+        "/druid/coordinator/v1/config/compaction",
+        "application/json",
+        json!({"dataSource": "social", "skipOffsetFromLatest": "PT1H",
+               "tuningConfig": {"partitionsSpec": {"type": "range",
+                   "partitionDimensions": ["username"], "targetRowsPerSegment": 250}}})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let config = server.ok(
+        "GET",
+        "/druid/coordinator/v1/config/compaction/social",
+        json!(null),
+    );
+    assert_eq!(config["skipOffsetFromLatest"], json!("PT1H"));
+    let document = server.ok(
+        "GET",
+        "/druid/coordinator/v1/config/compaction",
+        json!(null),
+    );
+    assert_eq!(
+        document["compactionConfigs"][0]["dataSource"],
+        json!("social")
+    );
+
+    wait_until("the two older hours are compacted", || {
+        let (status, answer) = server.json(
+            "GET",
+            "/druid/coordinator/v1/compaction/status?dataSource=social",
+            json!(null),
+        );
+        status == 200
+            && answer["latestStatus"][0]["intervalCountCompacted"] == json!(2)
+            && answer["latestStatus"][0]["intervalCountAwaitingCompaction"] == json!(0)
+    });
+    let status = server.ok(
+        "GET",
+        "/druid/coordinator/v1/compaction/status",
+        json!(null),
+    );
+    let snapshot = &status["latestStatus"][0];
+    assert_eq!(snapshot["scheduleStatus"], json!("RUNNING"));
+    assert_eq!(
+        snapshot["intervalCountSkipped"],
+        json!(1),
+        "the latest hour is skipped"
+    );
+    let progress = server.ok(
+        "GET",
+        "/druid/coordinator/v1/compaction/progress?dataSource=social",
+        json!(null),
+    );
+    assert_eq!(progress["remainingSegmentSize"], json!(0));
+    let single = server.sql(
+        "SELECT COUNT(*) AS n FROM sys.segments WHERE datasource = 'social' AND is_overshadowed = 0 \
+         AND shard_spec LIKE '%\"single\"%'",
+    );
+    assert_eq!(
+        single[0]["n"],
+        json!(8),
+        "1000 rows an hour, 250 a segment, two hours"
+    );
+    assert_eq!(
+        server
+            .sql("SELECT username, COUNT(*) AS n FROM social GROUP BY username ORDER BY username"),
+        before
+    );
+    let tasks = server.ok("GET", "/druid/indexer/v1/tasks?type=compact", json!(null));
+    assert_eq!(
+        tasks.as_array().unwrap().len(),
+        2,
+        "each hour once: {tasks}"
+    );
+
+    let (status, _) = server.call(
+        "DELETE",
+        "/druid/coordinator/v1/config/compaction/social",
+        "",
+        b"",
+    );
+    assert_eq!(status, 200);
+    let (status, _) = server.json(
+        "GET",
+        "/druid/coordinator/v1/config/compaction/social",
+        json!(null),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = server.call(
+        "POST",
+        "/druid/coordinator/v1/config/compaction/taskslots?max=3",
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 200);
+    let document = server.ok(
+        "GET",
+        "/druid/coordinator/v1/config/compaction",
+        json!(null),
+    );
+    assert_eq!(document["maxCompactionTaskSlots"], json!(3));
+}

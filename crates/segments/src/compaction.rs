@@ -9,10 +9,12 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMillisecondArray, UInt32Array,
 };
-use arrow::compute::{cast, concat_batches, filter_record_batch, take};
+use arrow::compute::{
+    LexicographicalComparator, SortColumn, SortOptions, cast, concat_batches, filter_record_batch,
+    take,
+};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimestampMillisecondType};
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::columns::{SegmentSchema, conform};
 use crate::expr::{Columns, ExprValue};
@@ -98,19 +100,20 @@ fn metric_type(kind: MetricKind) -> DataType {
     .clone()
 }
 
-/// Positions ordered by the encoded rows (ties keep their order).
-fn sorted_positions(rows: &Rows, positions: &mut [u32]) {
-    positions.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-}
-
-fn encode(columns: &[ArrayRef]) -> Result<Rows, ArrowError> {
-    let converter = RowConverter::new(
-        columns
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )?;
-    converter.convert_columns(columns)
+/// Compares rows by the columns in order, each ascending with nulls first (a segment's
+/// order), through typed comparisons: no copy of the values.
+fn comparator(columns: &[ArrayRef]) -> Result<LexicographicalComparator, ArrowError> {
+    let sort_columns: Vec<SortColumn> = columns
+        .iter()
+        .map(|values| SortColumn {
+            values: values.clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        })
+        .collect();
+    LexicographicalComparator::try_new(&sort_columns)
 }
 
 impl RowShape {
@@ -176,26 +179,33 @@ impl RowShape {
                 )),
             })
             .collect::<Result<_, _>>()?;
-        // Sort by (truncated time, dimensions, original time): equal rows are neighbours, and
-        // within them the earliest comes first (for first/last metrics).
+        // Sorted by (truncated time, dimensions), as segments store rows; with rollup, then
+        // by original time, so that equal rows are neighbours with the earliest first (for
+        // first/last metrics). The stable sort merges the inputs' sorted runs cheaply.
         let mut keys: Vec<ArrayRef> = vec![Arc::new(truncated.clone())];
         keys.extend(dimensions.iter().cloned());
-        let encoded_keys = encode(&keys)?;
-        let mut with_time = keys.clone();
-        with_time.push(all.column(0).clone());
         let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-        sorted_positions(&encode(&with_time)?, &mut order);
-        // Groups of equal rows: [start, end) within `order`.
-        let mut groups: Vec<(usize, usize)> = Vec::new();
-        for (i, &row) in order.iter().enumerate() {
-            let same = self.rollup
-                && i > 0
-                && encoded_keys.row(row as usize) == encoded_keys.row(order[i - 1] as usize);
-            match groups.last_mut() {
-                Some(group) if same => group.1 = i + 1,
-                _ => groups.push((i, i + 1)),
+        let groups: Vec<(usize, usize)> = if self.rollup {
+            let equal = comparator(&keys)?;
+            let mut with_time = keys.clone();
+            with_time.push(all.column(0).clone());
+            let ordering = comparator(&with_time)?;
+            order.sort_by(|&a, &b| ordering.compare(a as usize, b as usize));
+            // Groups of equal rows: [start, end) within `order`.
+            let mut groups: Vec<(usize, usize)> = Vec::new();
+            for (i, &row) in order.iter().enumerate() {
+                let same = i > 0 && equal.compare(row as usize, order[i - 1] as usize).is_eq();
+                match groups.last_mut() {
+                    Some(group) if same => group.1 = i + 1,
+                    _ => groups.push((i, i + 1)),
+                }
             }
-        }
+            groups
+        } else {
+            let ordering = comparator(&keys)?;
+            order.sort_by(|&a, &b| ordering.compare(a as usize, b as usize));
+            (0..order.len()).map(|i| (i, i + 1)).collect()
+        };
         let firsts = UInt32Array::from(groups.iter().map(|g| order[g.0]).collect::<Vec<u32>>());
         let mut columns: Vec<ArrayRef> = vec![take(&truncated, &firsts, None)?];
         for dimension in &dimensions {
@@ -292,18 +302,16 @@ fn aggregate(
     })
 }
 
-/// The given rows of a batch, sorted by time then each dimension (nulls first), as a segment
-/// stores them. `dimensions` is how many columns after `__time` are dimensions.
-pub fn segment_rows(
-    batch: &RecordBatch,
-    rows: &[u32],
-    dimensions: usize,
-) -> Result<RecordBatch, ArrowError> {
-    let picked = take_rows(batch, rows)?;
-    let keys: Vec<ArrayRef> = picked.columns()[..=dimensions].to_vec();
-    let mut order: Vec<u32> = (0..picked.num_rows() as u32).collect();
-    sorted_positions(&encode(&keys)?, &mut order);
-    take_rows(&picked, &order)
+/// The given rows (ascending positions) of a batch that [`RowShape::rows`] made: sorted by
+/// time then each dimension, as a segment stores them, since the batch is. A run of
+/// neighbouring rows is a slice, not a copy.
+pub fn segment_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, ArrowError> {
+    match (rows.first(), rows.last()) {
+        (Some(&first), Some(&last)) if (last - first) as usize + 1 == rows.len() => {
+            Ok(batch.slice(first as usize, rows.len()))
+        }
+        _ => take_rows(batch, rows),
+    }
 }
 
 fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, ArrowError> {
@@ -414,16 +422,21 @@ mod tests {
     }
 
     #[test]
-    fn segment_rows_sort_by_time_then_dimensions() {
-        let batch = segment(&[(5, "b", 1), (5, "a", 2), (1, "z", 3)]);
-        let sorted = segment_rows(&batch, &[0, 1, 2], 1).unwrap();
-        let counts: Vec<i64> = sorted
-            .column(2)
-            .as_primitive::<Int64Type>()
-            .values()
-            .to_vec();
-        assert_eq!(counts, vec![3, 2, 1]);
-        let picked = segment_rows(&batch, &[0], 1).unwrap();
-        assert_eq!(picked.num_rows(), 1);
+    fn rows_come_sorted_by_time_then_dimensions_and_pieces_keep_that_order() {
+        let inputs = [
+            segment(&[(5, "b", 1), (5, "a", 2), (1, "z", 3)]),
+            segment(&[(3, "q", 4)]),
+        ];
+        let (rows, _) = shape(false, false).rows(&inputs).unwrap();
+        let counts = |batch: &RecordBatch| -> Vec<i64> {
+            batch
+                .column(2)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(counts(&rows), vec![3, 4, 2, 1]);
+        assert_eq!(counts(&segment_rows(&rows, &[1, 2]).unwrap()), vec![4, 2]);
+        assert_eq!(counts(&segment_rows(&rows, &[0, 3]).unwrap()), vec![3, 1]);
     }
 }

@@ -1,10 +1,12 @@
 //! How compaction splits a time chunk's rows into segments: Druid's `partitionsSpec`
 //! (`dynamic`, `hashed`, `single_dim`, `range`), and the split itself.
 //!
-//! Range boundaries come from the rows themselves: the rows are ordered by their partition
-//! key tuple and cut where the key changes nearest to each multiple of the target size, so
-//! every segment lands near the target unless one key value alone holds more rows (which the
-//! split reports: a value is never split over two segments).
+//! Range boundaries come from the rows themselves: the rows' distinct partition key tuples
+//! are counted and ordered, and cut where the key changes nearest to each multiple of the
+//! target size, so every segment lands near the target unless one key value alone holds more
+//! rows (which the split reports: a value is never split over two segments).
+
+use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -366,8 +368,8 @@ fn range_split(
 ) -> Result<Split, String> {
     let rows = batch.num_rows();
     let columns = key_columns(batch, dimensions)?;
-    // Rows ordered by key tuple (nulls first), through the row format: one memcmp per
-    // comparison however many dimensions.
+    // Key tuples in the row format (ordered as tuples, nulls first), counted per distinct
+    // tuple: only the distinct tuples are sorted, not the rows.
     let converter = RowConverter::new(
         columns
             .iter()
@@ -378,27 +380,40 @@ fn range_split(
     let encoded = converter
         .convert_columns(&columns)
         .map_err(|e| e.to_string())?;
-    let mut order: Vec<u32> = (0..rows as u32).collect();
-    order.sort_unstable_by(|&a, &b| encoded.row(a as usize).cmp(&encoded.row(b as usize)));
-    // Positions in `order` where a new key starts (0 included).
-    let changes: Vec<usize> = (0..rows)
-        .filter(|&i| i == 0 || encoded.row(order[i] as usize) != encoded.row(order[i - 1] as usize))
+    // Per distinct tuple: its rows and one row holding it.
+    let mut counts: HashMap<&[u8], (usize, usize)> = HashMap::new();
+    for row in 0..rows {
+        counts.entry(encoded.row(row).data()).or_insert((0, row)).0 += 1;
+    }
+    let mut distinct: Vec<(&[u8], usize, usize)> = counts
+        .into_iter()
+        .map(|(key, (count, row))| (key, count, row))
+        .collect();
+    distinct.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Where each distinct tuple's rows start among the rows ordered by tuple.
+    let starts: Vec<usize> = distinct
+        .iter()
+        .scan(0, |at, (_, count, _)| {
+            let start = *at;
+            *at += count;
+            Some(start)
+        })
         .collect();
     // Near the target, and never so few that segments must exceed the maximum.
     let wanted = ((rows as f64 / target.max(1) as f64).round() as usize)
         .max(rows.div_ceil(max.max(1) as usize))
         .max(1);
+    // Cuts, as indexes of the distinct tuple each range after the first starts with: the
+    // key change nearest each multiple of rows / wanted.
     let mut cuts: Vec<usize> = Vec::new();
     for k in 1..wanted {
         let ideal = k * rows / wanted;
-        // The key change nearest the ideal cut (never the first row: a range holds rows).
-        let after = changes.partition_point(|&c| c < ideal);
+        let after = starts.partition_point(|&start| start < ideal);
         let nearest = [after.checked_sub(1), Some(after)]
             .into_iter()
             .flatten()
-            .filter_map(|i| changes.get(i).copied())
-            .filter(|&c| c > 0)
-            .min_by_key(|&c| c.abs_diff(ideal));
+            .filter(|&d| d > 0 && d < distinct.len())
+            .min_by_key(|&d| starts[d].abs_diff(ideal));
         if let Some(cut) = nearest
             && cuts.last().is_none_or(|&last| cut > last)
         {
@@ -407,36 +422,38 @@ fn range_split(
     }
     let mut bounds = vec![0];
     bounds.extend(&cuts);
-    bounds.push(rows);
+    bounds.push(distinct.len());
+    // The range of each distinct tuple, then each row's range, in row order.
+    let mut range_of: HashMap<&[u8], usize> = HashMap::with_capacity(distinct.len());
+    for (range, window) in bounds.windows(2).enumerate() {
+        for (key, _, _) in &distinct[window[0]..window[1]] {
+            range_of.insert(key, range);
+        }
+    }
+    let mut piece_rows: Vec<Vec<u32>> = vec![Vec::new(); bounds.len() - 1];
+    for row in 0..rows {
+        piece_rows[range_of[encoded.row(row).data()]].push(row as u32);
+    }
     let mut split = Split::default();
-    for (i, window) in bounds.windows(2).enumerate() {
+    for (i, (window, rows_of)) in bounds.windows(2).zip(piece_rows).enumerate() {
         let (first, end) = (window[0], window[1]);
-        let start_key = (i > 0).then(|| key_at(&columns, order[first] as usize));
-        let end_key = (end < rows).then(|| key_at(&columns, order[end] as usize));
-        let mut piece_rows = order[first..end].to_vec();
-        // Back in time order, as the chunk's rows came.
-        piece_rows.sort_unstable();
-        if (piece_rows.len() as u64) > max {
-            let largest = changes
-                .iter()
-                .zip(changes.iter().skip(1).chain(std::iter::once(&rows)))
-                .filter(|(c, _)| **c >= first && **c < end)
-                .max_by_key(|(c, next)| **next - **c);
-            if let Some((c, next)) = largest {
-                split.warnings.push(format!(
-                    "range partition {i} holds {} rows, more than maxRowsPerSegment {max}: the key {} alone has {} rows, and a key is never split",
-                    piece_rows.len(),
-                    serde_json::to_string(&key_at(&columns, order[*c] as usize)).unwrap_or_default(),
-                    next - c
-                ));
-            }
+        let key_of = |d: usize| key_at(&columns, distinct[d].2);
+        if (rows_of.len() as u64) > max
+            && let Some(largest) = (first..end).max_by_key(|&d| distinct[d].1)
+        {
+            split.warnings.push(format!(
+                "range partition {i} holds {} rows, more than maxRowsPerSegment {max}: the key {} alone has {} rows, and a key is never split",
+                rows_of.len(),
+                serde_json::to_string(&key_of(largest)).unwrap_or_default(),
+                distinct[largest].1
+            ));
         }
         split.pieces.push(Piece {
-            rows: piece_rows,
+            rows: rows_of,
             keys: ShardKeys::Range {
                 dimensions: dimensions.to_vec(),
-                start: start_key,
-                end: end_key,
+                start: (first > 0).then(|| key_of(first)),
+                end: (end < distinct.len()).then(|| key_of(end)),
             },
         });
     }

@@ -162,31 +162,37 @@ pub fn prepare(
         report.shape_millis += started.elapsed().as_millis() as u64;
         let started = Instant::now();
         let count = pieces.len() as u32;
-        for (number, piece) in pieces.into_iter().enumerate() {
-            let place = SegmentPlace {
+        let places: Vec<SegmentPlace> = (0..count)
+            .map(|number| SegmentPlace {
                 datasource: datasource.clone(),
                 start: chunk.interval.0,
                 end: chunk.interval.1,
                 version: version.clone(),
-                partition_num: number as u32,
+                partition_num: number,
                 core_partitions: count,
-            };
-            let batch =
-                segment_rows(&rows, &piece.rows, shape.dimensions.len()).map_err(|e| fail(&e))?;
-            let file_name = format!("{}.parquet", place.id());
-            let path = directory.join(&file_name);
-            let size = write_parquet(&path, &batch).map_err(|e| fail(&e))?;
-            written.0.push(path);
-            report.rows_written += batch.num_rows() as u64;
+            })
+            .collect();
+        let files = write_pieces(&directory, &rows, &pieces, &places);
+        // Every file written is removed unless published, also when another failed.
+        written
+            .0
+            .extend(files.iter().flatten().map(|(path, _, _)| path.clone()));
+        for (number, file) in files.into_iter().enumerate() {
+            let (path, size, num_rows) = file?;
+            report.rows_written += num_rows;
             report.bytes_written += size;
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             records.push(
                 record(
-                    &place,
+                    &places[number],
                     &format!("segments/{datasource}/{file_name}"),
                     size,
-                    batch.num_rows() as u64,
+                    num_rows,
                     &shape.schema(),
-                    shard_spec(&piece.keys, number as u32, count, &spec.partitions),
+                    shard_spec(&pieces[number].keys, number as u32, count, &spec.partitions),
                     Some(state.clone()),
                 )
                 .map_err(|e| fail(&e))?,
@@ -219,6 +225,51 @@ impl Prepared {
         self.report.publish_millis = started.elapsed().as_millis() as u64;
         Ok(std::mem::take(&mut self.report))
     }
+}
+
+/// A segment file written: its path, bytes and rows; or why it was not.
+type WrittenFile = Result<(PathBuf, u64, u64), String>;
+
+/// Writes each piece of a chunk's rows as the segment file of its place, on as many threads
+/// as there are cores.
+fn write_pieces(
+    directory: &std::path::Path,
+    rows: &arrow::array::RecordBatch,
+    pieces: &[Piece],
+    places: &[SegmentPlace],
+) -> Vec<WrittenFile> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<WrittenFile>>> =
+        std::sync::Mutex::new(vec![None; pieces.len()]);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(pieces.len());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= pieces.len() {
+                        break;
+                    }
+                    let path = directory.join(format!("{}.parquet", places[i].id()));
+                    let result = segment_rows(rows, &pieces[i].rows)
+                        .map_err(|e| e.to_string())
+                        .and_then(|batch| {
+                            let size = write_parquet(&path, &batch).map_err(|e| e.to_string())?;
+                            Ok((path, size, batch.num_rows() as u64))
+                        });
+                    results.lock().expect("written files")[i] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("written files")
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("a segment was not written".into())))
+        .collect()
 }
 
 /// The interval compacted and the visible segments it compacts (indexes into `used`).

@@ -25,6 +25,12 @@ use millrace_ksml::config::RunnerConfig;
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
 use millrace_stream::runner::{RunOptions, run};
 
+/// Large buffers (segments' columns during compaction and queries) are freed and allocated
+/// again in quick succession; the system allocator returns each one to the kernel, which
+/// zeroes fresh pages every time. mimalloc keeps them for reuse.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "millrace",

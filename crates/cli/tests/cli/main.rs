@@ -705,7 +705,8 @@ fn benchmarks_run_and_print_figures() {
         "(4 segments in, 1 out;",
         "range on username",
         "(1 segments in, 4 out;",
-        "over 4 range segments (3 pruned)",
+        "over 4 range segments (3 pruned): WHERE username = 'mia'",
+        "WHERE TRIM(username) = 'mia' (not pruned)",
     ] {
         assert!(text.contains(figure), "{figure}: {text}");
     }

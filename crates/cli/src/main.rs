@@ -5,7 +5,9 @@ mod bench_compaction;
 mod bench_druid;
 mod bench_pipeline;
 mod bench_stateful;
+mod datagen;
 mod definitions;
+mod hosted;
 mod http;
 mod segments;
 mod serve;
@@ -107,6 +109,9 @@ enum Command {
     /// Serve the data directory: the log, Druid supervisors and tasks, segments, and Druid's
     /// HTTP API (supervisors, tasks, coordinator, SQL) plus topics over HTTP.
     Serve(serve::ServeArgs),
+    /// Generate events from a learn-druid datagen config (built-in or a file) into a topic,
+    /// a file or standard output.
+    Datagen(datagen::DatagenArgs),
     /// Run Druid SQL on a server.
     Sql {
         /// The server, e.g. http://127.0.0.1:8888; http://USER:PASSWORD@HOST:PORT signs in
@@ -178,6 +183,7 @@ fn main() -> ExitCode {
         }),
         Command::Test { suites } => suites::run(&suites),
         Command::Serve(args) => serve::run(args),
+        Command::Datagen(args) => datagen::run(args),
         Command::Sql { url, format, query } => sql::run(&url, &query, format),
         Command::Segments { url, datasource } => segments::run(&url, &datasource),
         Command::Topic { command } => topic::run(command),

@@ -2,14 +2,17 @@
 //! SIGTERM.
 
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use millrace_ksml::config::{DefinitionSource, RunnerConfig};
+use millrace_ksml::load::namespace_of;
 use millrace_log::EmbeddedLogConfig;
 use millrace_server::auth::Authenticator;
 use millrace_server::{ConnectionLimits, ServeOptions, Server};
 
+use crate::hosted::Hosted;
 use crate::user::UsersFileArg;
 
 /// How `millrace serve` listens and whom it lets in.
@@ -42,6 +45,52 @@ pub struct ServeArgs {
     /// previous run (an ISO-8601 period, as Druid's druid.coordinator.period).
     #[arg(long, default_value = "PT60S", value_parser = coordinator_period)]
     coordinator_period: Duration,
+    /// KSML definition files to run inside the server, next to its supervisors and on its log
+    /// (or on the Kafka cluster --config names). Each runs as its own application,
+    /// `<application.id>-<name>`, listed and started or stopped at /ksml/v1/definitions; one
+    /// that fails to load is reported there and in the log, and the rest run.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    definitions: Vec<PathBuf>,
+    /// A KSML runner config (ksml-runner.yaml) for the definitions: its properties, and
+    /// definitions of its own.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// The KSML definitions `serve` was given, hosted on the server's log (or the config's Kafka
+/// cluster); None when it was given none.
+fn hosted_definitions(
+    args: &ServeArgs,
+    server: &Server,
+    data_dir: &Path,
+) -> Result<Option<Arc<Hosted>>, String> {
+    if args.definitions.is_empty() && args.config.is_none() {
+        return Ok(None);
+    }
+    let mut config = match &args.config {
+        Some(path) => RunnerConfig::load(path).map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?,
+        None => RunnerConfig::default(),
+    };
+    for file in &args.definitions {
+        config
+            .definitions
+            .push((namespace_of(file), DefinitionSource::File(file.clone())));
+    }
+    let log = match config.bootstrap_servers() {
+        Some(_) => crate::connect_kafka(&config)?,
+        None => server.log(),
+    };
+    let state_dir = match config.kafka.get("state.dir") {
+        Some(dir) => PathBuf::from(dir),
+        None => data_dir.join("state"),
+    };
+    Ok(Some(Arc::new(Hosted::new(log, config, state_dir))))
 }
 
 /// A period of fixed length, at least one second.
@@ -117,6 +166,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async {
         let server =
             Server::open(data_dir, EmbeddedLogConfig::default()).map_err(|e| e.to_string())?;
+        let definitions = hosted_definitions(&args, &server, data_dir)?;
+        if let Some(definitions) = &definitions {
+            server.host_definitions(definitions.clone());
+            definitions.start_all();
+        }
         let (bind, port) = (&args.bind, args.port);
         let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
             .await

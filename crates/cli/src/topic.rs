@@ -31,8 +31,13 @@ pub struct Target {
 }
 
 impl Target {
+    /// The server named with `--url`, if any.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
     /// The log commands without `--url` work on: the Kafka cluster, or the data directory's.
-    fn open(&self) -> Result<Arc<dyn Log>, String> {
+    pub fn open(&self) -> Result<Arc<dyn Log>, String> {
         let Some(servers) = &self.bootstrap_servers else {
             return self.data.open();
         };
@@ -253,7 +258,7 @@ fn no_types_with_url(key: &Option<DataType>, value: &Option<DataType>) -> Result
 }
 
 /// The topic commands against a server.
-mod remote {
+pub mod remote {
     use std::io::Write;
     use std::time::Duration;
 

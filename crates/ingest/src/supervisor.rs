@@ -103,6 +103,30 @@ pub struct SupervisorStatus {
     pub recent_errors: Vec<RecentError>,
 }
 
+impl SupervisorStatus {
+    /// How far each partition at `current` is behind the stream's latest offsets.
+    pub fn lag(&self, current: &PartitionOffsets) -> PartitionOffsets {
+        current
+            .iter()
+            .map(|(partition, offset)| {
+                let behind = self
+                    .latest_offsets
+                    .get(partition)
+                    .map_or(0, |latest| latest.saturating_sub(*offset));
+                (partition.clone(), behind)
+            })
+            .collect()
+    }
+
+    /// Records of the stream the running tasks have not read yet.
+    pub fn aggregate_lag(&self) -> u64 {
+        self.active_tasks
+            .iter()
+            .map(|task| self.lag(&task.current_offsets).values().sum::<u64>())
+            .sum()
+    }
+}
+
 /// What the supervisor last read of its stream.
 #[derive(Default)]
 struct StreamView {

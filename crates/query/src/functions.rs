@@ -300,7 +300,7 @@ fn check_zone(arrays: &[ArrayRef], index: usize) -> Result<()> {
 }
 
 /// `t` moved by `steps` periods (calendar months kept on the same day where it exists).
-fn shift(t: i64, period: &Period, steps: i64) -> i64 {
+pub(crate) fn shift(t: i64, period: &Period, steps: i64) -> i64 {
     let mut result = t + period.millis as i64 * steps;
     if period.months > 0 {
         let day_ms = 86_400_000;

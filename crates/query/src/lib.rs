@@ -1,14 +1,17 @@
 //! Druid SQL over datasources, with DataFusion: each datasource is a table over its published
 //! segments and realtime rows; Druid's functions, system tables and INFORMATION_SCHEMA come
-//! with it, and identifiers are case-sensitive as in Druid.
+//! with it, and identifiers are case-sensitive as in Druid. Druid's native JSON queries are
+//! planned onto the same engine ([`native`]).
 
 pub mod functions;
 pub mod fuzz;
+pub mod native;
 pub mod prune;
 pub mod rewrite;
 pub mod schemas;
 pub mod table;
 pub mod types;
+pub mod values;
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use datafusion::datasource::MemTable;
 
 use crate::QuerySource;
 use crate::table::DatasourceTable;
-use crate::types::sql_type;
+use crate::types::{jdbc_type, sql_type};
 
 /// The catalog name Druid reports.
 pub const CATALOG: &str = "druid";
@@ -193,6 +193,10 @@ impl InformationSchema {
                         .collect(),
                 ),
                 text(rows.iter().map(|r| r.5.to_string()).collect()),
+                text(rows.iter().map(|_| String::new()).collect()),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| jdbc_type(r.5)).collect::<Vec<_>>(),
+                )),
             ],
         )?)
     }
@@ -233,6 +237,9 @@ fn columns_schema() -> SchemaRef {
         Field::new("ORDINAL_POSITION", DataType::Int64, false),
         text("IS_NULLABLE"),
         text("DATA_TYPE"),
+        // Druid gives every column an empty default.
+        text("COLUMN_DEFAULT"),
+        Field::new("JDBC_TYPE", DataType::Int64, false),
     ]))
 }
 

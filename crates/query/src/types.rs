@@ -18,6 +18,21 @@ pub fn sql_type(data_type: &DataType) -> &'static str {
     }
 }
 
+/// The `java.sql.Types` number of a SQL type name, as Druid's INFORMATION_SCHEMA.COLUMNS
+/// gives it in JDBC_TYPE (SQLAlchemy's Druid dialect maps column types from it).
+pub fn jdbc_type(sql_type: &str) -> i64 {
+    match sql_type {
+        "TIMESTAMP" => 93,
+        "BIGINT" => -5,
+        "FLOAT" => 6,
+        "DOUBLE" => 8,
+        "BOOLEAN" => 16,
+        "VARCHAR" => 12,
+        "ARRAY" => 2003,
+        _ => 1111,
+    }
+}
+
 /// The Druid native type of an Arrow type (booleans are longs in Druid).
 pub fn native_type(data_type: &DataType) -> &'static str {
     match sql_type(data_type) {

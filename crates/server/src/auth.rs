@@ -40,7 +40,7 @@ const OPEN_PATHS: [&str; 1] = ["/status/health"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// GET any path, and run SQL.
+    /// GET any path, and run SQL and native queries.
     Read,
     /// Everything.
     Admin,
@@ -55,7 +55,10 @@ impl Role {
                 method == Method::GET
                     || method == Method::HEAD
                     || (method == Method::POST
-                        && matches!(path, "/druid/v2/sql" | "/druid/v2/sql/"))
+                        && matches!(
+                            path,
+                            "/druid/v2/sql" | "/druid/v2/sql/" | "/druid/v2" | "/druid/v2/"
+                        ))
             }
         }
     }
@@ -405,6 +408,8 @@ mod tests {
         assert!(Role::Read.allows(&Method::GET, "/druid/indexer/v1/supervisor"));
         assert!(Role::Read.allows(&sql, "/druid/v2/sql"));
         assert!(Role::Read.allows(&sql, "/druid/v2/sql/"));
+        assert!(Role::Read.allows(&sql, "/druid/v2"));
+        assert!(!Role::Read.allows(&Method::POST, "/start"));
         assert!(!Role::Read.allows(&Method::POST, "/druid/indexer/v1/supervisor"));
         assert!(!Role::Read.allows(&Method::DELETE, "/druid/coordinator/v1/datasources/x"));
         assert!(!Role::Read.allows(&Method::POST, "/topics/t"));

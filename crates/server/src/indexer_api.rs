@@ -74,18 +74,7 @@ async fn create_supervisor(
 
 /// The status as Druid's `/status` payload.
 fn status_payload(id: &str, status: &SupervisorStatus, task_duration_seconds: u64) -> Value {
-    let lag = |current: &PartitionOffsets| -> PartitionOffsets {
-        current
-            .iter()
-            .map(|(p, o)| {
-                let latest = status
-                    .latest_offsets
-                    .get(p)
-                    .map_or(0, |l| l.saturating_sub(*o));
-                (p.clone(), latest)
-            })
-            .collect()
-    };
+    let lag = |current: &PartitionOffsets| status.lag(current);
     let offsets = |offsets: &PartitionOffsets| offsets_json(&status.stream, offsets);
     let mut current_all = PartitionOffsets::new();
     let (mut active, mut publishing) = (Vec::new(), Vec::new());

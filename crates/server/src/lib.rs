@@ -1,12 +1,17 @@
 //! The millrace server: one process hosting the embedded log, the metadata catalog,
-//! supervisors and tasks, and the HTTP API on Druid's paths (plus topics over HTTP).
+//! supervisors and tasks, and the HTTP API on Druid's paths (plus topics, the data generator
+//! and KSML definitions over HTTP).
 
 pub mod auth;
 mod compaction_api;
 mod connections;
 mod coordinator_api;
+mod datagen_api;
+pub mod definitions_api;
 mod error_bodies;
 mod indexer_api;
+mod metrics_api;
+mod native_api;
 pub mod results;
 pub mod source;
 mod sql_api;
@@ -14,8 +19,8 @@ pub mod tls;
 mod topics_api;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,6 +28,7 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use millrace_catalog::{Catalog, SqliteCatalog};
+use millrace_datagen::Jobs;
 use millrace_ingest::{IngestError, Ingestion};
 use millrace_kafka::{KafkaLog, KafkaSettings};
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
@@ -58,6 +64,14 @@ pub struct AppState {
     pub log: Arc<dyn Log>,
     /// Who the server is (its address is set when it listens).
     pub identity: Arc<ServerIdentity>,
+    /// The data directory (absolute).
+    pub data_dir: PathBuf,
+    /// The data generator's jobs.
+    pub datagen: Jobs,
+    /// The KSML definitions the server runs, when it was given any.
+    pub definitions: OnceLock<Arc<dyn definitions_api::DefinitionHost>>,
+    /// Query counts and latencies, for `/metrics`.
+    pub metrics: metrics_api::ServerMetrics,
 }
 
 /// A server over a data directory.
@@ -165,10 +179,25 @@ impl Server {
             state: Arc::new(AppState {
                 ingestion,
                 engine,
+                datagen: datagen_api::jobs(log.clone(), data_dir),
                 log,
                 identity,
+                data_dir: data_dir.clone(),
+                definitions: OnceLock::new(),
+                metrics: Default::default(),
             }),
         })
+    }
+
+    /// The server's log, for work that runs next to it (KSML definitions).
+    pub fn log(&self) -> Arc<dyn Log> {
+        self.state.log.clone()
+    }
+
+    /// Hosts KSML definitions: the server lists and controls them over HTTP and stops them
+    /// when it shuts down. Only the first host given counts.
+    pub fn host_definitions(&self, host: Arc<dyn definitions_api::DefinitionHost>) {
+        let _ = self.state.definitions.set(host);
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -184,6 +213,10 @@ impl Server {
             .merge(coordinator_api::routes())
             .merge(compaction_api::routes())
             .merge(topics_api::routes())
+            .merge(datagen_api::routes())
+            .merge(native_api::routes())
+            .merge(metrics_api::routes())
+            .merge(definitions_api::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .layer(middleware::from_fn(error_bodies::refuse_oversized_bodies))
             .layer(RequestBodyTimeoutLayer::new(options.limits.body_timeout))
@@ -194,8 +227,10 @@ impl Server {
         router.layer(middleware::from_fn(error_bodies::json_errors))
     }
 
-    /// Serves until `shutdown` completes, then stops ingestion without publishing anything
-    /// half-done (unpublished records are read again on the next start).
+    /// Serves until `shutdown` completes, then stops the data generator's jobs (keeping what
+    /// they made), the KSML definitions (committing what they processed) and ingestion
+    /// without publishing anything half-done (unpublished records are read again on the next
+    /// start).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -218,9 +253,13 @@ impl Server {
             .map(|period| self.state.ingestion.start_coordinator(period));
         connections::serve_connections(listener, router, options.tls, options.limits, shutdown)
             .await;
-        let ingestion = self.state.ingestion.clone();
+        let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            ingestion.shutdown();
+            state.datagen.stop_all();
+            if let Some(definitions) = state.definitions.get() {
+                definitions.shutdown();
+            }
+            state.ingestion.shutdown();
             if let Some(coordinator) = coordinator {
                 let _ = coordinator.join();
             }

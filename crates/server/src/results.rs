@@ -1,16 +1,10 @@
 //! SQL answers in Druid's result formats: object, array, objectLines, arrayLines and csv, with
 //! the optional header rows (names, native types, SQL types). Times are ISO text ending in Z.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::array::RecordBatch;
 use millrace_query::QueryOutput;
 use millrace_query::types::{native_type, sql_type};
-use millrace_segments::time::format_iso;
+use millrace_query::values::cell;
 use serde_json::{Map, Value, json};
 
 /// Druid's result formats.
@@ -50,55 +44,6 @@ pub struct Headers {
     pub names: bool,
     pub types: bool,
     pub sql_types: bool,
-}
-
-/// One cell as JSON.
-fn cell(column: &dyn Array, row: usize) -> Value {
-    if column.is_null(row) {
-        return Value::Null;
-    }
-    macro_rules! number {
-        ($t:ty) => {
-            json!(column.as_primitive::<$t>().value(row))
-        };
-    }
-    match column.data_type() {
-        DataType::Boolean => json!(column.as_boolean().value(row)),
-        DataType::Int8 => number!(Int8Type),
-        DataType::Int16 => number!(Int16Type),
-        DataType::Int32 => number!(Int32Type),
-        DataType::Int64 => number!(Int64Type),
-        DataType::UInt8 => number!(UInt8Type),
-        DataType::UInt16 => number!(UInt16Type),
-        DataType::UInt32 => number!(UInt32Type),
-        DataType::UInt64 => number!(UInt64Type),
-        DataType::Float32 => number!(Float32Type),
-        DataType::Float64 => number!(Float64Type),
-        DataType::Utf8 => json!(column.as_string::<i32>().value(row)),
-        DataType::LargeUtf8 => json!(column.as_string::<i64>().value(row)),
-        DataType::Utf8View => json!(column.as_string_view().value(row)),
-        DataType::Timestamp(unit, _) => {
-            let millis = match unit {
-                TimeUnit::Second => column.as_primitive::<TimestampSecondType>().value(row) * 1000,
-                TimeUnit::Millisecond => {
-                    column.as_primitive::<TimestampMillisecondType>().value(row)
-                }
-                TimeUnit::Microsecond => {
-                    column.as_primitive::<TimestampMicrosecondType>().value(row) / 1000
-                }
-                TimeUnit::Nanosecond => {
-                    column.as_primitive::<TimestampNanosecondType>().value(row) / 1_000_000
-                }
-            };
-            json!(format_iso(millis))
-        }
-        _ => {
-            let options = FormatOptions::default();
-            ArrayFormatter::try_new(column, &options)
-                .map(|f| json!(f.value(row).to_string()))
-                .unwrap_or(Value::Null)
-        }
-    }
 }
 
 fn rows(batches: &[RecordBatch]) -> impl Iterator<Item = Vec<Value>> + '_ {

@@ -191,7 +191,10 @@ async fn sql(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
         .get("sqlQueryId")
         .and_then(|v| v.as_str())
         .map_or_else(query_id, String::from);
-    let output = match app.engine.query(&request.query, parameters).await {
+    let started = std::time::Instant::now();
+    let answer = app.engine.query(&request.query, parameters).await;
+    app.metrics.sql.record(started.elapsed(), answer.is_err());
+    let output = match answer {
         Ok(output) => output,
         Err(SqlError::Invalid(message)) => return invalid(message),
         Err(SqlError::Execution(message)) => {

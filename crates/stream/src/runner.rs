@@ -77,6 +77,21 @@ pub struct RunOptions {
     /// Where persistent state stores live (one folder per application.id inside); without
     /// it, a definition with a persistent store does not start.
     pub state_dir: Option<PathBuf>,
+    /// What the run has done so far, readable while it runs.
+    pub counters: Arc<RunCounters>,
+}
+
+/// A run's counts, updated as it goes (a server shows them while the run goes on).
+#[derive(Debug, Default)]
+pub struct RunCounters {
+    /// Input records processed by pipelines.
+    pub processed: AtomicU64,
+    /// Records pipelines wrote to topics.
+    pub written: AtomicU64,
+    /// Messages sent by producers.
+    pub produced: AtomicU64,
+    /// Records windowed aggregations dropped for arriving after their window closed.
+    pub late: AtomicU64,
 }
 
 impl RunOptions {
@@ -87,6 +102,7 @@ impl RunOptions {
             stop,
             slow_call_warning: Duration::from_secs(5),
             state_dir: None,
+            counters: Arc::default(),
         }
     }
 }
@@ -98,10 +114,7 @@ struct Shared {
     config: RunnerConfig,
     stop: Arc<AtomicBool>,
     failure: Mutex<Option<String>>,
-    processed: AtomicU64,
-    written: AtomicU64,
-    produced: AtomicU64,
-    late: AtomicU64,
+    counters: Arc<RunCounters>,
     producers_running: AtomicU64,
     /// `commit.interval.ms`.
     commit_interval: Duration,
@@ -205,10 +218,7 @@ pub fn run_then<R>(
         config,
         stop: options.stop.clone(),
         failure: Mutex::new(None),
-        processed: AtomicU64::new(0),
-        written: AtomicU64::new(0),
-        late: AtomicU64::new(0),
-        produced: AtomicU64::new(0),
+        counters: options.counters.clone(),
         producers_running: AtomicU64::new(0),
         commit_interval,
         cache_bytes_per_task,
@@ -258,7 +268,7 @@ pub fn run_then<R>(
                     });
                     match result {
                         Ok(sent) => {
-                            shared.produced.fetch_add(sent, Ordering::Relaxed);
+                            shared.counters.produced.fetch_add(sent, Ordering::Relaxed);
                         }
                         Err(e) => shared.fail(e),
                     }
@@ -280,10 +290,10 @@ pub fn run_then<R>(
     watchdog_finished.store(true, Ordering::SeqCst);
     let _ = watchdog.join();
     let summary = RunSummary {
-        records_processed: shared.processed.load(Ordering::Relaxed),
-        records_written: shared.written.load(Ordering::Relaxed),
-        messages_produced: shared.produced.load(Ordering::Relaxed),
-        late_records_dropped: shared.late.load(Ordering::Relaxed),
+        records_processed: shared.counters.processed.load(Ordering::Relaxed),
+        records_written: shared.counters.written.load(Ordering::Relaxed),
+        messages_produced: shared.counters.produced.load(Ordering::Relaxed),
+        late_records_dropped: shared.counters.late.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     };
     if let Some(message) = shared
@@ -672,6 +682,7 @@ fn step(
         input.position = *next;
     }
     shared
+        .counters
         .late
         .fetch_add(outcome.late_records, Ordering::Relaxed);
     if let Some(message) = outcome.flush_failed {
@@ -701,9 +712,13 @@ fn step(
         input.committed.store(input.position, Ordering::SeqCst);
     }
     shared
+        .counters
         .processed
         .fetch_add(pending.records, Ordering::Relaxed);
-    shared.written.fetch_add(written, Ordering::Relaxed);
+    shared
+        .counters
+        .written
+        .fetch_add(written, Ordering::Relaxed);
     match outcome.stopped {
         Some(message) => Err(message.into()),
         None => Ok(()),

@@ -13,6 +13,7 @@ mod compaction;
 mod examples_on_kafka;
 mod properties;
 mod scale_out;
+mod seeds;
 mod soak;
 
 fn millrace() -> Command {
@@ -737,10 +738,16 @@ struct ServeProcess {
 
 impl ServeProcess {
     fn start(data: &Path) -> ServeProcess {
+        ServeProcess::start_with(data, &[])
+    }
+
+    /// Starts `serve` with more arguments.
+    fn start_with(data: &Path, extra: &[&std::ffi::OsStr]) -> ServeProcess {
         use std::io::BufRead;
         let mut child = millrace()
             .args(["serve", "--port", "0", "--data-dir"])
             .arg(data)
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

@@ -2,6 +2,7 @@
 //! suspend, segments), and the shapes of each endpoint's answers and errors.
 
 mod compaction;
+mod native;
 
 use std::time::{Duration, Instant};
 
@@ -76,20 +77,26 @@ impl Running {
 
     /// A server whose datasource `social` holds `posts(16, 1)`, ingested by one task.
     fn with_sixteen_posts() -> Running {
+        Running::with_lines("social", &posts(16, 1), 16)
+    }
+
+    /// A server whose datasource (read by one task from a topic of the same name) holds
+    /// `rows` rows of the JSON `lines`.
+    fn with_lines(datasource: &str, lines: &str, rows: i64) -> Running {
         let server = Running::start();
-        server.ok("POST", "/topics", json!({"name": "posts", "partitions": 1}));
-        server.call(
+        server.ok(
             "POST",
-            "/topics/posts",
-            "text/plain",
-            posts(16, 1).as_bytes(),
+            "/topics",
+            json!({"name": datasource, "partitions": 1}),
         );
+        let path = format!("/topics/{datasource}");
+        server.call("POST", &path, "text/plain", lines.as_bytes());
         server.ok(
             "POST",
             "/druid/indexer/v1/supervisor",
-            spec("social", "posts", 1),
+            spec(datasource, datasource, 1),
         );
-        wait_until("rows arrive", || server.count("social") == 16);
+        wait_until("rows arrive", || server.count(datasource) == rows);
         server
     }
 

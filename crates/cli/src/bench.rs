@@ -90,6 +90,24 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The seeds' experiments in one run: the data generator's social posts (events/s), their
+    /// ingestion by supervisors with 1, 2 and 4 tasks (rows/s, segments per hour), and the
+    /// KSML efficient-processing pipeline in this repository's and the tutorial's form
+    /// (messages/s, peak memory); a table, and the figures as JSON.
+    Seeds {
+        /// How many social posts.
+        #[arg(long, default_value_t = 1_000_000)]
+        posts: usize,
+        /// How many events through each pipeline.
+        #[arg(long, default_value_t = 1_000_000)]
+        pipeline_events: usize,
+        /// Where to write the figures.
+        #[arg(long, default_value = "bench-seeds.json")]
+        json: PathBuf,
+        /// Where to put the data (a fresh temporary directory by default).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The Druid seed's experiment: tutorial social posts ingested by supervisors with each
     /// task count (rows/s until queryable, publish time), then SQL latencies over the rows.
     Druid {
@@ -171,6 +189,12 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             optimized_state,
             data_dir,
         } => crate::bench_stateful::run(events, keys, &optimized_state, &only, data_dir),
+        BenchCommand::Seeds {
+            posts,
+            pipeline_events,
+            json,
+            data_dir,
+        } => crate::bench_seeds::run(posts, pipeline_events, &json, data_dir),
         BenchCommand::Compaction {
             rows,
             query_runs,

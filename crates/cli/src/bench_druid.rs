@@ -20,8 +20,9 @@ use serde_json::json;
 
 use crate::bench::{BenchDir, median, peak_memory_mib, rate};
 
-const TOPIC: &str = "social_media";
-const PARTITIONS: u32 = 4;
+/// The topic the posts are in, and its partitions.
+pub(crate) const TOPIC: &str = "social_media";
+pub(crate) const PARTITIONS: u32 = 4;
 /// 2025-01-01T00:00:00Z: the simulated clock starts here.
 pub(crate) const START: i64 = 1_735_689_600_000;
 

@@ -23,17 +23,22 @@ use crate::bench::{BenchDir, median, rate};
 
 const INPUT_TOPIC: &str = "high_volume_events";
 
-/// Events shaped like the seed's high-volume producer makes them, from a fixed seed.
-fn events(count: usize) -> Vec<Bytes> {
-    const TYPES: [&str; 5] = ["click", "purchase", "view", "scroll", "hover"];
-    const CATEGORIES: [&str; 5] = ["electronics", "clothing", "books", "home", "sports"];
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
+/// A small deterministic random source (xorshift64), so every run reads the same events.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+/// Events shaped like examples/ksml/producer-high-volume.yaml makes them, from a fixed seed.
+pub(crate) fn events(count: usize) -> Vec<Bytes> {
+    const TYPES: [&str; 5] = ["click", "purchase", "view", "scroll", "hover"];
+    const CATEGORIES: [&str; 5] = ["electronics", "clothing", "books", "home", "sports"];
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     (0..count)
         .map(|i| {
             let r = next();
@@ -44,6 +49,33 @@ fn events(count: usize) -> Vec<Bytes> {
                 CATEGORIES[(r >> 20) as usize % 5],
                 1.0 + ((r >> 30) % 49_900) as f64 / 100.0,
                 1_700_000_000_000u64 + i as u64
+            ))
+        })
+        .collect()
+}
+
+/// Events shaped like the KSML performance tutorial's own producer makes them (`type`,
+/// product and session ids, a nested `metadata` object), from a fixed seed.
+pub(crate) fn tutorial_events(count: usize) -> Vec<Bytes> {
+    const TYPES: [&str; 6] = ["view", "click", "purchase", "search", "scroll", "hover"];
+    const CATEGORIES: [&str; 5] = ["electronics", "clothing", "books", "home", "sports"];
+    const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
+    const BROWSERS: [&str; 3] = ["chrome", "firefox", "safari"];
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    (0..count)
+        .map(|i| {
+            let r = next();
+            let kind = TYPES[r as usize % 6];
+            let user = (r >> 8) % 100 + 1;
+            let value = if kind == "purchase" { 1.0 + ((r >> 16) % 9900) as f64 / 100.0 } else { 0.0 };
+            Bytes::from(format!(
+                r#"{{"event_id":"evt_{i:08}","type":"{kind}","user_id":"user_{user:04}","timestamp":{},"product_id":"prod_{:04}","category":"{}","value":{value},"session_id":"sess_{:03}","metadata":{{"source":"web","device":"{}","browser":"{}"}}}}"#,
+                1_700_000_000_000u64 + i as u64,
+                (r >> 24) % 1000 + 1,
+                CATEGORIES[(r >> 34) as usize % 5],
+                user % 50,
+                DEVICES[(r >> 40) as usize % 3],
+                BROWSERS[(r >> 44) as usize % 3],
             ))
         })
         .collect()
@@ -98,7 +130,7 @@ pub fn run(
 
 /// One pipeline run over fresh data (on a fresh broker with `kafka`): seconds, and how many
 /// results it wrote.
-fn pipeline_run(
+pub(crate) fn pipeline_run(
     payloads: &[Bytes],
     definition: &Path,
     data_dir: Option<PathBuf>,

@@ -166,7 +166,16 @@ impl Hosted {
                 "recordsOut": counters.written.load(Ordering::Relaxed),
                 "messagesProduced": counters.produced.load(Ordering::Relaxed),
                 "lateRecordsDropped": counters.late.load(Ordering::Relaxed),
+                "recordsFailed": counters.failed.load(Ordering::Relaxed),
                 "lag": self.lag(namespace, unit),
+                "storeEntries": counters.store_sizes(),
+                "pythonBusySeconds": counters.python.get().map(|watch| {
+                    watch
+                        .busy_seconds()
+                        .into_iter()
+                        .map(|(function, seconds)| json!({"function": function, "seconds": seconds}))
+                        .collect::<Vec<_>>()
+                }),
             },
         })
     }

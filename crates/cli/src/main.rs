@@ -4,6 +4,7 @@ mod bench;
 mod bench_compaction;
 mod bench_druid;
 mod bench_pipeline;
+mod bench_seeds;
 mod bench_stateful;
 mod datagen;
 mod definitions;

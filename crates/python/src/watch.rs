@@ -84,11 +84,15 @@ pub struct CallWatch {
     slow_after: Duration,
     /// The run's stop flag: once set, calls in progress are interrupted.
     stop: Arc<AtomicBool>,
+    /// Per function, how many of the watchdog's looks found a thread in it: an estimate of
+    /// where Python time goes that costs the calls nothing.
+    busy_samples: Vec<AtomicU64>,
 }
 
 impl CallWatch {
     pub fn new(functions: Vec<String>, slow_after: Duration, stop: Arc<AtomicBool>) -> CallWatch {
         CallWatch {
+            busy_samples: functions.iter().map(|_| AtomicU64::new(0)).collect(),
             functions,
             threads: Mutex::new(Vec::new()),
             slow_after,
@@ -146,6 +150,12 @@ impl CallWatch {
                 if calls % 2 == 0 {
                     continue;
                 }
+                if let Some(samples) = self
+                    .busy_samples
+                    .get(thread.function.load(Ordering::Relaxed))
+                {
+                    samples.fetch_add(1, Ordering::Relaxed);
+                }
                 if calls != *last_calls {
                     (*last_calls, *since, *report_at) = (calls, Instant::now(), self.slow_after);
                 }
@@ -157,6 +167,19 @@ impl CallWatch {
                 }
             }
         }
+    }
+
+    /// Each function (as reports name it) and the seconds threads were seen running it,
+    /// estimated from the watchdog's looks every [`SAMPLE_EVERY`].
+    pub fn busy_seconds(&self) -> Vec<(String, f64)> {
+        self.functions
+            .iter()
+            .zip(&self.busy_samples)
+            .map(|(name, samples)| {
+                let seen = samples.load(Ordering::Relaxed) as f64;
+                (name.clone(), seen * SAMPLE_EVERY.as_secs_f64())
+            })
+            .collect()
     }
 
     fn report_slow(&self, thread: &WatchedThread, running: Duration) {

@@ -24,7 +24,9 @@ pub enum HostError {
 /// The KSML definitions a server runs. Each is a JSON object: `name`, `file`,
 /// `applicationId`, `state` (RUNNING, STOPPED, FAILED or INVALID), `error`, `startedAt`,
 /// `pipelines`, `producers` and `metrics` (`recordsIn`, `recordsOut`, `messagesProduced`,
-/// `lateRecordsDropped`, `lag`).
+/// `lateRecordsDropped`, `recordsFailed`, `lag`, `storeEntries` per store, and
+/// `pythonBusySeconds`: per function, the seconds threads were seen running it, sampled every
+/// 100 ms).
 pub trait DefinitionHost: Send + Sync {
     fn list(&self) -> Vec<Value>;
     fn get(&self, name: &str) -> Option<Value>;

@@ -237,6 +237,13 @@ fn definition_families(out: &mut String, definitions: &[Value]) {
     );
     family(
         out,
+        "millrace_ksml_errors_total",
+        "counter",
+        "Input records whose processing failed (this run).",
+        &metric("recordsFailed"),
+    );
+    family(
+        out,
         "millrace_ksml_late_records_dropped_total",
         "counter",
         "Records windowed operations dropped as late (this run).",
@@ -265,6 +272,52 @@ fn definition_families(out: &mut String, definitions: &[Value]) {
         "gauge",
         "1 while the definition runs.",
         &running,
+    );
+    // Per definition and name within it (a store, a function): one sample each.
+    let per_name = |field: &str,
+                    label: &str,
+                    value_of: &dyn Fn(&Value) -> (String, f64)|
+     -> Vec<(String, f64)> {
+        definitions
+            .iter()
+            .flat_map(|d| {
+                let definition = d["name"].as_str().unwrap_or("").to_string();
+                let items: Vec<(String, f64)> = match &d["metrics"][field] {
+                    Value::Object(map) => map
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+                        .collect(),
+                    Value::Array(list) => list.iter().map(value_of).collect(),
+                    _ => Vec::new(),
+                };
+                items.into_iter().map(move |(name, value)| {
+                    (
+                        labels(&[("definition", &definition), (label, &name)]),
+                        value,
+                    )
+                })
+            })
+            .collect()
+    };
+    let function_seconds = |f: &Value| {
+        (
+            f["function"].as_str().unwrap_or("").to_string(),
+            f["seconds"].as_f64().unwrap_or(0.0),
+        )
+    };
+    family(
+        out,
+        "millrace_ksml_store_entries",
+        "gauge",
+        "About how many entries the definition's state store holds (at each task's last commit).",
+        &per_name("storeEntries", "store", &function_seconds),
+    );
+    family(
+        out,
+        "millrace_ksml_python_busy_seconds_total",
+        "counter",
+        "Seconds the definition's threads were seen running a Python function (sampled every 100 ms; this run).",
+        &per_name("pythonBusySeconds", "function", &function_seconds),
     );
 }
 

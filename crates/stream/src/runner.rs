@@ -3,9 +3,10 @@
 //! hold of Python's lock, then appends the results and commits its input offsets in one step,
 //! so a crash never loses or repeats a result on the embedded log.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use millrace_log::{Append, CommittedOffset, GroupMembership, Log, LogError, StoredRecord};
@@ -82,7 +83,7 @@ pub struct RunOptions {
 }
 
 /// A run's counts, updated as it goes (a server shows them while the run goes on).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RunCounters {
     /// Input records processed by pipelines.
     pub processed: AtomicU64,
@@ -92,6 +93,13 @@ pub struct RunCounters {
     pub produced: AtomicU64,
     /// Records windowed aggregations dropped for arriving after their window closed.
     pub late: AtomicU64,
+    /// Input records whose processing failed (the error handler logged, skipped or stopped).
+    pub failed: AtomicU64,
+    /// About how many entries each task's instance of each store held at its last commit,
+    /// by store name and task.
+    pub store_entries: Mutex<BTreeMap<(String, String), u64>>,
+    /// The run's Python functions, once it started: where their time goes.
+    pub python: OnceLock<Arc<CallWatch>>,
 }
 
 impl RunOptions {
@@ -103,6 +111,40 @@ impl RunOptions {
             slow_call_warning: Duration::from_secs(5),
             state_dir: None,
             counters: Arc::default(),
+        }
+    }
+}
+
+impl RunCounters {
+    /// About how many entries each store holds now, over all tasks.
+    pub fn store_sizes(&self) -> BTreeMap<String, u64> {
+        let mut sizes = BTreeMap::new();
+        for ((store, _), entries) in self
+            .store_entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            *sizes.entry(store.clone()).or_insert(0) += entries;
+        }
+        sizes
+    }
+}
+
+/// Notes how many entries a task's stores hold, after a commit.
+fn note_store_entries(shared: &Shared, task: &Task) {
+    if task.stores.iter().all(Option::is_none) {
+        return;
+    }
+    let mut entries = shared
+        .counters
+        .store_entries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for (id, store) in task.stores.iter().enumerate() {
+        if let Some(store) = store {
+            let name = shared.topology.stores[id].spec.name.clone();
+            entries.insert((name, task.id.clone()), store.approximate_len());
         }
     }
 }
@@ -208,6 +250,7 @@ pub fn run_then<R>(
         options.slow_call_warning,
         options.stop.clone(),
     ));
+    let _ = options.counters.python.set(watch.clone());
     let watchdog_finished = Arc::new(AtomicBool::new(false));
     let watchdog = watch
         .start_watchdog(watchdog_finished.clone())
@@ -685,6 +728,10 @@ fn step(
         .counters
         .late
         .fetch_add(outcome.late_records, Ordering::Relaxed);
+    shared
+        .counters
+        .failed
+        .fetch_add(outcome.failed_records, Ordering::Relaxed);
     if let Some(message) = outcome.flush_failed {
         return Err(format!("task {}: {message}", task.id).into());
     }
@@ -711,6 +758,7 @@ fn step(
     for input in &task.inputs {
         input.committed.store(input.position, Ordering::SeqCst);
     }
+    note_store_entries(shared, task);
     shared
         .counters
         .processed

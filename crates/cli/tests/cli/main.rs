@@ -696,6 +696,42 @@ fn benchmarks_run_and_print_figures() {
         assert!(text.contains(figure), "{figure}: {text}");
     }
 
+    // The seeds' experiments in one run, as JSON too (definitions named from the repository).
+    let figures_dir = tempfile::tempdir().unwrap();
+    let figures = figures_dir.path().join("seeds.json");
+    let output = run_ok(
+        millrace()
+            .current_dir(examples().join("../.."))
+            .args([
+                "bench",
+                "seeds",
+                "--posts",
+                "4000",
+                "--pipeline-events",
+                "3000",
+                "--json",
+            ])
+            .arg(&figures),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("4000 posts in"), "{text}");
+    let json: Json = serde_json::from_str(&std::fs::read_to_string(&figures).unwrap()).unwrap();
+    assert!(json["generator"]["eventsPerSecond"].as_f64().unwrap() > 0.0);
+    let runs = json["ingestion"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        // 4000 posts from 500 sessions span minutes: one hour, one segment per task.
+        assert_eq!(run["segments"], run["taskCount"], "{run}");
+        assert_eq!(run["hours"], 1, "{run}");
+    }
+    let pipelines = json["pipelines"].as_array().unwrap();
+    assert_eq!(pipelines.len(), 2);
+    for pipeline in pipelines {
+        let results = pipeline["results"].as_u64().unwrap();
+        // Scrolls and hovers are dropped: 2 of 5 event types here, 2 of 6 in the tutorial's.
+        assert!(results > 1500 && results < 2500, "{pipeline}");
+    }
+
     // The run fails unless every row comes through both compactions.
     let output =
         run_ok(millrace().args(["bench", "compaction", "--rows", "4000", "--query-runs", "1"]));

@@ -222,6 +222,29 @@ fn the_servers_datagen_api_feeds_a_supervisor() {
         ),
         20000.0
     );
+    // The command line reaches the same server with --url.
+    run_ok(
+        datagen(&["--config", "iot/sensors.json", "--total-events", "500"]).args([
+            "--topic",
+            "readings",
+            "--partitions",
+            "2",
+            "--url",
+            &server.url,
+        ]),
+    );
+    let (_, readings) = call("GET", &url("/topics/readings"), None);
+    let offsets: Vec<u64> = readings["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latest_offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        (offsets.len(), offsets.iter().sum::<u64>()),
+        (2, 500),
+        "{readings}"
+    );
     let (_, jobs) = call("GET", &url("/jobs"), None);
     assert_eq!(jobs.as_array().unwrap().len(), 1);
     let (_, list) = call("GET", &url("/list"), None);
@@ -429,6 +452,10 @@ fn ksml_definitions_run_inside_serve_while_a_supervisor_ingests_their_output() {
     assert_eq!(definition("millrace_ksml_lag", processor), 0.0);
     assert_eq!(definition("millrace_ksml_running", processor), 1.0);
     assert_eq!(definition("millrace_ksml_running", "broken"), 0.0);
+    assert!(
+        metrics.contains("millrace_ksml_python_busy_seconds_total{definition=\"processor-efficient-processing\",function=\"function 'compute_event_score'"),
+        "{metrics}"
+    );
 }
 
 /// The server's Prometheus metrics.

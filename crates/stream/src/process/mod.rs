@@ -96,6 +96,8 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Records dropped for arriving after their windows closed (window end plus grace).
     pub late_records: u64,
+    /// Records whose processing failed (handled by the error handler, logged or not).
+    pub failed_records: u64,
     /// Caches were sent downstream: the task may commit.
     pub flushed: bool,
     /// Sending cached aggregations downstream failed: the task must not commit.
@@ -140,6 +142,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
         watched: &'a WatchedThread,
     ) -> BatchOutcome {
         let mut outcome = BatchOutcome {
+            failed_records: 0,
             outputs: Vec::new(),
             next_offsets: task.inputs.iter().map(|input| input.position).collect(),
             records: 0,
@@ -189,6 +192,7 @@ impl<'a, 'py> BatchProcessor<'a, 'py> {
                 break;
             }
             if let Err(failure) = result {
+                outcome.failed_records += 1;
                 let handler = failure.kind.handler(handling);
                 let text = processor.describe(&failure, handler, &stored.record);
                 if handler.log {

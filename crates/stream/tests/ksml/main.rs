@@ -9,7 +9,7 @@ use bytes::Bytes;
 use millrace_ksml::config::{DefinitionSource, Handler, RunnerConfig};
 use millrace_ksml::load::load_definitions;
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Header, Log, Record};
-use millrace_stream::runner::{RunError, RunOptions, RunSummary, run};
+use millrace_stream::runner::{RunCounters, RunError, RunOptions, RunSummary, run};
 use serde_json::{Value as Json, json};
 
 mod stateful;
@@ -70,6 +70,16 @@ impl Env {
     }
 
     fn run_with(&self, files: &[&Path], config: RunnerConfig) -> Result<RunSummary, RunError> {
+        self.run_counted(files, config, Arc::default())
+    }
+
+    /// Runs definition files until idle, counting into `counters`.
+    fn run_counted(
+        &self,
+        files: &[&Path],
+        config: RunnerConfig,
+        counters: Arc<RunCounters>,
+    ) -> Result<RunSummary, RunError> {
         let mut config = config;
         for file in files {
             config.definitions.push((
@@ -82,6 +92,7 @@ impl Env {
         assert!(!loaded.has_errors(), "definitions must load: {errors:#?}");
         let mut options = RunOptions::new(true, Arc::new(AtomicBool::new(false)));
         options.state_dir = Some(self.path("state"));
+        options.counters = counters;
         run(self.log.clone(), &loaded.definitions, config, options)
     }
 

@@ -118,6 +118,42 @@ fn an_in_memory_store_without_changelog_starts_empty() {
 }
 
 #[test]
+fn a_runs_counters_show_failed_records_store_entries_and_python_functions() {
+    use std::sync::atomic::Ordering;
+    let env = Env::new();
+    let yaml = counting_definition("persistent: false");
+    append_values(
+        &env,
+        &[
+            ("a", "x"),
+            ("b", "x"),
+            ("a", "fail"),
+            ("c", "x"),
+            ("a", "x"),
+        ],
+    );
+    let file = env.write("app.yaml", &yaml);
+    let mut config = RunnerConfig::default();
+    config.error_handling.process.handler = Handler::ContinueOnFail;
+    let counters = Arc::new(RunCounters::default());
+    env.run_counted(&[&file], config, counters.clone()).unwrap();
+    assert_eq!(counters.processed.load(Ordering::Relaxed), 5);
+    assert_eq!(counters.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.written.load(Ordering::Relaxed), 4);
+    let sizes = counters.store_sizes();
+    assert_eq!(sizes.get("counts"), Some(&3), "{sizes:?}");
+    let functions = counters
+        .python
+        .get()
+        .expect("the run's functions")
+        .busy_seconds();
+    assert!(
+        functions.iter().any(|(name, _)| name.contains("'count'")),
+        "{functions:?}"
+    );
+}
+
+#[test]
 fn a_record_stopping_the_run_leaves_no_store_writes() {
     let env = Env::new();
     let yaml = counting_definition("logging: true\n    persistent: true");

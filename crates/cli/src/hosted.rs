@@ -34,6 +34,8 @@ struct Unit {
     producers: usize,
     /// The topics of the definition: lag is counted on those its group committed.
     topics: Vec<String>,
+    /// A stop was asked for and the run has not ended yet: it may not start again meanwhile.
+    stopping: bool,
 }
 
 enum Outcome {
@@ -79,6 +81,7 @@ impl Hosted {
                     pipelines: 0,
                     producers: 0,
                     topics: Vec::new(),
+                    stopping: false,
                 };
                 (namespace.clone(), unit)
             })
@@ -146,6 +149,7 @@ impl Hosted {
 
     fn describe(&self, namespace: &str, unit: &Unit) -> Value {
         let (state, error) = match (&unit.running, &unit.last) {
+            (None, _) if unit.stopping => ("STOPPING", None),
             (Some(_), _) => ("RUNNING", None),
             (None, Outcome::NotRun | Outcome::Stopped) => ("STOPPED", None),
             (None, Outcome::Failed(e)) => ("FAILED", Some(e.clone())),
@@ -277,23 +281,38 @@ impl DefinitionHost for Hosted {
             .get_mut(name)
             .ok_or_else(|| HostError::NotFound(format!("no definition is named '{name}'")))?;
         Self::reap(unit);
-        if unit.running.is_some() {
+        if unit.running.is_some() || unit.stopping {
             return Err(HostError::Invalid(format!(
-                "definition '{name}' is already running"
+                "definition '{name}' is running or stopping"
             )));
         }
         self.start_unit(name, unit).map_err(HostError::Invalid)?;
         Ok(self.describe(name, unit))
     }
 
+    /// Stops a run and waits for it without holding the definitions' lock, so that listing
+    /// and metrics go on meanwhile.
     fn stop(&self, name: &str) -> Result<Value, HostError> {
+        let running = {
+            let mut units = self.units();
+            let unit = units
+                .get_mut(name)
+                .ok_or_else(|| HostError::NotFound(format!("no definition is named '{name}'")))?;
+            let running = unit.running.take();
+            if let Some(running) = &running {
+                running.stop.store(true, Ordering::SeqCst);
+                unit.stopping = true;
+            }
+            running
+        };
+        let outcome = running.map(Self::outcome);
         let mut units = self.units();
         let unit = units
             .get_mut(name)
             .ok_or_else(|| HostError::NotFound(format!("no definition is named '{name}'")))?;
-        if let Some(running) = unit.running.take() {
-            running.stop.store(true, Ordering::SeqCst);
-            unit.last = Self::outcome(running);
+        if let Some(outcome) = outcome {
+            unit.last = outcome;
+            unit.stopping = false;
         }
         Ok(self.describe(name, unit))
     }

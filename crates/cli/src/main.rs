@@ -41,7 +41,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "KSML stream processing and Druid-compatible real-time ingestion and SQL, on an embedded log",
     long_about = "millrace runs KSML definition files (streams, functions in Python, pipelines, producers) \
 with the semantics of the KSML runner, on an embedded crash-safe log in a data directory. \
-`millrace serve` hosts that log with Druid's Kafka supervisors, segments and SQL behind Druid's HTTP API."
+`millrace serve` hosts that log with Druid's Kafka supervisors, segments and SQL behind Druid's HTTP API, \
+and can run KSML definitions and the data generator next to them."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -108,7 +109,8 @@ enum Command {
         definitions: Vec<PathBuf>,
     },
     /// Serve the data directory: the log, Druid supervisors and tasks, segments, and Druid's
-    /// HTTP API (supervisors, tasks, coordinator, SQL) plus topics over HTTP.
+    /// HTTP API (supervisors, tasks, coordinator, SQL, native queries), plus topics, the data
+    /// generator's API, KSML definitions (--definitions) and Prometheus metrics over HTTP.
     Serve(serve::ServeArgs),
     /// Generate events from a learn-druid datagen config (built-in or a file) into a topic,
     /// a file or standard output.

@@ -82,6 +82,14 @@ fn hosted_definitions(
             .definitions
             .push((namespace_of(file), DefinitionSource::File(file.clone())));
     }
+    let mut names: Vec<&String> = config.definitions.iter().map(|(name, _)| name).collect();
+    names.sort();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(format!(
+            "two definitions are named '{}' (a definition's name is its file name without extension)",
+            pair[0]
+        ));
+    }
     let log = match config.bootstrap_servers() {
         Some(_) => crate::connect_kafka(&config)?,
         None => server.log(),

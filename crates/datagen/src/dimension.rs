@@ -227,7 +227,7 @@ impl Dimension {
                 cardinality.values.push(value);
             } else {
                 draws += 1;
-                if draws > DRAWS_PER_VALUE * cardinality.count {
+                if draws > DRAWS_PER_VALUE.saturating_mul(cardinality.count) {
                     return Err(error(
                         &cardinality.path,
                         format!(
@@ -317,11 +317,8 @@ impl Dimension {
                 Some((_, value)) if value.first() == Some(&b'"') || value == b"null" => {
                     out.extend_from_slice(value);
                 }
-                Some((_, value)) => {
-                    out.push(b'"');
-                    out.extend_from_slice(value);
-                    out.push(b'"');
-                }
+                // Numbers, objects and lists as text, as learn-druid writes every variable.
+                Some((_, value)) => push_json_string(out, &String::from_utf8_lossy(value)),
                 None => out.extend_from_slice(b"null"),
             },
             Kind::Object(children) => {

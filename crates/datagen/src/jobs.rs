@@ -253,22 +253,31 @@ impl Jobs {
         let Some(name) = request.get("name").and_then(Value::as_str) else {
             return Err("ERROR job must have a \"name\" property.".to_string());
         };
-        let mut jobs = self.jobs();
-        if let Some(job) = jobs.get(name) {
-            if job.outcome().is_none() {
-                return Err(format!(
-                    "A Job with name [{name}] is already running. Use /stop/{name} to cancel it and try again."
-                ));
-            }
-            if let Some(old) = jobs.remove(name) {
-                old.finish();
-            }
+        let running = |jobs: &BTreeMap<String, Job>| {
+            jobs.get(name).is_some_and(|job| job.outcome().is_none())
+        };
+        let refused = || {
+            format!(
+                "A Job with name [{name}] is already running. Use /stop/{name} to cancel it and try again."
+            )
+        };
+        if running(&self.jobs()) {
+            return Err(refused());
         }
+        // Connecting (a Kafka cluster may be slow to answer) and drawing the fixed value sets
+        // happen without the jobs' lock, so status requests are answered meanwhile.
         let failed = |e: String| format!("ERROR starting data generator job: {e}");
         let parsed = JobRequest::parse(&request).map_err(|e| failed(e.to_string()))?;
         let mut sink = (self.connect)(&parsed.target).map_err(failed)?;
         let mut simulation =
             Simulation::new(parsed.config, parsed.settings).map_err(|e| failed(e.to_string()))?;
+        let mut jobs = self.jobs();
+        if running(&jobs) {
+            return Err(refused());
+        }
+        if let Some(old) = jobs.remove(name) {
+            old.finish();
+        }
         let progress = Arc::new(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
         let outcome = Arc::new(Mutex::new(None));

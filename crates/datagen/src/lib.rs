@@ -18,5 +18,5 @@ pub use config::Config;
 pub use fields::ConfigError;
 pub use jobs::{JobRequest, Jobs};
 pub use run::{Pacing, Progress};
-pub use simulation::{Limit, Settings, Simulation};
+pub use simulation::{Limit, Settings, Simulation, Step};
 pub use target::{FileSink, LogSink, Sink, StdoutSink, Target};

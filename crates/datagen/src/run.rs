@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::simulation::Simulation;
+use crate::simulation::{Simulation, Step};
 use crate::target::{Sink, now_ms};
 
 /// How often buffered records are flushed while a job runs, so readers see them soon.
@@ -52,26 +52,27 @@ pub fn run(
             .store(simulation.clock_ms(), Ordering::Relaxed);
     };
     while !stop.load(Ordering::Relaxed) {
-        if pacing == Pacing::WallClock
-            && let Some(due) = simulation.next_time_ms()
-        {
-            let wait = due - now_ms();
-            if wait > 0 {
+        let not_after = match pacing {
+            Pacing::WallClock => Some(now_ms()),
+            Pacing::Simulated => None,
+        };
+        match simulation.next_record(&mut record, not_after) {
+            Step::Done => break,
+            Step::NotYet(due) => {
                 sink.flush()?;
                 publish(simulation);
-                std::thread::sleep(Duration::from_millis(wait.min(100) as u64));
-                continue;
+                let wait = (due - now_ms()).clamp(1, 100);
+                std::thread::sleep(Duration::from_millis(wait as u64));
             }
-        }
-        if simulation.next_record(&mut record).is_none() {
-            break;
-        }
-        sink.write(&record)?;
-        if simulation.records().is_multiple_of(256) {
-            publish(simulation);
-            if flushed.elapsed() >= FLUSH_EVERY {
-                sink.flush()?;
-                flushed = Instant::now();
+            Step::Record(_) => {
+                sink.write(&record)?;
+                if simulation.records().is_multiple_of(256) {
+                    publish(simulation);
+                    if flushed.elapsed() >= FLUSH_EVERY {
+                        sink.flush()?;
+                        flushed = Instant::now();
+                    }
+                }
             }
         }
     }

@@ -51,6 +51,17 @@ struct Session {
     variables: Vec<(String, Vec<u8>)>,
 }
 
+/// What [`Simulation::next_record`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A record, written out; its time (epoch milliseconds).
+    Record(i64),
+    /// Nothing due yet: the next event is at this time (epoch milliseconds).
+    NotYet(i64),
+    /// The limit is reached.
+    Done,
+}
+
 /// A running simulation; [`Simulation::next_record`] yields records in time order.
 pub struct Simulation {
     config: Config,
@@ -130,9 +141,12 @@ impl Simulation {
         if self.finished || self.max_records.is_some_and(|max| self.records >= max) {
             return None;
         }
-        self.queue
-            .peek()
-            .map(|Reverse((at, _, _))| at.div_euclid(1000))
+        let Reverse((at, _, _)) = self.queue.peek()?;
+        // Past the duration limit nothing is due any more.
+        if self.end_us.is_some_and(|end| *at > end) {
+            return None;
+        }
+        Some(at.div_euclid(1000))
     }
 
     /// The simulated clock, epoch milliseconds.
@@ -151,25 +165,27 @@ impl Simulation {
     }
 
     /// Runs the simulation to its next record, writes the record into `out` (cleared first)
-    /// and returns its time (epoch milliseconds); None once the limit is reached.
-    pub fn next_record(&mut self, out: &mut Vec<u8>) -> Option<i64> {
+    /// and returns its time; with `not_after_ms`, stops instead before any event later than
+    /// that (a job paced to the wall clock passes now).
+    pub fn next_record(&mut self, out: &mut Vec<u8>, not_after_ms: Option<i64>) -> Step {
         loop {
-            if self.next_time_ms().is_none() {
+            let Some(next_ms) = self.next_time_ms() else {
                 self.finished = true;
-                return None;
+                return Step::Done;
+            };
+            if not_after_ms.is_some_and(|limit| next_ms > limit) {
+                return Step::NotYet(next_ms);
             }
-            let Reverse((at_us, _, actor)) = self.queue.pop()?;
-            if self.end_us.is_some_and(|end| at_us > end) {
-                self.finished = true;
-                return None;
-            }
+            let Some(Reverse((at_us, _, actor))) = self.queue.pop() else {
+                return Step::Done;
+            };
             self.clock_us = at_us;
             match actor {
                 Actor::Spawner => self.spawn(),
                 Actor::Session(slot) => {
                     if self.advance(slot) {
                         self.emit(slot, out);
-                        return Some(self.clock_ms());
+                        return Step::Record(self.clock_ms());
                     }
                 }
             }

@@ -143,10 +143,16 @@ impl LogSink {
         Some(Bytes::from(key))
     }
 
+    /// Appends a partition's pending records; key-less records move on to the next
+    /// partition once the one they stick to was appended (as Kafka's sticky partitioner
+    /// moves on with each batch sent).
     fn append(&mut self, partition: usize) -> Result<(), String> {
         let records = std::mem::take(&mut self.pending[partition]);
         if records.is_empty() {
             return Ok(());
+        }
+        if partition == self.sticky {
+            self.sticky = (self.sticky + 1) % self.pending.len();
         }
         self.log
             .append(&self.topic, partition as u32, records)
@@ -170,9 +176,6 @@ impl Sink for LogSink {
         });
         if self.pending[partition].len() >= BATCH {
             self.append(partition)?;
-            if partition == self.sticky {
-                self.sticky = (self.sticky + 1) % self.pending.len();
-            }
         }
         Ok(())
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use millrace_datagen::target::now_ms;
 use millrace_datagen::{
-    Config, FileSink, Jobs, Limit, LogSink, Pacing, Progress, Settings, Simulation, Sink, Target,
-    builtin,
+    Config, FileSink, Jobs, Limit, LogSink, Pacing, Progress, Settings, Simulation, Sink, Step,
+    Target, builtin,
 };
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ fn records(config: &Value, settings: Settings) -> Vec<Value> {
     let mut simulation = Simulation::new(Config::parse(config).unwrap(), settings).unwrap();
     let mut out = Vec::new();
     let mut all = Vec::new();
-    while simulation.next_record(&mut out).is_some() {
+    while let Step::Record(_) = simulation.next_record(&mut out, None) {
         all.push(
             serde_json::from_slice(&out)
                 .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out))),
@@ -390,6 +390,37 @@ fn log_targets_spread_keyless_records_and_place_keyed_ones_by_key() {
         assert_eq!(key, value["username"].as_str().unwrap().as_bytes());
         assert_eq!(partition, millrace_log::murmur2_partition(&key, 3));
     }
+}
+
+#[test]
+fn keyless_records_move_on_to_the_next_partition_with_each_append() {
+    // A job paced to the wall clock flushes often, long before 1000 records gather.
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path());
+    let mut sink = LogSink::open(log.clone(), "paced", Some(3), Vec::new()).unwrap();
+    for i in 0..6 {
+        sink.write(format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+        sink.flush().unwrap();
+    }
+    let partitions: Vec<u32> = topic_records(log.as_ref(), "paced")
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(partitions, [0, 0, 1, 1, 2, 2]);
+}
+
+#[test]
+fn object_variables_stay_valid_json() {
+    let config = json!({
+        "emitters": [{"name": "e", "dimensions": [{"type": "variable", "name": "device", "variable": "device"}]}],
+        "interarrival": {"type": "constant", "value": 1},
+        "states": [{"name": "s", "emitter": "e", "delay": {"type": "constant", "value": 1},
+                    "variables": [{"type": "object", "name": "device", "dimensions": [
+                        {"type": "enum", "name": "kind", "values": ["probe"]}]}],
+                    "transitions": [{"next": "s", "probability": 1}]}]
+    });
+    let all = records(&config, settings(1, Limit::Events(2), 1));
+    assert_eq!(all[0]["device"], json!("{\"kind\":\"probe\"}"));
 }
 
 #[test]

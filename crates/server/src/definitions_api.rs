@@ -22,7 +22,7 @@ pub enum HostError {
 }
 
 /// The KSML definitions a server runs. Each is a JSON object: `name`, `file`,
-/// `applicationId`, `state` (RUNNING, STOPPED, FAILED or INVALID), `error`, `startedAt`,
+/// `applicationId`, `state` (RUNNING, STOPPING, STOPPED, FAILED or INVALID), `error`, `startedAt`,
 /// `pipelines`, `producers` and `metrics` (`recordsIn`, `recordsOut`, `messagesProduced`,
 /// `lateRecordsDropped`, `recordsFailed`, `lag`, `storeEntries` per store, and
 /// `pythonBusySeconds`: per function, the seconds threads were seen running it, sampled every

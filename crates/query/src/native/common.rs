@@ -55,6 +55,15 @@ pub fn datasource(query: &Value) -> Result<String, NativeError> {
     }
 }
 
+/// An ISO-8601 time, also a year alone (`1000/3000` is a common interval in Druid queries).
+fn instant(text: &str) -> Option<i64> {
+    let text = text.trim();
+    match text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) {
+        true => parse_iso(&format!("{text}-01-01")),
+        false => parse_iso(text),
+    }
+}
+
 /// One ISO-8601 interval: `start/end`, `start/period` or `period/end`.
 fn interval(text: &str) -> Result<(i64, i64), NativeError> {
     let bad = || invalid(format!("'{text}' is not an ISO-8601 interval"));
@@ -62,15 +71,15 @@ fn interval(text: &str) -> Result<(i64, i64), NativeError> {
     let period = |p: &str| Period::parse(p).map_err(|_| bad());
     let (start, end) = match (left.starts_with(['P', 'p']), right.starts_with(['P', 'p'])) {
         (false, false) => (
-            parse_iso(left).ok_or_else(bad)?,
-            parse_iso(right).ok_or_else(bad)?,
+            instant(left).ok_or_else(bad)?,
+            instant(right).ok_or_else(bad)?,
         ),
         (false, true) => {
-            let start = parse_iso(left).ok_or_else(bad)?;
+            let start = instant(left).ok_or_else(bad)?;
             (start, shift(start, &period(right)?, 1))
         }
         (true, false) => {
-            let end = parse_iso(right).ok_or_else(bad)?;
+            let end = instant(right).ok_or_else(bad)?;
             (shift(end, &period(left)?, -1), end)
         }
         (true, true) => return Err(bad()),

@@ -153,8 +153,15 @@ pub fn to_sql(filter: &Value) -> Result<String, NativeError> {
             }
             format!("({})", parts.join(" AND "))
         }
-        "and" => format!("({})", list("fields")?.join(" AND ")),
-        "or" => format!("({})", list("fields")?.join(" OR ")),
+        // An empty `and` holds for every row and an empty `or` for none, as in Druid.
+        "and" => match list("fields")? {
+            parts if parts.is_empty() => "TRUE".to_string(),
+            parts => format!("({})", parts.join(" AND ")),
+        },
+        "or" => match list("fields")? {
+            parts if parts.is_empty() => "FALSE".to_string(),
+            parts => format!("({})", parts.join(" OR ")),
+        },
         "not" => {
             let inner = filter
                 .get("field")
@@ -205,7 +212,10 @@ pub fn to_sql(filter: &Value) -> Result<String, NativeError> {
                 .iter()
                 .map(|v| format!("strpos({target}, {}) > 0", literal(&fold(v))))
                 .collect();
-            format!("({})", parts.join(" AND "))
+            match parts.is_empty() {
+                true => "TRUE".to_string(),
+                false => format!("({})", parts.join(" AND ")),
+            }
         }
         "interval" => {
             let column = column(filter)?;

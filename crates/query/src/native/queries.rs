@@ -685,6 +685,9 @@ async fn analyse_columns(
     intervals: &[(i64, i64)],
     analyses: &[String],
 ) -> Result<Map<String, Value>, NativeError> {
+    if columns.is_empty() {
+        return Ok(Map::new());
+    }
     let wants = |name: &str| analyses.iter().any(|a| a == name);
     let mut select = Vec::new();
     for (i, (name, sql_type)) in columns.iter().enumerate() {

@@ -258,6 +258,25 @@ fn pydruids_request_forms_and_errors() {
         json!([{"timestamp": "2025-01-01T00:00:00.000Z",
         "result": {"n": 30, "cy_views": cy, "share": cy / 30.0}}])
     );
+    // Druid's year-only intervals, and an empty `and` (every row).
+    let all_time = native(
+        &server,
+        json!({"queryType": "timeseries", "dataSource": "posts", "granularity": "all",
+            "intervals": ["1000/3000"], "filter": {"type": "and", "fields": []},
+            "aggregations": [{"type": "count", "name": "n"}]}),
+    );
+    assert_eq!(all_time[0]["result"]["n"], 40);
+    let none = native(
+        &server,
+        json!({"queryType": "segmentMetadata", "dataSource": "posts", "toInclude": {"type": "none"}}),
+    );
+    assert!(
+        none.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["columns"] == json!({})),
+        "{none}"
+    );
     let scanned = native(
         &server,
         json!({"queryType": "scan", "dataSource": "posts", "granularity": "all",

@@ -149,6 +149,8 @@ pub fn parse_time_limit(text: &str) -> Result<i64, String> {
 pub type Connect = dyn Fn(&Target) -> Result<Box<dyn Sink>, String> + Send + Sync;
 
 struct Job {
+    /// Where its records go.
+    target_spec: Target,
     config_file: String,
     target: Value,
     start_ms: i64,
@@ -253,27 +255,37 @@ impl Jobs {
         let Some(name) = request.get("name").and_then(Value::as_str) else {
             return Err("ERROR job must have a \"name\" property.".to_string());
         };
-        let running = |jobs: &BTreeMap<String, Job>| {
-            jobs.get(name).is_some_and(|job| job.outcome().is_none())
+        let failed = |e: String| format!("ERROR starting data generator job: {e}");
+        let parsed = JobRequest::parse(&request).map_err(|e| failed(e.to_string()))?;
+        // A running job of that name, or one writing the same file (lines of two jobs would
+        // interleave, and opening the file empties it), refuses the request.
+        let refusal = |jobs: &BTreeMap<String, Job>| -> Option<String> {
+            if jobs.get(name).is_some_and(|job| job.outcome().is_none()) {
+                return Some(format!(
+                    "A Job with name [{name}] is already running. Use /stop/{name} to cancel it and try again."
+                ));
+            }
+            let Target::File { path } = &parsed.target else {
+                return None;
+            };
+            jobs.iter()
+                .find(|(_, job)| {
+                    job.outcome().is_none()
+                        && matches!(&job.target_spec, Target::File { path: p } if p.file_name() == path.file_name())
+                })
+                .map(|(other, _)| failed(format!("job [{other}] is writing the file {}", path.display())))
         };
-        let refused = || {
-            format!(
-                "A Job with name [{name}] is already running. Use /stop/{name} to cancel it and try again."
-            )
-        };
-        if running(&self.jobs()) {
-            return Err(refused());
+        if let Some(refused) = refusal(&self.jobs()) {
+            return Err(refused);
         }
         // Connecting (a Kafka cluster may be slow to answer) and drawing the fixed value sets
         // happen without the jobs' lock, so status requests are answered meanwhile.
-        let failed = |e: String| format!("ERROR starting data generator job: {e}");
-        let parsed = JobRequest::parse(&request).map_err(|e| failed(e.to_string()))?;
         let mut sink = (self.connect)(&parsed.target).map_err(failed)?;
-        let mut simulation =
-            Simulation::new(parsed.config, parsed.settings).map_err(|e| failed(e.to_string()))?;
+        let mut simulation = Simulation::new(parsed.config.clone(), parsed.settings)
+            .map_err(|e| failed(e.to_string()))?;
         let mut jobs = self.jobs();
-        if running(&jobs) {
-            return Err(refused());
+        if let Some(refused) = refusal(&jobs) {
+            return Err(refused);
         }
         if let Some(old) = jobs.remove(name) {
             old.finish();
@@ -304,6 +316,7 @@ impl Jobs {
         jobs.insert(
             name.to_string(),
             Job {
+                target_spec: parsed.target.clone(),
                 config_file: parsed.config_file,
                 target: request.get("target").cloned().unwrap_or(Value::Null),
                 start_ms: parsed.settings.start_ms,

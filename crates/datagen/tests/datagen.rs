@@ -607,6 +607,29 @@ fn the_jobs_api_answers_as_learn_druids_server() {
     );
     jobs.start(request.to_string().as_bytes()).unwrap();
     assert_eq!(jobs.status("a").unwrap_err(), "Job [a] not found");
+    let writing = json!({"name": "w1", "target": {"type": "file", "path": "/x/out.json"},
+                         "config_file": "social/social_posts.json"});
+    let files = tempfile::tempdir().unwrap();
+    let file_jobs = Jobs::new(Box::new({
+        let files = files.path().to_path_buf();
+        move |target: &Target| -> Result<Box<dyn Sink>, String> {
+            match target {
+                Target::File { path } => Ok(Box::new(FileSink::create(
+                    files.join(path.file_name().unwrap()),
+                )?)),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    }));
+    file_jobs.start(writing.to_string().as_bytes()).unwrap();
+    let mut second = writing.clone();
+    second["name"] = json!("w2");
+    second["target"]["path"] = json!("/y/out.json");
+    assert_eq!(
+        file_jobs.start(second.to_string().as_bytes()).unwrap_err(),
+        "ERROR starting data generator job: job [w1] is writing the file /y/out.json"
+    );
+    file_jobs.stop_all();
     jobs.stop_all();
     assert_eq!(
         jobs.reports(),

@@ -145,6 +145,17 @@ async fn file(
         .data_dir
         .join(FILES_DIR)
         .join(file_name(FsPath::new(&name)).map_err(message)?);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| message(format!("ERROR retrieving file [{name}]: {e}")))?
+        .len();
+    // Answers are built in memory: a file bigger than a request may be is read from the
+    // data directory instead.
+    if size > crate::MAX_BODY_BYTES as u64 {
+        return Err(message(format!(
+            "ERROR retrieving file [{name}]: it holds {size} bytes, more than this API returns; read it from the data directory's {FILES_DIR} folder"
+        )));
+    }
     let text = tokio::fs::read(&path)
         .await
         .map_err(|e| message(format!("ERROR retrieving file [{name}]: {e}")))?;

@@ -724,20 +724,14 @@ fn step(
     for (input, next) in task.inputs.iter_mut().zip(&outcome.next_offsets) {
         input.position = *next;
     }
-    shared
-        .counters
-        .late
-        .fetch_add(outcome.late_records, Ordering::Relaxed);
-    shared
-        .counters
-        .failed
-        .fetch_add(outcome.failed_records, Ordering::Relaxed);
     if let Some(message) = outcome.flush_failed {
         return Err(format!("task {}: {message}", task.id).into());
     }
     let pending = &mut task.pending;
     pending.since.get_or_insert_with(Instant::now);
     pending.records += outcome.records as u64;
+    pending.late += outcome.late_records;
+    pending.failed += outcome.failed_records;
     pending.outputs.extend(outcome.outputs);
     if !outcome.flushed {
         return Ok(());
@@ -767,6 +761,14 @@ fn step(
         .counters
         .written
         .fetch_add(written, Ordering::Relaxed);
+    shared
+        .counters
+        .late
+        .fetch_add(pending.late, Ordering::Relaxed);
+    shared
+        .counters
+        .failed
+        .fetch_add(pending.failed, Ordering::Relaxed);
     match outcome.stopped {
         Some(message) => Err(message.into()),
         None => Ok(()),

@@ -61,6 +61,10 @@ pub struct Pending {
     pub outputs: Vec<Emitted>,
     /// Records processed.
     pub records: u64,
+    /// Records dropped as late, and records whose processing failed: counted once committed,
+    /// so that a batch processed again after a refused commit is not counted twice.
+    pub late: u64,
+    pub failed: u64,
     /// When the first record after the last commit was processed.
     pub since: Option<Instant>,
 }

@@ -608,12 +608,20 @@ fn follow_assignment(
     Ok(())
 }
 
-/// Lets a task go: its stores close, and its partitions are no longer fetched ahead.
+/// Lets a task go: its stores close (and leave the run's store sizes), and its partitions are
+/// no longer fetched ahead.
 fn release(shared: &Shared, task: Task) {
     for input in &task.inputs {
         let topic = &shared.topology.sources[input.source].topic;
         shared.log.stop_reading(topic, input.partition);
     }
+    // Its stores' sizes go with it (a task started again notes them at its next commit).
+    shared
+        .counters
+        .store_entries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(_, id), _| *id != task.id);
     drop(task);
 }
 

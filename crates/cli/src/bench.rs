@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use clap::Subcommand;
 use millrace_log::{EmbeddedLog, EmbeddedLogConfig, Log, Record};
+use millrace_query::{QueryOutput, SqlEngine};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -248,6 +251,37 @@ impl Drop for BenchDir {
 /// "N/s (T s)" for `count` items in `seconds`.
 pub fn rate(count: usize, seconds: f64) -> String {
     format!("{:.0}/s ({seconds:.3} s)", count as f64 / seconds)
+}
+
+/// Timed runs of a query after one warm-up: the median seconds and the last answer.
+pub fn time_query(
+    runtime: &tokio::runtime::Runtime,
+    engine: &SqlEngine,
+    query: &str,
+    runs: usize,
+) -> Result<(f64, QueryOutput), String> {
+    let mut timings = Vec::new();
+    let mut answer = None;
+    for run in 0..=runs.max(1) {
+        let started = Instant::now();
+        let output = runtime
+            .block_on(engine.query(query, vec![]))
+            .map_err(|e| format!("{query}: {e}"))?;
+        if run > 0 {
+            timings.push(started.elapsed().as_secs_f64());
+        }
+        answer = Some(output);
+    }
+    Ok((median(timings), answer.expect("at least one run")))
+}
+
+/// The first column of an answer's first row as a whole number (a count), if it is one.
+pub fn first_number(output: &QueryOutput) -> Option<i64> {
+    let batch = output.batches.iter().find(|b| b.num_rows() > 0)?;
+    batch
+        .column(0)
+        .as_primitive_opt::<Int64Type>()
+        .map(|c| c.value(0))
 }
 
 /// The median of some timings (the upper one of the middle two).

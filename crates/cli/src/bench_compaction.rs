@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::AsArray;
-use arrow::datatypes::Int64Type;
 use millrace_catalog::SqliteCatalog;
 use millrace_ingest::Ingestion;
 use millrace_ingest::compact::spec::CompactionSpec;
@@ -19,41 +17,22 @@ use millrace_segments::time::format_interval;
 use millrace_server::source::{ServerIdentity, ServerSource};
 use serde_json::{Value, json};
 
-use crate::bench::{BenchDir, median, peak_memory_mib, rate};
+use crate::bench::{BenchDir, first_number, peak_memory_mib, rate, time_query};
 use crate::bench_druid::{START, ingest, produce};
 
 const DATASOURCE: &str = "social_media";
 const HOUR: i64 = 3_600_000;
 
-/// Timed runs of a query (after one warm-up); returns the median seconds and the answer's
-/// first value.
-fn time_query(
+/// Timed runs of a query; the median seconds and the count it answers.
+fn time_count(
     runtime: &tokio::runtime::Runtime,
     engine: &SqlEngine,
     query: &str,
     runs: usize,
 ) -> Result<(f64, i64), String> {
-    let mut timings = Vec::new();
-    let mut value = 0;
-    for run in 0..=runs.max(1) {
-        let started = Instant::now();
-        let output = runtime
-            .block_on(engine.query(query, vec![]))
-            .map_err(|e| format!("{query}: {e}"))?;
-        if run > 0 {
-            timings.push(started.elapsed().as_secs_f64());
-        }
-        value = output
-            .batches
-            .first()
-            .and_then(|b| {
-                b.column(0)
-                    .as_primitive_opt::<Int64Type>()
-                    .map(|c| c.value(0))
-            })
-            .ok_or_else(|| format!("{query}: no count"))?;
-    }
-    Ok((median(timings), value))
+    let (seconds, output) = time_query(runtime, engine, query, runs)?;
+    let count = first_number(&output).ok_or_else(|| format!("{query}: no count"))?;
+    Ok((seconds, count))
 }
 
 /// Runs a compaction of the hour and prints its figures.
@@ -113,8 +92,8 @@ pub fn run(rows: usize, query_runs: usize, data_dir: Option<PathBuf>) -> Result<
     let mut answers = Vec::new();
     let mut query = |layout: &str| -> Result<(), String> {
         let (pruned, count) =
-            time_query(&runtime, &engine, &filtered("username = 'mia'"), query_runs)?;
-        let (unpruned, same) = time_query(
+            time_count(&runtime, &engine, &filtered("username = 'mia'"), query_runs)?;
+        let (unpruned, same) = time_count(
             &runtime,
             &engine,
             &filtered("TRIM(username) = 'mia'"),
@@ -125,7 +104,7 @@ pub fn run(rows: usize, query_runs: usize, data_dir: Option<PathBuf>) -> Result<
             pruned * 1000.0,
             unpruned * 1000.0
         );
-        let (_, total) = time_query(&runtime, &engine, &all, 1)?;
+        let (_, total) = time_count(&runtime, &engine, &all, 1)?;
         answers.push((count, total));
         answers.push((same, total));
         Ok(())

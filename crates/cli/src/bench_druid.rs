@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::AsArray;
-use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use millrace_catalog::SqliteCatalog;
 use millrace_ingest::{ClusterConnector, Ingestion};
@@ -18,7 +16,7 @@ use millrace_segments::time::format_iso;
 use millrace_server::source::{ServerIdentity, ServerSource};
 use serde_json::json;
 
-use crate::bench::{BenchDir, median, peak_memory_mib, rate};
+use crate::bench::{BenchDir, first_number, peak_memory_mib, rate, time_query};
 
 /// The topic the posts are in, and its partitions.
 pub(crate) const TOPIC: &str = "social_media";
@@ -252,32 +250,17 @@ pub fn run(
         "SQL over {events} published rows of {datasource} (median of {queries_runs} after one warm-up):"
     );
     for (label, query) in queries {
-        let mut timings = Vec::new();
-        for run in 0..=queries_runs.max(1) {
-            let started = Instant::now();
-            let output = runtime
-                .block_on(engine.query(&query, vec![]))
-                .map_err(|e| format!("{label}: {e}"))?;
-            if run > 0 {
-                timings.push(started.elapsed().as_secs_f64());
-            }
-            if output.batches.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
-                return Err(format!("{label}: no rows"));
-            }
+        let (seconds, output) = time_query(&runtime, &engine, &query, queries_runs)?;
+        if output.batches.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
+            return Err(format!("{label}: no rows"));
         }
-        println!("  {label:<18} {:>8.1} ms", median(timings) * 1000.0);
+        println!("  {label:<18} {:>8.1} ms", seconds * 1000.0);
     }
     // The figures only count if every event arrived exactly once.
     let counted = runtime
         .block_on(engine.query(&format!("SELECT COUNT(*) FROM \"{datasource}\""), vec![]))
-        .map_err(|e| e.to_string())?
-        .batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_primitive_opt::<Int64Type>()
-                .map(|c| c.value(0))
-        });
+        .map_err(|e| e.to_string())?;
+    let counted = first_number(&counted);
     if counted != Some(events as i64) {
         return Err(format!("{datasource} holds {counted:?} rows, not {events}"));
     }

@@ -78,6 +78,8 @@ pub struct Simulation {
     max_records: Option<u64>,
     records: u64,
     finished: bool,
+    /// Where a state variable's value is drawn before it is copied into its session.
+    scratch: Vec<u8>,
 }
 
 impl Simulation {
@@ -120,6 +122,7 @@ impl Simulation {
             max_records,
             records: 0,
             finished: false,
+            scratch: Vec::new(),
         };
         simulation.schedule(start_us, Actor::Spawner);
         Ok(simulation)
@@ -256,19 +259,26 @@ impl Simulation {
         let session = self.sessions[slot].as_mut().expect("a live session");
         let state = &mut self.config.states[session.state];
         for variable in &mut state.variables {
-            let mut value = Vec::new();
+            // Drawn into a buffer kept for the purpose, then copied into the session's own:
+            // no allocation per record once a session has its variables.
+            self.scratch.clear();
             let context = Context {
                 clock_ms,
                 variables: &session.variables,
             };
-            variable.write_value(&mut self.random, &context, &mut value);
+            variable.write_value(&mut self.random, &context, &mut self.scratch);
             match session
                 .variables
                 .iter_mut()
                 .find(|(n, _)| *n == variable.name)
             {
-                Some((_, old)) => *old = value,
-                None => session.variables.push((variable.name.clone(), value)),
+                Some((_, old)) => {
+                    old.clear();
+                    old.extend_from_slice(&self.scratch);
+                }
+                None => session
+                    .variables
+                    .push((variable.name.clone(), self.scratch.clone())),
             }
         }
         out.clear();

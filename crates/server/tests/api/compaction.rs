@@ -195,14 +195,8 @@ fn auto_compaction_through_the_coordinator_api() {
         options,
         ureq::Agent::config_builder(),
     );
-    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 2}));
     let events = 3000;
-    server.call(
-        "POST",
-        "/topics/posts",
-        "text/plain",
-        posts(events, 3).as_bytes(),
-    );
+    server.topic_with_lines("posts", 2, &posts(events, 3));
     server.ok(
         "POST",
         "/druid/indexer/v1/supervisor",

@@ -84,13 +84,7 @@ impl Running {
     /// `rows` rows of the JSON `lines`.
     fn with_lines(datasource: &str, lines: &str, rows: i64) -> Running {
         let server = Running::start();
-        server.ok(
-            "POST",
-            "/topics",
-            json!({"name": datasource, "partitions": 1}),
-        );
-        let path = format!("/topics/{datasource}");
-        server.call("POST", &path, "text/plain", lines.as_bytes());
+        server.topic_with_lines(datasource, 1, lines);
         server.ok(
             "POST",
             "/druid/indexer/v1/supervisor",
@@ -98,6 +92,22 @@ impl Running {
         );
         wait_until("rows arrive", || server.count(datasource) == rows);
         server
+    }
+
+    /// Creates a topic and produces text lines to it.
+    fn topic_with_lines(&self, topic: &str, partitions: u32, lines: &str) {
+        self.ok(
+            "POST",
+            "/topics",
+            json!({"name": topic, "partitions": partitions}),
+        );
+        let (status, answer) = self.call(
+            "POST",
+            &format!("/topics/{topic}"),
+            "text/plain",
+            lines.as_bytes(),
+        );
+        assert_eq!(status, 200, "{answer}");
     }
 
     fn call(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
@@ -506,13 +516,7 @@ fn sql_formats_headers_parameters_and_errors() {
 #[test]
 fn supervisor_task_and_coordinator_endpoints() {
     let server = Running::start();
-    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 2}));
-    server.call(
-        "POST",
-        "/topics/posts",
-        "text/plain",
-        posts(400, 2).as_bytes(),
-    );
+    server.topic_with_lines("posts", 2, &posts(400, 2));
     // Key-less lines go to partitions in 16 KiB runs, so both partitions get rows of both hours.
     let base = "/druid/indexer/v1/supervisor";
 
@@ -672,13 +676,7 @@ fn supervisor_task_and_coordinator_endpoints() {
 #[test]
 fn reset_offsets_task_shutdown_bulk_actions_and_the_body_limit() {
     let server = Running::start();
-    server.ok("POST", "/topics", json!({"name": "posts", "partitions": 2}));
-    server.call(
-        "POST",
-        "/topics/posts",
-        "text/plain",
-        posts(400, 1).as_bytes(),
-    );
+    server.topic_with_lines("posts", 2, &posts(400, 1));
     let described = server.ok("GET", "/topics/posts", json!(null));
     let in_partition_0 = described["partitions"][0]["latest_offset"]
         .as_i64()

@@ -42,7 +42,8 @@ pub enum BenchCommand {
             default_value = "examples/ksml/processor-efficient-processing.yaml"
         )]
         definition: PathBuf,
-        /// The predicate and value transformer the bare loop calls.
+        /// The predicate and value transformer the bare loop calls (an empty predicate: the
+        /// mapper alone, for definitions that filter inside it).
         #[arg(long, default_value = "is_interesting_event")]
         predicate: String,
         #[arg(long, default_value = "compute_event_score")]
@@ -57,6 +58,13 @@ pub enum BenchCommand {
         /// with the repository's scripts/kafka-broker) instead of the embedded log.
         #[arg(long)]
         kafka: bool,
+        /// The events from this JSON-lines file, one per line, instead of generated ones;
+        /// --events is then the file's line count.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Also write the figures to this file as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Stateful pipelines over pre-produced records: a per-key count, a one-minute
     /// tumbling-window count, and the seed's optimized-state example; messages/s and peak
@@ -131,6 +139,13 @@ pub enum BenchCommand {
         /// embedded log.
         #[arg(long)]
         kafka: bool,
+        /// Posts from this JSON-lines file (e.g. written by `millrace datagen --file`), one
+        /// per line, instead of generated ones; --events is then the file's line count.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Also write the figures, and each query's answer, to this file as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -177,13 +192,16 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             data_dir,
             runs,
             kafka,
+            input,
+            json,
         } => crate::bench_pipeline::run(
-            events,
+            crate::bench_pipeline::Events::new(events, input),
             &definition,
             (&predicate, &mapper),
             data_dir,
             runs,
             kafka,
+            json.as_deref(),
         ),
         BenchCommand::Stateful {
             events,
@@ -209,7 +227,16 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             query_runs,
             data_dir,
             kafka,
-        } => crate::bench_druid::run(events, &tasks, query_runs, data_dir, kafka),
+            file,
+            json,
+        } => crate::bench_druid::run(
+            crate::bench_druid::Posts::new(events, file),
+            &tasks,
+            query_runs,
+            data_dir,
+            kafka,
+            json.as_deref(),
+        ),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `millrace bench druid`: the seed's experiment (tutorial social posts ingested with 1, 2 and
 //! 4 tasks) and Druid SQL latencies over the result. Prints figures; asserts none.
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use millrace_segments::time::format_iso;
 use millrace_server::source::{ServerIdentity, ServerSource};
 use serde_json::json;
 
-use crate::bench::{BenchDir, first_number, peak_memory_mib, rate, time_query};
+use crate::bench::{BenchDir, first_number, peak_memory_mib, rate, reset_peak_memory, time_query};
 
 /// The topic the posts are in, and its partitions.
 pub(crate) const TOPIC: &str = "social_media";
@@ -139,9 +140,53 @@ pub(crate) fn ingest(
 /// Produces `events` tutorial posts from `workers` workers to the topic (created here);
 /// returns their bytes.
 pub(crate) fn produce(log: &dyn Log, events: usize, workers: usize) -> Result<usize, String> {
+    produce_values(log, social_posts(events, workers))
+}
+
+/// Produces every non-empty line of a file to the topic (created here); returns how many
+/// lines and their bytes. The file is read as it is produced, never whole.
+fn produce_file(log: &dyn Log, path: &Path) -> Result<(usize, usize), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = 0;
+    let mut failure = None;
+    let values = std::io::BufReader::new(file)
+        .split(b'\n')
+        .map_while(|line| match line {
+            Ok(line) => Some(line),
+            Err(e) => {
+                failure = Some(format!("{}: {e}", path.display()));
+                None
+            }
+        })
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .inspect(|_| lines += 1)
+        .map(Bytes::from);
+    let bytes = produce_values(log, values)?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((lines, bytes)),
+    }
+}
+
+/// Where the benchmark's posts come from.
+pub enum Posts {
+    /// This many generated tutorial posts.
+    Generated(usize),
+    /// The lines of a JSON-lines file.
+    File(PathBuf),
+}
+
+impl Posts {
+    pub fn new(events: usize, file: Option<PathBuf>) -> Posts {
+        file.map_or(Posts::Generated(events), Posts::File)
+    }
+}
+
+/// Produces values to the topic (created here) in runs of 1000 per partition; returns their
+/// bytes.
+fn produce_values(log: &dyn Log, mut posts: impl Iterator<Item = Bytes>) -> Result<usize, String> {
     log.create_topic(TOPIC, PARTITIONS)
         .map_err(|e| e.to_string())?;
-    let mut posts = social_posts(events, workers);
     let mut bytes = 0;
     // Key-less records go to partitions in runs of 1000, as a batching producer sends them.
     for n in 0.. {
@@ -170,11 +215,12 @@ pub(crate) fn produce(log: &dyn Log, events: usize, workers: usize) -> Result<us
 /// Runs the benchmark; with `kafka`, the posts are in a topic of a fresh Kafka-protocol
 /// broker on loopback (tansu), which the specs name.
 pub fn run(
-    events: usize,
+    posts: Posts,
     task_counts: &[u32],
     queries_runs: usize,
     data_dir: Option<PathBuf>,
     kafka: bool,
+    json_path: Option<&Path>,
 ) -> Result<(), String> {
     let dir = BenchDir::new(data_dir, "druid")?;
     let own_log: Arc<dyn Log> = Arc::new(
@@ -197,14 +243,24 @@ pub fn run(
         Arc::new(move |_: &[(String, String)]| Ok(log.clone())) as ClusterConnector
     });
     let generated = Instant::now();
-    let bytes = produce(log.as_ref(), events, 10)?;
+    let (events, bytes, origin) = match &posts {
+        Posts::Generated(events) => (
+            *events,
+            produce(log.as_ref(), *events, 10)?,
+            "tutorial social posts".to_string(),
+        ),
+        Posts::File(path) => {
+            let (lines, bytes) = produce_file(log.as_ref(), path)?;
+            (lines, bytes, format!("posts from {}", path.display()))
+        }
+    };
     let through = if kafka {
         "a Kafka broker (tansu)"
     } else {
         "the embedded log"
     };
     println!(
-        "{events} tutorial social posts ({:.0} MB of JSON) produced to {PARTITIONS} partitions of {through} in {:.1} s",
+        "{events} {origin} ({:.0} MB of JSON) produced to {PARTITIONS} partitions of {through} in {:.1} s",
         bytes as f64 / 1e6,
         generated.elapsed().as_secs_f64()
     );
@@ -212,18 +268,23 @@ pub fn run(
         Ingestion::open(own_log, catalog, dir.path(), connect).map_err(|e| e.to_string())?,
     );
     let mut last = None;
+    let mut ingestions = Vec::new();
     for &tasks in task_counts {
         let datasource = format!("social_media_{tasks}");
+        reset_peak_memory();
         let (ingested, published) =
             ingest(&ingestion, &datasource, tasks, events, servers.as_deref())?;
+        let peak = peak_memory_mib();
         println!(
-            "taskCount {tasks}: ingested {} until queryable, then published in {published:.2} s",
-            rate(events, ingested)
+            "taskCount {tasks}: ingested {} until queryable, then published in {published:.2} s; peak memory (VmHWM) {:.0} MiB",
+            rate(events, ingested),
+            peak.unwrap_or(f64::NAN)
         );
+        ingestions.push(json!({
+            "tasks": tasks, "seconds": ingested, "rows_per_second": events as f64 / ingested,
+            "publish_seconds": published, "peak_memory_mib": peak,
+        }));
         last = Some(datasource);
-    }
-    if let Some(mib) = peak_memory_mib() {
-        println!("peak memory (VmHWM) while ingesting and publishing: {mib:.0} MiB");
     }
     let Some(datasource) = last else {
         return Ok(());
@@ -245,16 +306,27 @@ pub fn run(
                 "SELECT TIME_FLOOR(__time, 'PT1H') AS hour, COUNT(*) AS posts FROM \"{datasource}\" GROUP BY 1 ORDER BY 1"
             ),
         ),
+        (
+            "WHERE username",
+            format!(
+                "SELECT COUNT(*) AS posts, SUM(views) AS views FROM \"{datasource}\" WHERE username = 'mia'"
+            ),
+        ),
     ];
     println!(
         "SQL over {events} published rows of {datasource} (median of {queries_runs} after one warm-up):"
     );
+    let mut timed = Vec::new();
     for (label, query) in queries {
         let (seconds, output) = time_query(&runtime, &engine, &query, queries_runs)?;
         if output.batches.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
             return Err(format!("{label}: no rows"));
         }
         println!("  {label:<18} {:>8.1} ms", seconds * 1000.0);
+        timed.push(json!({
+            "name": label, "sql": query, "median_ms": seconds * 1000.0,
+            "answer": millrace_query::values::object_rows(&output),
+        }));
     }
     // The figures only count if every event arrived exactly once.
     let counted = runtime
@@ -265,8 +337,13 @@ pub fn run(
         return Err(format!("{datasource} holds {counted:?} rows, not {events}"));
     }
     ingestion.shutdown();
-    if let Some(mib) = peak_memory_mib() {
-        println!("peak memory (VmHWM) since the events were produced: {mib:.0} MiB");
+    if let Some(path) = json_path {
+        let figures = json!({
+            "rows": events, "bytes": bytes, "through": through, "ingestion": ingestions,
+            "queries": {"datasource": datasource, "runs": queries_runs, "timed": timed},
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures).expect("JSON"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -81,17 +81,49 @@ pub(crate) fn tutorial_events(count: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// Runs the pipeline and the bare loop `runs` times over `count` events; prints each run and
-/// the medians.
+/// Where the benchmark's events come from.
+pub enum Events {
+    /// This many generated events (shaped as [`events`] makes them).
+    Generated(usize),
+    /// The lines of a JSON-lines file.
+    File(PathBuf),
+}
+
+impl Events {
+    pub fn new(count: usize, file: Option<PathBuf>) -> Events {
+        file.map_or(Events::Generated(count), Events::File)
+    }
+
+    /// The events' values, in order.
+    fn payloads(&self) -> Result<Vec<Bytes>, String> {
+        match self {
+            Events::Generated(count) => Ok(events(*count)),
+            Events::File(path) => {
+                let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = Bytes::from(text);
+                Ok(text
+                    .split(|b| *b == b'\n')
+                    .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                    .map(|line| text.slice_ref(line))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Runs the pipeline and the bare loop `runs` times over the events; prints each run and the
+/// medians, and writes them as JSON to `json_path` if given.
 pub fn run(
-    count: usize,
+    events: Events,
     definition: &Path,
     (predicate, mapper): (&str, &str),
     data_dir: Option<PathBuf>,
     runs: usize,
     kafka: bool,
+    json_path: Option<&Path>,
 ) -> Result<(), String> {
-    let payloads = events(count);
+    let payloads = events.payloads()?;
+    let count = payloads.len();
     let through = if kafka {
         "a Kafka broker (tansu)"
     } else {
@@ -103,6 +135,7 @@ pub fn run(
     );
     let mut pipeline_times = Vec::new();
     let mut bare_times = Vec::new();
+    let mut results = 0;
     for run in 1..=runs.max(1) {
         let (pipeline, outputs) = pipeline_run(&payloads, definition, data_dir.clone(), kafka)?;
         let bare = bare_loop(definition, &payloads, predicate, mapper)?;
@@ -114,8 +147,19 @@ pub fn run(
         );
         pipeline_times.push(pipeline);
         bare_times.push(bare);
+        results = outputs;
     }
+    let runs_seconds = pipeline_times.clone();
     let (pipeline, bare) = (median(pipeline_times), median(bare_times));
+    if let Some(path) = json_path {
+        let figures = serde_json::json!({
+            "events": count, "definition": definition, "through": through, "results": results,
+            "runs_seconds": runs_seconds, "median_seconds": pipeline,
+            "messages_per_second": count as f64 / pipeline, "bare_loop_median_seconds": bare,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures).expect("JSON"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     println!(
         "median pipeline (read, JSON to dict, filter, mapValues, dict to JSON, append + commit): {}",
         rate(count, pipeline)
@@ -216,12 +260,19 @@ fn bare_loop(
         let set = |k: &str, v: &dyn Fn() -> Result<_, String>| -> Result<(), String> {
             scope.set_item(k, v()?).map_err(|e| e.to_string())
         };
-        set("predicate", &|| lookup(predicate))?;
+        // No predicate named: every value goes to the mapper (which may filter itself).
+        if predicate.is_empty() {
+            scope
+                .set_item("predicate", py.None())
+                .map_err(|e| e.to_string())?;
+        } else {
+            set("predicate", &|| lookup(predicate))?;
+        }
         set("mapper", &|| lookup(mapper))?;
         scope.set_item("dicts", dicts).map_err(|e| e.to_string())?;
         let started = Instant::now();
         py.run(
-            c"for value in dicts:\n    if predicate(None, value):\n        mapper(None, value)\n",
+            c"for value in dicts:\n    if predicate is None or predicate(None, value):\n        mapper(None, value)\n",
             Some(&scope),
             None,
         )

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// definitions of its own.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Memory for segment columns decoded by queries, in MiB: later queries read them from
+    /// memory instead of the segment files; the least recently used go first (0: none kept).
+    #[arg(long, default_value_t = 1024)]
+    column_cache_mib: usize,
 }
 
 /// The KSML definitions `serve` was given, hosted on the server's log (or the config's Kafka
@@ -172,8 +176,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async {
-        let server =
-            Server::open(data_dir, EmbeddedLogConfig::default()).map_err(|e| e.to_string())?;
+        let server = Server::open(
+            data_dir,
+            EmbeddedLogConfig::default(),
+            args.column_cache_mib.saturating_mul(1 << 20),
+        )
+        .map_err(|e| e.to_string())?;
         let definitions = hosted_definitions(&args, &server, data_dir)?;
         if let Some(definitions) = &definitions {
             server.host_definitions(definitions.clone());

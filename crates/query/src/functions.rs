@@ -133,10 +133,14 @@ impl ScalarUDFImpl for DruidTimeUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
+        // Only the time (and TIME_SHIFT's step count) varies by row; the other arguments are
+        // read from their first row, so a constant stays one value instead of one per row.
+        let per_row = |i: usize| i == 0 || (self.kind == TimeFunction::TimeShift && i == 2);
         let arrays: Vec<ArrayRef> = args
             .args
             .iter()
-            .map(|a| a.to_array(rows))
+            .enumerate()
+            .map(|(i, a)| a.to_array(if per_row(i) { rows } else { 1 }))
             .collect::<Result<_>>()?;
         let result: ArrayRef = match self.kind {
             TimeFunction::TimeFloor | TimeFunction::TimeCeil => {
@@ -252,9 +256,7 @@ fn map_times(array: &ArrayRef, f: impl Fn(i64) -> i64) -> Result<ArrayRef> {
     let times = millis(array)?;
     Ok(Arc::new(
         times
-            .iter()
-            .map(|t| t.map(&f))
-            .collect::<TimestampMillisecondArray>()
+            .unary::<_, TimestampMillisecondType>(f)
             .with_timezone("UTC"),
     ))
 }

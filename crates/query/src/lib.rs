@@ -3,12 +3,14 @@
 //! with it, and identifiers are case-sensitive as in Druid. Druid's native JSON queries are
 //! planned onto the same engine ([`native`]).
 
+pub mod column_cache;
 pub mod functions;
 pub mod fuzz;
 pub mod native;
 pub mod prune;
 pub mod rewrite;
 pub mod schemas;
+pub mod segment_scan;
 pub mod table;
 pub mod types;
 pub mod values;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use column_cache::ColumnCache;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 /// SQL values, for query parameters.
 pub use datafusion::common::ScalarValue;
@@ -62,6 +65,8 @@ pub struct QueryOutput {
 /// Runs Druid SQL against a [`QuerySource`].
 pub struct SqlEngine {
     source: Arc<dyn QuerySource>,
+    /// Segment columns decoded by earlier queries.
+    cache: Arc<ColumnCache>,
 }
 
 /// A planning error's text without DataFusion's prefixes.
@@ -185,8 +190,23 @@ fn rename(output: QueryOutput, names: &[Option<String>]) -> Result<QueryOutput, 
 }
 
 impl SqlEngine {
+    /// An engine keeping up to [`column_cache::DEFAULT_BUDGET_BYTES`] of decoded segment
+    /// columns.
     pub fn new(source: Arc<dyn QuerySource>) -> SqlEngine {
-        SqlEngine { source }
+        SqlEngine::with_column_cache(source, column_cache::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// An engine keeping up to `cache_bytes` of decoded segment columns in memory.
+    pub fn with_column_cache(source: Arc<dyn QuerySource>, cache_bytes: usize) -> SqlEngine {
+        SqlEngine {
+            source,
+            cache: Arc::new(ColumnCache::new(cache_bytes)),
+        }
+    }
+
+    /// What the column cache holds now.
+    pub fn column_cache_usage(&self) -> column_cache::CacheUsage {
+        self.cache.usage()
     }
 
     /// A session with Druid's catalog, schemas and functions.
@@ -199,7 +219,10 @@ impl SqlEngine {
         config.options_mut().sql_parser.enable_ident_normalization = false;
         let context = SessionContext::new_with_config(config);
         let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema(DATASOURCES, Arc::new(DatasourceSchema(self.source.clone())))?;
+        catalog.register_schema(
+            DATASOURCES,
+            Arc::new(DatasourceSchema(self.source.clone(), self.cache.clone())),
+        )?;
         catalog.register_schema(SYS, Arc::new(SysSchema(self.source.clone())))?;
         catalog.register_schema(
             INFORMATION_SCHEMA,

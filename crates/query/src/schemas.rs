@@ -15,6 +15,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::MemTable;
 
 use crate::QuerySource;
+use crate::column_cache::ColumnCache;
 use crate::table::DatasourceTable;
 use crate::types::{jdbc_type, sql_type};
 
@@ -42,8 +43,8 @@ fn mem_table(batch: RecordBatch) -> Result<Arc<dyn TableProvider>> {
     )?))
 }
 
-/// The `druid` schema: one table per datasource.
-pub struct DatasourceSchema(pub Arc<dyn QuerySource>);
+/// The `druid` schema: one table per datasource, its segment columns read through the cache.
+pub struct DatasourceSchema(pub Arc<dyn QuerySource>, pub Arc<ColumnCache>);
 
 /// The `sys` schema.
 pub struct SysSchema(pub Arc<dyn QuerySource>);
@@ -69,10 +70,9 @@ impl SchemaProvider for DatasourceSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(self
-            .0
-            .datasource(name)
-            .map(|view| Arc::new(DatasourceTable::new(view)) as Arc<dyn TableProvider>))
+        Ok(self.0.datasource(name).map(|view| {
+            Arc::new(DatasourceTable::new(view, self.1.clone())) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {

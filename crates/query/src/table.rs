@@ -1,5 +1,5 @@
-//! A datasource as a DataFusion table: its published segments read as Parquet files and its
-//! realtime rows from memory, `__time` first, with segments and chunks outside the query's
+//! A datasource as a DataFusion table: its published segments read from their Parquet files
+//! through the column cache and its realtime rows from memory, `__time` first, with segments and chunks outside the query's
 //! `__time` bounds left unread, and so are segments whose partition range (or hash bucket)
 //! cannot hold a row the filters match.
 
@@ -9,39 +9,38 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::stats::Precision;
-use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::object_store::ObjectStoreUrl;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use millrace_segments::columns::conform;
 use millrace_segments::time::{parse_interval, parse_iso};
 use millrace_segments::transform::TIME_COLUMN;
-use millrace_segments::view::{DatasourceView, PersistedFile, SegmentFile};
+use millrace_segments::view::DatasourceView;
 
+use crate::column_cache::ColumnCache;
 use crate::prune::constraints_of;
+use crate::segment_scan::{ScanFile, SegmentScan};
 
 /// A datasource's rows at the moment the query started.
 #[derive(Debug)]
 pub struct DatasourceTable {
     schema: SchemaRef,
     view: DatasourceView,
+    cache: Arc<ColumnCache>,
 }
 
 impl DatasourceTable {
-    pub fn new(view: DatasourceView) -> DatasourceTable {
+    /// The view's rows; segment columns are read through `cache`.
+    pub fn new(view: DatasourceView, cache: Arc<ColumnCache>) -> DatasourceTable {
         DatasourceTable {
             schema: view.schema().arrow(),
             view,
+            cache,
         }
     }
 }
@@ -178,70 +177,38 @@ impl TableProvider for DatasourceTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        limit: Option<usize>,
+        // DataFusion applies LIMIT above the scan, which reads file by file as asked for rows.
+        _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let bounds = TimeBounds::from_filters(filters);
         let constraints = constraints_of(filters);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         // Published segments, and files running tasks persisted, within the bounds.
-        let chosen: Vec<(&SegmentFile, Option<&Arc<PersistedFile>>)> = self
+        let files: Vec<ScanFile> = self
             .view
             .segments
             .iter()
-            .map(|s| (s.as_ref(), None))
-            .chain(self.view.persisted.iter().map(|p| (&p.0, Some(p))))
-            .filter(|(file, _)| {
-                bounds.overlaps(file.start, file.end) && file.keys.may_hold(&constraints)
+            .cloned()
+            .map(ScanFile::Published)
+            .chain(self.view.persisted.iter().cloned().map(ScanFile::Persisted))
+            .filter(|file| {
+                let segment = file.segment();
+                bounds.overlaps(segment.start, segment.end) && segment.keys.may_hold(&constraints)
             })
             .collect();
-        // Row counts are known exactly, so COUNT(*) without filters is answered from them.
-        let mut statistics = Statistics::new_unknown(&self.schema);
-        statistics.num_rows =
-            Precision::Exact(chosen.iter().map(|(f, _)| f.num_rows as usize).sum());
-        let files: Vec<PartitionedFile> = chosen
-            .into_iter()
-            .map(|(segment, persisted)| {
-                let mut file = PartitionedFile::new(segment.path.to_string_lossy(), segment.size);
-                // The local store reads the location as a URL path: built from the absolute
-                // file path, characters such as '%' or '~' are encoded exactly once.
-                if let Ok(location) = ObjectPath::from_absolute_path(&segment.path) {
-                    file.object_meta.location = location;
-                }
-                // A persisted file goes with the plan, so it stays on disk until the plan is
-                // done even when its task publishes meanwhile.
-                match persisted {
-                    Some(p) => file.with_extension(p.clone()),
-                    None => file,
-                }
-            })
-            .collect();
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
         if !files.is_empty() {
-            let mut source = ParquetSource::new(self.schema.clone());
-            if let Some(predicate) = conjunction(filters.iter().cloned()) {
-                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
-            // Files spread over as many groups as DataFusion has threads.
-            let groups = state.config().target_partitions().max(1);
-            let mut file_groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
-            for (i, file) in files.into_iter().enumerate() {
-                file_groups[i % groups].push(file);
-            }
-            let config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                    .with_file_groups(
-                        file_groups
-                            .into_iter()
-                            .filter(|g| !g.is_empty())
-                            .map(FileGroup::new)
-                            .collect(),
-                    )
-                    .with_statistics(statistics)
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
-                    .build();
-            inputs.push(DataSourceExec::from_data_source(config));
+            let scan = SegmentScan::new(
+                files,
+                projected.clone(),
+                state.config().target_partitions(),
+                self.cache.clone(),
+            );
+            inputs.push(DataSourceExec::from_data_source(scan));
         }
 
         let batches: Vec<RecordBatch> = self
@@ -261,10 +228,6 @@ impl TableProvider for DatasourceTable {
         }
 
         if inputs.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         UnionExec::try_new(inputs)

@@ -171,3 +171,270 @@ async fn bad_arguments_are_planning_errors() {
     };
     assert!(err.contains("'hourly' is not an ISO-8601 period"), "{err}");
 }
+
+/// The answers of the engine over segment files (read through the column cache with any
+/// budget, cold and warm), a persisted file and realtime rows, against the same questions
+/// answered by walking the rows.
+mod against_a_straightforward_evaluation {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use millrace_query::values::object_rows;
+    use millrace_query::{QuerySource, SqlEngine};
+    use millrace_segments::columns::{SegmentSchema, write_parquet};
+    use millrace_segments::shard::ShardKeys;
+    use millrace_segments::spec::DimensionType;
+    use millrace_segments::view::{DatasourceView, PersistedFile, RealtimeChunk, SegmentFile};
+    use serde_json::Value;
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const START: i64 = 1_735_689_600_000;
+    const NAMES: [&str; 8] = [
+        "willow", "mia", "leon", "milton", "miette", "gus", "jojo", "rocket",
+    ];
+
+    #[derive(Clone)]
+    struct Row {
+        time: i64,
+        username: Option<String>,
+        views: Option<i64>,
+    }
+
+    /// Deterministic rows over three hours; some usernames and views are null.
+    fn generated(count: usize) -> Vec<Row> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut rows: Vec<Row> = (0..count)
+            .map(|_| {
+                let r = next();
+                Row {
+                    time: START + (r % (3 * HOUR as u64)) as i64,
+                    username: (r >> 40 & 15 != 0).then(|| NAMES[(r >> 20) as usize % 8].into()),
+                    views: (r >> 44 & 31 != 0).then_some((r >> 24) as i64 % 20_000),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|row| row.time);
+        rows
+    }
+
+    fn schema() -> SegmentSchema {
+        SegmentSchema {
+            dimensions: vec![
+                ("username".into(), DimensionType::String),
+                ("views".into(), DimensionType::Long),
+            ],
+            metrics: vec![],
+        }
+    }
+
+    fn batch(rows: &[Row]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema().arrow(),
+            vec![
+                Arc::new(
+                    TimestampMillisecondArray::from(
+                        rows.iter().map(|r| r.time).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.username.clone()).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.views).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn file(dir: &Path, name: &str, rows: &[Row], start: i64) -> SegmentFile {
+        let path = dir.join(name);
+        let size = write_parquet(&path, &batch(rows)).unwrap();
+        SegmentFile {
+            id: name.into(),
+            start,
+            end: start + HOUR,
+            path,
+            size,
+            num_rows: rows.len() as u64,
+            schema: schema(),
+            keys: ShardKeys::Any,
+        }
+    }
+
+    struct Posts(DatasourceView);
+
+    impl QuerySource for Posts {
+        fn datasource_names(&self) -> Vec<String> {
+            vec!["posts".into()]
+        }
+        fn datasource(&self, name: &str) -> Option<DatasourceView> {
+            (name == "posts").then(|| self.0.clone())
+        }
+        fn datasource_schema(&self, name: &str) -> Option<SegmentSchema> {
+            (name == "posts").then(|| self.0.schema())
+        }
+        fn system_table(&self, _name: &str) -> Option<RecordBatch> {
+            None
+        }
+    }
+
+    /// The first hour in two published segments, the second as a file a running task
+    /// persisted, the third in memory.
+    fn view(dir: &Path, rows: &[Row]) -> DatasourceView {
+        let hour = |h: i64| -> Vec<Row> {
+            rows.iter()
+                .filter(|r| r.time >= START + h * HOUR && r.time < START + (h + 1) * HOUR)
+                .cloned()
+                .collect()
+        };
+        let first = hour(0);
+        let (a, b) = first.split_at(first.len() / 3);
+        DatasourceView {
+            segments: vec![
+                Arc::new(file(dir, "0a.parquet", a, START)),
+                Arc::new(file(dir, "0b.parquet", b, START)),
+            ],
+            persisted: vec![Arc::new(PersistedFile(file(
+                dir,
+                "1.parquet",
+                &hour(1),
+                START + HOUR,
+            )))],
+            realtime: vec![RealtimeChunk {
+                start: START + 2 * HOUR,
+                end: START + 3 * HOUR,
+                schema: schema(),
+                batch: batch(&hour(2)),
+            }],
+        }
+    }
+
+    async fn answer(engine: &SqlEngine, sql: &str) -> Vec<Vec<Value>> {
+        let output = engine
+            .query(sql, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        object_rows(&output)
+            .into_iter()
+            .map(|row| row.into_iter().map(|(_, v)| v).collect())
+            .collect()
+    }
+
+    fn sum(values: impl Iterator<Item = Option<i64>>) -> Value {
+        let present: Vec<i64> = values.flatten().collect();
+        if present.is_empty() {
+            Value::Null
+        } else {
+            Value::from(present.iter().sum::<i64>())
+        }
+    }
+
+    /// Each question's SQL and its answer by walking the rows (rows in the SQL's order).
+    fn questions(rows: &[Row]) -> Vec<(String, Vec<Vec<Value>>)> {
+        let mut by_user: BTreeMap<Option<String>, Vec<&Row>> = BTreeMap::new();
+        for row in rows {
+            by_user.entry(row.username.clone()).or_default().push(row);
+        }
+        // ORDER BY username puts NULL last.
+        let mut users: Vec<_> = by_user.iter().filter(|(u, _)| u.is_some()).collect();
+        users.extend(by_user.iter().filter(|(u, _)| u.is_none()));
+        let mut by_hour: BTreeMap<i64, usize> = BTreeMap::new();
+        for row in rows {
+            *by_hour
+                .entry(row.time - (row.time - START).rem_euclid(HOUR))
+                .or_default() += 1;
+        }
+        let mia: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.username.as_deref() == Some("mia"))
+            .collect();
+        let (from, to) = (START + HOUR / 2, START + 2 * HOUR + HOUR / 4);
+        let within = rows
+            .iter()
+            .filter(|r| r.time >= from && r.time < to)
+            .count();
+        let views = || rows.iter().filter_map(|r| r.views);
+        vec![
+            (
+                "SELECT COUNT(*) FROM posts".into(),
+                vec![vec![Value::from(rows.len())]],
+            ),
+            (
+                "SELECT username, COUNT(*) AS n, SUM(views) AS v FROM posts GROUP BY username ORDER BY username".into(),
+                users
+                    .iter()
+                    .map(|(user, rows)| {
+                        vec![
+                            user.as_deref().map_or(Value::Null, Value::from),
+                            Value::from(rows.len()),
+                            sum(rows.iter().map(|r| r.views)),
+                        ]
+                    })
+                    .collect(),
+            ),
+            (
+                "SELECT TIME_FLOOR(__time, 'PT1H') AS h, COUNT(*) AS n FROM posts GROUP BY 1 ORDER BY 1".into(),
+                by_hour
+                    .iter()
+                    .map(|(h, n)| vec![Value::from(format_iso(*h)), Value::from(*n)])
+                    .collect(),
+            ),
+            (
+                "SELECT COUNT(*) AS n, SUM(views) AS v FROM posts WHERE username = 'mia'".into(),
+                vec![vec![Value::from(mia.len()), sum(mia.iter().map(|r| r.views))]],
+            ),
+            (
+                format!(
+                    "SELECT COUNT(*) FROM posts WHERE __time >= '{}' AND __time < '{}'",
+                    format_iso(from),
+                    format_iso(to)
+                ),
+                vec![vec![Value::from(within)]],
+            ),
+            (
+                "SELECT MIN(views), MAX(views), COUNT(views) FROM posts".into(),
+                vec![vec![
+                    Value::from(views().min().unwrap()),
+                    Value::from(views().max().unwrap()),
+                    Value::from(views().count()),
+                ]],
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn answers_match_with_any_cache_budget_cold_and_warm() {
+        let dir = tempfile::tempdir().unwrap();
+        // The persisted hour holds more rows than one slice the scan hands on.
+        let rows = generated(240_000);
+        let posts = Arc::new(Posts(view(dir.path(), &rows)));
+        let questions = questions(&rows);
+        // No cache, one that holds a column or two (so columns come and go), the default.
+        for budget in [
+            0,
+            200_000,
+            millrace_query::column_cache::DEFAULT_BUDGET_BYTES,
+        ] {
+            let engine = SqlEngine::with_column_cache(posts.clone(), budget);
+            for round in ["cold", "warm"] {
+                for (sql, expected) in &questions {
+                    assert_eq!(
+                        &answer(&engine, sql).await,
+                        expected,
+                        "{sql} ({round}, cache of {budget} bytes)"
+                    );
+                }
+            }
+        }
+    }
+}

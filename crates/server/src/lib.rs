@@ -154,8 +154,13 @@ pub async fn blocking<T: Send + 'static>(
 
 impl Server {
     /// Opens the data directory: the embedded log, the catalog (`catalog.db`) and ingestion,
-    /// which resumes every stored supervisor.
-    pub fn open(data_dir: &Path, log_config: EmbeddedLogConfig) -> Result<Server, ServerError> {
+    /// which resumes every stored supervisor. Queries keep up to `column_cache_bytes` of
+    /// decoded segment columns in memory.
+    pub fn open(
+        data_dir: &Path,
+        log_config: EmbeddedLogConfig,
+        column_cache_bytes: usize,
+    ) -> Result<Server, ServerError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| ServerError::Io(format!("creating {}", data_dir.display()), e))?;
         // Segment files are read by absolute path (queries address them as URLs).
@@ -174,7 +179,7 @@ impl Server {
         )?);
         let identity = Arc::new(ServerIdentity::new());
         let source = ServerSource(ingestion.clone(), identity.clone());
-        let engine = SqlEngine::new(Arc::new(source));
+        let engine = SqlEngine::with_column_cache(Arc::new(source), column_cache_bytes);
         Ok(Server {
             state: Arc::new(AppState {
                 ingestion,

@@ -44,7 +44,12 @@ impl Running {
         } else {
             "http"
         };
-        let server = Server::open(dir.path(), EmbeddedLogConfig::default()).unwrap();
+        let server = Server::open(
+            dir.path(),
+            EmbeddedLogConfig::default(),
+            millrace_query::column_cache::DEFAULT_BUDGET_BYTES,
+        )
+        .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -263,14 +263,20 @@ struct PersistPolicy {
 }
 
 impl PersistPolicy {
-    /// Persists every index's in-memory rows when they reached maxRowsInMemory or
-    /// intermediatePersistPeriod has passed since the last persist.
+    /// Takes files done writing into the persisted ones, then persists every index's
+    /// in-memory rows when they reached maxRowsInMemory or intermediatePersistPeriod has
+    /// passed since the last persist.
     fn maybe_persist(
         &mut self,
         context: &Context,
         plan: &TaskPlan,
         indexes: &mut [ChunkIndex],
     ) -> Result<(), String> {
+        for index in indexes.iter_mut() {
+            index
+                .finish_persist(false)
+                .map_err(|e| format!("persisting rows: {e}"))?;
+        }
         let in_memory: usize = indexes.iter().map(ChunkIndex::in_memory_rows).sum();
         if in_memory == 0
             || (in_memory < self.max_rows_in_memory && self.last.elapsed() < self.period)
@@ -305,11 +311,17 @@ fn run(
         RowReader::new(&spec.io_config.input_format),
         RowTransformer::new(&spec.data_schema, &spec.io_config),
     ) {
-        (Ok(reader), Ok(transformer)) => RowPipeline {
-            reader,
-            transformer,
-            spec: plan.spec.clone(),
-        },
+        (Ok(mut reader), Ok(transformer)) => {
+            // Members no row needs are skipped while parsing.
+            if let Some(columns) = transformer.columns_read() {
+                reader.only_columns(columns);
+            }
+            RowPipeline {
+                reader,
+                transformer,
+                spec: plan.spec.clone(),
+            }
+        }
         (Err(e), _) => return TaskEnd::Failed(format!("spec.ioConfig.inputFormat: {e}")),
         (_, Err(e)) => return TaskEnd::Failed(e.to_string()),
     };

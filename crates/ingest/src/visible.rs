@@ -216,11 +216,19 @@ impl Visible {
         for indexes in entry.tasks.values() {
             let mut indexes = indexes.lock().expect("task indexes lock");
             for index in indexes.iter_mut() {
+                let (start, end) = index.interval();
                 persisted.extend(index.persisted().iter().cloned());
+                if let Some(batch) = index.persisting() {
+                    realtime.push(RealtimeChunk {
+                        start,
+                        end,
+                        schema: index.schema().clone(),
+                        batch: batch.clone(),
+                    });
+                }
                 if index.in_memory_rows() == 0 {
                     continue;
                 }
-                let (start, end) = index.interval();
                 // Building a batch only fails on a column type mismatch, which the index rules out.
                 if let Ok(batch) = index.batch() {
                     realtime.push(RealtimeChunk {

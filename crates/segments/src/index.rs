@@ -3,6 +3,10 @@
 //! sorted Arrow batch for queries (built when asked, kept until the next row arrives), and
 //! the rows persisted to disk so far.
 //!
+//! A persist sorts the rows in memory into a batch at once, then writes the file on a thread
+//! of its own while the task reads on (the batch stays queryable until the file is done), so
+//! writing overlaps with reading. At most one file is being written at a time.
+//!
 //! Rollup combines rows within what is in memory between persists; rows persisted apart stay
 //! apart, which is Druid's best-effort rollup of streaming ingestion.
 
@@ -22,8 +26,15 @@ use crate::spec::{DataSchema, DimensionType};
 use crate::transform::{DimValue, IngestRow};
 use crate::view::{PersistedFile, SegmentFile};
 
+/// A persisted file being written: its rows, and the thread writing them.
+#[derive(Debug)]
+struct Writing {
+    batch: RecordBatch,
+    file: std::thread::JoinHandle<Result<SegmentFile, ParquetError>>,
+}
+
 /// The rows of one time chunk `[start, end)`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ChunkIndex {
     start: i64,
     end: i64,
@@ -33,8 +44,11 @@ pub struct ChunkIndex {
     rows: Accumulator,
     /// The sorted batch of the rows in memory; None once a row has arrived since.
     snapshot: Option<RecordBatch>,
-    /// Rows persisted to disk, oldest first.
+    /// Rows persisted to disk.
     persisted: Vec<Arc<PersistedFile>>,
+    /// Rows being persisted (at most one file at a time).
+    writing: Option<Writing>,
+    /// Rows persisted or being persisted.
     persisted_rows: usize,
 }
 
@@ -68,6 +82,7 @@ impl ChunkIndex {
             ),
             snapshot: None,
             persisted: Vec::new(),
+            writing: None,
             persisted_rows: 0,
         }
     }
@@ -111,7 +126,7 @@ impl ChunkIndex {
         (self.start, self.end)
     }
 
-    /// Stored (rolled-up) rows so far, persisted or in memory.
+    /// Stored (rolled-up) rows so far, persisted (or being persisted) or in memory.
     pub fn len(&self) -> usize {
         self.persisted_rows + self.rows.len()
     }
@@ -120,7 +135,7 @@ impl ChunkIndex {
         self.len() == 0
     }
 
-    /// Rows held in memory.
+    /// Rows held in memory and not being persisted.
     pub fn in_memory_rows(&self) -> usize {
         self.rows.len()
     }
@@ -130,13 +145,21 @@ impl ChunkIndex {
         &self.persisted
     }
 
-    /// Writes the rows in memory to a Parquet file at `path` and lets them go from memory.
+    /// The rows of a file being written, if one is: queries read them from here until
+    /// [`ChunkIndex::finish_persist`] finds the file done.
+    pub fn persisting(&self) -> Option<&RecordBatch> {
+        self.writing.as_ref().map(|w| &w.batch)
+    }
+
+    /// Sorts the rows in memory into a batch, lets them go from memory and starts writing
+    /// them to a Parquet file at `path` (after the file being written before, if any, is
+    /// done).
     pub fn persist(&mut self, path: PathBuf) -> Result<(), ParquetError> {
         if self.rows.is_empty() {
             return Ok(());
         }
+        self.finish_persist(true)?;
         let batch = self.batch()?;
-        let size = write_parquet(&path, &batch)?;
         let file = SegmentFile {
             id: path
                 .file_stem()
@@ -145,20 +168,48 @@ impl ChunkIndex {
             start: self.start,
             end: self.end,
             path,
-            size,
+            size: 0,
             num_rows: batch.num_rows() as u64,
             schema: self.schema.clone(),
             keys: crate::shard::ShardKeys::Any,
         };
-        self.persisted.push(Arc::new(PersistedFile(file)));
+        let rows = batch.clone();
+        let writer = std::thread::Builder::new()
+            .name("persist".into())
+            .spawn(move || {
+                let size = write_parquet(&file.path, &rows)?;
+                Ok(SegmentFile { size, ..file })
+            })?;
         self.persisted_rows += batch.num_rows();
+        self.writing = Some(Writing {
+            batch,
+            file: writer,
+        });
         self.rows.clear();
         self.snapshot = None;
         Ok(())
     }
 
+    /// Takes the file being written into the persisted files once it is done (waiting for it
+    /// with `wait`). A failed write is the error (the task fails; its rows are read again).
+    pub fn finish_persist(&mut self, wait: bool) -> Result<(), ParquetError> {
+        if !wait && self.writing.as_ref().is_none_or(|w| !w.file.is_finished()) {
+            return Ok(());
+        }
+        let Some(writing) = self.writing.take() else {
+            return Ok(());
+        };
+        let file = writing
+            .file
+            .join()
+            .map_err(|_| ParquetError::General("the persist thread panicked".into()))??;
+        self.persisted.push(Arc::new(PersistedFile(file)));
+        Ok(())
+    }
+
     /// Every row, persisted and in memory, as one batch sorted as a segment stores them.
     pub fn segment_batch(&mut self) -> Result<RecordBatch, ParquetError> {
+        self.finish_persist(true)?;
         let mut batches = Vec::new();
         for file in &self.persisted {
             batches.extend(read_parquet(&file.0.path)?);
@@ -187,6 +238,18 @@ impl ChunkIndex {
         let batch = to_batch(&self.schema, &rows)?;
         self.snapshot = Some(batch.clone());
         Ok(batch)
+    }
+}
+
+impl Drop for ChunkIndex {
+    /// A file still being written is waited for, then removed with the other persisted files
+    /// (as their last holder lets them go).
+    fn drop(&mut self) {
+        if let Some(writing) = self.writing.take()
+            && let Ok(Ok(file)) = writing.file.join()
+        {
+            drop(PersistedFile(file));
+        }
     }
 }
 
@@ -300,6 +363,60 @@ mod tests {
         assert!(
             !file.exists(),
             "the persisted file goes with the last holder"
+        );
+    }
+
+    #[test]
+    fn rows_being_persisted_stay_readable_and_a_dropped_index_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
+        let user = |name: &str| DimValue::String(name.into());
+        for round in 0..3 {
+            for i in 0..100 {
+                index.add(discovered(
+                    i * 1000,
+                    &[("user", user(&format!("u{round}-{i}")))],
+                ));
+            }
+            index
+                .persist(dir.path().join(format!("{round}.parquet")))
+                .unwrap();
+            let being_written = index.persisting().map_or(0, |b| b.num_rows());
+            let on_disk: usize = index
+                .persisted()
+                .iter()
+                .map(|p| p.0.num_rows as usize)
+                .sum();
+            assert_eq!(
+                being_written, 100,
+                "the last persist's rows are in its batch"
+            );
+            assert_eq!(on_disk, round * 100, "earlier persists were waited for");
+            assert_eq!(
+                (index.len(), index.in_memory_rows()),
+                ((round + 1) * 100, 0)
+            );
+        }
+        assert_eq!(index.segment_batch().unwrap().num_rows(), 300);
+        assert!(
+            index.persisting().is_none(),
+            "the publish waited for the write"
+        );
+        assert!(
+            index
+                .persisted()
+                .iter()
+                .all(|p| p.0.size > 0 && p.0.path.exists())
+        );
+
+        let mut dropped = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
+        dropped.add(discovered(0, &[("user", user("x"))]));
+        let path = dir.path().join("dropped.parquet");
+        dropped.persist(path.clone()).unwrap();
+        drop(dropped);
+        assert!(
+            !path.exists(),
+            "a write in flight is waited for, then removed"
         );
     }
 

@@ -5,6 +5,13 @@
 //! A row is a list of named values. Nested JSON objects and arrays become their JSON text
 //! (multi-value dimensions and json columns come later).
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::Value as Json;
 
 use crate::expr::{Columns, ExprValue};
@@ -112,6 +119,114 @@ fn json_to_value(value: &Json) -> ExprValue {
     }
 }
 
+/// A JSON object's members read straight into an input row (no intermediate JSON tree),
+/// keeping only the `wanted` columns when given; nested objects and arrays become their JSON
+/// text, as [`json_to_value`] makes them.
+struct ObjectColumns<'a> {
+    wanted: Option<&'a [String]>,
+    row: &'a mut InputRow,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectColumns<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectColumns<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            if self.wanted.is_some_and(|w| !w.iter().any(|n| *n == name)) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let Scalar(value) = map.next_value()?;
+            self.row.set(&name, value);
+        }
+        Ok(())
+    }
+}
+
+/// An object member's name, borrowed from the record when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(name)))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(name.to_string())))
+            }
+            fn visit_string<E>(self, name: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(name)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A member's value as an input value.
+struct Scalar(ExprValue);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(ExprValue::Null))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
+                Ok(Scalar(ExprValue::String(b.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(ExprValue::Long(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(
+                    i64::try_from(v).map_or(ExprValue::Double(v as f64), ExprValue::Long),
+                ))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(ExprValue::Double(v)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar(ExprValue::String(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Scalar, E> {
+                Ok(Scalar(ExprValue::String(s)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar, A::Error> {
+                let nested = Json::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Scalar(ExprValue::String(nested.to_string())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar, A::Error> {
+                let nested = Json::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(Scalar(ExprValue::String(nested.to_string())))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
 /// Reads records as the inputFormat of a spec says.
 pub struct RowReader {
     format: Reader,
@@ -121,6 +236,8 @@ enum Reader {
     Json {
         discover: bool,
         fields: Vec<(String, Option<Vec<Step>>)>,
+        /// The only columns read from each object, when the rows are known to need no others.
+        wanted: Option<Vec<String>>,
     },
     Delimited {
         delimiter: u8,
@@ -143,6 +260,19 @@ impl RowReader {
         Ok(RowReader {
             format: Reader::new(format)?,
         })
+    }
+
+    /// Reads only these columns of JSON objects (when discovering columns without flatten
+    /// fields; otherwise every column is read as before): the others are skipped while
+    /// parsing. For rows whose transforms, filter, dimensions and metrics read no others.
+    pub fn only_columns(&mut self, columns: Vec<String>) {
+        let mut format = &mut self.format;
+        if let Reader::Kafka { value, .. } = format {
+            format = value.as_mut();
+        }
+        if let Reader::Json { wanted, .. } = format {
+            *wanted = Some(columns);
+        }
     }
 
     /// Reads one record into rows (CSV/TSV may hold several lines; header rows are skipped
@@ -170,7 +300,11 @@ impl Reader {
                     };
                     fields.push((field.name.clone(), path));
                 }
-                Reader::Json { discover, fields }
+                Reader::Json {
+                    discover,
+                    fields,
+                    wanted: None,
+                }
             }
             InputFormat::Csv(d) => Reader::delimited(d, b',')?,
             InputFormat::Tsv(d) => Reader::delimited(d, b'\t')?,
@@ -226,7 +360,33 @@ impl Reader {
 
     fn read(&self, bytes: &[u8], meta: &RecordMeta<'_>) -> Result<Vec<InputRow>, ParseError> {
         match self {
-            Reader::Json { discover, fields } => {
+            Reader::Json {
+                discover: true,
+                fields,
+                wanted,
+            } if fields.is_empty() => {
+                let mut row = InputRow::default();
+                let mut parser = serde_json::Deserializer::from_slice(bytes);
+                let columns = ObjectColumns {
+                    wanted: wanted.as_deref(),
+                    row: &mut row,
+                };
+                columns
+                    .deserialize(&mut parser)
+                    .and_then(|()| parser.end())
+                    .map_err(|e| match e.classify() {
+                        // Every member value is accepted: only the record itself can be of
+                        // another type than an object.
+                        serde_json::error::Category::Data => {
+                            ParseError("expected a JSON object".into())
+                        }
+                        _ => ParseError(format!("invalid JSON: {e}")),
+                    })?;
+                Ok(vec![row])
+            }
+            Reader::Json {
+                discover, fields, ..
+            } => {
                 let json: Json = serde_json::from_slice(bytes)
                     .map_err(|e| ParseError(format!("invalid JSON: {e}")))?;
                 let Json::Object(object) = &json else {
@@ -386,6 +546,71 @@ mod tests {
             r.read(b"[1]", &META).unwrap_err().0,
             "expected a JSON object"
         );
+    }
+
+    #[test]
+    fn json_read_without_a_tree_gives_the_tree_readers_rows() {
+        let plain = reader(json!({"type": "json"}));
+        // A root field sends the reader through the JSON tree (discovery keeps every column,
+        // and the field adds itself last, null when absent).
+        let tree = reader(json!({"type": "json", "flattenSpec": {"fields": [
+            {"type": "root", "name": "absent"}]}}));
+        let records: [&[u8]; 5] = [
+            br#"{"user": "mia", "views": 3, "ratio": 0.5, "edited": true, "none": null}"#,
+            br#"{"user": "gus", "geo": {"city": "Oslo", "at": [1, 2.5]}, "tags": ["a", {"b": 1}]}"#,
+            br#"{"big": 18446744073709551615, "neg": -9223372036854775808, "exp": 1e3}"#,
+            br#"{"esc\u0061ped": "tab\there", "user": "first", "user": "second"}"#,
+            br#"  {"unicode": "caf\u00e9 \ud83d\ude00"}  "#,
+        ];
+        for record in records {
+            let fast = &plain.read(record, &META).unwrap()[0];
+            let mut slow = tree.read(record, &META).unwrap().remove(0);
+            assert_eq!(slow.columns.pop(), Some(("absent".into(), ExprValue::Null)));
+            assert_eq!(fast, &slow, "{}", String::from_utf8_lossy(record));
+        }
+        let big = &plain.read(records[2], &META).unwrap()[0];
+        assert_eq!(
+            big.get("big"),
+            Some(&ExprValue::Double(18446744073709551615.0))
+        );
+        assert_eq!(big.get("exp"), Some(&ExprValue::Double(1000.0)));
+        let duplicate = &plain.read(records[3], &META).unwrap()[0];
+        assert_eq!(
+            duplicate.get("user"),
+            Some(&ExprValue::String("second".into()))
+        );
+        assert_eq!(
+            duplicate.get("escaped"),
+            Some(&ExprValue::String("tab\there".into()))
+        );
+
+        let mut only = reader(json!({"type": "json"}));
+        only.only_columns(vec!["user".into(), "tags".into()]);
+        let row = &only.read(records[1], &META).unwrap()[0];
+        assert_eq!(
+            row.columns,
+            vec![
+                ("user".to_string(), ExprValue::String("gus".into())),
+                (
+                    "tags".to_string(),
+                    ExprValue::String(r#"["a",{"b":1}]"#.into())
+                ),
+            ],
+            "only the wanted members, nested ones as JSON text"
+        );
+        for (bad, why) in [
+            (&b"[1]"[..], "expected a JSON object"),
+            (b"\"text\"", "expected a JSON object"),
+            (b"{\"user\": \"mia\"} trailing", "invalid JSON"),
+            (b"{\"user\": }", "invalid JSON"),
+            (b"{\"skipped\": [1, }", "invalid JSON"),
+        ] {
+            assert!(
+                only.read(bad, &META).unwrap_err().0.starts_with(why),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -231,6 +231,26 @@ impl RowTransformer {
         })
     }
 
+    /// Every input column a row's outcome can depend on, when that is known: fixed
+    /// dimensions, no transforms or filter, and metrics reading plain columns. None when
+    /// any of them may read other columns.
+    pub fn columns_read(&self) -> Option<Vec<String>> {
+        let dimensions = self.dimensions.as_ref()?;
+        if !self.transforms.is_empty() || self.filter.is_some() {
+            return None;
+        }
+        let mut columns = vec![self.timestamp_column.clone()];
+        columns.extend(dimensions.iter().map(|(name, _)| name.clone()));
+        for input in &self.metric_inputs {
+            match input {
+                MetricInput::None => {}
+                MetricInput::Column(name) => columns.push(name.clone()),
+                MetricInput::Expression(_) | MetricInput::Filtered(..) => return None,
+            }
+        }
+        Some(columns)
+    }
+
     /// The columns of an input row that discovery makes dimensions.
     fn discovered_names<'a>(&'a self, row: &'a InputRow) -> impl Iterator<Item = &'a str> {
         row.columns

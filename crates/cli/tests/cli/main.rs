@@ -640,6 +640,35 @@ fn benchmarks_run_and_print_figures() {
     );
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("pipeline / bare loop:"), "{text}");
+    // Events from a file, without a predicate (the mapper alone), figures as JSON.
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = events_dir.path().join("events.json");
+    let kinds = ["click", "scroll", "purchase", "hover", "view"];
+    let lines: Vec<String> = (0..500)
+        .map(|i| {
+            format!(
+                r#"{{"event_id":"e{i}","user_id":"u","event_type":"{}","category":"books","value":2.5}}"#,
+                kinds[i % 5]
+            )
+        })
+        .collect();
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let figures = events_dir.path().join("pipeline.json");
+    run_ok(
+        millrace()
+            .args(["bench", "pipeline", "--runs", "1", "--predicate", ""])
+            .arg("--definition")
+            .arg(examples().join("processor-efficient-processing.yaml"))
+            .arg("--input")
+            .arg(&events)
+            .arg("--json")
+            .arg(&figures),
+    );
+    let json: Json = serde_json::from_str(&std::fs::read_to_string(&figures).unwrap()).unwrap();
+    assert_eq!(json["events"], 500, "{json}");
+    // The pipeline filters scrolls and hovers (2 of every 5) before its mapper.
+    assert_eq!(json["results"], 300, "{json}");
+    assert!(json["messages_per_second"].as_f64().unwrap() > 0.0);
     // The pipeline wrote one result per event that is not a scroll or hover.
     let results: u64 = text
         .split("results)")
@@ -695,6 +724,57 @@ fn benchmarks_run_and_print_figures() {
     ] {
         assert!(text.contains(figure), "{figure}: {text}");
     }
+
+    // Posts from a file, figures and answers as JSON (as scripts/bench-peers reads them).
+    let figures_dir = tempfile::tempdir().unwrap();
+    let posts = figures_dir.path().join("posts.json");
+    let names = ["mia", "gus", "jojo"];
+    let lines: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                r#"{{"time":"2025-01-01T00:{:02}:00.000","username":"{}","post_title":"t","views":{i},"upvotes":1,"comments":0,"edited":"False"}}"#,
+                i % 60,
+                names[i % 3]
+            )
+        })
+        .collect();
+    std::fs::write(&posts, lines.join("\n") + "\n\n").unwrap();
+    let figures = figures_dir.path().join("druid.json");
+    run_ok(
+        millrace()
+            .args([
+                "bench",
+                "druid",
+                "--tasks",
+                "2",
+                "--query-runs",
+                "1",
+                "--file",
+            ])
+            .arg(&posts)
+            .arg("--json")
+            .arg(&figures),
+    );
+    let json: Json = serde_json::from_str(&std::fs::read_to_string(&figures).unwrap()).unwrap();
+    assert_eq!(json["rows"], 3000, "{json}");
+    assert_eq!(json["ingestion"][0]["tasks"], 2, "{json}");
+    let answer = |name: &str| {
+        json["queries"]["timed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .map(|q| q["answer"].clone())
+            .unwrap_or_else(|| panic!("{name}: {json}"))
+    };
+    assert_eq!(answer("COUNT(*)")[0]["EXPR$0"], 3000, "{json}");
+    // mia posted every third post, with views 0, 3, 6, ...
+    let mia_views: u64 = (0..3000).step_by(3).sum();
+    assert_eq!(
+        answer("WHERE username")[0],
+        serde_json::json!({"posts": 1000, "views": mia_views})
+    );
+    assert_eq!(answer("GROUP BY username").as_array().unwrap().len(), 3);
 
     // The seeds' experiments in one run, as JSON too (definitions named from the repository).
     let figures_dir = tempfile::tempdir().unwrap();

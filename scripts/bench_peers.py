@@ -34,7 +34,7 @@ DUCKDB_QUERIES = [
     (
         "GROUP BY username",
         "SELECT username, COUNT(*) AS posts, SUM(views) AS views FROM posts "
-        "GROUP BY username ORDER BY posts DESC",
+        "GROUP BY username ORDER BY posts DESC, username",
     ),
     (
         "TIME_FLOOR hourly",
@@ -51,7 +51,7 @@ CHDB_QUERIES = [
     (
         "GROUP BY username",
         "SELECT username, count() AS posts, sum(views) AS views FROM b.posts "
-        "GROUP BY username ORDER BY posts DESC",
+        "GROUP BY username ORDER BY posts DESC, username",
     ),
     (
         "TIME_FLOOR hourly",
@@ -351,14 +351,17 @@ def compare_posts(args, rows, work):
         line = {"name": q["name"], "ours_ms": q["median_ms"], "duckdb_ms": d["median_ms"],
                 "chdb_ms": c["median_ms"], "ours_over_duckdb": ratio(q["median_ms"], d["median_ms"]),
                 "ours_over_chdb": ratio(q["median_ms"], c["median_ms"]),
-                "same_answer_as_duckdb": normalized(q["answer"]) == normalized(d["answer"])}
+                "same_answer_as_duckdb": normalized(q["answer"]) == normalized(d["answer"]),
+                "same_answer_as_chdb": normalized(q["answer"]) == normalized(c["answer"])}
         result["queries"].append(line)
         if not line["same_answer_as_duckdb"]:
-            mismatches.append((q["name"], q["answer"], d["answer"]))
+            mismatches.append((q["name"], "DuckDB", q["answer"], d["answer"]))
+        if not line["same_answer_as_chdb"]:
+            mismatches.append((q["name"], "chDB", q["answer"], c["answer"]))
         print(f"  {q['name']:<22} {q['median_ms']:7.1f} {d['median_ms']:7.1f} {c['median_ms']:7.1f}"
               f"   {line['ours_over_duckdb']:8.2f}x  {line['ours_over_chdb']:8.2f}x")
-    for name, a, b in mismatches:
-        print(f"  ANSWERS DIFFER for {name}: ours {a} vs DuckDB {b}", file=sys.stderr)
+    for name, peer_name, a, b in mismatches:
+        print(f"  ANSWERS DIFFER for {name}: ours {a} vs {peer_name} {b}", file=sys.stderr)
     if mismatches:
         sys.exit("bench-peers: answers differ")
     return result

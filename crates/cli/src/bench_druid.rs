@@ -297,7 +297,7 @@ pub fn run(
         (
             "GROUP BY username",
             format!(
-                "SELECT username, COUNT(*) AS posts, SUM(views) AS views FROM \"{datasource}\" GROUP BY username ORDER BY posts DESC"
+                "SELECT username, COUNT(*) AS posts, SUM(views) AS views FROM \"{datasource}\" GROUP BY username ORDER BY posts DESC, username"
             ),
         ),
         (

@@ -218,7 +218,7 @@ impl Visible {
             for index in indexes.iter_mut() {
                 let (start, end) = index.interval();
                 persisted.extend(index.persisted().iter().cloned());
-                if let Some(batch) = index.persisting() {
+                for batch in index.unwritten() {
                     realtime.push(RealtimeChunk {
                         start,
                         end,

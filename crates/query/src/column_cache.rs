@@ -152,12 +152,13 @@ fn read_columns(file: &SegmentFile, names: &[&str]) -> Result<Vec<Option<ArrayRe
     let opened = File::open(&file.path).map_err(|e| failed(&e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(opened).map_err(|e| failed(&e))?;
     let schema = builder.schema().clone();
-    let present: Vec<&str> = names
+    // Columns are chosen by position: names may hold dots (`kafka.key`), which
+    // `ProjectionMask::columns` would read as nested paths.
+    let positions: Vec<usize> = names
         .iter()
-        .copied()
-        .filter(|name| schema.column_with_name(name).is_some())
+        .filter_map(|name| schema.index_of(name).ok())
         .collect();
-    let mask = ProjectionMask::columns(builder.parquet_schema(), present.iter().copied());
+    let mask = ProjectionMask::roots(builder.parquet_schema(), positions);
     let rows = usize::try_from(file.num_rows).unwrap_or(usize::MAX).max(1);
     let reader = builder
         .with_projection(mask)

@@ -7,10 +7,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::Field;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Result, Statistics};
+use datafusion::common::{DataFusionError, Result, Statistics};
 use datafusion::datasource::source::DataSource;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::projection::ProjectionExprs;
@@ -101,17 +102,22 @@ fn read(cache: &ColumnCache, file: &SegmentFile, schema: &SchemaRef) -> Result<V
         )?
     } else {
         let columns = cache.columns(file, &names)?;
-        let rows = columns
-            .iter()
-            .flatten()
-            .map(|c| c.len())
-            .next()
-            .unwrap_or(0);
+        if let Some(column) = columns.iter().flatten().find(|c| c.len() != rows) {
+            return Err(DataFusionError::Execution(format!(
+                "{} holds {} rows in a column, not the {rows} its record says",
+                file.path.display(),
+                column.len()
+            )));
+        }
+        // The file's own types: `conform` casts them to the table's (a dimension may have
+        // changed type between segments) and fills the columns the file lacks with nulls.
         let present: Vec<_> = schema
             .fields()
             .iter()
             .zip(columns)
-            .filter_map(|(field, column)| column.map(|c| (field.as_ref().clone(), c)))
+            .filter_map(|(field, column)| {
+                column.map(|c| (Field::new(field.name(), c.data_type().clone(), true), c))
+            })
             .collect();
         let (fields, arrays): (Vec<_>, Vec<_>) = present.into_iter().unzip();
         let found = RecordBatch::try_new_with_options(

@@ -438,3 +438,142 @@ mod against_a_straightforward_evaluation {
         }
     }
 }
+
+/// Segments written at different times differ: a column added later, a dimension whose type
+/// changed, a name with a dot (as the kafka input format's columns have).
+mod segments_that_differ {
+    use millrace_query::values::object_rows;
+    use millrace_query::{QuerySource, SqlEngine};
+    use millrace_segments::columns::{SegmentSchema, write_parquet};
+    use millrace_segments::shard::ShardKeys;
+    use millrace_segments::spec::DimensionType;
+    use millrace_segments::view::{DatasourceView, SegmentFile};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    struct One(DatasourceView);
+
+    impl QuerySource for One {
+        fn datasource_names(&self) -> Vec<String> {
+            vec!["events".into()]
+        }
+        fn datasource(&self, name: &str) -> Option<DatasourceView> {
+            (name == "events").then(|| self.0.clone())
+        }
+        fn datasource_schema(&self, name: &str) -> Option<SegmentSchema> {
+            (name == "events").then(|| self.0.schema())
+        }
+        fn system_table(&self, _name: &str) -> Option<RecordBatch> {
+            None
+        }
+    }
+
+    /// A segment file of `rows` rows at time 0 with the given dimensions (strings or longs).
+    fn segment(
+        dir: &std::path::Path,
+        name: &str,
+        rows: usize,
+        dimensions: &[(&str, DimensionType)],
+    ) -> Arc<SegmentFile> {
+        let schema = SegmentSchema {
+            dimensions: dimensions
+                .iter()
+                .map(|(n, t)| (n.to_string(), *t))
+                .collect(),
+            metrics: vec![],
+        };
+        let mut columns: Vec<arrow::array::ArrayRef> = vec![Arc::new(
+            TimestampMillisecondArray::from(vec![0; rows]).with_timezone("UTC"),
+        )];
+        for (i, (_, kind)) in dimensions.iter().enumerate() {
+            columns.push(match kind {
+                DimensionType::Long => Arc::new(Int64Array::from_iter_values(
+                    (0..rows).map(|r| (r + i) as i64),
+                )),
+                _ => Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|r| format!("{}", (r + i) % 2)),
+                )),
+            });
+        }
+        let batch = RecordBatch::try_new(schema.arrow(), columns).unwrap();
+        let path = dir.join(name);
+        let size = write_parquet(&path, &batch).unwrap();
+        Arc::new(SegmentFile {
+            id: name.into(),
+            start: 0,
+            end: 3_600_000,
+            path,
+            size,
+            num_rows: rows as u64,
+            schema,
+            keys: ShardKeys::Any,
+        })
+    }
+
+    async fn answer(engine: &SqlEngine, sql: &str) -> Vec<serde_json::Map<String, Value>> {
+        let output = engine
+            .query(sql, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        object_rows(&output)
+    }
+
+    #[tokio::test]
+    async fn old_and_new_segments_read_together() {
+        use DimensionType::{Long, String as Text};
+        let dir = tempfile::tempdir().unwrap();
+        let view = DatasourceView {
+            segments: vec![
+                // `level` was a long here and a string later; `added` came later.
+                segment(dir.path(), "old.parquet", 10, &[("level", Long)]),
+                segment(
+                    dir.path(),
+                    "new.parquet",
+                    6,
+                    &[("level", Text), ("added", Text), ("kafka.key", Text)],
+                ),
+            ],
+            ..DatasourceView::default()
+        };
+        let source = Arc::new(One(view));
+        for budget in [0, millrace_query::column_cache::DEFAULT_BUDGET_BYTES] {
+            let engine = SqlEngine::with_column_cache(source.clone(), budget);
+            for _ in ["cold", "warm"] {
+                assert_eq!(
+                    answer(
+                        &engine,
+                        "SELECT COUNT(*) AS n FROM events WHERE added IS NULL"
+                    )
+                    .await,
+                    vec![json!({"n": 10}).as_object().unwrap().clone()],
+                    "the old file's rows lack `added`: null, not gone"
+                );
+                let keys = answer(
+                    &engine,
+                    r#"SELECT "kafka.key" AS k, COUNT(*) AS n FROM events GROUP BY 1 ORDER BY 1"#,
+                )
+                .await;
+                assert_eq!(
+                    keys,
+                    [
+                        json!({"k": "0", "n": 3}),
+                        json!({"k": "1", "n": 3}),
+                        json!({"k": null, "n": 10})
+                    ]
+                    .iter()
+                    .map(|v| v.as_object().unwrap().clone())
+                    .collect::<Vec<_>>(),
+                    "a dotted name is a column of its own"
+                );
+                // The first type met (long) is the table's: "0"/"1" cast to numbers.
+                let levels = answer(&engine, "SELECT SUM(level) AS s FROM events").await;
+                assert_eq!(
+                    levels[0]["s"],
+                    json!((0..10).sum::<i64>() + 3),
+                    "{levels:?}"
+                );
+            }
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! A persist sorts the rows in memory into a batch at once, then writes the file on a thread
 //! of its own while the task reads on (the batch stays queryable until the file is done), so
-//! writing overlaps with reading. At most one file is being written at a time.
+//! writing overlaps with reading. At most one file of an index is being written at a time. A
+//! write that fails leaves its batch in memory, where queries and the publish still find it.
 //!
 //! Rollup combines rows within what is in memory between persists; rows persisted apart stay
 //! apart, which is Druid's best-effort rollup of streaming ingestion.
@@ -26,12 +27,8 @@ use crate::spec::{DataSchema, DimensionType};
 use crate::transform::{DimValue, IngestRow};
 use crate::view::{PersistedFile, SegmentFile};
 
-/// A persisted file being written: its rows, and the thread writing them.
-#[derive(Debug)]
-struct Writing {
-    batch: RecordBatch,
-    file: std::thread::JoinHandle<Result<SegmentFile, ParquetError>>,
-}
+/// The thread writing a persisted file.
+type Writer = std::thread::JoinHandle<Result<SegmentFile, ParquetError>>;
 
 /// The rows of one time chunk `[start, end)`.
 #[derive(Debug)]
@@ -46,8 +43,11 @@ pub struct ChunkIndex {
     snapshot: Option<RecordBatch>,
     /// Rows persisted to disk.
     persisted: Vec<Arc<PersistedFile>>,
-    /// Rows being persisted (at most one file at a time).
-    writing: Option<Writing>,
+    /// Sorted batches of persists whose file is not written: the one being written (the
+    /// last) and any whose write failed.
+    unwritten: Vec<RecordBatch>,
+    /// The thread writing the last of `unwritten`, if one is.
+    writer: Option<Writer>,
     /// Rows persisted or being persisted.
     persisted_rows: usize,
 }
@@ -82,7 +82,8 @@ impl ChunkIndex {
             ),
             snapshot: None,
             persisted: Vec::new(),
-            writing: None,
+            unwritten: Vec::new(),
+            writer: None,
             persisted_rows: 0,
         }
     }
@@ -145,10 +146,10 @@ impl ChunkIndex {
         &self.persisted
     }
 
-    /// The rows of a file being written, if one is: queries read them from here until
-    /// [`ChunkIndex::finish_persist`] finds the file done.
-    pub fn persisting(&self) -> Option<&RecordBatch> {
-        self.writing.as_ref().map(|w| &w.batch)
+    /// Persisted rows whose file is not written yet (or failed to be): queries read them
+    /// from here until [`ChunkIndex::finish_persist`] finds their file done.
+    pub fn unwritten(&self) -> &[RecordBatch] {
+        &self.unwritten
     }
 
     /// Sorts the rows in memory into a batch, lets them go from memory and starts writing
@@ -181,28 +182,26 @@ impl ChunkIndex {
                 Ok(SegmentFile { size, ..file })
             })?;
         self.persisted_rows += batch.num_rows();
-        self.writing = Some(Writing {
-            batch,
-            file: writer,
-        });
+        self.unwritten.push(batch);
+        self.writer = Some(writer);
         self.rows.clear();
         self.snapshot = None;
         Ok(())
     }
 
     /// Takes the file being written into the persisted files once it is done (waiting for it
-    /// with `wait`). A failed write is the error (the task fails; its rows are read again).
+    /// with `wait`). A failed write is the error; its rows stay in memory.
     pub fn finish_persist(&mut self, wait: bool) -> Result<(), ParquetError> {
-        if !wait && self.writing.as_ref().is_none_or(|w| !w.file.is_finished()) {
+        if !wait && self.writer.as_ref().is_none_or(|w| !w.is_finished()) {
             return Ok(());
         }
-        let Some(writing) = self.writing.take() else {
+        let Some(writer) = self.writer.take() else {
             return Ok(());
         };
-        let file = writing
-            .file
+        let file = writer
             .join()
             .map_err(|_| ParquetError::General("the persist thread panicked".into()))??;
+        self.unwritten.pop();
         self.persisted.push(Arc::new(PersistedFile(file)));
         Ok(())
     }
@@ -210,7 +209,7 @@ impl ChunkIndex {
     /// Every row, persisted and in memory, as one batch sorted as a segment stores them.
     pub fn segment_batch(&mut self) -> Result<RecordBatch, ParquetError> {
         self.finish_persist(true)?;
-        let mut batches = Vec::new();
+        let mut batches = self.unwritten.clone();
         for file in &self.persisted {
             batches.extend(read_parquet(&file.0.path)?);
         }
@@ -245,8 +244,8 @@ impl Drop for ChunkIndex {
     /// A file still being written is waited for, then removed with the other persisted files
     /// (as their last holder lets them go).
     fn drop(&mut self) {
-        if let Some(writing) = self.writing.take()
-            && let Ok(Ok(file)) = writing.file.join()
+        if let Some(writer) = self.writer.take()
+            && let Ok(Ok(file)) = writer.join()
         {
             drop(PersistedFile(file));
         }
@@ -381,7 +380,7 @@ mod tests {
             index
                 .persist(dir.path().join(format!("{round}.parquet")))
                 .unwrap();
-            let being_written = index.persisting().map_or(0, |b| b.num_rows());
+            let being_written: usize = index.unwritten().iter().map(|b| b.num_rows()).sum();
             let on_disk: usize = index
                 .persisted()
                 .iter()
@@ -399,7 +398,7 @@ mod tests {
         }
         assert_eq!(index.segment_batch().unwrap().num_rows(), 300);
         assert!(
-            index.persisting().is_none(),
+            index.unwritten().is_empty(),
             "the publish waited for the write"
         );
         assert!(

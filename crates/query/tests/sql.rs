@@ -172,6 +172,24 @@ async fn bad_arguments_are_planning_errors() {
     assert!(err.contains("'hourly' is not an ISO-8601 period"), "{err}");
 }
 
+/// One datasource, by name, of the given rows.
+struct OneDatasource(&'static str, millrace_segments::view::DatasourceView);
+
+impl millrace_query::QuerySource for OneDatasource {
+    fn datasource_names(&self) -> Vec<String> {
+        vec![self.0.into()]
+    }
+    fn datasource(&self, name: &str) -> Option<millrace_segments::view::DatasourceView> {
+        (name == self.0).then(|| self.1.clone())
+    }
+    fn datasource_schema(&self, name: &str) -> Option<millrace_segments::columns::SegmentSchema> {
+        (name == self.0).then(|| self.1.schema())
+    }
+    fn system_table(&self, _name: &str) -> Option<RecordBatch> {
+        None
+    }
+}
+
 /// The answers of the engine over segment files (read through the column cache with any
 /// budget, cold and warm), a persisted file and realtime rows, against the same questions
 /// answered by walking the rows.
@@ -179,8 +197,8 @@ mod against_a_straightforward_evaluation {
     use std::collections::BTreeMap;
     use std::path::Path;
 
+    use millrace_query::SqlEngine;
     use millrace_query::values::object_rows;
-    use millrace_query::{QuerySource, SqlEngine};
     use millrace_segments::columns::{SegmentSchema, write_parquet};
     use millrace_segments::shard::ShardKeys;
     use millrace_segments::spec::DimensionType;
@@ -268,23 +286,6 @@ mod against_a_straightforward_evaluation {
             num_rows: rows.len() as u64,
             schema: schema(),
             keys: ShardKeys::Any,
-        }
-    }
-
-    struct Posts(DatasourceView);
-
-    impl QuerySource for Posts {
-        fn datasource_names(&self) -> Vec<String> {
-            vec!["posts".into()]
-        }
-        fn datasource(&self, name: &str) -> Option<DatasourceView> {
-            (name == "posts").then(|| self.0.clone())
-        }
-        fn datasource_schema(&self, name: &str) -> Option<SegmentSchema> {
-            (name == "posts").then(|| self.0.schema())
-        }
-        fn system_table(&self, _name: &str) -> Option<RecordBatch> {
-            None
         }
     }
 
@@ -417,7 +418,7 @@ mod against_a_straightforward_evaluation {
         let dir = tempfile::tempdir().unwrap();
         // The persisted hour holds more rows than one slice the scan hands on.
         let rows = generated(240_000);
-        let posts = Arc::new(Posts(view(dir.path(), &rows)));
+        let posts = Arc::new(OneDatasource("posts", view(dir.path(), &rows)));
         let questions = questions(&rows);
         // No cache, one that holds a column or two (so columns come and go), the default.
         for budget in [
@@ -442,8 +443,8 @@ mod against_a_straightforward_evaluation {
 /// Segments written at different times differ: a column added later, a dimension whose type
 /// changed, a name with a dot (as the kafka input format's columns have).
 mod segments_that_differ {
+    use millrace_query::SqlEngine;
     use millrace_query::values::object_rows;
-    use millrace_query::{QuerySource, SqlEngine};
     use millrace_segments::columns::{SegmentSchema, write_parquet};
     use millrace_segments::shard::ShardKeys;
     use millrace_segments::spec::DimensionType;
@@ -451,23 +452,6 @@ mod segments_that_differ {
     use serde_json::{Value, json};
 
     use super::*;
-
-    struct One(DatasourceView);
-
-    impl QuerySource for One {
-        fn datasource_names(&self) -> Vec<String> {
-            vec!["events".into()]
-        }
-        fn datasource(&self, name: &str) -> Option<DatasourceView> {
-            (name == "events").then(|| self.0.clone())
-        }
-        fn datasource_schema(&self, name: &str) -> Option<SegmentSchema> {
-            (name == "events").then(|| self.0.schema())
-        }
-        fn system_table(&self, _name: &str) -> Option<RecordBatch> {
-            None
-        }
-    }
 
     /// A segment file of `rows` rows at time 0 with the given dimensions (strings or longs).
     fn segment(
@@ -536,7 +520,7 @@ mod segments_that_differ {
             ],
             ..DatasourceView::default()
         };
-        let source = Arc::new(One(view));
+        let source = Arc::new(OneDatasource("events", view));
         for budget in [0, millrace_query::column_cache::DEFAULT_BUDGET_BYTES] {
             let engine = SqlEngine::with_column_cache(source.clone(), budget);
             for _ in ["cold", "warm"] {

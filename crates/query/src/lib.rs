@@ -67,6 +67,10 @@ pub struct SqlEngine {
     source: Arc<dyn QuerySource>,
     /// Segment columns decoded by earlier queries.
     cache: Arc<ColumnCache>,
+    /// The session every query plans in: Druid's catalog, schemas and functions are the same
+    /// for all, and a table resolves to its datasource's rows when a query is planned, so one
+    /// session serves every query (making one costs more than many small queries take).
+    context: SessionContext,
 }
 
 /// A planning error's text without DataFusion's prefixes.
@@ -189,6 +193,38 @@ fn rename(output: QueryOutput, names: &[Option<String>]) -> Result<QueryOutput, 
     Ok(QueryOutput { schema, batches })
 }
 
+/// A session with Druid's catalog, schemas and functions over `source`.
+fn session(source: &Arc<dyn QuerySource>, cache: &Arc<ColumnCache>) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, DATASOURCES)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(false);
+    // Druid identifiers are case-sensitive, quoted or not.
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let context = SessionContext::new_with_config(config);
+    let catalog = MemoryCatalogProvider::new();
+    // A fresh in-memory catalog takes any schema name.
+    let schemas: [(&str, Arc<dyn datafusion::catalog::SchemaProvider>); 3] = [
+        (
+            DATASOURCES,
+            Arc::new(DatasourceSchema(source.clone(), cache.clone())),
+        ),
+        (SYS, Arc::new(SysSchema(source.clone()))),
+        (
+            INFORMATION_SCHEMA,
+            Arc::new(InformationSchema(source.clone())),
+        ),
+    ];
+    for (name, schema) in schemas {
+        let _ = catalog.register_schema(name, schema);
+    }
+    context.register_catalog(CATALOG, Arc::new(catalog));
+    for function in functions::time_functions() {
+        context.register_udf(function);
+    }
+    context
+}
+
 impl SqlEngine {
     /// An engine keeping up to [`column_cache::DEFAULT_BUDGET_BYTES`] of decoded segment
     /// columns.
@@ -198,41 +234,18 @@ impl SqlEngine {
 
     /// An engine keeping up to `cache_bytes` of decoded segment columns in memory.
     pub fn with_column_cache(source: Arc<dyn QuerySource>, cache_bytes: usize) -> SqlEngine {
+        let cache = Arc::new(ColumnCache::new(cache_bytes));
+        let context = session(&source, &cache);
         SqlEngine {
             source,
-            cache: Arc::new(ColumnCache::new(cache_bytes)),
+            cache,
+            context,
         }
     }
 
     /// What the column cache holds now.
     pub fn column_cache_usage(&self) -> column_cache::CacheUsage {
         self.cache.usage()
-    }
-
-    /// A session with Druid's catalog, schemas and functions.
-    fn session(&self) -> Result<SessionContext, DataFusionError> {
-        let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, DATASOURCES)
-            .with_create_default_catalog_and_schema(false)
-            .with_information_schema(false);
-        // Druid identifiers are case-sensitive, quoted or not.
-        config.options_mut().sql_parser.enable_ident_normalization = false;
-        let context = SessionContext::new_with_config(config);
-        let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema(
-            DATASOURCES,
-            Arc::new(DatasourceSchema(self.source.clone(), self.cache.clone())),
-        )?;
-        catalog.register_schema(SYS, Arc::new(SysSchema(self.source.clone())))?;
-        catalog.register_schema(
-            INFORMATION_SCHEMA,
-            Arc::new(InformationSchema(self.source.clone())),
-        )?;
-        context.register_catalog(CATALOG, Arc::new(catalog));
-        for function in functions::time_functions() {
-            context.register_udf(function);
-        }
-        Ok(context)
     }
 
     /// Runs one SELECT statement with its `?` parameters, or explains one
@@ -347,7 +360,7 @@ impl SqlEngine {
             )));
         }
         let names = druid_column_names(&statement);
-        let context = self.session().map_err(invalid)?;
+        let context = self.context.clone();
         let state = context.state();
         let statement = DFStatement::Statement(Box::new(statement));
         self.check_tables(&state, &statement, sql)?;

@@ -1,6 +1,7 @@
 //! `millrace bench`: measured figures, printed. Nothing here asserts a timing.
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow::array::AsArray;
@@ -195,7 +196,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             input,
             json,
         } => crate::bench_pipeline::run(
-            crate::bench_pipeline::Events::new(events, input),
+            Input::new(events, input),
             &definition,
             (&predicate, &mapper),
             data_dir,
@@ -230,7 +231,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             file,
             json,
         } => crate::bench_druid::run(
-            crate::bench_druid::Posts::new(events, file),
+            Input::new(events, file),
             &tasks,
             query_runs,
             data_dir,
@@ -238,6 +239,36 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             json.as_deref(),
         ),
     }
+}
+
+/// Where a benchmark's records come from.
+pub enum Input {
+    /// This many generated records.
+    Generated(usize),
+    /// The non-blank lines of a file (JSON lines, such as `millrace datagen --file` writes).
+    File(PathBuf),
+}
+
+impl Input {
+    /// The file if given, else `count` generated records.
+    pub fn new(count: usize, file: Option<PathBuf>) -> Input {
+        file.map_or(Input::Generated(count), Input::File)
+    }
+}
+
+/// The non-blank lines of a file, in order, read as they are taken (a read error names the
+/// file).
+pub fn lines_of(path: &Path) -> Result<impl Iterator<Item = Result<Bytes, String>>, String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(failed)?;
+    Ok(std::io::BufReader::new(file)
+        .split(b'\n')
+        .map(move |line| line.map_err(failed))
+        .filter(|line| {
+            line.as_ref()
+                .map_or(true, |l| !l.iter().all(u8::is_ascii_whitespace))
+        })
+        .map(|line| line.map(Bytes::from)))
 }
 
 /// A fresh directory for a benchmark's data, removed afterwards unless given.
@@ -262,7 +293,7 @@ impl BenchDir {
         Ok(BenchDir { path, remove })
     }
 
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

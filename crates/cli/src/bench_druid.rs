@@ -1,7 +1,6 @@
 //! `millrace bench druid`: the seed's experiment (tutorial social posts ingested with 1, 2 and
 //! 4 tasks) and Druid SQL latencies over the result. Prints figures; asserts none.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +16,9 @@ use millrace_segments::time::format_iso;
 use millrace_server::source::{ServerIdentity, ServerSource};
 use serde_json::json;
 
-use crate::bench::{BenchDir, first_number, peak_memory_mib, rate, reset_peak_memory, time_query};
+use crate::bench::{
+    BenchDir, Input, first_number, lines_of, peak_memory_mib, rate, reset_peak_memory, time_query,
+};
 
 /// The topic the posts are in, and its partitions.
 pub(crate) const TOPIC: &str = "social_media";
@@ -143,45 +144,6 @@ pub(crate) fn produce(log: &dyn Log, events: usize, workers: usize) -> Result<us
     produce_values(log, social_posts(events, workers))
 }
 
-/// Produces every non-empty line of a file to the topic (created here); returns how many
-/// lines and their bytes. The file is read as it is produced, never whole.
-fn produce_file(log: &dyn Log, path: &Path) -> Result<(usize, usize), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = 0;
-    let mut failure = None;
-    let values = std::io::BufReader::new(file)
-        .split(b'\n')
-        .map_while(|line| match line {
-            Ok(line) => Some(line),
-            Err(e) => {
-                failure = Some(format!("{}: {e}", path.display()));
-                None
-            }
-        })
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .inspect(|_| lines += 1)
-        .map(Bytes::from);
-    let bytes = produce_values(log, values)?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok((lines, bytes)),
-    }
-}
-
-/// Where the benchmark's posts come from.
-pub enum Posts {
-    /// This many generated tutorial posts.
-    Generated(usize),
-    /// The lines of a JSON-lines file.
-    File(PathBuf),
-}
-
-impl Posts {
-    pub fn new(events: usize, file: Option<PathBuf>) -> Posts {
-        file.map_or(Posts::Generated(events), Posts::File)
-    }
-}
-
 /// Produces values to the topic (created here) in runs of 1000 per partition; returns their
 /// bytes.
 fn produce_values(log: &dyn Log, mut posts: impl Iterator<Item = Bytes>) -> Result<usize, String> {
@@ -215,7 +177,7 @@ fn produce_values(log: &dyn Log, mut posts: impl Iterator<Item = Bytes>) -> Resu
 /// Runs the benchmark; with `kafka`, the posts are in a topic of a fresh Kafka-protocol
 /// broker on loopback (tansu), which the specs name.
 pub fn run(
-    posts: Posts,
+    posts: Input,
     task_counts: &[u32],
     queries_runs: usize,
     data_dir: Option<PathBuf>,
@@ -244,13 +206,21 @@ pub fn run(
     });
     let generated = Instant::now();
     let (events, bytes, origin) = match &posts {
-        Posts::Generated(events) => (
+        Input::Generated(events) => (
             *events,
             produce(log.as_ref(), *events, 10)?,
             "tutorial social posts".to_string(),
         ),
-        Posts::File(path) => {
-            let (lines, bytes) = produce_file(log.as_ref(), path)?;
+        Input::File(path) => {
+            // Produced as read, never held whole: a 10M-line file is 2 GB.
+            let (mut lines, mut failure) = (0, None);
+            let values = lines_of(path)?
+                .map_while(|line| line.map_err(|e| failure = Some(e)).ok())
+                .inspect(|_| lines += 1);
+            let bytes = produce_values(log.as_ref(), values)?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
             (lines, bytes, format!("posts from {}", path.display()))
         }
     };

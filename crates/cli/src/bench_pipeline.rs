@@ -19,7 +19,7 @@ use millrace_python::{Namespace, Python};
 use millrace_stream::runner::{RunOptions, run as run_pipelines};
 use millrace_types::DataType;
 
-use crate::bench::{BenchDir, median, rate};
+use crate::bench::{BenchDir, Input, lines_of, median, rate};
 
 const INPUT_TOPIC: &str = "high_volume_events";
 
@@ -81,40 +81,19 @@ pub(crate) fn tutorial_events(count: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// Where the benchmark's events come from.
-pub enum Events {
-    /// This many generated events (shaped as [`events`] makes them).
-    Generated(usize),
-    /// The lines of a JSON-lines file.
-    File(PathBuf),
-}
-
-impl Events {
-    pub fn new(count: usize, file: Option<PathBuf>) -> Events {
-        file.map_or(Events::Generated(count), Events::File)
-    }
-
-    /// The events' values, in order.
-    fn payloads(&self) -> Result<Vec<Bytes>, String> {
-        match self {
-            Events::Generated(count) => Ok(events(*count)),
-            Events::File(path) => {
-                let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let text = Bytes::from(text);
-                Ok(text
-                    .split(|b| *b == b'\n')
-                    .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-                    .map(|line| text.slice_ref(line))
-                    .collect())
-            }
-        }
+/// The events' values, in order: generated (shaped as [`events`] makes them) or a file's
+/// lines.
+fn payloads(input: &Input) -> Result<Vec<Bytes>, String> {
+    match input {
+        Input::Generated(count) => Ok(events(*count)),
+        Input::File(path) => lines_of(path)?.collect(),
     }
 }
 
 /// Runs the pipeline and the bare loop `runs` times over the events; prints each run and the
 /// medians, and writes them as JSON to `json_path` if given.
 pub fn run(
-    events: Events,
+    events: Input,
     definition: &Path,
     (predicate, mapper): (&str, &str),
     data_dir: Option<PathBuf>,
@@ -122,7 +101,7 @@ pub fn run(
     kafka: bool,
     json_path: Option<&Path>,
 ) -> Result<(), String> {
-    let payloads = events.payloads()?;
+    let payloads = payloads(&events)?;
     let count = payloads.len();
     let through = if kafka {
         "a Kafka broker (tansu)"

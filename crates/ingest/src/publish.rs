@@ -9,7 +9,6 @@ use millrace_catalog::{
     ShardSpec,
 };
 use millrace_segments::columns::SegmentSchema;
-use millrace_segments::columns::write_parquet;
 use millrace_segments::time::{format_interval, format_iso};
 use millrace_segments::timeline::SegmentPlace;
 use serde_json::json;
@@ -123,8 +122,7 @@ pub fn publish(
             let place = allocate(&existing, datasource, index.interval(), &version);
             let file_name = format!("{}.parquet", place.id());
             let path = directory.join(&file_name);
-            let batch = index.segment_batch()?;
-            let size = write_parquet(&path, &batch)?;
+            let size = index.write_segment(&path)?;
             written.push(path);
             let record = record(
                 &place,

@@ -3,19 +3,20 @@
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder, new_null_array,
+    ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
 };
-use arrow::compute::{SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::compute::{SortOptions, cast, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use arrow::error::ArrowError;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use crate::rollup::{MetricKind, MetricValue, RolledRow};
@@ -81,41 +82,16 @@ impl SegmentSchema {
     }
 }
 
-fn compare_dim(a: &DimValue, b: &DimValue) -> Ordering {
-    match (a, b) {
-        (DimValue::Null, DimValue::Null) => Ordering::Equal,
-        (DimValue::Null, _) => Ordering::Less,
-        (_, DimValue::Null) => Ordering::Greater,
-        (DimValue::String(x), DimValue::String(y)) => x.cmp(y),
-        (DimValue::Long(x), DimValue::Long(y)) => x.cmp(y),
-        (DimValue::Double(x), DimValue::Double(y)) => x.total_cmp(y),
-        (x, y) => format!("{x:?}").cmp(&format!("{y:?}")),
-    }
-}
-
-/// Sorts rows by time, then by each dimension in order.
-pub fn sort_rows(rows: &mut [RolledRow]) {
-    rows.sort_by(|a, b| {
-        a.time.cmp(&b.time).then_with(|| {
-            a.dimensions
-                .iter()
-                .zip(&b.dimensions)
-                .map(|(x, y)| compare_dim(x, y))
-                .find(|o| o.is_ne())
-                .unwrap_or(Ordering::Equal)
-        })
-    });
-}
-
 /// A column being filled.
-enum Builder {
+#[derive(Debug)]
+pub(crate) enum Builder {
     Text(StringBuilder),
     Long(Int64Builder),
     Double(Float64Builder),
 }
 
 impl Builder {
-    fn for_type(data_type: &DataType, capacity: usize) -> Builder {
+    pub(crate) fn for_type(data_type: &DataType, capacity: usize) -> Builder {
         match data_type {
             DataType::Int64 => Builder::Long(Int64Builder::with_capacity(capacity)),
             DataType::Float64 => Builder::Double(Float64Builder::with_capacity(capacity)),
@@ -123,7 +99,7 @@ impl Builder {
         }
     }
 
-    fn push_dim(&mut self, value: &DimValue) {
+    pub(crate) fn push_dim(&mut self, value: &DimValue) {
         match (self, value) {
             (Builder::Text(b), DimValue::String(s)) => b.append_value(s),
             (Builder::Text(b), DimValue::Long(v)) => b.append_value(v.to_string()),
@@ -136,7 +112,7 @@ impl Builder {
         }
     }
 
-    fn push_metric(&mut self, value: &MetricValue) {
+    pub(crate) fn push_metric(&mut self, value: &MetricValue) {
         match (self, value) {
             (Builder::Long(b), MetricValue::Long(v)) => b.append_value(*v),
             (Builder::Double(b), MetricValue::Double(v)) => b.append_value(*v),
@@ -146,7 +122,7 @@ impl Builder {
         }
     }
 
-    fn push_null(&mut self) {
+    pub(crate) fn push_null(&mut self) {
         match self {
             Builder::Text(b) => b.append_null(),
             Builder::Long(b) => b.append_null(),
@@ -154,16 +130,26 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    /// The values so far as an array, the builder emptied.
+    pub(crate) fn take(&mut self) -> ArrayRef {
         match self {
-            Builder::Text(mut b) => Arc::new(b.finish()),
-            Builder::Long(mut b) => Arc::new(b.finish()),
-            Builder::Double(mut b) => Arc::new(b.finish()),
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Long(b) => Arc::new(b.finish()),
+            Builder::Double(b) => Arc::new(b.finish()),
+        }
+    }
+
+    /// The values so far as an array, the builder kept as it is.
+    pub(crate) fn copy(&self) -> ArrayRef {
+        match self {
+            Builder::Text(b) => Arc::new(b.finish_cloned()),
+            Builder::Long(b) => Arc::new(b.finish_cloned()),
+            Builder::Double(b) => Arc::new(b.finish_cloned()),
         }
     }
 }
 
-/// Rows (already in the order wanted) as one Arrow batch of the schema.
+/// Rows, in their order, as one Arrow batch of the schema.
 pub fn to_batch(schema: &SegmentSchema, rows: &[RolledRow]) -> Result<RecordBatch, ArrowError> {
     let arrow_schema = schema.arrow();
     let mut time = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
@@ -183,7 +169,7 @@ pub fn to_batch(schema: &SegmentSchema, rows: &[RolledRow]) -> Result<RecordBatc
         }
     }
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(time.finish())];
-    arrays.extend(columns.into_iter().map(Builder::finish));
+    arrays.extend(columns.iter_mut().map(Builder::take));
     RecordBatch::try_new(arrow_schema, arrays)
 }
 
@@ -202,62 +188,114 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, A
     RecordBatch::try_new(schema.clone(), columns)
 }
 
-/// Batches of one schema as one batch sorted by time, then by each dimension (nulls first),
-/// as a segment stores its rows.
-pub fn merge_sorted(
-    schema: &SegmentSchema,
-    batches: &[RecordBatch],
-) -> Result<RecordBatch, ArrowError> {
-    let arrow_schema = schema.arrow();
-    let conformed: Vec<RecordBatch> = batches
+/// A batch of the schema's columns sorted by time, then by each dimension (nulls first), rows
+/// with equal keys kept in the order they came.
+pub fn sort_batch(schema: &SegmentSchema, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let keys = &batch.columns()[..=schema.dimensions.len()];
+    let Some(times) = keys[0]
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .map(|t| t.values())
+    else {
+        return Err(ArrowError::SchemaError(
+            "the first column of a segment batch is its time".into(),
+        ));
+    };
+    let options = SortOptions {
+        descending: false,
+        nulls_first: true,
+    };
+    let dimensions: Vec<DynComparator> = keys[1..]
         .iter()
-        .map(|b| conform(b, &arrow_schema))
+        .map(|c| make_comparator(c.as_ref(), c.as_ref(), options))
         .collect::<Result<_, _>>()?;
-    let all = concat_batches(&arrow_schema, &conformed)?;
-    let keys: Vec<SortColumn> = all.columns()[..=schema.dimensions.len()]
-        .iter()
-        .map(|column| SortColumn {
-            values: column.clone(),
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first: true,
-            }),
-        })
-        .collect();
-    let order = lexsort_to_indices(&keys, None)?;
-    let columns = all
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    // Time alone decides most comparisons; the row number last makes the sort stable.
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        times[a]
+            .cmp(&times[b])
+            .then_with(|| {
+                dimensions
+                    .iter()
+                    .map(|compare| compare(a, b))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal)
+            })
+            .then(a.cmp(&b))
+    });
+    if order.iter().enumerate().all(|(i, &row)| i == row as usize) {
+        return Ok(batch.clone());
+    }
+    let order = UInt32Array::from(order);
+    let columns = batch
         .columns()
         .iter()
         .map(|c| take(c.as_ref(), &order, None))
         .collect::<Result<_, _>>()?;
-    RecordBatch::try_new(arrow_schema, columns)
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// Reads a Parquet file written by [`write_parquet`] back as batches.
-pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?.build()?;
     Ok(reader.collect::<Result<_, _>>()?)
 }
 
-/// Writes a batch as a Parquet file (Snappy-compressed, with page statistics), first to a
-/// temporary name and then renamed, so a crash never leaves a half-written segment.
-pub fn write_parquet(
-    path: &Path,
-    batch: &RecordBatch,
-) -> Result<u64, parquet::errors::ParquetError> {
-    let partial = path.with_extension("parquet.partial");
-    let file = File::create(&partial)?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
-        .build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))?;
+/// Writes a batch as a Parquet file; see [`SegmentWriter`].
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64, ParquetError> {
+    let mut writer = SegmentWriter::create(path, batch.schema())?;
     writer.write(batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all()?;
-    let size = file.metadata()?.len();
-    std::fs::rename(&partial, path)?;
-    Ok(size)
+    writer.finish()
+}
+
+/// A Parquet file being written a batch at a time (Snappy-compressed, with page statistics),
+/// first under a temporary name and renamed when finished, so a crash never leaves a
+/// half-written segment. A writer dropped unfinished (a failed write) removes its file.
+pub struct SegmentWriter {
+    path: PathBuf,
+    partial: PathBuf,
+    /// Taken by `finish` (the writer is there until then).
+    writer: Option<ArrowWriter<File>>,
+}
+
+impl SegmentWriter {
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<SegmentWriter, ParquetError> {
+        let partial = path.with_extension("parquet.partial");
+        let file = File::create(&partial)?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
+            .build();
+        let mut writer = SegmentWriter {
+            path: path.to_path_buf(),
+            partial,
+            writer: None,
+        };
+        writer.writer = Some(ArrowWriter::try_new(file, schema, Some(properties))?);
+        Ok(writer)
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let writer = self.writer.as_mut().expect("unfinished");
+        writer.write(batch)
+    }
+
+    /// Completes the file, syncs it and gives it its name; returns its size.
+    pub fn finish(mut self) -> Result<u64, ParquetError> {
+        let file = self.writer.take().expect("unfinished").into_inner()?;
+        file.sync_all()?;
+        let size = file.metadata()?.len();
+        std::fs::rename(&self.partial, &self.path)?;
+        Ok(size)
+    }
+}
+
+impl Drop for SegmentWriter {
+    /// Removes the temporary file of a writer not finished or whose finish failed (a
+    /// finished one was renamed away).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.partial);
+    }
 }
 
 #[cfg(test)]
@@ -294,33 +332,40 @@ mod tests {
 
     #[test]
     fn rows_become_sorted_columns_and_a_parquet_file() {
-        let mut rows = vec![
+        let rows = vec![
             row(20, Some("mia"), 3, 1.5),
             row(10, Some("gus"), 1, 0.5),
+            row(20, Some("ann"), 2, 6.0),
             row(20, None, 9, 2.0),
             row(20, Some("ann"), 2, 4.0),
+            row(20, Some("ann"), 2, 5.0),
         ];
-        sort_rows(&mut rows);
-        let order: Vec<(i64, i64)> = rows
-            .iter()
-            .map(|r| {
+        let batch = sort_batch(&schema(), &to_batch(&schema(), &rows).unwrap()).unwrap();
+        let order: Vec<(i64, i64, f64)> = (0..batch.num_rows())
+            .map(|i| {
                 (
-                    r.time,
-                    if let DimValue::Long(v) = r.dimensions[1] {
-                        v
-                    } else {
-                        0
-                    },
+                    batch
+                        .column(0)
+                        .as_primitive::<TimestampMillisecondType>()
+                        .value(i),
+                    batch.column(2).as_primitive::<Int64Type>().value(i),
+                    batch.column(4).as_primitive::<Float64Type>().value(i),
                 )
             })
             .collect();
         assert_eq!(
             order,
-            vec![(10, 1), (20, 9), (20, 2), (20, 3)],
-            "time, then user with nulls first"
+            vec![
+                (10, 1, 0.5),
+                (20, 9, 2.0),
+                (20, 2, 6.0),
+                (20, 2, 4.0),
+                (20, 2, 5.0),
+                (20, 3, 1.5)
+            ],
+            "time, then user with nulls first; equal rows in the order they came"
         );
-        let batch = to_batch(&schema(), &rows).unwrap();
-        assert_eq!(batch.num_rows(), 4);
+        assert_eq!(batch.num_rows(), 6);
         assert_eq!(batch.schema().field(0).name(), "__time");
         let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
         assert_eq!(times.value(0), 10);
@@ -328,7 +373,7 @@ mod tests {
         assert!(users.is_null(1));
         assert_eq!(users.value(2), "ann");
         assert_eq!(batch.column(3).as_primitive::<Int64Type>().value(0), 1);
-        assert_eq!(batch.column(4).as_primitive::<Float64Type>().value(3), 1.5);
+        assert_eq!(batch.column(4).as_primitive::<Float64Type>().value(5), 1.5);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("segment.parquet");

@@ -1,28 +1,29 @@
-//! The index of one time chunk while a task ingests it: rows rolled up in memory as they
-//! come, the dimension list growing as schema discovery meets new columns, the rows as a
-//! sorted Arrow batch for queries (built when asked, kept until the next row arrives), and
-//! the rows persisted to disk so far.
+//! The index of one time chunk while a task ingests it: rows kept in memory as they come
+//! (rolled up, or in columns), the dimension list growing as schema discovery meets new
+//! columns, the rows as an Arrow batch for queries (built when asked, kept until the next row
+//! arrives), and the rows persisted to disk so far.
 //!
-//! A persist sorts the rows in memory into a batch at once, then writes the file on a thread
-//! of its own while the task reads on (the batch stays queryable until the file is done), so
-//! writing overlaps with reading. At most one file of an index is being written at a time. A
-//! write that fails leaves its batch in memory, where queries and the publish still find it.
+//! A persist takes the rows in memory as a batch at once, then sorts it and writes the file
+//! on a thread of its own while the task reads on (the batch stays queryable until the file
+//! is done), so sorting and writing overlap with reading. At most one file of an index is
+//! being written at a time. A write that fails leaves its batch in memory, where queries and
+//! the publish still find it.
 //!
 //! Rollup combines rows within what is in memory between persists; rows persisted apart stay
 //! apart, which is Druid's best-effort rollup of streaming ingestion.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 
-use crate::columns::{
-    SegmentSchema, merge_sorted, read_parquet, sort_rows, to_batch, write_parquet,
-};
-use crate::rollup::{Accumulator, MetricKind, RolledRow};
+use crate::columns::{SegmentSchema, conform, sort_batch, write_parquet};
+use crate::memory_rows::MemoryRows;
+use crate::merge::{SortedRun, write_merged};
+use crate::rollup::MetricKind;
 use crate::spec::{DataSchema, DimensionType};
 use crate::transform::{DimValue, IngestRow};
 use crate::view::{PersistedFile, SegmentFile};
@@ -38,13 +39,14 @@ pub struct ChunkIndex {
     schema: SegmentSchema,
     /// Where each dimension sits in `schema.dimensions` (used when discovering).
     positions: HashMap<String, usize>,
-    rows: Accumulator,
-    /// The sorted batch of the rows in memory; None once a row has arrived since.
+    rows: MemoryRows,
+    /// The batch of the rows in memory; None once a row has arrived since.
     snapshot: Option<RecordBatch>,
     /// Rows persisted to disk.
     persisted: Vec<Arc<PersistedFile>>,
-    /// Sorted batches of persists whose file is not written: the one being written (the
-    /// last) and any whose write failed.
+    /// Batches of persists whose file is not written (unsorted, with the columns the schema
+    /// had then): the one being written (the last) and any whose write failed or whose
+    /// writer could not start.
     unwritten: Vec<RecordBatch>,
     /// The thread writing the last of `unwritten`, if one is.
     writer: Option<Writer>,
@@ -66,20 +68,16 @@ impl ChunkIndex {
             .iter()
             .map(|m| (m.name().to_string(), MetricKind::of(m)))
             .collect();
-        let granularity = &data_schema.granularity_spec;
+        let schema = SegmentSchema {
+            dimensions,
+            metrics,
+        };
         ChunkIndex {
             start,
             end,
             positions: HashMap::new(),
-            schema: SegmentSchema {
-                dimensions,
-                metrics,
-            },
-            rows: Accumulator::new(
-                &data_schema.metrics_spec,
-                granularity.query_granularity.clone(),
-                granularity.rollup,
-            ),
+            rows: MemoryRows::new(data_schema, &schema),
+            schema,
             snapshot: None,
             persisted: Vec::new(),
             unwritten: Vec::new(),
@@ -93,7 +91,7 @@ impl ChunkIndex {
         if let Some(names) = row.discovered.take() {
             row.dimensions = self.place_discovered(names, row.dimensions);
         }
-        self.rows.add(row);
+        self.rows.add(row, &self.schema);
         self.snapshot = None;
     }
 
@@ -146,21 +144,21 @@ impl ChunkIndex {
         &self.persisted
     }
 
-    /// Persisted rows whose file is not written yet (or failed to be): queries read them
-    /// from here until [`ChunkIndex::finish_persist`] finds their file done.
+    /// Persisted rows whose file is not written yet (or failed to be), unsorted: queries read
+    /// them from here until [`ChunkIndex::finish_persist`] finds their file done.
     pub fn unwritten(&self) -> &[RecordBatch] {
         &self.unwritten
     }
 
-    /// Sorts the rows in memory into a batch, lets them go from memory and starts writing
-    /// them to a Parquet file at `path` (after the file being written before, if any, is
-    /// done).
+    /// Takes the rows in memory as a batch and starts sorting and writing them to a Parquet
+    /// file at `path` (after the file being written before, if any, is done).
     pub fn persist(&mut self, path: PathBuf) -> Result<(), ParquetError> {
         if self.rows.is_empty() {
             return Ok(());
         }
         self.finish_persist(true)?;
-        let batch = self.batch()?;
+        let batch = self.rows.batch(&self.schema, true)?;
+        self.snapshot = None;
         let file = SegmentFile {
             id: path
                 .file_stem()
@@ -175,17 +173,16 @@ impl ChunkIndex {
             keys: crate::shard::ShardKeys::Any,
         };
         let rows = batch.clone();
+        // The rows count as persisted from here: kept as a failed write if no writer starts.
+        self.persisted_rows += batch.num_rows();
+        self.unwritten.push(batch);
         let writer = std::thread::Builder::new()
             .name("persist".into())
             .spawn(move || {
-                let size = write_parquet(&file.path, &rows)?;
+                let size = write_parquet(&file.path, &sort_batch(&file.schema, &rows)?)?;
                 Ok(SegmentFile { size, ..file })
             })?;
-        self.persisted_rows += batch.num_rows();
-        self.unwritten.push(batch);
         self.writer = Some(writer);
-        self.rows.clear();
-        self.snapshot = None;
         Ok(())
     }
 
@@ -206,20 +203,27 @@ impl ChunkIndex {
         Ok(())
     }
 
-    /// Every row, persisted and in memory, as one batch sorted as a segment stores them.
-    pub fn segment_batch(&mut self) -> Result<RecordBatch, ParquetError> {
+    /// Writes every row, persisted and in memory, as one segment file at `path`, sorted as
+    /// segments store their rows (persisted files are merged a batch at a time, never read
+    /// whole); returns the file's size.
+    pub fn write_segment(&mut self, path: &Path) -> Result<u64, ParquetError> {
         self.finish_persist(true)?;
-        let mut batches = self.unwritten.clone();
-        for file in &self.persisted {
-            batches.extend(read_parquet(&file.0.path)?);
-        }
-        if batches.is_empty() {
-            return Ok(self.batch()?);
+        let mut runs: Vec<SortedRun> = self
+            .persisted
+            .iter()
+            .map(|file| SortedRun::File(file.0.path.clone()))
+            .collect();
+        let columns = self.schema.arrow();
+        for batch in &self.unwritten {
+            // Discovery may have added dimensions since: conformed before sorting by them.
+            let batch = conform(batch, &columns)?;
+            runs.push(SortedRun::Batch(sort_batch(&self.schema, &batch)?));
         }
         if !self.rows.is_empty() {
-            batches.push(self.batch()?);
+            let batch = self.batch()?;
+            runs.push(SortedRun::Batch(sort_batch(&self.schema, &batch)?));
         }
-        Ok(merge_sorted(&self.schema, &batches)?)
+        write_merged(path, &self.schema, runs)
     }
 
     /// The columns of the rows so far.
@@ -227,14 +231,12 @@ impl ChunkIndex {
         &self.schema
     }
 
-    /// The rows in memory as one batch sorted by time then dimensions.
+    /// The rows in memory as one batch, in no particular order (queries need none).
     pub fn batch(&mut self) -> Result<RecordBatch, ArrowError> {
         if let Some(batch) = &self.snapshot {
             return Ok(batch.clone());
         }
-        let mut rows: Vec<RolledRow> = self.rows.rows().collect();
-        sort_rows(&mut rows);
-        let batch = to_batch(&self.schema, &rows)?;
+        let batch = self.rows.batch(&self.schema, false)?;
         self.snapshot = Some(batch.clone());
         Ok(batch)
     }
@@ -284,8 +286,17 @@ mod tests {
         }
     }
 
+    /// The index written as a segment, read back.
+    fn published(index: &mut ChunkIndex, dir: &Path) -> RecordBatch {
+        let path = dir.join("segment.parquet");
+        index.write_segment(&path).unwrap();
+        let batches = crate::columns::read_parquet(&path).unwrap();
+        arrow::compute::concat_batches(&index.schema().arrow(), &batches).unwrap()
+    }
+
     #[test]
     fn discovery_grows_the_dimensions_and_rolls_up_across_them() {
+        let dir = tempfile::tempdir().unwrap();
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
         let mia = DimValue::String("mia".into());
         index.add(discovered(1_000, &[("user", mia.clone())]));
@@ -305,7 +316,7 @@ mod tests {
             ]
         );
         assert_eq!(index.len(), 2, "rows without likes roll up together");
-        let batch = index.batch().unwrap();
+        let batch = published(&mut index, dir.path());
         assert_eq!(batch.num_rows(), 2);
         let likes = batch.column(2).as_primitive::<Int64Type>();
         assert!(likes.is_null(0), "nulls sort first");
@@ -339,7 +350,7 @@ mod tests {
             4,
             "rolled up in memory, not with persisted rows"
         );
-        let batch = index.segment_batch().unwrap();
+        let batch = published(&mut index, dir.path());
         assert_eq!(
             batch.num_rows(),
             4,
@@ -396,7 +407,7 @@ mod tests {
                 ((round + 1) * 100, 0)
             );
         }
-        assert_eq!(index.segment_batch().unwrap().num_rows(), 300);
+        assert_eq!(published(&mut index, dir.path()).num_rows(), 300);
         assert!(
             index.unwritten().is_empty(),
             "the publish waited for the write"
@@ -420,6 +431,36 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_a_failed_write_are_published_with_dimensions_found_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
+        index.add(discovered(1_000, &[("a", DimValue::String("x".into()))]));
+        index
+            .persist(dir.path().join("missing").join("0.parquet"))
+            .unwrap();
+        assert!(
+            index.finish_persist(true).is_err(),
+            "its directory does not exist"
+        );
+        // More new dimensions than the failed batch has columns after its time.
+        index.add(discovered(
+            2_000,
+            &[
+                ("b", DimValue::Long(1)),
+                ("c", DimValue::Long(2)),
+                ("d", DimValue::String("y".into())),
+            ],
+        ));
+        let batch = published(&mut index, dir.path());
+        assert_eq!(batch.num_rows(), 2);
+        let a = batch.column(1).as_string::<i32>();
+        let d = batch.column(4).as_string::<i32>();
+        // Both in the same minute: the row without `a` sorts first.
+        assert_eq!((a.is_null(0), a.value(1)), (true, "x"));
+        assert_eq!((d.value(0), d.is_null(1)), ("y", true));
+    }
+
+    #[test]
     fn the_snapshot_follows_new_rows() {
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!(["user"])));
         let row = |time, user: &str| IngestRow {
@@ -432,7 +473,56 @@ mod tests {
         assert_eq!(index.batch().unwrap().num_rows(), 1);
         index.add(row(60_000, "a"));
         let batch = index.batch().unwrap();
-        assert_eq!(batch.num_rows(), 2);
-        assert_eq!(batch.column(1).as_string::<i32>().value(0), "a");
+        let mut users: Vec<&str> = batch
+            .column(1)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        users.sort();
+        assert_eq!(users, ["a", "b"]);
+    }
+
+    #[test]
+    fn without_rollup_every_row_is_published_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut schema = data_schema(json!(["user"]));
+        schema.granularity_spec.rollup = false;
+        let mut index = ChunkIndex::new(0, 3_600_000, &schema);
+        let row = |time, user: &str| IngestRow {
+            time,
+            dimensions: vec![DimValue::String(user.into())],
+            discovered: None,
+            metric_inputs: vec![Some(ExprValue::Null)],
+        };
+        let mut expected = Vec::new();
+        for round in 0..3 {
+            for i in (0..50).rev() {
+                // Each row twice: without rollup equal rows stay apart.
+                for _ in 0..2 {
+                    let user = format!("u{}", (i + round) % 7);
+                    index.add(row(i * 60_000 + 1, &user));
+                    expected.push((i * 60_000, user));
+                }
+            }
+            if round < 2 {
+                index
+                    .persist(dir.path().join(format!("{round}.parquet")))
+                    .unwrap();
+            }
+        }
+        assert_eq!((index.len(), index.in_memory_rows()), (300, 100));
+        expected.sort();
+        let batch = published(&mut index, dir.path());
+        let times = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        let users = batch.column(1).as_string::<i32>();
+        let published: Vec<(i64, String)> = (0..batch.num_rows())
+            .map(|i| (times.value(i), users.value(i).to_string()))
+            .collect();
+        assert_eq!(published, expected, "truncated to the minute, sorted");
+        let counts = batch.column(2).as_primitive::<Int64Type>();
+        assert!(counts.iter().all(|c| c == Some(1)));
     }
 }

@@ -9,6 +9,8 @@ pub mod filter;
 pub mod fuzz;
 pub mod index;
 pub mod input;
+pub mod memory_rows;
+pub mod merge;
 pub mod partition;
 pub mod rollup;
 pub mod shard;

@@ -1,6 +1,7 @@
 //! Metric aggregation and rollup: rows whose query-granularity time and dimension values are
 //! equal combine into one, each metric aggregating its inputs. Without rollup every row stays
-//! a row, its metrics aggregated over itself alone (as Druid does).
+//! a row, its metrics aggregated over itself alone (as Druid does); such rows are kept in
+//! columns (`memory_rows`), not here.
 
 use std::collections::HashMap;
 
@@ -51,7 +52,7 @@ impl MetricKind {
         }
     }
 
-    fn start(self) -> MetricValue {
+    pub(crate) fn start(self) -> MetricValue {
         match self {
             MetricKind::Count | MetricKind::LongSum => MetricValue::Long(0),
             MetricKind::DoubleSum => MetricValue::Double(0.0),
@@ -96,7 +97,7 @@ fn as_double(v: &ExprValue) -> Option<f64> {
 impl MetricValue {
     /// Adds one input (None: a filtered aggregator skips the row; null inputs count for count
     /// only).
-    fn add(&mut self, kind: MetricKind, time: i64, input: Option<&ExprValue>) {
+    pub(crate) fn add(&mut self, kind: MetricKind, time: i64, input: Option<&ExprValue>) {
         let Some(input) = input else { return };
         use MetricKind::*;
         match kind {
@@ -204,26 +205,20 @@ enum KeyPart {
     Double(u64),
 }
 
-/// Rows of one time chunk being accumulated.
+/// Rows of one time chunk being rolled up.
 #[derive(Debug, Clone)]
 pub struct Accumulator {
     kinds: Vec<MetricKind>,
     query_granularity: Granularity,
-    rollup: bool,
     rows: Vec<RolledRow>,
     index: HashMap<(i64, Vec<KeyPart>), usize>,
 }
 
 impl Accumulator {
-    pub fn new(
-        metrics: &[Aggregator],
-        query_granularity: Granularity,
-        rollup: bool,
-    ) -> Accumulator {
+    pub fn new(metrics: &[Aggregator], query_granularity: Granularity) -> Accumulator {
         Accumulator {
             kinds: metrics.iter().map(MetricKind::of).collect(),
             query_granularity,
-            rollup,
             rows: Vec::new(),
             index: HashMap::new(),
         }
@@ -232,32 +227,28 @@ impl Accumulator {
     /// Adds a row: rolled into an equal one, or stored as a new row.
     pub fn add(&mut self, row: IngestRow) {
         let time = bucket(row.time, &self.query_granularity).0;
-        let slot = if self.rollup {
-            // Trailing nulls are left out: a row stored before discovery added a dimension
-            // is shorter, and equals a later row that is null there.
-            let width = row
-                .dimensions
-                .iter()
-                .rposition(|d| *d != DimValue::Null)
-                .map_or(0, |i| i + 1);
-            let key: Vec<KeyPart> = row.dimensions[..width]
-                .iter()
-                .map(|d| match d {
-                    DimValue::Null => KeyPart::Null,
-                    DimValue::String(s) => KeyPart::String(s.clone()),
-                    DimValue::Long(l) => KeyPart::Long(*l),
-                    DimValue::Double(f) => KeyPart::Double(f.to_bits()),
-                })
-                .collect();
-            match self.index.get(&(time, key.clone())) {
-                Some(&i) => i,
-                None => {
-                    self.index.insert((time, key), self.rows.len());
-                    self.push(time, row.dimensions)
-                }
+        // Trailing nulls are left out: a row stored before discovery added a dimension is
+        // shorter, and equals a later row that is null there.
+        let width = row
+            .dimensions
+            .iter()
+            .rposition(|d| *d != DimValue::Null)
+            .map_or(0, |i| i + 1);
+        let key: Vec<KeyPart> = row.dimensions[..width]
+            .iter()
+            .map(|d| match d {
+                DimValue::Null => KeyPart::Null,
+                DimValue::String(s) => KeyPart::String(s.clone()),
+                DimValue::Long(l) => KeyPart::Long(*l),
+                DimValue::Double(f) => KeyPart::Double(f.to_bits()),
+            })
+            .collect();
+        let slot = match self.index.get(&(time, key.clone())) {
+            Some(&i) => i,
+            None => {
+                self.index.insert((time, key), self.rows.len());
+                self.push(time, row.dimensions)
             }
-        } else {
-            self.push(time, row.dimensions)
         };
         let stored = &mut self.rows[slot];
         for ((metric, kind), input) in stored
@@ -350,7 +341,7 @@ mod tests {
 
     #[test]
     fn rollup_combines_equal_truncated_rows() {
-        let mut acc = Accumulator::new(&metrics(), Granularity::named("minute").unwrap(), true);
+        let mut acc = Accumulator::new(&metrics(), Granularity::named("minute").unwrap());
         acc.add(row(60_000 + 30, "mia", 5, 1.5, "b", false));
         acc.add(row(60_000 + 10, "mia", 7, 0.5, "a", true));
         acc.add(row(60_000 + 50, "gus", 1, 9.0, "c", false));
@@ -375,19 +366,8 @@ mod tests {
     }
 
     #[test]
-    fn without_rollup_every_row_stays() {
-        let mut acc = Accumulator::new(&metrics(), Granularity::None, false);
-        acc.add(row(5, "mia", 5, 1.5, "b", false));
-        acc.add(row(5, "mia", 5, 1.5, "b", false));
-        let rows: Vec<RolledRow> = acc.rows().collect();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].metrics[0], MetricValue::Long(1));
-        assert_eq!(rows[1].metrics[1], MetricValue::Long(5));
-    }
-
-    #[test]
     fn null_inputs_count_but_do_not_sum() {
-        let mut acc = Accumulator::new(&metrics(), Granularity::None, true);
+        let mut acc = Accumulator::new(&metrics(), Granularity::None);
         let mut r = row(1, "x", 0, 0.0, "t", false);
         r.metric_inputs[1] = Some(ExprValue::Null);
         r.metric_inputs[2] = Some(ExprValue::Null);

@@ -36,7 +36,7 @@ impl Drop for PersistedFile {
     }
 }
 
-/// Rows a running task holds for one time chunk, sorted as a segment would be.
+/// Rows a running task holds for one time chunk, in no particular order.
 #[derive(Debug, Clone)]
 pub struct RealtimeChunk {
     pub start: i64,

@@ -221,7 +221,7 @@ impl RowPipeline {
         let max_rows = self.spec.spec.tuning_config.max_rows_per_segment as usize;
         let mut failure = None;
         for row in rows {
-            match self.transformer.apply(&row, now) {
+            match self.transformer.apply(row, now) {
                 Outcome::Row(row) => {
                     counts.processed += 1;
                     let (start, end) =

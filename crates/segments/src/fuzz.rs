@@ -81,7 +81,7 @@ fn ingest(choice: usize, records: &[&[u8]]) -> Vec<ChunkIndex> {
             headers: &headers,
         };
         for row in reader.read(value, &meta).unwrap_or_default() {
-            if let Outcome::Row(row) = transformer.apply(&row, meta.timestamp) {
+            if let Outcome::Row(row) = transformer.apply(row, meta.timestamp) {
                 let (start, end) = bucket(row.time, &schema.granularity_spec.segment_granularity);
                 match indexes.iter_mut().find(|i| i.interval() == (start, end)) {
                     Some(index) => index.add(row),

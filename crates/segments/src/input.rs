@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{
@@ -17,22 +18,44 @@ use serde_json::Value as Json;
 use crate::expr::{Columns, ExprValue};
 use crate::spec::{DelimitedFormat, FlattenType, InputFormat};
 
-/// One input row: column names and values, in the order found.
+/// One input row: column names and values, in the order found. Names are shared, so a name
+/// the reader knows in advance costs a row no allocation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InputRow {
-    pub columns: Vec<(String, ExprValue)>,
+    pub columns: Vec<(Arc<str>, ExprValue)>,
 }
 
 impl InputRow {
     pub fn get(&self, name: &str) -> Option<&ExprValue> {
-        self.columns.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.columns
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, v)| v)
+    }
+
+    /// Takes a column's value out of the row (null when absent), leaving null.
+    pub fn take(&mut self, name: &str) -> ExprValue {
+        self.columns
+            .iter_mut()
+            .find(|(n, _)| **n == *name)
+            .map_or(ExprValue::Null, |(_, v)| {
+                std::mem::replace(v, ExprValue::Null)
+            })
     }
 
     /// Sets a column, replacing an earlier value of the same name.
     pub fn set(&mut self, name: &str, value: ExprValue) {
+        match self.columns.iter_mut().find(|(n, _)| **n == *name) {
+            Some(slot) => slot.1 = value,
+            None => self.columns.push((Arc::from(name), value)),
+        }
+    }
+
+    /// Sets a column by a shared name, replacing an earlier value of the same name.
+    fn set_shared(&mut self, name: &Arc<str>, value: ExprValue) {
         match self.columns.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = value,
-            None => self.columns.push((name.to_string(), value)),
+            None => self.columns.push((name.clone(), value)),
         }
     }
 }
@@ -123,7 +146,7 @@ fn json_to_value(value: &Json) -> ExprValue {
 /// keeping only the `wanted` columns when given; nested objects and arrays become their JSON
 /// text, as [`json_to_value`] makes them.
 struct ObjectColumns<'a> {
-    wanted: Option<&'a [String]>,
+    wanted: Option<&'a [Arc<str>]>,
     row: &'a mut InputRow,
 }
 
@@ -144,12 +167,21 @@ impl<'de> Visitor<'de> for ObjectColumns<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            if self.wanted.is_some_and(|w| !w.iter().any(|n| *n == name)) {
-                map.next_value::<IgnoredAny>()?;
-                continue;
+            match self.wanted {
+                None => {
+                    let Scalar(value) = map.next_value()?;
+                    self.row.set(&name, value);
+                }
+                Some(wanted) => match wanted.iter().find(|n| ***n == *name) {
+                    Some(known) => {
+                        let Scalar(value) = map.next_value()?;
+                        self.row.set_shared(known, value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                },
             }
-            let Scalar(value) = map.next_value()?;
-            self.row.set(&name, value);
         }
         Ok(())
     }
@@ -237,11 +269,11 @@ enum Reader {
         discover: bool,
         fields: Vec<(String, Option<Vec<Step>>)>,
         /// The only columns read from each object, when the rows are known to need no others.
-        wanted: Option<Vec<String>>,
+        wanted: Option<Vec<Arc<str>>>,
     },
     Delimited {
         delimiter: u8,
-        columns: Vec<String>,
+        columns: Vec<Arc<str>>,
         skip_rows: u32,
     },
     Kafka {
@@ -271,7 +303,7 @@ impl RowReader {
             format = value.as_mut();
         }
         if let Reader::Json { wanted, .. } = format {
-            *wanted = Some(columns);
+            *wanted = Some(columns.iter().map(|c| Arc::from(c.as_str())).collect());
         }
     }
 
@@ -353,7 +385,11 @@ impl Reader {
         };
         Ok(Reader::Delimited {
             delimiter,
-            columns: format.columns.clone(),
+            columns: format
+                .columns
+                .iter()
+                .map(|c| Arc::from(c.as_str()))
+                .collect(),
             skip_rows: format.skip_header_rows,
         })
     }
@@ -365,7 +401,9 @@ impl Reader {
                 fields,
                 wanted,
             } if fields.is_empty() => {
-                let mut row = InputRow::default();
+                let mut row = InputRow {
+                    columns: Vec::with_capacity(wanted.as_ref().map_or(8, Vec::len)),
+                };
                 let mut parser = serde_json::Deserializer::from_slice(bytes);
                 let columns = ObjectColumns {
                     wanted: wanted.as_deref(),
@@ -395,7 +433,8 @@ impl Reader {
                 let mut row = InputRow::default();
                 if *discover {
                     for (name, value) in object {
-                        row.columns.push((name.clone(), json_to_value(value)));
+                        row.columns
+                            .push((Arc::from(name.as_str()), json_to_value(value)));
                     }
                 }
                 for (name, path) in fields {
@@ -590,11 +629,8 @@ mod tests {
         assert_eq!(
             row.columns,
             vec![
-                ("user".to_string(), ExprValue::String("gus".into())),
-                (
-                    "tags".to_string(),
-                    ExprValue::String(r#"["a",{"b":1}]"#.into())
-                ),
+                ("user".into(), ExprValue::String("gus".into())),
+                ("tags".into(), ExprValue::String(r#"["a",{"b":1}]"#.into())),
             ],
             "only the wanted members, nested ones as JSON text"
         );

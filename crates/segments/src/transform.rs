@@ -90,6 +90,10 @@ pub struct RowTransformer {
     filter: Option<RowFilter>,
     /// Fixed dimensions; None when they are discovered from each row.
     dimensions: Option<Vec<(String, DimensionType)>>,
+    /// For each fixed dimension, whether its value can be moved out of the input row instead
+    /// of copied: no transform makes a column of its name and no metric reads its column
+    /// (dimension names are unique: the spec check rejects one listed twice).
+    movable: Vec<bool>,
     exclusions: Vec<String>,
     /// Discovered dimensions keep their value's type (useSchemaDiscovery) instead of string.
     discover_types: bool,
@@ -199,6 +203,7 @@ impl RowTransformer {
                 exclusions.push(c.to_string());
             }
         }
+        let movable = movable_dimensions(dimensions.as_deref(), &transforms, &metric_inputs);
         let window = |p: &Option<crate::spec::Period>, field: &str| {
             p.map(|p| {
                 p.fixed_millis()
@@ -217,6 +222,7 @@ impl RowTransformer {
             transforms,
             filter,
             dimensions,
+            movable,
             exclusions,
             discover_types: schema.dimensions_spec.use_schema_discovery,
             metric_inputs,
@@ -255,12 +261,13 @@ impl RowTransformer {
     fn discovered_names<'a>(&'a self, row: &'a InputRow) -> impl Iterator<Item = &'a str> {
         row.columns
             .iter()
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| n.as_ref())
             .filter(|n| !self.exclusions.iter().any(|e| e == n))
     }
 
-    /// Turns an input row into a stored row. `now` (epoch ms) anchors the rejection windows.
-    pub fn apply(&self, input: &InputRow, now: i64) -> Outcome {
+    /// Turns an input row into a stored row (taking values from it rather than copying them
+    /// where nothing else reads them). `now` (epoch ms) anchors the rejection windows.
+    pub fn apply(&self, mut input: InputRow, now: i64) -> Outcome {
         let time = match input.get(&self.timestamp_column) {
             None | Some(ExprValue::Null) => match self.missing_time {
                 Some(t) => Ok(t),
@@ -286,7 +293,7 @@ impl RowTransformer {
         let mut computed: Vec<(String, ExprValue)> = Vec::with_capacity(self.transforms.len());
         for (name, expr) in &self.transforms {
             let value = expr.eval(&TransformRow {
-                input,
+                input: &input,
                 time,
                 computed: &computed,
             });
@@ -308,7 +315,7 @@ impl RowTransformer {
             ));
         }
         let view = TransformRow {
-            input,
+            input: &input,
             time,
             computed: &computed,
         };
@@ -326,12 +333,24 @@ impl RowTransformer {
             Some(fixed) => (
                 fixed
                     .iter()
-                    .map(|(name, kind)| dim_value(view.column(name), *kind))
+                    .zip(&self.movable)
+                    .map(|((name, kind), &movable)| {
+                        let value = match movable {
+                            true => input.take(name),
+                            false => TransformRow {
+                                input: &input,
+                                time,
+                                computed: &computed,
+                            }
+                            .column(name),
+                        };
+                        dim_value(value, *kind)
+                    })
                     .collect(),
                 None,
             ),
             None => {
-                let names: Vec<String> = self.discovered_names(input).map(String::from).collect();
+                let names: Vec<String> = self.discovered_names(&input).map(String::from).collect();
                 let values = names
                     .iter()
                     .map(|name| {
@@ -347,6 +366,11 @@ impl RowTransformer {
                 (values, Some(names))
             }
         };
+        let view = TransformRow {
+            input: &input,
+            time,
+            computed: &computed,
+        };
         let metric_inputs = self.metric_inputs.iter().map(|m| m.read(&view)).collect();
         Outcome::Row(IngestRow {
             time,
@@ -355,6 +379,35 @@ impl RowTransformer {
             metric_inputs,
         })
     }
+}
+
+/// Which fixed dimensions can take their value out of the input row (see
+/// `RowTransformer::movable`). Expression and filtered metrics may read any column, so with
+/// one of them no dimension moves.
+fn movable_dimensions(
+    dimensions: Option<&[(String, DimensionType)]>,
+    transforms: &[(String, Expr)],
+    metric_inputs: &[MetricInput],
+) -> Vec<bool> {
+    let dimensions = dimensions.unwrap_or_default();
+    let mut metric_columns = Vec::new();
+    for input in metric_inputs {
+        match input {
+            MetricInput::None => {}
+            MetricInput::Column(name) => metric_columns.push(name.as_str()),
+            MetricInput::Expression(_) | MetricInput::Filtered(..) => {
+                return vec![false; dimensions.len()];
+            }
+        }
+    }
+    dimensions
+        .iter()
+        .map(|(name, _)| {
+            name != TIME_COLUMN
+                && !transforms.iter().any(|(t, _)| t == name)
+                && !metric_columns.contains(&name.as_str())
+        })
+        .collect()
 }
 
 /// A value converted to a dimension's type; what does not convert is null, as in Druid.
@@ -434,7 +487,7 @@ mod tests {
                 "granularitySpec": {"rollup": false, "segmentGranularity": "hour"}}),
             json!({}),
         );
-        let out = t.apply(&row(json!({"time": "2024-05-01T10:00:01Z", "username": "mia", "views": "12", "edited": "True", "extra": 1})), NOW);
+        let out = t.apply(row(json!({"time": "2024-05-01T10:00:01Z", "username": "mia", "views": "12", "edited": "True", "extra": 1})), NOW);
         assert_eq!(
             out,
             Outcome::Row(IngestRow {
@@ -449,10 +502,50 @@ mod tests {
             })
         );
         assert!(
-            matches!(t.apply(&row(json!({"time": "soon"})), NOW), Outcome::Unparseable(m) if m.contains("ISO-8601"))
+            matches!(t.apply(row(json!({"time": "soon"})), NOW), Outcome::Unparseable(m) if m.contains("ISO-8601"))
         );
         assert!(
-            matches!(t.apply(&row(json!({"username": "x"})), NOW), Outcome::Unparseable(m) if m.contains("'time' is missing"))
+            matches!(t.apply(row(json!({"username": "x"})), NOW), Outcome::Unparseable(m) if m.contains("'time' is missing"))
+        );
+    }
+
+    #[test]
+    fn a_column_read_twice_keeps_its_value_for_the_later_reader() {
+        // `views` is a dimension and a metric input, `title` a dimension a transform
+        // replaces; `user` and `edited` are read once.
+        let t = transformer(
+            json!({"dataSource": "d", "timestampSpec": {"column": "time", "format": "millis"},
+                "dimensionsSpec": {"dimensions": ["user", "title", {"type": "long", "name": "views"}, "edited"]},
+                "transformSpec": {"transforms": [{"type": "expression", "name": "title", "expression": "concat(title, '!')"}]},
+                "metricsSpec": [{"type": "longSum", "name": "total", "fieldName": "views"}],
+                "granularitySpec": {"rollup": false}}),
+            json!({}),
+        );
+        assert_eq!(t.movable, [true, false, false, true]);
+        let out = t.apply(
+            row(json!({"time": 5, "user": "mia", "title": "hi", "views": 3, "edited": "True"})),
+            NOW,
+        );
+        let Outcome::Row(out) = out else {
+            panic!("{out:?}")
+        };
+        let text = |s: &str| DimValue::String(s.into());
+        assert_eq!(
+            out.dimensions,
+            [text("mia"), text("hi!"), DimValue::Long(3), text("True")]
+        );
+        assert_eq!(out.metric_inputs, [Some(ExprValue::Long(3))]);
+
+        let expression_metric = transformer(
+            json!({"dataSource": "d", "timestampSpec": {"column": "time", "format": "millis"},
+                "dimensionsSpec": {"dimensions": ["user", "edited"]},
+                "metricsSpec": [{"type": "longSum", "name": "n", "expression": "strlen(user)"}]}),
+            json!({}),
+        );
+        assert_eq!(
+            expression_metric.movable,
+            [false, false],
+            "an expression may read any column"
         );
     }
 
@@ -465,12 +558,12 @@ mod tests {
         );
         for time in [json!(1e30), json!(i64::MAX), json!(-1e20)] {
             assert!(
-                matches!(t.apply(&row(json!({"time": time})), NOW), Outcome::Unparseable(m) if m.contains("outside")),
+                matches!(t.apply(row(json!({"time": time})), NOW), Outcome::Unparseable(m) if m.contains("outside")),
                 "{time}"
             );
         }
         assert!(matches!(
-            t.apply(&row(json!({"time": NOW})), NOW),
+            t.apply(row(json!({"time": NOW})), NOW),
             Outcome::Row(_)
         ));
     }
@@ -489,7 +582,7 @@ mod tests {
             json!({}),
         );
         let Outcome::Row(r) = t.apply(
-            &row(json!({"ts": NOW + 5, "user": "mia", "n": 4, "secret": "x"})),
+            row(json!({"ts": NOW + 5, "user": "mia", "n": 4, "secret": "x"})),
             NOW,
         ) else {
             panic!("a row");
@@ -510,10 +603,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            t.apply(&row(json!({"ts": NOW, "user": "bot"})), NOW),
+            t.apply(row(json!({"ts": NOW, "user": "bot"})), NOW),
             Outcome::ThrownAway
         );
-        let Outcome::Row(missing) = t.apply(&row(json!({"user": "x"})), NOW) else {
+        let Outcome::Row(missing) = t.apply(row(json!({"user": "x"})), NOW) else {
             panic!("a row")
         };
         assert_eq!(missing.time, NOW - 36_000_000, "missingValue");
@@ -526,15 +619,15 @@ mod tests {
             json!({"lateMessageRejectionPeriod": "PT1H", "earlyMessageRejectionPeriod": "PT10M"}),
         );
         assert!(matches!(
-            t.apply(&row(json!({"ts": NOW - 30 * 60_000})), NOW),
+            t.apply(row(json!({"ts": NOW - 30 * 60_000})), NOW),
             Outcome::Row(_)
         ));
         assert_eq!(
-            t.apply(&row(json!({"ts": NOW - 2 * 3_600_000})), NOW),
+            t.apply(row(json!({"ts": NOW - 2 * 3_600_000})), NOW),
             Outcome::ThrownAway
         );
         assert_eq!(
-            t.apply(&row(json!({"ts": NOW + 20 * 60_000})), NOW),
+            t.apply(row(json!({"ts": NOW + 20 * 60_000})), NOW),
             Outcome::ThrownAway
         );
     }
@@ -546,7 +639,7 @@ mod tests {
                 "transformSpec": {"transforms": [{"type": "expression", "name": "__time", "expression": "__time + 1000"}]}}),
             json!({}),
         );
-        let Outcome::Row(r) = t.apply(&row(json!({"ts": 5})), NOW) else {
+        let Outcome::Row(r) = t.apply(row(json!({"ts": 5})), NOW) else {
             panic!("a row")
         };
         assert_eq!(r.time, 1005);

@@ -266,6 +266,7 @@ impl SegmentWriter {
             .set_compression(Compression::SNAPPY)
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
             .build();
+        // Made before the Arrow writer, so a failing one still removes the file.
         let mut writer = SegmentWriter {
             path: path.to_path_buf(),
             partial,

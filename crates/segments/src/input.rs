@@ -33,29 +33,35 @@ impl InputRow {
             .map(|(_, v)| v)
     }
 
-    /// Takes a column's value out of the row (null when absent), leaving null.
-    pub fn take(&mut self, name: &str) -> ExprValue {
+    fn get_mut(&mut self, name: &str) -> Option<&mut ExprValue> {
         self.columns
             .iter_mut()
             .find(|(n, _)| **n == *name)
-            .map_or(ExprValue::Null, |(_, v)| {
-                std::mem::replace(v, ExprValue::Null)
-            })
+            .map(|(_, v)| v)
+    }
+
+    /// Takes a column's value out of the row (null when absent), leaving null.
+    pub fn take(&mut self, name: &str) -> ExprValue {
+        self.get_mut(name)
+            .map_or(ExprValue::Null, |v| std::mem::replace(v, ExprValue::Null))
     }
 
     /// Sets a column, replacing an earlier value of the same name.
     pub fn set(&mut self, name: &str, value: ExprValue) {
-        match self.columns.iter_mut().find(|(n, _)| **n == *name) {
-            Some(slot) => slot.1 = value,
-            None => self.columns.push((Arc::from(name), value)),
-        }
+        self.set_named(name, || Arc::from(name), value);
     }
 
-    /// Sets a column by a shared name, replacing an earlier value of the same name.
+    /// Sets a column by a shared name (no allocation), replacing an earlier value of the
+    /// same name.
     fn set_shared(&mut self, name: &Arc<str>, value: ExprValue) {
-        match self.columns.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.columns.push((name.clone(), value)),
+        self.set_named(name, || name.clone(), value);
+    }
+
+    /// Sets a column, naming it with `shared` when it is new.
+    fn set_named(&mut self, name: &str, shared: impl FnOnce() -> Arc<str>, value: ExprValue) {
+        match self.get_mut(name) {
+            Some(slot) => *slot = value,
+            None => self.columns.push((shared(), value)),
         }
     }
 }

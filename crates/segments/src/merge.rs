@@ -81,11 +81,7 @@ pub fn write_merged(
     for run in runs {
         let rest: Batches = match run {
             SortedRun::Batch(batch) => Box::new(std::iter::once(Ok(batch))),
-            SortedRun::File(path) => Box::new(
-                ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)?
-                    .with_batch_size(READ_ROWS)
-                    .build()?,
-            ),
+            SortedRun::File(path) => Box::new(read_in_batches(&path)?),
         };
         if let Some(cursor) = merge.start(rest)? {
             let at = cursors.partition_point(|c| !precedes(&cursor, c));
@@ -124,6 +120,23 @@ pub fn write_merged(
     }
     merge.flush(&mut writer, &mut cursors)?;
     writer.finish()
+}
+
+/// A persisted file's rows a batch at a time; errors name the file.
+fn read_in_batches(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + use<>, ParquetError> {
+    let named = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
+    let open = || -> Result<_, ParquetError> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
+            .with_batch_size(READ_ROWS)
+            .build()
+    };
+    let reader = open().map_err(|e| ParquetError::General(named(&e)))?;
+    let path = path.to_path_buf();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|e| ArrowError::ParquetError(format!("reading {}: {e}", path.display())))
+    }))
 }
 
 /// The first index of `range` where `before` stops holding (it holds for a prefix).
@@ -294,5 +307,21 @@ mod tests {
         let expected = sort_batch(&full, &concat_batches(&full.arrow(), &every).unwrap()).unwrap();
         assert_eq!(merged.num_rows(), 159_001);
         assert_eq!(merged, expected);
+    }
+
+    #[test]
+    fn a_persisted_file_that_cannot_be_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("000003.parquet");
+        let out = dir.path().join("merged.parquet");
+        let error = write_merged(
+            &out,
+            &schema(&["user"]),
+            vec![SortedRun::File(gone.clone())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains(&gone.display().to_string()), "{error}");
+        assert!(!out.exists() && !out.with_extension("parquet.partial").exists());
     }
 }

@@ -247,13 +247,7 @@ impl RowTransformer {
         }
         let mut columns = vec![self.timestamp_column.clone()];
         columns.extend(dimensions.iter().map(|(name, _)| name.clone()));
-        for input in &self.metric_inputs {
-            match input {
-                MetricInput::None => {}
-                MetricInput::Column(name) => columns.push(name.clone()),
-                MetricInput::Expression(_) | MetricInput::Filtered(..) => return None,
-            }
-        }
+        columns.extend(metric_columns(&self.metric_inputs)?.map(String::from));
         Some(columns)
     }
 
@@ -390,24 +384,27 @@ fn movable_dimensions(
     metric_inputs: &[MetricInput],
 ) -> Vec<bool> {
     let dimensions = dimensions.unwrap_or_default();
-    let mut metric_columns = Vec::new();
-    for input in metric_inputs {
-        match input {
-            MetricInput::None => {}
-            MetricInput::Column(name) => metric_columns.push(name.as_str()),
-            MetricInput::Expression(_) | MetricInput::Filtered(..) => {
-                return vec![false; dimensions.len()];
-            }
-        }
-    }
+    let Some(read_by_metrics) = metric_columns(metric_inputs) else {
+        return vec![false; dimensions.len()];
+    };
+    let read_by_metrics: Vec<&str> = read_by_metrics.collect();
     dimensions
         .iter()
         .map(|(name, _)| {
             name != TIME_COLUMN
                 && !transforms.iter().any(|(t, _)| t == name)
-                && !metric_columns.contains(&name.as_str())
+                && !read_by_metrics.contains(&name.as_str())
         })
         .collect()
+}
+
+/// The columns the metrics read, when each reads a plain column or none; None when one may
+/// read any column (an expression or a filtered metric).
+fn metric_columns(inputs: &[MetricInput]) -> Option<impl Iterator<Item = &str>> {
+    inputs
+        .iter()
+        .all(|input| matches!(input, MetricInput::None | MetricInput::Column(_)))
+        .then(|| inputs.iter().filter_map(MetricInput::column))
 }
 
 /// A value converted to a dimension's type; what does not convert is null, as in Druid.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
+    ArrayBuilder, ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
 };
 use arrow::compute::{SortOptions, cast, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
@@ -139,6 +139,29 @@ impl Builder {
         }
     }
 
+    /// The values so far as an array; the builder starts again with room for as many values
+    /// (and bytes of text): the next round of rows is likely as long, and a builder growing
+    /// step by step copies its values at each step and touches twice the memory.
+    pub(crate) fn restart(&mut self) -> ArrayRef {
+        let rows = self.len();
+        let fresh = match self {
+            Builder::Text(b) => {
+                Builder::Text(StringBuilder::with_capacity(rows, b.values_slice().len()))
+            }
+            Builder::Long(_) => Builder::Long(Int64Builder::with_capacity(rows)),
+            Builder::Double(_) => Builder::Double(Float64Builder::with_capacity(rows)),
+        };
+        std::mem::replace(self, fresh).take()
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Builder::Text(b) => b.len(),
+            Builder::Long(b) => b.len(),
+            Builder::Double(b) => b.len(),
+        }
+    }
+
     /// The values so far as an array, the builder kept as it is.
     pub(crate) fn copy(&self) -> ArrayRef {
         match self {
@@ -188,9 +211,53 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, A
     RecordBatch::try_new(schema.clone(), columns)
 }
 
+/// Rows per Parquet row group, and per slice that segments are written in: a Parquet writer
+/// holds a row group's encoded pages in memory until the group is complete, so this bounds
+/// what a write holds.
+pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
+
 /// A batch of the schema's columns sorted by time, then by each dimension (nulls first), rows
 /// with equal keys kept in the order they came.
 pub fn sort_batch(schema: &SegmentSchema, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    match sort_order(schema, batch)? {
+        None => Ok(batch.clone()),
+        Some(order) => take_rows(batch, &order),
+    }
+}
+
+/// Writes a batch as a Parquet file (see [`SegmentWriter`]) sorted as [`sort_batch`] sorts
+/// it, a row group at a time, so no sorted copy of the whole batch is made.
+pub fn write_sorted(
+    path: &Path,
+    schema: &SegmentSchema,
+    batch: &RecordBatch,
+) -> Result<u64, ParquetError> {
+    let order = sort_order(schema, batch)?;
+    let mut writer = SegmentWriter::create(path, batch.schema())?;
+    match order {
+        None => writer.write(batch)?,
+        Some(order) => {
+            for rows in order.chunks(ROW_GROUP_ROWS) {
+                writer.write(&take_rows(batch, rows)?)?;
+            }
+        }
+    }
+    writer.finish()
+}
+
+/// These rows of a batch, in this order.
+pub(crate) fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, ArrowError> {
+    let rows = UInt32Array::from(rows.to_vec());
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &rows, None))
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// The row numbers of a batch in [`sort_batch`]'s order; None when they are in order already.
+fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<u32>>, ArrowError> {
     let keys = &batch.columns()[..=schema.dimensions.len()];
     let Some(times) = keys[0]
         .as_primitive_opt::<TimestampMillisecondType>()
@@ -223,16 +290,8 @@ pub fn sort_batch(schema: &SegmentSchema, batch: &RecordBatch) -> Result<RecordB
             })
             .then(a.cmp(&b))
     });
-    if order.iter().enumerate().all(|(i, &row)| i == row as usize) {
-        return Ok(batch.clone());
-    }
-    let order = UInt32Array::from(order);
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| take(c.as_ref(), &order, None))
-        .collect::<Result<_, _>>()?;
-    RecordBatch::try_new(batch.schema(), columns)
+    let sorted = order.iter().enumerate().all(|(i, &row)| i == row as usize);
+    Ok((!sorted).then_some(order))
 }
 
 /// Reads a Parquet file written by [`write_parquet`] back as batches.
@@ -265,6 +324,7 @@ impl SegmentWriter {
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         // Made before the Arrow writer, so a failing one still removes the file.
         let mut writer = SegmentWriter {
@@ -391,5 +451,35 @@ mod tests {
         assert!(statistics.is_some(), "time statistics allow pruning");
         let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(read[0], batch);
+    }
+
+    /// A batch written sorted a row group at a time reads back as the one sorted copy, in
+    /// several row groups; a batch in order already is written as it is.
+    #[test]
+    fn a_batch_written_sorted_in_row_groups() {
+        let rows: Vec<RolledRow> = (0..ROW_GROUP_ROWS as i64 * 2 + 100)
+            .map(|i| {
+                let user = ["mia", "gus", "ann"][(i * 7 % 3) as usize];
+                row(
+                    (i * 7_919) % 1_000,
+                    (i % 5 != 0).then_some(user),
+                    i % 11,
+                    i as f64,
+                )
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let batch = to_batch(&schema(), &rows).unwrap();
+        let sorted = sort_batch(&schema(), &batch).unwrap();
+        for (name, input) in [("shuffled", &batch), ("in order", &sorted)] {
+            let path = dir.path().join(format!("{name}.parquet"));
+            write_sorted(&path, &schema(), input).unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+            assert_eq!(reader.metadata().num_row_groups(), 3, "{name}");
+            let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+            let read = arrow::compute::concat_batches(&sorted.schema(), &read).unwrap();
+            assert_eq!(read, sorted, "{name}");
+        }
     }
 }

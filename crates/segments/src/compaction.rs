@@ -16,7 +16,7 @@ use arrow::compute::{
 use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimestampMillisecondType};
 use arrow::error::ArrowError;
 
-use crate::columns::{SegmentSchema, conform};
+use crate::columns::{SegmentSchema, conform, take_rows};
 use crate::expr::{Columns, ExprValue};
 use crate::filter::RowFilter;
 use crate::rollup::MetricKind;
@@ -312,16 +312,6 @@ pub fn segment_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, Ar
         }
         _ => take_rows(batch, rows),
     }
-}
-
-fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, ArrowError> {
-    let indices = UInt32Array::from(rows.to_vec());
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| take(c.as_ref(), &indices, None))
-        .collect::<Result<_, _>>()?;
-    RecordBatch::try_new(batch.schema(), columns)
 }
 
 #[cfg(test)]

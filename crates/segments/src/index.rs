@@ -20,7 +20,7 @@ use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 
-use crate::columns::{SegmentSchema, conform, sort_batch, write_parquet};
+use crate::columns::{SegmentSchema, conform, sort_batch, write_sorted};
 use crate::memory_rows::MemoryRows;
 use crate::merge::{SortedRun, write_merged};
 use crate::rollup::MetricKind;
@@ -179,7 +179,7 @@ impl ChunkIndex {
         let writer = std::thread::Builder::new()
             .name("persist".into())
             .spawn(move || {
-                let size = write_parquet(&file.path, &sort_batch(&file.schema, &rows)?)?;
+                let size = write_sorted(&file.path, &file.schema, &rows)?;
                 Ok(SegmentFile { size, ..file })
             })?;
         self.writer = Some(writer);

@@ -48,20 +48,9 @@ impl InputRow {
 
     /// Sets a column, replacing an earlier value of the same name.
     pub fn set(&mut self, name: &str, value: ExprValue) {
-        self.set_named(name, || Arc::from(name), value);
-    }
-
-    /// Sets a column by a shared name (no allocation), replacing an earlier value of the
-    /// same name.
-    fn set_shared(&mut self, name: &Arc<str>, value: ExprValue) {
-        self.set_named(name, || name.clone(), value);
-    }
-
-    /// Sets a column, naming it with `shared` when it is new.
-    fn set_named(&mut self, name: &str, shared: impl FnOnce() -> Arc<str>, value: ExprValue) {
         match self.get_mut(name) {
             Some(slot) => *slot = value,
-            None => self.columns.push((shared(), value)),
+            None => self.columns.push((Arc::from(name), value)),
         }
     }
 }
@@ -150,7 +139,9 @@ fn json_to_value(value: &Json) -> ExprValue {
 
 /// A JSON object's members read straight into an input row (no intermediate JSON tree),
 /// keeping only the `wanted` columns when given; nested objects and arrays become their JSON
-/// text, as [`json_to_value`] makes them.
+/// text, as [`json_to_value`] makes them. With `wanted`, the row comes holding those columns
+/// in that order, null (a reader of the row cannot tell a null member from a missing one), so
+/// a member's value goes to its column's place without searching the row.
 struct ObjectColumns<'a> {
     wanted: Option<&'a [Arc<str>]>,
     row: &'a mut InputRow,
@@ -178,10 +169,10 @@ impl<'de> Visitor<'de> for ObjectColumns<'_> {
                     let Scalar(value) = map.next_value()?;
                     self.row.set(&name, value);
                 }
-                Some(wanted) => match wanted.iter().find(|n| ***n == *name) {
-                    Some(known) => {
+                Some(wanted) => match wanted.iter().position(|n| **n == *name) {
+                    Some(place) => {
                         let Scalar(value) = map.next_value()?;
-                        self.row.set_shared(known, value);
+                        self.row.columns[place].1 = value;
                     }
                     None => {
                         map.next_value::<IgnoredAny>()?;
@@ -408,7 +399,13 @@ impl Reader {
                 wanted,
             } if fields.is_empty() => {
                 let mut row = InputRow {
-                    columns: Vec::with_capacity(wanted.as_ref().map_or(8, Vec::len)),
+                    columns: match wanted {
+                        Some(wanted) => wanted
+                            .iter()
+                            .map(|n| (n.clone(), ExprValue::Null))
+                            .collect(),
+                        None => Vec::with_capacity(8),
+                    },
                 };
                 let mut parser = serde_json::Deserializer::from_slice(bytes);
                 let columns = ObjectColumns {
@@ -630,15 +627,23 @@ mod tests {
         );
 
         let mut only = reader(json!({"type": "json"}));
-        only.only_columns(vec!["user".into(), "tags".into()]);
+        only.only_columns(vec!["tags".into(), "user".into(), "absent".into()]);
         let row = &only.read(records[1], &META).unwrap()[0];
         assert_eq!(
             row.columns,
             vec![
-                ("user".into(), ExprValue::String("gus".into())),
                 ("tags".into(), ExprValue::String(r#"["a",{"b":1}]"#.into())),
+                ("user".into(), ExprValue::String("gus".into())),
+                ("absent".into(), ExprValue::Null),
             ],
-            "only the wanted members, nested ones as JSON text"
+            "only the wanted members, in the wanted order, nested ones as JSON text, \
+             missing ones null"
+        );
+        let duplicate = &only.read(records[3], &META).unwrap()[0];
+        assert_eq!(
+            duplicate.get("user"),
+            Some(&ExprValue::String("second".into())),
+            "a repeated member's last value"
         );
         for (bad, why) in [
             (&b"[1]"[..], "expected a JSON object"),

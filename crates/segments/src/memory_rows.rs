@@ -141,7 +141,8 @@ impl ColumnRows {
             return Ok(RecordBatch::new_empty(schema.arrow()));
         }
         let times = if take {
-            std::mem::take(&mut self.times)
+            let room = Vec::with_capacity(self.times.len());
+            std::mem::replace(&mut self.times, room)
         } else {
             self.times.clone()
         };
@@ -152,7 +153,7 @@ impl ColumnRows {
             self.dimensions
                 .iter_mut()
                 .chain(&mut self.metrics)
-                .map(|b| if take { b.take() } else { b.copy() }),
+                .map(|b| if take { b.restart() } else { b.copy() }),
         );
         RecordBatch::try_new(schema.arrow(), columns)
     }

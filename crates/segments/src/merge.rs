@@ -19,10 +19,10 @@ use arrow::row::{RowConverter, Rows, SortField};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 
-use crate::columns::{SegmentSchema, SegmentWriter, conform};
+use crate::columns::{ROW_GROUP_ROWS, SegmentSchema, SegmentWriter, conform};
 
-/// Rows written per slice of the merged file.
-const SLICE_ROWS: usize = 64 * 1024;
+/// Rows written per slice of the merged file: a row group.
+const SLICE_ROWS: usize = ROW_GROUP_ROWS;
 /// Rows read per batch of a persisted file.
 const READ_ROWS: usize = 8 * 1024;
 

@@ -147,10 +147,7 @@ impl ScalarUDFImpl for DruidTimeUdf {
                 let granularity = granularity(&arrays, 1, 2)?;
                 check_zone(&arrays, 3)?;
                 let ceil = self.kind == TimeFunction::TimeCeil;
-                map_times(&arrays[0], |t| {
-                    let (start, end) = bucket(t, &granularity);
-                    if ceil && start != t { end } else { start }
-                })?
+                floor_or_ceil(&millis(&arrays[0])?, &granularity, ceil)
             }
             TimeFunction::TimeShift => {
                 let period = period_arg(&arrays, 1)?;
@@ -252,13 +249,29 @@ fn millis(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
     Ok(cast.as_primitive::<TimestampMillisecondType>().clone())
 }
 
-fn map_times(array: &ArrayRef, f: impl Fn(i64) -> i64) -> Result<ArrayRef> {
-    let times = millis(array)?;
-    Ok(Arc::new(
-        times
-            .unary::<_, TimestampMillisecondType>(f)
-            .with_timezone("UTC"),
-    ))
+/// Each time floored (or, with `ceil`, ceiled) to its bucket. A segment's rows come in time
+/// order, so a row mostly falls in the bucket of the row before: that bucket is reused rather
+/// than worked out again (a 64-bit division per row, or calendar arithmetic for months).
+fn floor_or_ceil(
+    times: &TimestampMillisecondArray,
+    granularity: &Granularity,
+    ceil: bool,
+) -> ArrayRef {
+    // Empty to start with: no time is at or after 1 and before 0.
+    let (mut start, mut end) = (1, 0);
+    let values: Vec<i64> = times
+        .values()
+        .iter()
+        .map(|&t| {
+            if !(start..end).contains(&t) {
+                (start, end) = bucket(t, granularity);
+            }
+            if ceil && start != t { end } else { start }
+        })
+        .collect();
+    Arc::new(
+        TimestampMillisecondArray::new(values.into(), times.nulls().cloned()).with_timezone("UTC"),
+    )
 }
 
 /// A constant text argument (the first row's value), if given.
@@ -347,4 +360,57 @@ fn extract(t: i64, unit: &str) -> Result<i64> {
         "YEAR" => year,
         other => return plan_err!("TIME_EXTRACT unit '{other}' is not known"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reusing the previous row's bucket gives what working each row out alone gives, for
+    /// times in any order, on and off boundaries, before 1970, with nulls and calendar months.
+    #[test]
+    fn floor_and_ceil_reuse_buckets_correctly() {
+        let hour = 3_600_000;
+        let times: Vec<Option<i64>> = vec![
+            Some(0),
+            Some(1),
+            Some(hour - 1),
+            Some(hour),
+            None,
+            Some(hour + 5),
+            Some(-1),
+            Some(-hour),
+            Some(-hour - 1),
+            Some(2 * hour),
+            Some(hour + 7),
+            Some(1_717_200_000_000), // 2024-06-01
+            Some(1_717_199_999_999),
+            Some(1_719_791_999_999), // 2024-06-30T23:59:59.999
+        ];
+        let array = TimestampMillisecondArray::from(times.clone()).with_timezone("UTC");
+        for (period, origin) in [("PT1H", 0), ("PT1H", 1_000), ("P1M", 0), ("P3M", -hour)] {
+            let granularity = Granularity::Period {
+                period: Period::parse(period).unwrap(),
+                origin_millis: origin,
+            };
+            for ceil in [false, true] {
+                let out = floor_or_ceil(&array, &granularity, ceil);
+                let out = out.as_primitive::<TimestampMillisecondType>();
+                let expected: Vec<Option<i64>> = times
+                    .iter()
+                    .map(|t| {
+                        t.map(|t| {
+                            let (start, end) = bucket(t, &granularity);
+                            if ceil && start != t { end } else { start }
+                        })
+                    })
+                    .collect();
+                assert_eq!(
+                    out.iter().collect::<Vec<_>>(),
+                    expected,
+                    "{period} from {origin}, ceil {ceil}"
+                );
+            }
+        }
+    }
 }

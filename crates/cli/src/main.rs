@@ -49,9 +49,13 @@ unsafe extern "C" {
 /// ingesting 3M posts with 4 tasks peaked at 477 - 579 MiB, against 429 - 444 MiB at 100 ms
 /// with the same ingestion and publish times. At 0 (purge at once) the peak was 349 - 369 MiB
 /// but publishing took 1.7x as long (fresh pages zeroed again for every slice). The
-/// `MIMALLOC_PURGE_DELAY` environment variable still decides when set.
+/// `MIMALLOC_PURGE_DELAY` environment variable (or its older name `MIMALLOC_RESET_DELAY`)
+/// still decides when set.
 fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    let chosen = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if !chosen {
         // SAFETY: called first in main, before other threads exist (mimalloc's option setter
         // is not thread safe); the option only changes when freed memory is purged.
         unsafe { mi_option_set(MIMALLOC_PURGE_DELAY, 100) };

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
+    ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
 };
 use arrow::compute::{SortOptions, cast, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
@@ -139,26 +139,22 @@ impl Builder {
         }
     }
 
-    /// The values so far as an array; the builder starts again with room for as many values
-    /// (and bytes of text): the next round of rows is likely as long, and a builder growing
-    /// step by step copies its values at each step and touches twice the memory.
-    pub(crate) fn restart(&mut self) -> ArrayRef {
-        let rows = self.len();
-        let fresh = match self {
-            Builder::Text(b) => {
-                Builder::Text(StringBuilder::with_capacity(rows, b.values_slice().len()))
-            }
-            Builder::Long(_) => Builder::Long(Int64Builder::with_capacity(rows)),
-            Builder::Double(_) => Builder::Double(Float64Builder::with_capacity(rows)),
-        };
-        std::mem::replace(self, fresh).take()
+    /// Bytes of text held (none for numbers).
+    pub(crate) fn text_bytes(&self) -> usize {
+        match self {
+            Builder::Text(b) => b.values_slice().len(),
+            Builder::Long(_) | Builder::Double(_) => 0,
+        }
     }
 
-    fn len(&self) -> usize {
+    /// An empty builder of the same type with room for `rows` values and `bytes` bytes of
+    /// text from the start: one growing step by step copies its values at each step and
+    /// touches twice the memory.
+    pub(crate) fn with_room(&self, rows: usize, bytes: usize) -> Builder {
         match self {
-            Builder::Text(b) => b.len(),
-            Builder::Long(b) => b.len(),
-            Builder::Double(b) => b.len(),
+            Builder::Text(_) => Builder::Text(StringBuilder::with_capacity(rows, bytes)),
+            Builder::Long(_) => Builder::Long(Int64Builder::with_capacity(rows)),
+            Builder::Double(_) => Builder::Double(Float64Builder::with_capacity(rows)),
         }
     }
 

@@ -88,6 +88,11 @@ pub struct ColumnRows {
     /// One per dimension of the schema when the last row came.
     dimensions: Vec<Builder>,
     metrics: Vec<Builder>,
+    /// The size of the round a persist took: rows, and text bytes per builder (dimensions,
+    /// then metrics). The next round's builders take that room when its first row comes, as
+    /// it is likely as long; not before, so a chunk that gets no more rows (time moved past
+    /// it, or it is full) holds nothing.
+    room: Option<(usize, Vec<usize>)>,
 }
 
 impl ColumnRows {
@@ -102,10 +107,18 @@ impl ColumnRows {
                 .iter()
                 .map(|f| Builder::for_type(f.data_type(), 0))
                 .collect(),
+            room: None,
         }
     }
 
     fn add(&mut self, row: IngestRow, schema: &SegmentSchema) {
+        if let Some((rows, bytes)) = self.room.take() {
+            self.times.reserve(rows);
+            let builders = self.dimensions.iter_mut().chain(&mut self.metrics);
+            for (builder, bytes) in builders.zip(bytes) {
+                *builder = builder.with_room(rows, bytes);
+            }
+        }
         if self.dimensions.len() < schema.dimensions.len() {
             self.add_dimensions(schema);
         }
@@ -141,8 +154,12 @@ impl ColumnRows {
             return Ok(RecordBatch::new_empty(schema.arrow()));
         }
         let times = if take {
-            let room = Vec::with_capacity(self.times.len());
-            std::mem::replace(&mut self.times, room)
+            let builders = self.dimensions.iter().chain(&self.metrics);
+            self.room = Some((
+                self.times.len(),
+                builders.map(Builder::text_bytes).collect(),
+            ));
+            std::mem::take(&mut self.times)
         } else {
             self.times.clone()
         };
@@ -153,7 +170,7 @@ impl ColumnRows {
             self.dimensions
                 .iter_mut()
                 .chain(&mut self.metrics)
-                .map(|b| if take { b.restart() } else { b.copy() }),
+                .map(|b| if take { b.take() } else { b.copy() }),
         );
         RecordBatch::try_new(schema.arrow(), columns)
     }

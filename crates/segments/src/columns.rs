@@ -306,6 +306,7 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64, ParquetErr
 /// A Parquet file being written a batch at a time (Snappy-compressed, with page statistics),
 /// first under a temporary name and renamed when finished, so a crash never leaves a
 /// half-written segment. A writer dropped unfinished (a failed write) removes its file.
+/// Errors name the file.
 pub struct SegmentWriter {
     path: PathBuf,
     partial: PathBuf,
@@ -316,7 +317,7 @@ pub struct SegmentWriter {
 impl SegmentWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<SegmentWriter, ParquetError> {
         let partial = path.with_extension("parquet.partial");
-        let file = File::create(&partial)?;
+        let file = File::create(&partial).map_err(|e| writing(path, e))?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
@@ -328,23 +329,34 @@ impl SegmentWriter {
             partial,
             writer: None,
         };
-        writer.writer = Some(ArrowWriter::try_new(file, schema, Some(properties))?);
+        let arrow_writer =
+            ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| writing(path, e))?;
+        writer.writer = Some(arrow_writer);
         Ok(writer)
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
         let writer = self.writer.as_mut().expect("unfinished");
-        writer.write(batch)
+        writer.write(batch).map_err(|e| writing(&self.path, e))
     }
 
     /// Completes the file, syncs it and gives it its name; returns its size.
     pub fn finish(mut self) -> Result<u64, ParquetError> {
-        let file = self.writer.take().expect("unfinished").into_inner()?;
-        file.sync_all()?;
-        let size = file.metadata()?.len();
-        std::fs::rename(&self.partial, &self.path)?;
-        Ok(size)
+        let writer = self.writer.take().expect("unfinished");
+        let finished = || -> Result<u64, ParquetError> {
+            let file = writer.into_inner()?;
+            file.sync_all()?;
+            let size = file.metadata()?.len();
+            std::fs::rename(&self.partial, &self.path)?;
+            Ok(size)
+        };
+        finished().map_err(|e| writing(&self.path, e))
     }
+}
+
+/// A failure writing the segment file at `path`, naming it.
+fn writing(path: &Path, error: impl std::fmt::Display) -> ParquetError {
+    ParquetError::General(format!("writing {}: {error}", path.display()))
 }
 
 impl Drop for SegmentWriter {

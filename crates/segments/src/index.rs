@@ -438,9 +438,10 @@ mod tests {
         index
             .persist(dir.path().join("missing").join("0.parquet"))
             .unwrap();
+        let failure = index.finish_persist(true).unwrap_err().to_string();
         assert!(
-            index.finish_persist(true).is_err(),
-            "its directory does not exist"
+            failure.contains(&format!("missing{}0.parquet", std::path::MAIN_SEPARATOR)),
+            "its directory does not exist, and the error names the file: {failure}"
         );
         // More new dimensions than the failed batch has columns after its time.
         index.add(discovered(

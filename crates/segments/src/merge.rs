@@ -126,20 +126,19 @@ pub fn write_merged(
 fn read_in_batches(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<RecordBatch, ArrowError>> + Send + use<>, ParquetError> {
-    let named = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
+    let reading = format!("reading {}", path.display());
     let open = || -> Result<_, ParquetError> {
         ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
             .with_batch_size(READ_ROWS)
             .build()
     };
-    let reader = open().map_err(|e| ParquetError::General(named(&e)))?;
-    let path = path.to_path_buf();
-    Ok(reader.map(move |batch| {
-        batch.map_err(|e| ArrowError::ParquetError(format!("reading {}: {e}", path.display())))
-    }))
+    let reader = open().map_err(|e| ParquetError::General(format!("{reading}: {e}")))?;
+    Ok(reader
+        .map(move |batch| batch.map_err(|e| ArrowError::ParquetError(format!("{reading}: {e}")))))
 }
 
-/// The first index of `range` where `before` stops holding (it holds for a prefix).
+/// The first index of `range` where `before` stops holding (it holds for a prefix): a
+/// binary search over row numbers, as Arrow's `Rows` is not a slice for std's own.
 fn partition_point(range: std::ops::Range<usize>, before: impl Fn(usize) -> bool) -> usize {
     let (mut low, mut high) = (range.start, range.end);
     while low < high {

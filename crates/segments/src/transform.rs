@@ -323,6 +323,8 @@ impl RowTransformer {
         {
             return Outcome::ThrownAway;
         }
+        // Read first: dimension values move out of the row below (none that a metric reads).
+        let metric_inputs = self.metric_inputs.iter().map(|m| m.read(&view)).collect();
         let (dimensions, discovered) = match &self.dimensions {
             Some(fixed) => (
                 fixed
@@ -360,12 +362,6 @@ impl RowTransformer {
                 (values, Some(names))
             }
         };
-        let view = TransformRow {
-            input: &input,
-            time,
-            computed: &computed,
-        };
-        let metric_inputs = self.metric_inputs.iter().map(|m| m.read(&view)).collect();
         Outcome::Row(IngestRow {
             time,
             dimensions,

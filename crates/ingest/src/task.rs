@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use millrace_catalog::{OffsetAdvance, PartitionOffsets, PublishOutcome};
 use millrace_log::{Log, StoredRecord};
 use millrace_segments::index::ChunkIndex;
-use millrace_segments::input::{RecordMeta, RowReader};
+use millrace_segments::input::{MemberReader, RecordMeta, RowReader};
 use millrace_segments::spec::SupervisorSpec;
 use millrace_segments::time::bucket;
 use millrace_segments::transform::{Outcome, RowTransformer};
@@ -178,6 +178,8 @@ impl RunningTask {
 /// The compiled parts of a spec a task reads rows with.
 struct RowPipeline {
     reader: RowReader,
+    /// Reads only the members rows need, when the spec says which (faster than whole rows).
+    members: Option<MemberReader>,
     transformer: RowTransformer,
     spec: Arc<SupervisorSpec>,
 }
@@ -198,6 +200,18 @@ impl RowPipeline {
             return Some("the record has no value".into());
         };
         counts.processed_bytes += value.len() as u64;
+        if let Some(members) = &self.members {
+            return match members.read(value) {
+                Ok(values) => {
+                    let outcome = self.transformer.apply_members(values, now);
+                    self.place(outcome, indexes, counts)
+                }
+                Err(e) => {
+                    counts.unparseable += 1;
+                    Some(e.0)
+                }
+            };
+        }
         let headers: Vec<(&str, Option<&[u8]>)> = record
             .record
             .headers
@@ -217,34 +231,51 @@ impl RowPipeline {
                 return Some(e.0);
             }
         };
-        let schema = &self.spec.spec.data_schema;
-        let max_rows = self.spec.spec.tuning_config.max_rows_per_segment as usize;
         let mut failure = None;
         for row in rows {
-            match self.transformer.apply(row, now) {
-                Outcome::Row(row) => {
-                    counts.processed += 1;
-                    let (start, end) =
-                        bucket(row.time, &schema.granularity_spec.segment_granularity);
-                    // The chunk's open index: the last one for the chunk, unless it is full.
-                    let open = indexes
-                        .iter()
-                        .rposition(|i| i.interval() == (start, end))
-                        .filter(|&i| indexes[i].len() < max_rows.max(1));
-                    let position = open.unwrap_or_else(|| {
-                        indexes.push(ChunkIndex::new(start, end, schema));
-                        indexes.len() - 1
-                    });
-                    indexes[position].add(row);
-                }
-                Outcome::ThrownAway => counts.thrown_away += 1,
-                Outcome::Unparseable(why) => {
-                    counts.unparseable += 1;
-                    failure = Some(why);
-                }
+            let outcome = self.transformer.apply(row, now);
+            if let Some(why) = self.place(outcome, indexes, counts) {
+                failure = Some(why);
             }
         }
         failure
+    }
+
+    /// Adds a row to its chunk's open index, counting what became of it; an unparseable
+    /// row's reason is returned.
+    fn place(
+        &self,
+        outcome: Outcome<'_>,
+        indexes: &mut Vec<ChunkIndex>,
+        counts: &mut RowCounts,
+    ) -> Option<String> {
+        let schema = &self.spec.spec.data_schema;
+        let max_rows = self.spec.spec.tuning_config.max_rows_per_segment as usize;
+        match outcome {
+            Outcome::Row(row) => {
+                counts.processed += 1;
+                let (start, end) = bucket(row.time, &schema.granularity_spec.segment_granularity);
+                // The chunk's open index: the last one for the chunk, unless it is full.
+                let open = indexes
+                    .iter()
+                    .rposition(|i| i.interval() == (start, end))
+                    .filter(|&i| indexes[i].len() < max_rows.max(1));
+                let position = open.unwrap_or_else(|| {
+                    indexes.push(ChunkIndex::new(start, end, schema));
+                    indexes.len() - 1
+                });
+                indexes[position].add(row);
+                None
+            }
+            Outcome::ThrownAway => {
+                counts.thrown_away += 1;
+                None
+            }
+            Outcome::Unparseable(why) => {
+                counts.unparseable += 1;
+                Some(why)
+            }
+        }
     }
 }
 
@@ -311,13 +342,14 @@ fn run(
         RowReader::new(&spec.io_config.input_format),
         RowTransformer::new(&spec.data_schema, &spec.io_config),
     ) {
-        (Ok(mut reader), Ok(transformer)) => {
+        (Ok(reader), Ok(transformer)) => {
             // Members no row needs are skipped while parsing.
-            if let Some(columns) = transformer.columns_read() {
-                reader.only_columns(columns);
-            }
+            let members = transformer
+                .member_names()
+                .and_then(|names| MemberReader::new(&spec.io_config.input_format, names.to_vec()));
             RowPipeline {
                 reader,
+                members,
                 transformer,
                 spec: plan.spec.clone(),
             }

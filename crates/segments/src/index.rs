@@ -87,7 +87,7 @@ impl ChunkIndex {
     }
 
     /// Adds a row (its time must fall in the chunk).
-    pub fn add(&mut self, mut row: IngestRow) {
+    pub fn add(&mut self, mut row: IngestRow<'_>) {
         if let Some(names) = row.discovered.take() {
             row.dimensions = self.place_discovered(names, row.dimensions);
         }
@@ -97,7 +97,11 @@ impl ChunkIndex {
 
     /// Puts discovered values at their dimension's position, adding new dimensions (typed by
     /// their first value) at the end.
-    fn place_discovered(&mut self, names: Vec<String>, values: Vec<DimValue>) -> Vec<DimValue> {
+    fn place_discovered<'a>(
+        &mut self,
+        names: Vec<String>,
+        values: Vec<DimValue<'a>>,
+    ) -> Vec<DimValue<'a>> {
         let mut placed = vec![DimValue::Null; self.schema.dimensions.len()];
         for (name, value) in names.into_iter().zip(values) {
             let position = match self.positions.get(&name) {
@@ -277,7 +281,7 @@ mod tests {
             .data_schema
     }
 
-    fn discovered(time: i64, columns: &[(&str, DimValue)]) -> IngestRow {
+    fn discovered(time: i64, columns: &[(&str, DimValue<'static>)]) -> IngestRow<'static> {
         IngestRow {
             time,
             dimensions: columns.iter().map(|(_, v)| v.clone()).collect(),
@@ -380,7 +384,7 @@ mod tests {
     fn rows_being_persisted_stay_readable_and_a_dropped_index_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
-        let user = |name: &str| DimValue::String(name.into());
+        let user = |name: &str| DimValue::String(name.to_string().into());
         for round in 0..3 {
             for i in 0..100 {
                 index.add(discovered(
@@ -464,7 +468,7 @@ mod tests {
     #[test]
     fn the_snapshot_follows_new_rows() {
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!(["user"])));
-        let row = |time, user: &str| IngestRow {
+        let row = |time, user: &'static str| IngestRow {
             time,
             dimensions: vec![DimValue::String(user.into())],
             discovered: None,
@@ -492,7 +496,7 @@ mod tests {
         let mut index = ChunkIndex::new(0, 3_600_000, &schema);
         let row = |time, user: &str| IngestRow {
             time,
-            dimensions: vec![DimValue::String(user.into())],
+            dimensions: vec![DimValue::String(user.to_string().into())],
             discovered: None,
             metric_inputs: vec![Some(ExprValue::Null)],
         };

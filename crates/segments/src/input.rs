@@ -75,6 +75,51 @@ pub struct RecordMeta<'a> {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
+/// One value as a record holds it: text is borrowed from the record when it needs no
+/// unescaping. JSON booleans are the text `true`/`false` and nested objects and arrays their
+/// JSON text, as Druid reads them into string columns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Member<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Long(i64),
+    Double(f64),
+}
+
+impl Member<'_> {
+    /// A value of an input row, borrowed.
+    pub fn of(value: &ExprValue) -> Member<'_> {
+        match value {
+            ExprValue::Null => Member::Null,
+            ExprValue::String(s) => Member::Text(Cow::Borrowed(s)),
+            ExprValue::Long(l) => Member::Long(*l),
+            ExprValue::Double(d) => Member::Double(*d),
+        }
+    }
+}
+
+impl From<ExprValue> for Member<'static> {
+    fn from(value: ExprValue) -> Self {
+        match value {
+            ExprValue::Null => Member::Null,
+            ExprValue::String(s) => Member::Text(Cow::Owned(s)),
+            ExprValue::Long(l) => Member::Long(l),
+            ExprValue::Double(d) => Member::Double(d),
+        }
+    }
+}
+
+impl From<Member<'_>> for ExprValue {
+    fn from(value: Member<'_>) -> Self {
+        match value {
+            Member::Null => ExprValue::Null,
+            Member::Text(s) => ExprValue::String(s.into_owned()),
+            Member::Long(l) => ExprValue::Long(l),
+            Member::Double(d) => ExprValue::Double(d),
+        }
+    }
+}
+
 /// A path into JSON: `$.a.b`, `$.a[0]`, `$['a b']`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
@@ -137,13 +182,9 @@ fn json_to_value(value: &Json) -> ExprValue {
     }
 }
 
-/// A JSON object's members read straight into an input row (no intermediate JSON tree),
-/// keeping only the `wanted` columns when given; nested objects and arrays become their JSON
-/// text, as [`json_to_value`] makes them. With `wanted`, the row comes holding those columns
-/// in that order, null (a reader of the row cannot tell a null member from a missing one), so
-/// a member's value goes to its column's place without searching the row.
+/// A JSON object's members read straight into an input row (no intermediate JSON tree);
+/// nested objects and arrays become their JSON text, as [`json_to_value`] makes them.
 struct ObjectColumns<'a> {
-    wanted: Option<&'a [Arc<str>]>,
     row: &'a mut InputRow,
 }
 
@@ -164,20 +205,42 @@ impl<'de> Visitor<'de> for ObjectColumns<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            match self.wanted {
+            let value: Member<'de> = map.next_value()?;
+            self.row.set(&name, value.into());
+        }
+        Ok(())
+    }
+}
+
+/// The named members of a JSON object, each at its name's place (null when missing; a
+/// repeated member's last value wins), the others skipped unread.
+struct NamedMembers<'a, 'de> {
+    names: &'a [String],
+    values: &'a mut Vec<Member<'de>>,
+}
+
+impl<'de> DeserializeSeed<'de> for NamedMembers<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NamedMembers<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            match self.names.iter().position(|n| *n == *name) {
+                Some(place) => self.values[place] = map.next_value()?,
                 None => {
-                    let Scalar(value) = map.next_value()?;
-                    self.row.set(&name, value);
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Some(wanted) => match wanted.iter().position(|n| **n == *name) {
-                    Some(place) => {
-                        let Scalar(value) = map.next_value()?;
-                        self.row.columns[place].1 = value;
-                    }
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                },
             }
         }
         Ok(())
@@ -209,50 +272,104 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// A member's value as an input value.
-struct Scalar(ExprValue);
-
-impl<'de> Deserialize<'de> for Scalar {
+impl<'de> Deserialize<'de> for Member<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-        impl<'de> Visitor<'de> for ScalarVisitor {
-            type Value = Scalar;
+        struct MemberVisitor;
+        impl<'de> Visitor<'de> for MemberVisitor {
+            type Value = Member<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON value")
             }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar(ExprValue::Null))
+            fn visit_unit<E>(self) -> Result<Member<'de>, E> {
+                Ok(Member::Null)
             }
-            fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
-                Ok(Scalar(ExprValue::String(b.to_string())))
+            fn visit_bool<E>(self, b: bool) -> Result<Member<'de>, E> {
+                Ok(Member::Text(Cow::Borrowed(if b {
+                    "true"
+                } else {
+                    "false"
+                })))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar(ExprValue::Long(v)))
+            fn visit_i64<E>(self, v: i64) -> Result<Member<'de>, E> {
+                Ok(Member::Long(v))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(
-                    i64::try_from(v).map_or(ExprValue::Double(v as f64), ExprValue::Long),
-                ))
+            fn visit_u64<E>(self, v: u64) -> Result<Member<'de>, E> {
+                Ok(i64::try_from(v).map_or(Member::Double(v as f64), Member::Long))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(ExprValue::Double(v)))
+            fn visit_f64<E>(self, v: f64) -> Result<Member<'de>, E> {
+                Ok(Member::Double(v))
             }
-            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
-                Ok(Scalar(ExprValue::String(s.to_string())))
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Member<'de>, E> {
+                Ok(Member::Text(Cow::Borrowed(s)))
             }
-            fn visit_string<E>(self, s: String) -> Result<Scalar, E> {
-                Ok(Scalar(ExprValue::String(s)))
+            fn visit_str<E>(self, s: &str) -> Result<Member<'de>, E> {
+                Ok(Member::Text(Cow::Owned(s.to_string())))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar, A::Error> {
+            fn visit_string<E>(self, s: String) -> Result<Member<'de>, E> {
+                Ok(Member::Text(Cow::Owned(s)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
                 let nested = Json::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(Scalar(ExprValue::String(nested.to_string())))
+                Ok(Member::Text(Cow::Owned(nested.to_string())))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
                 let nested = Json::deserialize(SeqAccessDeserializer::new(seq))?;
-                Ok(Scalar(ExprValue::String(nested.to_string())))
+                Ok(Member::Text(Cow::Owned(nested.to_string())))
             }
         }
-        deserializer.deserialize_any(ScalarVisitor)
+        deserializer.deserialize_any(MemberVisitor)
+    }
+}
+
+/// Parses one JSON object record with `seed`, naming what is wrong with a record that is not
+/// one.
+fn parse_object<'de>(
+    record: &'de [u8],
+    seed: impl DeserializeSeed<'de, Value = ()>,
+) -> Result<(), ParseError> {
+    let mut parser = serde_json::Deserializer::from_slice(record);
+    seed.deserialize(&mut parser)
+        .and_then(|()| parser.end())
+        .map_err(|e| match e.classify() {
+            // Every member value is accepted: only the record itself can be of another type
+            // than an object.
+            serde_json::error::Category::Data => ParseError("expected a JSON object".into()),
+            _ => ParseError(format!("invalid JSON: {e}")),
+        })
+}
+
+/// Reads only the named members of records that are plain JSON objects, in the order named,
+/// their text borrowed from the record: for rows that need no other column, which is faster
+/// than reading whole input rows.
+#[derive(Debug, Clone)]
+pub struct MemberReader {
+    names: Vec<String>,
+}
+
+impl MemberReader {
+    /// A reader of these members, when the format reads records as plain JSON objects (json
+    /// without flattenSpec fields, discovering columns): None for every other format.
+    pub fn new(format: &InputFormat, names: Vec<String>) -> Option<MemberReader> {
+        let InputFormat::Json { flatten_spec, .. } = format else {
+            return None;
+        };
+        flatten_spec
+            .as_ref()
+            .is_none_or(|f| f.use_field_discovery && f.fields.is_empty())
+            .then_some(MemberReader { names })
+    }
+
+    /// The named members' values (null when missing).
+    pub fn read<'a>(&self, record: &'a [u8]) -> Result<Vec<Member<'a>>, ParseError> {
+        let mut values = vec![Member::Null; self.names.len()];
+        parse_object(
+            record,
+            NamedMembers {
+                names: &self.names,
+                values: &mut values,
+            },
+        )?;
+        Ok(values)
     }
 }
 
@@ -265,8 +382,6 @@ enum Reader {
     Json {
         discover: bool,
         fields: Vec<(String, Option<Vec<Step>>)>,
-        /// The only columns read from each object, when the rows are known to need no others.
-        wanted: Option<Vec<Arc<str>>>,
     },
     Delimited {
         delimiter: u8,
@@ -289,19 +404,6 @@ impl RowReader {
         Ok(RowReader {
             format: Reader::new(format)?,
         })
-    }
-
-    /// Reads only these columns of JSON objects (when discovering columns without flatten
-    /// fields; otherwise every column is read as before): the others are skipped while
-    /// parsing. For rows whose transforms, filter, dimensions and metrics read no others.
-    pub fn only_columns(&mut self, columns: Vec<String>) {
-        let mut format = &mut self.format;
-        if let Reader::Kafka { value, .. } = format {
-            format = value.as_mut();
-        }
-        if let Reader::Json { wanted, .. } = format {
-            *wanted = Some(columns.iter().map(|c| Arc::from(c.as_str())).collect());
-        }
     }
 
     /// Reads one record into rows (CSV/TSV may hold several lines; header rows are skipped
@@ -329,11 +431,7 @@ impl Reader {
                     };
                     fields.push((field.name.clone(), path));
                 }
-                Reader::Json {
-                    discover,
-                    fields,
-                    wanted: None,
-                }
+                Reader::Json { discover, fields }
             }
             InputFormat::Csv(d) => Reader::delimited(d, b',')?,
             InputFormat::Tsv(d) => Reader::delimited(d, b'\t')?,
@@ -396,38 +494,14 @@ impl Reader {
             Reader::Json {
                 discover: true,
                 fields,
-                wanted,
             } if fields.is_empty() => {
                 let mut row = InputRow {
-                    columns: match wanted {
-                        Some(wanted) => wanted
-                            .iter()
-                            .map(|n| (n.clone(), ExprValue::Null))
-                            .collect(),
-                        None => Vec::with_capacity(8),
-                    },
+                    columns: Vec::with_capacity(8),
                 };
-                let mut parser = serde_json::Deserializer::from_slice(bytes);
-                let columns = ObjectColumns {
-                    wanted: wanted.as_deref(),
-                    row: &mut row,
-                };
-                columns
-                    .deserialize(&mut parser)
-                    .and_then(|()| parser.end())
-                    .map_err(|e| match e.classify() {
-                        // Every member value is accepted: only the record itself can be of
-                        // another type than an object.
-                        serde_json::error::Category::Data => {
-                            ParseError("expected a JSON object".into())
-                        }
-                        _ => ParseError(format!("invalid JSON: {e}")),
-                    })?;
+                parse_object(bytes, ObjectColumns { row: &mut row })?;
                 Ok(vec![row])
             }
-            Reader::Json {
-                discover, fields, ..
-            } => {
+            Reader::Json { discover, fields } => {
                 let json: Json = serde_json::from_slice(bytes)
                     .map_err(|e| ParseError(format!("invalid JSON: {e}")))?;
                 let Json::Object(object) = &json else {
@@ -625,26 +699,37 @@ mod tests {
             duplicate.get("escaped"),
             Some(&ExprValue::String("tab\there".into()))
         );
+    }
 
-        let mut only = reader(json!({"type": "json"}));
-        only.only_columns(vec!["tags".into(), "user".into(), "absent".into()]);
-        let row = &only.read(records[1], &META).unwrap()[0];
-        assert_eq!(
-            row.columns,
-            vec![
-                ("tags".into(), ExprValue::String(r#"["a",{"b":1}]"#.into())),
-                ("user".into(), ExprValue::String("gus".into())),
-                ("absent".into(), ExprValue::Null),
-            ],
-            "only the wanted members, in the wanted order, nested ones as JSON text, \
-             missing ones null"
+    #[test]
+    fn members_read_alone_equal_the_rows_values() {
+        let format = |f: serde_json::Value| serde_json::from_value::<InputFormat>(f).unwrap();
+        let names: Vec<String> = ["tags", "user", "absent", "geo", "big", "edited", "unicode"]
+            .map(String::from)
+            .into();
+        let members = MemberReader::new(&format(json!({"type": "json"})), names.clone()).unwrap();
+        let rows = reader(json!({"type": "json"}));
+        for record in [
+            &br#"{"user": "mia", "views": 3, "ratio": 0.5, "edited": true, "none": null}"#[..],
+            br#"{"user": "gus", "geo": {"city": "Oslo", "at": [1, 2.5]}, "tags": ["a", {"b": 1}]}"#,
+            br#"{"big": 18446744073709551615, "neg": -9223372036854775808, "exp": 1e3}"#,
+            br#"{"esc\u0061ped": "tab\there", "user": "first", "user": "second"}"#,
+            br#"  {"unicode": "caf\u00e9 \ud83d\ude00", "edited": false}  "#,
+        ] {
+            let row = &rows.read(record, &META).unwrap()[0];
+            let expected: Vec<Member<'_>> = names
+                .iter()
+                .map(|n| row.get(n).map_or(Member::Null, Member::of))
+                .collect();
+            let read = members.read(record).unwrap();
+            assert_eq!(read, expected, "{}", String::from_utf8_lossy(record));
+        }
+        let read = members.read(br#"{"user": "gus", "tags": [1]}"#).unwrap();
+        assert!(
+            matches!(&read[1], Member::Text(Cow::Borrowed("gus"))),
+            "plain text is borrowed from the record"
         );
-        let duplicate = &only.read(records[3], &META).unwrap()[0];
-        assert_eq!(
-            duplicate.get("user"),
-            Some(&ExprValue::String("second".into())),
-            "a repeated member's last value"
-        );
+        assert_eq!(read[0], Member::Text(Cow::Borrowed("[1]")));
         for (bad, why) in [
             (&b"[1]"[..], "expected a JSON object"),
             (b"\"text\"", "expected a JSON object"),
@@ -653,11 +738,25 @@ mod tests {
             (b"{\"skipped\": [1, }", "invalid JSON"),
         ] {
             assert!(
-                only.read(bad, &META).unwrap_err().0.starts_with(why),
+                members.read(bad).unwrap_err().0.starts_with(why),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
+        for other in [
+            json!({"type": "csv", "columns": ["user"]}),
+            json!({"type": "kafka", "valueFormat": {"type": "json"}}),
+            json!({"type": "json", "flattenSpec": {"fields": [{"type": "root", "name": "user"}]}}),
+            json!({"type": "json", "flattenSpec": {"useFieldDiscovery": false}}),
+        ] {
+            assert!(
+                MemberReader::new(&format(other.clone()), names.clone()).is_none(),
+                "{other}"
+            );
+        }
+        assert!(
+            MemberReader::new(&format(json!({"type": "json", "flattenSpec": {}})), names).is_some()
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl MemoryRows {
 
     /// Adds a row whose dimensions are in `schema`'s order (a row may lack dimensions added
     /// after it was made: they are null).
-    pub fn add(&mut self, row: IngestRow, schema: &SegmentSchema) {
+    pub fn add(&mut self, row: IngestRow<'_>, schema: &SegmentSchema) {
         match self {
             MemoryRows::Rolled(rows) => rows.add(row),
             MemoryRows::Columns(rows) => rows.add(row, schema),
@@ -89,9 +89,9 @@ pub struct ColumnRows {
     dimensions: Vec<Builder>,
     metrics: Vec<Builder>,
     /// The size of the round a persist took: rows, and text bytes per builder (dimensions,
-    /// then metrics). The next round's builders take that room when its first row comes, as
-    /// it is likely as long; not before, so a chunk that gets no more rows (time moved past
-    /// it, or it is full) holds nothing.
+    /// then metrics). The next round's builders take that room, and an eighth more, when its
+    /// first row comes, as it is likely about as long; not before, so a chunk that gets no
+    /// more rows (time moved past it, or it is full) holds nothing.
     room: Option<(usize, Vec<usize>)>,
 }
 
@@ -111,12 +111,15 @@ impl ColumnRows {
         }
     }
 
-    fn add(&mut self, row: IngestRow, schema: &SegmentSchema) {
+    fn add(&mut self, row: IngestRow<'_>, schema: &SegmentSchema) {
         if let Some((rows, bytes)) = self.room.take() {
-            self.times.reserve(rows);
+            // Rounds of equal rows differ a little in text: a round with one byte more than
+            // room for it would double its buffer at the end, copying all of it.
+            let more = |n: usize| n + n / 8;
+            self.times.reserve(more(rows));
             let builders = self.dimensions.iter_mut().chain(&mut self.metrics);
             for (builder, bytes) in builders.zip(bytes) {
-                *builder = builder.with_room(rows, bytes);
+                *builder = builder.with_room(more(rows), more(bytes));
             }
         }
         if self.dimensions.len() < schema.dimensions.len() {
@@ -221,8 +224,9 @@ mod tests {
 
     /// Rows with equal and differing keys, nulls, unparsed numbers and times that truncate
     /// to the same second.
-    fn rows() -> Vec<IngestRow> {
-        let user = |u: Option<&str>| u.map_or(DimValue::Null, |u| DimValue::String(u.into()));
+    fn rows() -> Vec<IngestRow<'static>> {
+        let user =
+            |u: Option<&'static str>| u.map_or(DimValue::Null, |u| DimValue::String(u.into()));
         let row = |time, u, n: Option<i64>, views: ExprValue, score: f64, title: &str| IngestRow {
             time,
             dimensions: vec![user(u), n.map_or(DimValue::Null, DimValue::Long)],
@@ -253,7 +257,7 @@ mod tests {
     }
 
     /// The rows as stored rows, each its metrics aggregated over itself.
-    fn row_by_row(schema: &SegmentSchema, rows: Vec<IngestRow>) -> RecordBatch {
+    fn row_by_row(schema: &SegmentSchema, rows: Vec<IngestRow<'static>>) -> RecordBatch {
         let stored: Vec<RolledRow> = rows
             .into_iter()
             .map(|row| RolledRow {
@@ -305,7 +309,7 @@ mod tests {
         let data_schema = data_schema();
         let mut schema = segment_schema(&data_schema, &[("user", DimensionType::String)]);
         let mut rows = MemoryRows::new(&data_schema, &schema);
-        let user_only = |time: i64, dimensions: Vec<DimValue>| IngestRow {
+        let user_only = |time: i64, dimensions: Vec<DimValue<'static>>| IngestRow {
             time,
             dimensions,
             discovered: None,

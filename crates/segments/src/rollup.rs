@@ -192,7 +192,7 @@ impl MetricValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolledRow {
     pub time: i64,
-    pub dimensions: Vec<DimValue>,
+    pub dimensions: Vec<DimValue<'static>>,
     pub metrics: Vec<MetricValue>,
 }
 
@@ -225,7 +225,7 @@ impl Accumulator {
     }
 
     /// Adds a row: rolled into an equal one, or stored as a new row.
-    pub fn add(&mut self, row: IngestRow) {
+    pub fn add(&mut self, row: IngestRow<'_>) {
         let time = bucket(row.time, &self.query_granularity).0;
         // Trailing nulls are left out: a row stored before discovery added a dimension is
         // shorter, and equals a later row that is null there.
@@ -238,7 +238,7 @@ impl Accumulator {
             .iter()
             .map(|d| match d {
                 DimValue::Null => KeyPart::Null,
-                DimValue::String(s) => KeyPart::String(s.clone()),
+                DimValue::String(s) => KeyPart::String(s.to_string()),
                 DimValue::Long(l) => KeyPart::Long(*l),
                 DimValue::Double(f) => KeyPart::Double(f.to_bits()),
             })
@@ -247,7 +247,8 @@ impl Accumulator {
             Some(&i) => i,
             None => {
                 self.index.insert((time, key), self.rows.len());
-                self.push(time, row.dimensions)
+                let owned = row.dimensions.into_iter().map(DimValue::into_owned);
+                self.push(time, owned.collect())
             }
         };
         let stored = &mut self.rows[slot];
@@ -261,7 +262,7 @@ impl Accumulator {
         }
     }
 
-    fn push(&mut self, time: i64, dimensions: Vec<DimValue>) -> usize {
+    fn push(&mut self, time: i64, dimensions: Vec<DimValue<'static>>) -> usize {
         self.rows.push(RolledRow {
             time,
             dimensions,
@@ -321,11 +322,11 @@ mod tests {
         score: f64,
         title: &str,
         filtered: bool,
-    ) -> IngestRow {
+    ) -> IngestRow<'static> {
         let v = ExprValue::Long(views);
         IngestRow {
             time,
-            dimensions: vec![DimValue::String(user.into())],
+            dimensions: vec![DimValue::String(user.to_string().into())],
             discovered: None,
             metric_inputs: vec![
                 Some(ExprValue::Null),

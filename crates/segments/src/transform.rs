@@ -2,9 +2,11 @@
 //! filter, then dimensions and metric inputs. Rows outside the late/early message rejection
 //! window are thrown away, like rows the filter drops.
 
+use std::borrow::Cow;
+
 use crate::expr::{Columns, Expr, ExprValue};
 use crate::filter::RowFilter;
-use crate::input::InputRow;
+use crate::input::{InputRow, Member};
 use crate::spec::{Aggregator, DataSchema, DimensionType, KafkaIoConfig, SpecError};
 use crate::time::{TimeValue, parse_iso, parse_timestamp};
 
@@ -17,22 +19,34 @@ const EARLIEST_TIME: i64 = -62_135_596_800_000;
 /// row's time then stays within i64.
 const LATEST_TIME: i64 = 253_402_300_799_999;
 
-/// A dimension's value as stored.
+/// A dimension's value as stored; text may be borrowed from the record it was read from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum DimValue {
+pub enum DimValue<'a> {
     Null,
-    String(String),
+    String(Cow<'a, str>),
     Long(i64),
     Double(f64),
+}
+
+impl DimValue<'_> {
+    /// The value holding its own text.
+    pub fn into_owned(self) -> DimValue<'static> {
+        match self {
+            DimValue::Null => DimValue::Null,
+            DimValue::String(s) => DimValue::String(Cow::Owned(s.into_owned())),
+            DimValue::Long(l) => DimValue::Long(l),
+            DimValue::Double(d) => DimValue::Double(d),
+        }
+    }
 }
 
 /// A row ready for the index: its time, dimension values and what each metric reads (in
 /// metricsSpec order; None when a filtered aggregator's filter leaves the row out).
 #[derive(Debug, Clone, PartialEq)]
-pub struct IngestRow {
+pub struct IngestRow<'a> {
     pub time: i64,
     /// In the spec's dimension order, or in `discovered`'s order.
-    pub dimensions: Vec<DimValue>,
+    pub dimensions: Vec<DimValue<'a>>,
     /// The names of `dimensions` when they were discovered from the row (no dimensions in
     /// the spec); None when the spec fixes them.
     pub discovered: Option<Vec<String>>,
@@ -41,8 +55,8 @@ pub struct IngestRow {
 
 /// What became of an input row.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Row(IngestRow),
+pub enum Outcome<'a> {
+    Row(IngestRow<'a>),
     /// Dropped by the filter or the rejection window (counted as thrownAway).
     ThrownAway,
     /// The row's time could not be read (counted as unparseable), and why.
@@ -100,6 +114,66 @@ pub struct RowTransformer {
     metric_inputs: Vec<MetricInput>,
     late_rejection_ms: Option<i64>,
     early_rejection_ms: Option<i64>,
+    /// Where rows find their values among the members read alone, when a row needs only
+    /// named members of its record (see [`RowTransformer::member_names`]).
+    members: Option<MemberLayout>,
+}
+
+/// Where a row's values are among the members of its record read alone.
+#[derive(Debug, Clone)]
+struct MemberLayout {
+    /// The members read, each once.
+    names: Vec<String>,
+    /// Which of them holds the time.
+    time: usize,
+    /// Each fixed dimension's member and type.
+    dimensions: Vec<(usize, DimensionType)>,
+    /// Each metric's member; None for a metric that reads none.
+    metrics: Vec<Option<usize>>,
+}
+
+impl MemberLayout {
+    /// The layout for fixed dimensions without transforms or filter, each metric reading a
+    /// plain column or none; None otherwise, or when a dimension or metric reads `__time`
+    /// (the row's time, not a member).
+    fn new(
+        timestamp_column: &str,
+        dimensions: Option<&[(String, DimensionType)]>,
+        has_transforms_or_filter: bool,
+        metric_inputs: &[MetricInput],
+    ) -> Option<MemberLayout> {
+        let dimensions = dimensions?;
+        let metric_columns = metric_columns(metric_inputs)?;
+        let read = dimensions
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .chain(metric_columns.iter().flatten().copied());
+        if has_transforms_or_filter || read.clone().any(|name| name == TIME_COLUMN) {
+            return None;
+        }
+        let mut names: Vec<String> = vec![timestamp_column.to_string()];
+        let mut place = |name: &str| match names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                names.push(name.to_string());
+                names.len() - 1
+            }
+        };
+        let dimensions = dimensions
+            .iter()
+            .map(|(name, kind)| (place(name), *kind))
+            .collect();
+        let metrics = metric_columns
+            .iter()
+            .map(|column| column.map(&mut place))
+            .collect();
+        Some(MemberLayout {
+            names,
+            time: 0,
+            dimensions,
+            metrics,
+        })
+    }
 }
 
 /// The row a transform or filter sees: the input row, `__time`, and values transforms set.
@@ -204,6 +278,12 @@ impl RowTransformer {
             }
         }
         let movable = movable_dimensions(dimensions.as_deref(), &transforms, &metric_inputs);
+        let members = MemberLayout::new(
+            &spec.column,
+            dimensions.as_deref(),
+            !transforms.is_empty() || filter.is_some(),
+            &metric_inputs,
+        );
         let window = |p: &Option<crate::spec::Period>, field: &str| {
             p.map(|p| {
                 p.fixed_millis()
@@ -234,21 +314,81 @@ impl RowTransformer {
                 &io.early_message_rejection_period,
                 "earlyMessageRejectionPeriod",
             )?,
+            members,
         })
     }
 
-    /// Every input column a row's outcome can depend on, when that is known: fixed
-    /// dimensions, no transforms or filter, and metrics reading plain columns. None when
-    /// any of them may read other columns.
-    pub fn columns_read(&self) -> Option<Vec<String>> {
-        let dimensions = self.dimensions.as_ref()?;
-        if !self.transforms.is_empty() || self.filter.is_some() {
-            return None;
+    /// The only members of a record a row needs, when they are known: fixed dimensions, no
+    /// transforms or filter, and metrics reading plain columns. Rows read as these members
+    /// (with [`crate::input::MemberReader`]) go through [`RowTransformer::apply_members`].
+    pub fn member_names(&self) -> Option<&[String]> {
+        self.members.as_ref().map(|layout| layout.names.as_slice())
+    }
+
+    /// Turns a record's members, read as [`RowTransformer::member_names`] names them, into a
+    /// stored row: the row [`RowTransformer::apply`] makes of an input row holding them.
+    ///
+    /// # Panics
+    /// When the rows need other columns ([`RowTransformer::member_names`] is None).
+    pub fn apply_members<'a>(&self, mut members: Vec<Member<'a>>, now: i64) -> Outcome<'a> {
+        let layout = self
+            .members
+            .as_ref()
+            .expect("members are read only for rows that need no other column");
+        let time = match self.read_time(Some(members[layout.time].clone())) {
+            Ok(time) => time,
+            Err(e) => return Outcome::Unparseable(e),
+        };
+        if let Err(e) = in_range(time) {
+            return Outcome::Unparseable(e);
         }
-        let mut columns = vec![self.timestamp_column.clone()];
-        columns.extend(dimensions.iter().map(|(name, _)| name.clone()));
-        columns.extend(metric_columns(&self.metric_inputs)?.map(String::from));
-        Some(columns)
+        if self.rejected(time, now) {
+            return Outcome::ThrownAway;
+        }
+        // Metrics read first: dimension values then move out (dimension names are unique).
+        let metric_inputs = layout
+            .metrics
+            .iter()
+            .map(|member| Some(member.map_or(ExprValue::Null, |i| members[i].clone().into())))
+            .collect();
+        let dimensions = layout
+            .dimensions
+            .iter()
+            .map(|&(member, kind)| {
+                dim_value(std::mem::replace(&mut members[member], Member::Null), kind)
+            })
+            .collect();
+        Outcome::Row(IngestRow {
+            time,
+            dimensions,
+            discovered: None,
+            metric_inputs,
+        })
+    }
+
+    /// The time of a row whose timestamp column holds `value` (None: the row has no such
+    /// column).
+    fn read_time(&self, value: Option<Member<'_>>) -> Result<i64, String> {
+        let format = &self.timestamp_format;
+        match value {
+            None | Some(Member::Null) => self.missing_time.ok_or_else(|| {
+                format!(
+                    "the timestamp column '{}' is missing",
+                    self.timestamp_column
+                )
+            }),
+            Some(Member::Text(s)) => parse_timestamp(TimeValue::Text(&s), format),
+            Some(Member::Long(v)) => parse_timestamp(TimeValue::Number(v as f64), format),
+            Some(Member::Double(v)) => parse_timestamp(TimeValue::Number(v), format),
+        }
+    }
+
+    /// Whether the rejection windows around `now` throw a row of this time away.
+    fn rejected(&self, time: i64, now: i64) -> bool {
+        self.late_rejection_ms.is_some_and(|late| time < now - late)
+            || self
+                .early_rejection_ms
+                .is_some_and(|early| time > now + early)
     }
 
     /// The columns of an input row that discovery makes dimensions.
@@ -261,25 +401,8 @@ impl RowTransformer {
 
     /// Turns an input row into a stored row (taking values from it rather than copying them
     /// where nothing else reads them). `now` (epoch ms) anchors the rejection windows.
-    pub fn apply(&self, mut input: InputRow, now: i64) -> Outcome {
-        let time = match input.get(&self.timestamp_column) {
-            None | Some(ExprValue::Null) => match self.missing_time {
-                Some(t) => Ok(t),
-                None => Err(format!(
-                    "the timestamp column '{}' is missing",
-                    self.timestamp_column
-                )),
-            },
-            Some(ExprValue::String(s)) => {
-                parse_timestamp(TimeValue::Text(s), &self.timestamp_format)
-            }
-            Some(ExprValue::Long(v)) => {
-                parse_timestamp(TimeValue::Number(*v as f64), &self.timestamp_format)
-            }
-            Some(ExprValue::Double(v)) => {
-                parse_timestamp(TimeValue::Number(*v), &self.timestamp_format)
-            }
-        };
+    pub fn apply(&self, mut input: InputRow, now: i64) -> Outcome<'static> {
+        let time = self.read_time(input.get(&self.timestamp_column).map(Member::of));
         let mut time = match time {
             Ok(t) => t,
             Err(e) => return Outcome::Unparseable(e),
@@ -303,10 +426,8 @@ impl RowTransformer {
             }
             computed.push((name.clone(), value));
         }
-        if !(EARLIEST_TIME..=LATEST_TIME).contains(&time) {
-            return Outcome::Unparseable(format!(
-                "the timestamp {time} is outside the years 0001 to 9999"
-            ));
+        if let Err(e) = in_range(time) {
+            return Outcome::Unparseable(e);
         }
         let view = TransformRow {
             input: &input,
@@ -316,11 +437,7 @@ impl RowTransformer {
         if self.filter.as_ref().is_some_and(|f| !f.matches(&view)) {
             return Outcome::ThrownAway;
         }
-        if self.late_rejection_ms.is_some_and(|late| time < now - late)
-            || self
-                .early_rejection_ms
-                .is_some_and(|early| time > now + early)
-        {
+        if self.rejected(time, now) {
             return Outcome::ThrownAway;
         }
         // Read first: dimension values move out of the row below (none that a metric reads).
@@ -340,7 +457,7 @@ impl RowTransformer {
                             }
                             .column(name),
                         };
-                        dim_value(value, *kind)
+                        dim_value(value.into(), *kind)
                     })
                     .collect(),
                 None,
@@ -356,7 +473,7 @@ impl RowTransformer {
                             (ExprValue::Double(_), true) => DimensionType::Double,
                             _ => DimensionType::String,
                         };
-                        dim_value(value, kind)
+                        dim_value(value.into(), kind)
                     })
                     .collect();
                 (values, Some(names))
@@ -383,7 +500,7 @@ fn movable_dimensions(
     let Some(read_by_metrics) = metric_columns(metric_inputs) else {
         return vec![false; dimensions.len()];
     };
-    let read_by_metrics: Vec<&str> = read_by_metrics.collect();
+    let read_by_metrics: Vec<&str> = read_by_metrics.into_iter().flatten().collect();
     dimensions
         .iter()
         .map(|(name, _)| {
@@ -394,42 +511,57 @@ fn movable_dimensions(
         .collect()
 }
 
-/// The columns the metrics read, when each reads a plain column or none; None when one may
-/// read any column (an expression or a filtered metric).
-fn metric_columns(inputs: &[MetricInput]) -> Option<impl Iterator<Item = &str>> {
+/// The column each metric reads (None for one reading none), when each reads a plain column
+/// or none; None when one may read any column (an expression or a filtered metric).
+fn metric_columns(inputs: &[MetricInput]) -> Option<Vec<Option<&str>>> {
     inputs
         .iter()
-        .all(|input| matches!(input, MetricInput::None | MetricInput::Column(_)))
-        .then(|| inputs.iter().filter_map(MetricInput::column))
+        .map(|input| match input {
+            MetricInput::None => Some(None),
+            MetricInput::Column(c) => Some(Some(c.as_str())),
+            MetricInput::Expression(_) | MetricInput::Filtered(..) => None,
+        })
+        .collect()
+}
+
+/// Why a row's final time cannot be stored: it is outside the years 0001 to 9999.
+fn in_range(time: i64) -> Result<(), String> {
+    if (EARLIEST_TIME..=LATEST_TIME).contains(&time) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the timestamp {time} is outside the years 0001 to 9999"
+        ))
+    }
 }
 
 /// A value converted to a dimension's type; what does not convert is null, as in Druid.
-fn dim_value(value: ExprValue, kind: DimensionType) -> DimValue {
+fn dim_value(value: Member<'_>, kind: DimensionType) -> DimValue<'_> {
     match (kind, value) {
-        (_, ExprValue::Null) => DimValue::Null,
+        (_, Member::Null) => DimValue::Null,
         (DimensionType::Long, v) => match v {
-            ExprValue::Long(l) => DimValue::Long(l),
-            ExprValue::Double(d) => DimValue::Long(d as i64),
-            ExprValue::String(s) => s
+            Member::Long(l) => DimValue::Long(l),
+            Member::Double(d) => DimValue::Long(d as i64),
+            Member::Text(s) => s
                 .trim()
                 .parse::<i64>()
                 .map(DimValue::Long)
                 .or_else(|_| s.trim().parse::<f64>().map(|d| DimValue::Long(d as i64)))
                 .unwrap_or(DimValue::Null),
-            ExprValue::Null => DimValue::Null,
+            Member::Null => DimValue::Null,
         },
         (DimensionType::Float | DimensionType::Double, v) => match v {
-            ExprValue::Long(l) => DimValue::Double(l as f64),
-            ExprValue::Double(d) => DimValue::Double(d),
-            ExprValue::String(s) => s
+            Member::Long(l) => DimValue::Double(l as f64),
+            Member::Double(d) => DimValue::Double(d),
+            Member::Text(s) => s
                 .trim()
                 .parse::<f64>()
                 .map_or(DimValue::Null, DimValue::Double),
-            ExprValue::Null => DimValue::Null,
+            Member::Null => DimValue::Null,
         },
-        (_, ExprValue::String(s)) => DimValue::String(s),
-        (_, ExprValue::Long(l)) => DimValue::String(l.to_string()),
-        (_, ExprValue::Double(d)) => DimValue::String(d.to_string()),
+        (_, Member::Text(s)) => DimValue::String(s),
+        (_, Member::Long(l)) => DimValue::String(l.to_string().into()),
+        (_, Member::Double(d)) => DimValue::String(d.to_string().into()),
     }
 }
 
@@ -522,7 +654,7 @@ mod tests {
         let Outcome::Row(out) = out else {
             panic!("{out:?}")
         };
-        let text = |s: &str| DimValue::String(s.into());
+        let text = |s: &'static str| DimValue::String(s.into());
         assert_eq!(
             out.dimensions,
             [text("mia"), text("hi!"), DimValue::Long(3), text("True")]
@@ -623,6 +755,96 @@ mod tests {
             t.apply(row(json!({"ts": NOW + 20 * 60_000})), NOW),
             Outcome::ThrownAway
         );
+    }
+
+    #[test]
+    fn members_read_alone_make_the_rows_whole_input_rows_make() {
+        let schema = |timestamp: serde_json::Value, dimensions: serde_json::Value, metrics| {
+            json!({"dataSource": "d", "timestampSpec": timestamp,
+                "dimensionsSpec": {"dimensions": dimensions}, "metricsSpec": metrics})
+        };
+        let iso = json!({"column": "time", "format": "iso"});
+        let auto =
+            json!({"column": "time", "format": "auto", "missingValue": "2024-05-01T00:00:00Z"});
+        let typed = json!(["user", {"type": "long", "name": "views"},
+            {"type": "double", "name": "score"}, {"type": "float", "name": "ratio"}, "edited", "geo"]);
+        let metrics = json!([{"type": "count", "name": "count"},
+            {"type": "longSum", "name": "total", "fieldName": "views"},
+            {"type": "doubleMax", "name": "top", "fieldName": "score"},
+            {"type": "stringLast", "name": "last", "fieldName": "title"},
+            {"type": "longSum", "name": "absent", "fieldName": "nowhere"}]);
+        let transformers = [
+            transformer(schema(iso.clone(), typed.clone(), json!([])), json!({})),
+            transformer(schema(auto, typed.clone(), metrics.clone()), json!({})),
+            // `title` is a dimension and a metric's input.
+            transformer(
+                schema(iso, json!(["user", "title"]), metrics),
+                json!({"lateMessageRejectionPeriod": "PT1H", "earlyMessageRejectionPeriod": "PT10M"}),
+            ),
+        ];
+        let records = [
+            json!({"time": "2024-05-01T10:00:01Z", "user": "mia", "views": 3, "score": 1.5,
+                "ratio": "0.25", "edited": true, "geo": {"city": "Oslo"}, "title": "hi", "extra": [1]}),
+            json!({"time": "2024-05-01T09:30:00Z", "views": "12", "score": "x", "ratio": 7,
+                "edited": null, "geo": [1, 2], "title": "caf\u{e9}"}),
+            json!({"time": "2024-05-01T07:00:00Z", "user": 42, "views": 2.9, "score": 4}),
+            json!({"time": "2024-05-01T10:30:00Z", "user": "late-or-early"}),
+            json!({"time": 1_714_557_600_000i64, "user": "millis"}),
+            json!({"time": "soon", "user": "x"}),
+            json!({"time": "9999-12-31T23:59:59Z"}),
+            json!({"time": 1e30}),
+            json!({"user": "no time"}),
+        ];
+        let mut seen = Vec::new();
+        for t in &transformers {
+            let names = t
+                .member_names()
+                .expect("fixed dimensions, plain metrics")
+                .to_vec();
+            let format = serde_json::from_value(json!({"type": "json"})).unwrap();
+            let reader = crate::input::MemberReader::new(&format, names).unwrap();
+            for record in &records {
+                let text = record.to_string();
+                let members = reader.read(text.as_bytes()).unwrap();
+                let outcome = t.apply(row(record.clone()), NOW);
+                assert_eq!(t.apply_members(members, NOW), outcome, "{text}");
+                seen.push(std::mem::discriminant(&outcome));
+            }
+        }
+        for outcome in [
+            Outcome::Row(IngestRow {
+                time: 0,
+                dimensions: vec![],
+                discovered: None,
+                metric_inputs: vec![],
+            }),
+            Outcome::ThrownAway,
+            Outcome::Unparseable(String::new()),
+        ] {
+            assert!(seen.contains(&std::mem::discriminant(&outcome)));
+        }
+        for other in [
+            schema(json!({"column": "time"}), json!([]), json!([])),
+            schema(
+                json!({"column": "time"}),
+                json!(["user"]),
+                json!([{"type": "longMax", "name": "latest", "fieldName": "__time"}]),
+            ),
+            schema(
+                json!({"column": "time"}),
+                json!(["user"]),
+                json!([{"type": "longSum", "name": "n", "expression": "views + 1"}]),
+            ),
+            json!({"dataSource": "d", "timestampSpec": {"column": "time"},
+                "dimensionsSpec": {"dimensions": ["user"]},
+                "transformSpec": {"filter": {"type": "selector", "dimension": "user", "value": "x"}}}),
+        ] {
+            assert_eq!(
+                transformer(other.clone(), json!({})).member_names(),
+                None,
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -200,18 +200,6 @@ impl RowPipeline {
             return Some("the record has no value".into());
         };
         counts.processed_bytes += value.len() as u64;
-        if let Some(members) = &self.members {
-            return match members.read(value) {
-                Ok(values) => {
-                    let outcome = self.transformer.apply_members(values, now);
-                    self.place(outcome, indexes, counts)
-                }
-                Err(e) => {
-                    counts.unparseable += 1;
-                    Some(e.0)
-                }
-            };
-        }
         let headers: Vec<(&str, Option<&[u8]>)> = record
             .record
             .headers
@@ -224,6 +212,18 @@ impl RowPipeline {
             key: record.record.key.as_deref(),
             headers: &headers,
         };
+        if let Some(members) = &self.members {
+            return match members.read(value, &meta) {
+                Ok(values) => {
+                    let outcome = self.transformer.apply_members(values, now);
+                    self.place(outcome, indexes, counts)
+                }
+                Err(e) => {
+                    counts.unparseable += 1;
+                    Some(e.0)
+                }
+            };
+        }
         let rows = match self.reader.read(value, &meta) {
             Ok(rows) => rows,
             Err(e) => {
@@ -343,10 +343,9 @@ fn run(
         RowTransformer::new(&spec.data_schema, &spec.io_config),
     ) {
         (Ok(reader), Ok(transformer)) => {
-            // Members no row needs are skipped while parsing.
-            let members = transformer
-                .member_names()
-                .and_then(|names| MemberReader::new(&spec.io_config.input_format, names.to_vec()));
+            // When rows need only some members, the others are skipped while parsing and
+            // rows are made without input rows.
+            let members = transformer.member_reader(&spec.io_config.input_format);
             RowPipeline {
                 reader,
                 members,

@@ -75,14 +75,18 @@ pub struct RecordMeta<'a> {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-/// One value as a record holds it: text is borrowed from the record when it needs no
-/// unescaping. JSON booleans are the text `true`/`false` and nested objects and arrays their
-/// JSON text, as Druid reads them into string columns.
+/// One value as a record holds it, before any conversion to a column's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Member<'a> {
+    /// JSON null, or no such member.
     Null,
+    /// Text, borrowed from the record when it needs no unescaping. JSON booleans are the
+    /// text `true`/`false` and nested objects and arrays their JSON text, as Druid reads them
+    /// into string columns.
     Text(Cow<'a, str>),
+    /// A JSON integer that fits 64 bits.
     Long(i64),
+    /// Any other JSON number.
     Double(f64),
 }
 
@@ -235,9 +239,19 @@ impl<'de> Visitor<'de> for NamedMembers<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Records of a topic mostly hold their members in one order: the name after the last
+        // one found is tried first, then all of them.
+        let mut next = 0;
         while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            match self.names.iter().position(|n| *n == *name) {
-                Some(place) => self.values[place] = map.next_value()?,
+            let place = match self.names.get(next) {
+                Some(guess) if *guess == *name => Some(next),
+                _ => self.names.iter().position(|n| *n == *name),
+            };
+            match place {
+                Some(place) => {
+                    self.values[place] = map.next_value()?;
+                    next = (place + 1) % self.names.len();
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -340,27 +354,44 @@ fn parse_object<'de>(
 
 /// Reads only the named members of records that are plain JSON objects, in the order named,
 /// their text borrowed from the record: for rows that need no other column, which is faster
-/// than reading whole input rows.
+/// than reading whole input rows. With the kafka format, names of the record's timestamp,
+/// topic, key and header columns read those as the row reader does.
 #[derive(Debug, Clone)]
 pub struct MemberReader {
+    /// Each name once (a repeated one would read null after the first).
     names: Vec<String>,
+    kafka: Option<KafkaColumns>,
 }
 
 impl MemberReader {
     /// A reader of these members, when the format reads records as plain JSON objects (json
-    /// without flattenSpec fields, discovering columns): None for every other format.
+    /// without flattenSpec fields, discovering columns, alone or as the value of the kafka
+    /// format without a keyFormat): None for every other format.
     pub fn new(format: &InputFormat, names: Vec<String>) -> Option<MemberReader> {
-        let InputFormat::Json { flatten_spec, .. } = format else {
-            return None;
+        let plain_json = |format: &InputFormat| match format {
+            InputFormat::Json { flatten_spec, .. } => flatten_spec
+                .as_ref()
+                .is_none_or(|f| f.use_field_discovery && f.fields.is_empty()),
+            _ => false,
         };
-        flatten_spec
-            .as_ref()
-            .is_none_or(|f| f.use_field_discovery && f.fields.is_empty())
-            .then_some(MemberReader { names })
+        let kafka = match format {
+            InputFormat::Kafka {
+                value_format,
+                key_format: None,
+                ..
+            } if plain_json(value_format) => Some(KafkaColumns::new(format)),
+            _ if plain_json(format) => None,
+            _ => return None,
+        };
+        Some(MemberReader { names, kafka })
     }
 
     /// The named members' values (null when missing).
-    pub fn read<'a>(&self, record: &'a [u8]) -> Result<Vec<Member<'a>>, ParseError> {
+    pub fn read<'a>(
+        &self,
+        record: &'a [u8],
+        meta: &RecordMeta<'a>,
+    ) -> Result<Vec<Member<'a>>, ParseError> {
         let mut values = vec![Member::Null; self.names.len()];
         parse_object(
             record,
@@ -369,7 +400,73 @@ impl MemberReader {
                 values: &mut values,
             },
         )?;
+        if let Some(kafka) = &self.kafka {
+            for (name, value) in self.names.iter().zip(&mut values) {
+                if let Some(from_record) = kafka.column(name, meta) {
+                    *value = from_record;
+                }
+            }
+        }
         Ok(values)
+    }
+}
+
+/// The names the kafka input format gives a record's timestamp, topic, key and headers.
+#[derive(Debug, Clone)]
+struct KafkaColumns {
+    timestamp: String,
+    topic: String,
+    key: String,
+    header_prefix: String,
+}
+
+impl KafkaColumns {
+    /// The names a kafka input format sets (Druid's defaults where it sets none); empty
+    /// names for another format.
+    fn new(format: &InputFormat) -> KafkaColumns {
+        let (timestamp, topic, key, header_prefix) = match format {
+            InputFormat::Kafka {
+                timestamp_column_name,
+                topic_column_name,
+                key_column_name,
+                header_column_prefix,
+                ..
+            } => (
+                timestamp_column_name.as_deref(),
+                topic_column_name.as_deref(),
+                key_column_name.as_deref(),
+                header_column_prefix.as_deref(),
+            ),
+            _ => (None, None, None, None),
+        };
+        KafkaColumns {
+            timestamp: timestamp.unwrap_or("kafka.timestamp").to_string(),
+            topic: topic.unwrap_or("kafka.topic").to_string(),
+            key: key.unwrap_or("kafka.key").to_string(),
+            header_prefix: header_prefix.unwrap_or("kafka.header.").to_string(),
+        }
+    }
+
+    /// The column `name` as the row reader sets it from the record, when it is one: a header
+    /// the record has (the last of that name), else the key (null without one), the topic
+    /// or the timestamp, in that order of precedence (the row reader sets them in the
+    /// reverse order, each replacing the one before).
+    fn column<'a>(&self, name: &str, meta: &RecordMeta<'a>) -> Option<Member<'a>> {
+        let text = |bytes: &'a [u8]| Member::Text(String::from_utf8_lossy(bytes));
+        let header = name
+            .strip_prefix(&self.header_prefix)
+            .and_then(|h| meta.headers.iter().rev().find(|(n, _)| *n == h));
+        if let Some((_, value)) = header {
+            Some(value.map_or(Member::Null, text))
+        } else if name == self.key {
+            Some(meta.key.map_or(Member::Null, text))
+        } else if name == self.topic {
+            Some(Member::Text(Cow::Borrowed(meta.topic)))
+        } else if name == self.timestamp {
+            Some(Member::Long(meta.timestamp))
+        } else {
+            None
+        }
     }
 }
 
@@ -391,10 +488,7 @@ enum Reader {
     Kafka {
         value: Box<Reader>,
         key: Option<Box<Reader>>,
-        timestamp_column: String,
-        topic_column: String,
-        key_column: String,
-        header_prefix: String,
+        columns: KafkaColumns,
     },
 }
 
@@ -438,10 +532,6 @@ impl Reader {
             InputFormat::Kafka {
                 value_format,
                 key_format,
-                timestamp_column_name,
-                topic_column_name,
-                key_column_name,
-                header_column_prefix,
                 ..
             } => Reader::Kafka {
                 value: Box::new(Reader::new(value_format)?),
@@ -450,18 +540,7 @@ impl Reader {
                     .map(Reader::new)
                     .transpose()?
                     .map(Box::new),
-                timestamp_column: timestamp_column_name
-                    .clone()
-                    .unwrap_or_else(|| "kafka.timestamp".into()),
-                topic_column: topic_column_name
-                    .clone()
-                    .unwrap_or_else(|| "kafka.topic".into()),
-                key_column: key_column_name
-                    .clone()
-                    .unwrap_or_else(|| "kafka.key".into()),
-                header_prefix: header_column_prefix
-                    .clone()
-                    .unwrap_or_else(|| "kafka.header.".into()),
+                columns: KafkaColumns::new(format),
             },
             InputFormat::AvroStream(_) | InputFormat::Protobuf(_) => {
                 return Err("avro_stream and protobuf input formats are not supported yet".into());
@@ -566,10 +645,7 @@ impl Reader {
             Reader::Kafka {
                 value,
                 key,
-                timestamp_column,
-                topic_column,
-                key_column,
-                header_prefix,
+                columns,
             } => {
                 let mut rows = value.read(bytes, meta)?;
                 let key_value = match (key, meta.key) {
@@ -584,14 +660,14 @@ impl Reader {
                     }
                 };
                 for row in &mut rows {
-                    row.set(timestamp_column, ExprValue::Long(meta.timestamp));
-                    row.set(topic_column, ExprValue::String(meta.topic.to_string()));
-                    row.set(key_column, key_value.clone());
+                    row.set(&columns.timestamp, ExprValue::Long(meta.timestamp));
+                    row.set(&columns.topic, ExprValue::String(meta.topic.to_string()));
+                    row.set(&columns.key, key_value.clone());
                     for (name, header) in meta.headers {
                         let value = header.map_or(ExprValue::Null, |h| {
                             ExprValue::String(String::from_utf8_lossy(h).into_owned())
                         });
-                        row.set(&format!("{header_prefix}{name}"), value);
+                        row.set(&format!("{}{name}", columns.header_prefix), value);
                     }
                 }
                 Ok(rows)
@@ -704,32 +780,66 @@ mod tests {
     #[test]
     fn members_read_alone_equal_the_rows_values() {
         let format = |f: serde_json::Value| serde_json::from_value::<InputFormat>(f).unwrap();
-        let names: Vec<String> = ["tags", "user", "absent", "geo", "big", "edited", "unicode"]
-            .map(String::from)
-            .into();
-        let members = MemberReader::new(&format(json!({"type": "json"})), names.clone()).unwrap();
-        let rows = reader(json!({"type": "json"}));
-        for record in [
+        // Records in the names' order, out of it, and breaking it after a match.
+        let records = [
             &br#"{"user": "mia", "views": 3, "ratio": 0.5, "edited": true, "none": null}"#[..],
+            br#"{"tags": [], "user": "ann", "absent": 1, "geo": null, "big": 2, "edited": "x"}"#,
             br#"{"user": "gus", "geo": {"city": "Oslo", "at": [1, 2.5]}, "tags": ["a", {"b": 1}]}"#,
             br#"{"big": 18446744073709551615, "neg": -9223372036854775808, "exp": 1e3}"#,
-            br#"{"esc\u0061ped": "tab\there", "user": "first", "user": "second"}"#,
+            br#"{"esc\u0061ped": "tab\there", "user": "first", "user": "second", "tags": 1}"#,
             br#"  {"unicode": "caf\u00e9 \ud83d\ude00", "edited": false}  "#,
+        ];
+        let names: Vec<String> = [
+            "tags", "user", "absent", "geo", "big", "edited", "unicode", "escaped",
+        ]
+        .map(String::from)
+        .into();
+        let kafka_names: Vec<String> = [
+            "user",
+            "kafka.timestamp",
+            "kafka.topic",
+            "kafka.key",
+            "kafka.header.source",
+            "kafka.header.empty",
+            "kafka.header.absent",
+        ]
+        .map(String::from)
+        .into();
+        let no_key = RecordMeta { key: None, ..META };
+        for (format_json, names, meta) in [
+            (json!({"type": "json"}), &names, &META),
+            (
+                json!({"type": "kafka", "valueFormat": {"type": "json"}}),
+                &kafka_names,
+                &META,
+            ),
+            (
+                json!({"type": "kafka", "valueFormat": {"type": "json"}}),
+                &kafka_names,
+                &no_key,
+            ),
         ] {
-            let row = &rows.read(record, &META).unwrap()[0];
-            let expected: Vec<Member<'_>> = names
-                .iter()
-                .map(|n| row.get(n).map_or(Member::Null, Member::of))
-                .collect();
-            let read = members.read(record).unwrap();
-            assert_eq!(read, expected, "{}", String::from_utf8_lossy(record));
+            let members = MemberReader::new(&format(format_json.clone()), names.clone()).unwrap();
+            let rows = reader(format_json);
+            for record in records {
+                let row = &rows.read(record, meta).unwrap()[0];
+                let expected: Vec<Member<'_>> = names
+                    .iter()
+                    .map(|n| row.get(n).map_or(Member::Null, Member::of))
+                    .collect();
+                let read = members.read(record, meta).unwrap();
+                assert_eq!(read, expected, "{}", String::from_utf8_lossy(record));
+            }
         }
-        let read = members.read(br#"{"user": "gus", "tags": [1]}"#).unwrap();
+        let members = MemberReader::new(&format(json!({"type": "json"})), names.clone()).unwrap();
+        let read = members
+            .read(br#"{"user": "gus", "tags": [1]}"#, &META)
+            .unwrap();
         assert!(
             matches!(&read[1], Member::Text(Cow::Borrowed("gus"))),
             "plain text is borrowed from the record"
         );
-        assert_eq!(read[0], Member::Text(Cow::Borrowed("[1]")));
+        assert_eq!(read[0], Member::Text("[1]".into()));
         for (bad, why) in [
             (&b"[1]"[..], "expected a JSON object"),
             (b"\"text\"", "expected a JSON object"),
@@ -738,14 +848,25 @@ mod tests {
             (b"{\"skipped\": [1, }", "invalid JSON"),
         ] {
             assert!(
-                members.read(bad).unwrap_err().0.starts_with(why),
+                members.read(bad, &META).unwrap_err().0.starts_with(why),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
+        // Members no row reads are skipped unchecked (as the compatibility page says): what
+        // the row reader refuses inside them is no error here.
+        let rows = reader(json!({"type": "json"}));
+        for unchecked in [
+            &br#"{"user": "x", "skipped": "\ud800"}"#[..],
+            b"{\"skipped\": 1e400}",
+        ] {
+            assert!(rows.read(unchecked, &META).is_err());
+            assert!(members.read(unchecked, &META).is_ok());
+        }
         for other in [
             json!({"type": "csv", "columns": ["user"]}),
-            json!({"type": "kafka", "valueFormat": {"type": "json"}}),
+            json!({"type": "kafka", "valueFormat": {"type": "json"}, "keyFormat": {"type": "csv", "columns": ["id"]}}),
+            json!({"type": "kafka", "valueFormat": {"type": "csv", "columns": ["user"]}}),
             json!({"type": "json", "flattenSpec": {"fields": [{"type": "root", "name": "user"}]}}),
             json!({"type": "json", "flattenSpec": {"useFieldDiscovery": false}}),
         ] {

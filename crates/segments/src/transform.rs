@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use crate::expr::{Columns, Expr, ExprValue};
 use crate::filter::RowFilter;
-use crate::input::{InputRow, Member};
-use crate::spec::{Aggregator, DataSchema, DimensionType, KafkaIoConfig, SpecError};
+use crate::input::{InputRow, Member, MemberReader};
+use crate::spec::{Aggregator, DataSchema, DimensionType, InputFormat, KafkaIoConfig, SpecError};
 use crate::time::{TimeValue, parse_iso, parse_timestamp};
 
 /// The time column of every datasource.
@@ -115,7 +115,7 @@ pub struct RowTransformer {
     late_rejection_ms: Option<i64>,
     early_rejection_ms: Option<i64>,
     /// Where rows find their values among the members read alone, when a row needs only
-    /// named members of its record (see [`RowTransformer::member_names`]).
+    /// named members of its record (see [`RowTransformer::member_reader`]).
     members: Option<MemberLayout>,
 }
 
@@ -144,11 +144,9 @@ impl MemberLayout {
     ) -> Option<MemberLayout> {
         let dimensions = dimensions?;
         let metric_columns = metric_columns(metric_inputs)?;
-        let read = dimensions
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .chain(metric_columns.iter().flatten().copied());
-        if has_transforms_or_filter || read.clone().any(|name| name == TIME_COLUMN) {
+        let reads_time = dimensions.iter().any(|(name, _)| name == TIME_COLUMN)
+            || metric_columns.contains(&Some(TIME_COLUMN));
+        if has_transforms_or_filter || reads_time {
             return None;
         }
         let mut names: Vec<String> = vec![timestamp_column.to_string()];
@@ -318,24 +316,26 @@ impl RowTransformer {
         })
     }
 
-    /// The only members of a record a row needs, when they are known: fixed dimensions, no
-    /// transforms or filter, and metrics reading plain columns. Rows read as these members
-    /// (with [`crate::input::MemberReader`]) go through [`RowTransformer::apply_members`].
-    pub fn member_names(&self) -> Option<&[String]> {
-        self.members.as_ref().map(|layout| layout.names.as_slice())
+    /// A reader of only the members of a record its rows need, when they are known (fixed
+    /// dimensions, no transforms or filter, metrics reading plain columns other than
+    /// `__time`) and the format allows it (see [`MemberReader::new`]). What it reads goes
+    /// through [`RowTransformer::apply_members`].
+    pub fn member_reader(&self, format: &InputFormat) -> Option<MemberReader> {
+        MemberReader::new(format, self.members.as_ref()?.names.clone())
     }
 
-    /// Turns a record's members, read as [`RowTransformer::member_names`] names them, into a
+    /// Turns a record's members, read by [`RowTransformer::member_reader`]'s reader, into a
     /// stored row: the row [`RowTransformer::apply`] makes of an input row holding them.
     ///
     /// # Panics
-    /// When the rows need other columns ([`RowTransformer::member_names`] is None).
+    /// When the transformer has no member reader (its rows need other columns).
     pub fn apply_members<'a>(&self, mut members: Vec<Member<'a>>, now: i64) -> Outcome<'a> {
         let layout = self
             .members
             .as_ref()
             .expect("members are read only for rows that need no other column");
-        let time = match self.read_time(Some(members[layout.time].clone())) {
+        debug_assert_eq!(members.len(), layout.names.len());
+        let time = match self.read_time(Some(&members[layout.time])) {
             Ok(time) => time,
             Err(e) => return Outcome::Unparseable(e),
         };
@@ -368,7 +368,7 @@ impl RowTransformer {
 
     /// The time of a row whose timestamp column holds `value` (None: the row has no such
     /// column).
-    fn read_time(&self, value: Option<Member<'_>>) -> Result<i64, String> {
+    fn read_time(&self, value: Option<&Member<'_>>) -> Result<i64, String> {
         let format = &self.timestamp_format;
         match value {
             None | Some(Member::Null) => self.missing_time.ok_or_else(|| {
@@ -377,9 +377,9 @@ impl RowTransformer {
                     self.timestamp_column
                 )
             }),
-            Some(Member::Text(s)) => parse_timestamp(TimeValue::Text(&s), format),
-            Some(Member::Long(v)) => parse_timestamp(TimeValue::Number(v as f64), format),
-            Some(Member::Double(v)) => parse_timestamp(TimeValue::Number(v), format),
+            Some(Member::Text(s)) => parse_timestamp(TimeValue::Text(s), format),
+            Some(Member::Long(v)) => parse_timestamp(TimeValue::Number(*v as f64), format),
+            Some(Member::Double(v)) => parse_timestamp(TimeValue::Number(*v), format),
         }
     }
 
@@ -402,7 +402,7 @@ impl RowTransformer {
     /// Turns an input row into a stored row (taking values from it rather than copying them
     /// where nothing else reads them). `now` (epoch ms) anchors the rejection windows.
     pub fn apply(&self, mut input: InputRow, now: i64) -> Outcome<'static> {
-        let time = self.read_time(input.get(&self.timestamp_column).map(Member::of));
+        let time = self.read_time(input.get(&self.timestamp_column).map(Member::of).as_ref());
         let mut time = match time {
             Ok(t) => t,
             Err(e) => return Outcome::Unparseable(e),
@@ -586,18 +586,21 @@ mod tests {
         RowTransformer::new(&spec.spec.data_schema, &spec.spec.io_config).unwrap()
     }
 
+    fn json_format() -> InputFormat {
+        serde_json::from_value(json!({"type": "json"})).unwrap()
+    }
+
+    const NO_META: crate::input::RecordMeta<'static> = crate::input::RecordMeta {
+        topic: "t",
+        timestamp: 0,
+        key: None,
+        headers: &[],
+    };
+
     fn row(value: serde_json::Value) -> InputRow {
-        let reader =
-            crate::input::RowReader::new(&serde_json::from_value(json!({"type": "json"})).unwrap())
-                .unwrap();
-        let meta = crate::input::RecordMeta {
-            topic: "t",
-            timestamp: 0,
-            key: None,
-            headers: &[],
-        };
+        let reader = crate::input::RowReader::new(&json_format()).unwrap();
         reader
-            .read(value.to_string().as_bytes(), &meta)
+            .read(value.to_string().as_bytes(), &NO_META)
             .unwrap()
             .remove(0)
     }
@@ -793,19 +796,15 @@ mod tests {
             json!({"time": "soon", "user": "x"}),
             json!({"time": "9999-12-31T23:59:59Z"}),
             json!({"time": 1e30}),
+            json!({"time": null, "user": "null time"}),
             json!({"user": "no time"}),
         ];
         let mut seen = Vec::new();
         for t in &transformers {
-            let names = t
-                .member_names()
-                .expect("fixed dimensions, plain metrics")
-                .to_vec();
-            let format = serde_json::from_value(json!({"type": "json"})).unwrap();
-            let reader = crate::input::MemberReader::new(&format, names).unwrap();
+            let reader = t.member_reader(&json_format()).expect("plain metrics");
             for record in &records {
                 let text = record.to_string();
-                let members = reader.read(text.as_bytes()).unwrap();
+                let members = reader.read(text.as_bytes(), &NO_META).unwrap();
                 let outcome = t.apply(row(record.clone()), NOW);
                 assert_eq!(t.apply_members(members, NOW), outcome, "{text}");
                 seen.push(std::mem::discriminant(&outcome));
@@ -835,13 +834,24 @@ mod tests {
                 json!(["user"]),
                 json!([{"type": "longSum", "name": "n", "expression": "views + 1"}]),
             ),
+            schema(
+                json!({"column": "time"}),
+                json!(["user"]),
+                json!([{"type": "filtered", "name": "n",
+                    "filter": {"type": "selector", "dimension": "user", "value": "x"},
+                    "aggregator": {"type": "count", "name": "n"}}]),
+            ),
             json!({"dataSource": "d", "timestampSpec": {"column": "time"},
                 "dimensionsSpec": {"dimensions": ["user"]},
                 "transformSpec": {"filter": {"type": "selector", "dimension": "user", "value": "x"}}}),
+            json!({"dataSource": "d", "timestampSpec": {"column": "time"},
+                "dimensionsSpec": {"dimensions": ["user"]},
+                "transformSpec": {"transforms": [{"type": "expression", "name": "other", "expression": "1"}]}}),
         ] {
-            assert_eq!(
-                transformer(other.clone(), json!({})).member_names(),
-                None,
+            assert!(
+                transformer(other.clone(), json!({}))
+                    .member_reader(&json_format())
+                    .is_none(),
                 "{other}"
             );
         }

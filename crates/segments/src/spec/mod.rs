@@ -213,9 +213,7 @@ impl Default for KafkaTuningConfig {
 pub const NOT_ACTED_ON: &[&str] = &[
     "ioConfig.startDelay",
     "ioConfig.period",
-    "ioConfig.lateMessageRejectionPeriod",
     "ioConfig.lateMessageRejectionStartDateTime",
-    "ioConfig.earlyMessageRejectionPeriod",
     "ioConfig.idleConfig",
     "ioConfig.autoScalerConfig",
     "ioConfig.configOverrides",

@@ -3,17 +3,20 @@
 //! topic, key and headers as columns.
 //!
 //! A row is a list of named values. Nested JSON objects and arrays become their JSON text
-//! (multi-value dimensions and json columns come later).
+//! (multi-value dimensions and json columns come later). When rows need only some members of
+//! JSON records, [`MemberReader`] reads just those, without making rows.
+
+mod json;
+mod members;
 
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::Arc;
 
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
 use serde_json::Value as Json;
+
+pub use json::Member;
+use json::{ObjectColumns, parse_object};
+pub use members::MemberReader;
 
 use crate::expr::{Columns, ExprValue};
 use crate::spec::{DelimitedFormat, FlattenType, InputFormat};
@@ -74,55 +77,6 @@ pub struct RecordMeta<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ParseError(pub String);
-
-/// One value as a record holds it, before any conversion to a column's type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Member<'a> {
-    /// JSON null, or no such member.
-    Null,
-    /// Text, borrowed from the record when it needs no unescaping. JSON booleans are the
-    /// text `true`/`false` and nested objects and arrays their JSON text, as Druid reads them
-    /// into string columns.
-    Text(Cow<'a, str>),
-    /// A JSON integer that fits 64 bits.
-    Long(i64),
-    /// Any other JSON number.
-    Double(f64),
-}
-
-impl Member<'_> {
-    /// A value of an input row, borrowed.
-    pub fn of(value: &ExprValue) -> Member<'_> {
-        match value {
-            ExprValue::Null => Member::Null,
-            ExprValue::String(s) => Member::Text(Cow::Borrowed(s)),
-            ExprValue::Long(l) => Member::Long(*l),
-            ExprValue::Double(d) => Member::Double(*d),
-        }
-    }
-}
-
-impl From<ExprValue> for Member<'static> {
-    fn from(value: ExprValue) -> Self {
-        match value {
-            ExprValue::Null => Member::Null,
-            ExprValue::String(s) => Member::Text(Cow::Owned(s)),
-            ExprValue::Long(l) => Member::Long(l),
-            ExprValue::Double(d) => Member::Double(d),
-        }
-    }
-}
-
-impl From<Member<'_>> for ExprValue {
-    fn from(value: Member<'_>) -> Self {
-        match value {
-            Member::Null => ExprValue::Null,
-            Member::Text(s) => ExprValue::String(s.into_owned()),
-            Member::Long(l) => ExprValue::Long(l),
-            Member::Double(d) => ExprValue::Double(d),
-        }
-    }
-}
 
 /// A path into JSON: `$.a.b`, `$.a[0]`, `$['a b']`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,231 +140,6 @@ fn json_to_value(value: &Json) -> ExprValue {
     }
 }
 
-/// A JSON object's members read straight into an input row (no intermediate JSON tree);
-/// nested objects and arrays become their JSON text, as [`json_to_value`] makes them.
-struct ObjectColumns<'a> {
-    row: &'a mut InputRow,
-}
-
-impl<'de> DeserializeSeed<'de> for ObjectColumns<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ObjectColumns<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            let value: Member<'de> = map.next_value()?;
-            self.row.set(&name, value.into());
-        }
-        Ok(())
-    }
-}
-
-/// The named members of a JSON object, each at its name's place (null when missing; a
-/// repeated member's last value wins), the others skipped unread.
-struct NamedMembers<'a, 'de> {
-    names: &'a [String],
-    values: &'a mut Vec<Member<'de>>,
-}
-
-impl<'de> DeserializeSeed<'de> for NamedMembers<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NamedMembers<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Records of a topic mostly hold their members in one order: the name after the last
-        // one found is tried first, then all of them.
-        let mut next = 0;
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            let place = match self.names.get(next) {
-                Some(guess) if *guess == *name => Some(next),
-                _ => self.names.iter().position(|n| *n == *name),
-            };
-            match place {
-                Some(place) => {
-                    self.values[place] = map.next_value()?;
-                    next = (place + 1) % self.names.len();
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An object member's name, borrowed from the record when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(name)))
-            }
-            fn visit_str<E>(self, name: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(name.to_string())))
-            }
-            fn visit_string<E>(self, name: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(name)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Member<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MemberVisitor;
-        impl<'de> Visitor<'de> for MemberVisitor {
-            type Value = Member<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Member<'de>, E> {
-                Ok(Member::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Member<'de>, E> {
-                Ok(Member::Text(Cow::Borrowed(if b {
-                    "true"
-                } else {
-                    "false"
-                })))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Member<'de>, E> {
-                Ok(Member::Long(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Member<'de>, E> {
-                Ok(i64::try_from(v).map_or(Member::Double(v as f64), Member::Long))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Member<'de>, E> {
-                Ok(Member::Double(v))
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Member<'de>, E> {
-                Ok(Member::Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Member<'de>, E> {
-                Ok(Member::Text(Cow::Owned(s.to_string())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Member<'de>, E> {
-                Ok(Member::Text(Cow::Owned(s)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
-                let nested = Json::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(Member::Text(Cow::Owned(nested.to_string())))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
-                let nested = Json::deserialize(SeqAccessDeserializer::new(seq))?;
-                Ok(Member::Text(Cow::Owned(nested.to_string())))
-            }
-        }
-        deserializer.deserialize_any(MemberVisitor)
-    }
-}
-
-/// Parses one JSON object record with `seed`, naming what is wrong with a record that is not
-/// one.
-fn parse_object<'de>(
-    record: &'de [u8],
-    seed: impl DeserializeSeed<'de, Value = ()>,
-) -> Result<(), ParseError> {
-    let mut parser = serde_json::Deserializer::from_slice(record);
-    seed.deserialize(&mut parser)
-        .and_then(|()| parser.end())
-        .map_err(|e| match e.classify() {
-            // Every member value is accepted: only the record itself can be of another type
-            // than an object.
-            serde_json::error::Category::Data => ParseError("expected a JSON object".into()),
-            _ => ParseError(format!("invalid JSON: {e}")),
-        })
-}
-
-/// Reads only the named members of records that are plain JSON objects, in the order named,
-/// their text borrowed from the record: for rows that need no other column, which is faster
-/// than reading whole input rows. With the kafka format, names of the record's timestamp,
-/// topic, key and header columns read those as the row reader does.
-#[derive(Debug, Clone)]
-pub struct MemberReader {
-    /// Each name once (a repeated one would read null after the first).
-    names: Vec<String>,
-    kafka: Option<KafkaColumns>,
-}
-
-impl MemberReader {
-    /// A reader of these members, when the format reads records as plain JSON objects (json
-    /// without flattenSpec fields, discovering columns, alone or as the value of the kafka
-    /// format without a keyFormat): None for every other format.
-    pub fn new(format: &InputFormat, names: Vec<String>) -> Option<MemberReader> {
-        let plain_json = |format: &InputFormat| match format {
-            InputFormat::Json { flatten_spec, .. } => flatten_spec
-                .as_ref()
-                .is_none_or(|f| f.use_field_discovery && f.fields.is_empty()),
-            _ => false,
-        };
-        let kafka = match format {
-            InputFormat::Kafka {
-                value_format,
-                key_format: None,
-                ..
-            } if plain_json(value_format) => Some(KafkaColumns::new(format)),
-            _ if plain_json(format) => None,
-            _ => return None,
-        };
-        Some(MemberReader { names, kafka })
-    }
-
-    /// The named members' values (null when missing).
-    pub fn read<'a>(
-        &self,
-        record: &'a [u8],
-        meta: &RecordMeta<'a>,
-    ) -> Result<Vec<Member<'a>>, ParseError> {
-        let mut values = vec![Member::Null; self.names.len()];
-        parse_object(
-            record,
-            NamedMembers {
-                names: &self.names,
-                values: &mut values,
-            },
-        )?;
-        if let Some(kafka) = &self.kafka {
-            for (name, value) in self.names.iter().zip(&mut values) {
-                if let Some(from_record) = kafka.column(name, meta) {
-                    *value = from_record;
-                }
-            }
-        }
-        Ok(values)
-    }
-}
-
 /// The names the kafka input format gives a record's timestamp, topic, key and headers.
 #[derive(Debug, Clone)]
 struct KafkaColumns {
@@ -421,8 +150,8 @@ struct KafkaColumns {
 }
 
 impl KafkaColumns {
-    /// The names a kafka input format sets (Druid's defaults where it sets none); empty
-    /// names for another format.
+    /// The names a kafka input format gives the columns (Druid's defaults where it gives
+    /// none, as for any other format).
     fn new(format: &InputFormat) -> KafkaColumns {
         let (timestamp, topic, key, header_prefix) = match format {
             InputFormat::Kafka {
@@ -682,11 +411,11 @@ mod tests {
 
     use super::*;
 
-    fn reader(format: serde_json::Value) -> RowReader {
+    pub(super) fn reader(format: serde_json::Value) -> RowReader {
         RowReader::new(&serde_json::from_value(format).unwrap()).unwrap()
     }
 
-    const META: RecordMeta<'static> = RecordMeta {
+    pub(super) const META: RecordMeta<'static> = RecordMeta {
         topic: "social",
         timestamp: 1_700_000_000_000,
         key: Some(b"k1"),
@@ -774,109 +503,6 @@ mod tests {
         assert_eq!(
             duplicate.get("escaped"),
             Some(&ExprValue::String("tab\there".into()))
-        );
-    }
-
-    #[test]
-    fn members_read_alone_equal_the_rows_values() {
-        let format = |f: serde_json::Value| serde_json::from_value::<InputFormat>(f).unwrap();
-        // Records in the names' order, out of it, and breaking it after a match.
-        let records = [
-            &br#"{"user": "mia", "views": 3, "ratio": 0.5, "edited": true, "none": null}"#[..],
-            br#"{"tags": [], "user": "ann", "absent": 1, "geo": null, "big": 2, "edited": "x"}"#,
-            br#"{"user": "gus", "geo": {"city": "Oslo", "at": [1, 2.5]}, "tags": ["a", {"b": 1}]}"#,
-            br#"{"big": 18446744073709551615, "neg": -9223372036854775808, "exp": 1e3}"#,
-            br#"{"esc\u0061ped": "tab\there", "user": "first", "user": "second", "tags": 1}"#,
-            br#"  {"unicode": "caf\u00e9 \ud83d\ude00", "edited": false}  "#,
-        ];
-        let names: Vec<String> = [
-            "tags", "user", "absent", "geo", "big", "edited", "unicode", "escaped",
-        ]
-        .map(String::from)
-        .into();
-        let kafka_names: Vec<String> = [
-            "user",
-            "kafka.timestamp",
-            "kafka.topic",
-            "kafka.key",
-            "kafka.header.source",
-            "kafka.header.empty",
-            "kafka.header.absent",
-        ]
-        .map(String::from)
-        .into();
-        let no_key = RecordMeta { key: None, ..META };
-        for (format_json, names, meta) in [
-            (json!({"type": "json"}), &names, &META),
-            (
-                json!({"type": "kafka", "valueFormat": {"type": "json"}}),
-                &kafka_names,
-                &META,
-            ),
-            (
-                json!({"type": "kafka", "valueFormat": {"type": "json"}}),
-                &kafka_names,
-                &no_key,
-            ),
-        ] {
-            let members = MemberReader::new(&format(format_json.clone()), names.clone()).unwrap();
-            let rows = reader(format_json);
-            for record in records {
-                let row = &rows.read(record, meta).unwrap()[0];
-                let expected: Vec<Member<'_>> = names
-                    .iter()
-                    .map(|n| row.get(n).map_or(Member::Null, Member::of))
-                    .collect();
-                let read = members.read(record, meta).unwrap();
-                assert_eq!(read, expected, "{}", String::from_utf8_lossy(record));
-            }
-        }
-        let members = MemberReader::new(&format(json!({"type": "json"})), names.clone()).unwrap();
-        let read = members
-            .read(br#"{"user": "gus", "tags": [1]}"#, &META)
-            .unwrap();
-        assert!(
-            matches!(&read[1], Member::Text(Cow::Borrowed("gus"))),
-            "plain text is borrowed from the record"
-        );
-        assert_eq!(read[0], Member::Text("[1]".into()));
-        for (bad, why) in [
-            (&b"[1]"[..], "expected a JSON object"),
-            (b"\"text\"", "expected a JSON object"),
-            (b"{\"user\": \"mia\"} trailing", "invalid JSON"),
-            (b"{\"user\": }", "invalid JSON"),
-            (b"{\"skipped\": [1, }", "invalid JSON"),
-        ] {
-            assert!(
-                members.read(bad, &META).unwrap_err().0.starts_with(why),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        // Members no row reads are skipped unchecked (as the compatibility page says): what
-        // the row reader refuses inside them is no error here.
-        let rows = reader(json!({"type": "json"}));
-        for unchecked in [
-            &br#"{"user": "x", "skipped": "\ud800"}"#[..],
-            b"{\"skipped\": 1e400}",
-        ] {
-            assert!(rows.read(unchecked, &META).is_err());
-            assert!(members.read(unchecked, &META).is_ok());
-        }
-        for other in [
-            json!({"type": "csv", "columns": ["user"]}),
-            json!({"type": "kafka", "valueFormat": {"type": "json"}, "keyFormat": {"type": "csv", "columns": ["id"]}}),
-            json!({"type": "kafka", "valueFormat": {"type": "csv", "columns": ["user"]}}),
-            json!({"type": "json", "flattenSpec": {"fields": [{"type": "root", "name": "user"}]}}),
-            json!({"type": "json", "flattenSpec": {"useFieldDiscovery": false}}),
-        ] {
-            assert!(
-                MemberReader::new(&format(other.clone()), names.clone()).is_none(),
-                "{other}"
-            );
-        }
-        assert!(
-            MemberReader::new(&format(json!({"type": "json", "flattenSpec": {}})), names).is_some()
         );
     }
 

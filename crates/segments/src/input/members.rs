@@ -1,0 +1,204 @@
+//! Reading only the members of a record that rows need.
+
+use super::json::{Member, NamedMembers, parse_object};
+use super::{KafkaColumns, ParseError, RecordMeta};
+use crate::spec::InputFormat;
+
+/// Reads only the named members of records that are plain JSON objects, in the order named,
+/// their text borrowed from the record: for rows that need no other column, which is faster
+/// than reading whole input rows. With the kafka format, names of the record's timestamp,
+/// topic, key and header columns read those as the row reader does.
+#[derive(Debug, Clone)]
+pub struct MemberReader {
+    /// Each name once (a name repeated could take either member's value).
+    names: Vec<String>,
+    kafka: Option<KafkaColumns>,
+}
+
+impl MemberReader {
+    /// A reader of these members, when the format reads records as plain JSON objects (json
+    /// without flattenSpec fields, discovering columns, alone or as the value of the kafka
+    /// format without a keyFormat): None for every other format.
+    pub fn new(format: &InputFormat, names: Vec<String>) -> Option<MemberReader> {
+        let plain_json = |format: &InputFormat| match format {
+            InputFormat::Json { flatten_spec, .. } => flatten_spec
+                .as_ref()
+                .is_none_or(|f| f.use_field_discovery && f.fields.is_empty()),
+            _ => false,
+        };
+        let kafka = match format {
+            InputFormat::Kafka {
+                value_format,
+                key_format: None,
+                ..
+            } if plain_json(value_format) => Some(KafkaColumns::new(format)),
+            _ if plain_json(format) => None,
+            _ => return None,
+        };
+        debug_assert!(
+            names
+                .iter()
+                .enumerate()
+                .all(|(i, n)| !names[..i].contains(n)),
+            "member names are unique"
+        );
+        Some(MemberReader { names, kafka })
+    }
+
+    /// The named members' values (null when missing).
+    pub fn read<'a>(
+        &self,
+        record: &'a [u8],
+        meta: &RecordMeta<'a>,
+    ) -> Result<Vec<Member<'a>>, ParseError> {
+        let mut values = vec![Member::Null; self.names.len()];
+        parse_object(
+            record,
+            NamedMembers {
+                names: &self.names,
+                values: &mut values,
+            },
+        )?;
+        if let Some(kafka) = &self.kafka {
+            for (name, value) in self.names.iter().zip(&mut values) {
+                if let Some(from_record) = kafka.column(name, meta) {
+                    *value = from_record;
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::input::tests::{META, reader};
+
+    #[test]
+    fn members_read_alone_equal_the_rows_values() {
+        let format = |f: serde_json::Value| serde_json::from_value::<InputFormat>(f).unwrap();
+        // Records in the names' order, out of it, and breaking it after a match.
+        let records = [
+            &br#"{"user": "mia", "views": 3, "ratio": 0.5, "edited": true, "none": null}"#[..],
+            br#"{"tags": [], "user": "ann", "absent": 1, "geo": null, "big": 2, "edited": "x"}"#,
+            br#"{"user": "gus", "geo": {"city": "Oslo", "at": [1, 2.5]}, "tags": ["a", {"b": 1}]}"#,
+            br#"{"big": 18446744073709551615, "neg": -9223372036854775808, "exp": 1e3}"#,
+            br#"{"esc\u0061ped": "tab\there", "user": "first", "user": "second", "tags": 1}"#,
+            br#"  {"unicode": "caf\u00e9 \ud83d\ude00", "edited": false}  "#,
+            br#"{"kafka.topic": "from the value", "kafka.timestamp": 5, "h.dup": 1, "user": "u"}"#,
+        ];
+        let names: Vec<String> = [
+            "tags", "user", "absent", "geo", "big", "edited", "unicode", "escaped",
+        ]
+        .map(String::from)
+        .into();
+        let kafka_names: Vec<String> = [
+            "user",
+            "kafka.timestamp",
+            "kafka.topic",
+            "kafka.key",
+            "kafka.header.source",
+            "kafka.header.empty",
+            "kafka.header.absent",
+        ]
+        .map(String::from)
+        .into();
+        let no_key = RecordMeta { key: None, ..META };
+        // Columns renamed to collide (the key's name is the topic's), a header twice, bytes
+        // that are not UTF-8.
+        let odd = RecordMeta {
+            key: Some(b"\xffkey"),
+            headers: &[
+                ("dup", Some(b"first")),
+                ("dup", Some(b"\xfesecond")),
+                ("empty", None),
+            ],
+            ..META
+        };
+        let renamed = json!({"type": "kafka", "valueFormat": {"type": "json"},
+            "keyColumnName": "kafka.topic", "headerColumnPrefix": "h.", "timestampColumnName": "h.dup"});
+        let renamed_names: Vec<String> =
+            ["kafka.topic", "h.dup", "h.empty", "kafka.timestamp", "user"]
+                .map(String::from)
+                .into();
+        for (format_json, names, meta) in [
+            (renamed.clone(), &renamed_names, &odd),
+            (renamed, &renamed_names, &no_key),
+            (json!({"type": "json"}), &names, &META),
+            (
+                json!({"type": "kafka", "valueFormat": {"type": "json"}}),
+                &kafka_names,
+                &META,
+            ),
+            (
+                json!({"type": "kafka", "valueFormat": {"type": "json"}}),
+                &kafka_names,
+                &no_key,
+            ),
+        ] {
+            let members = MemberReader::new(&format(format_json.clone()), names.clone()).unwrap();
+            let rows = reader(format_json);
+            for record in records {
+                let row = &rows.read(record, meta).unwrap()[0];
+                let expected: Vec<Member<'_>> = names
+                    .iter()
+                    .map(|n| row.get(n).map_or(Member::Null, Member::of))
+                    .collect();
+                let read = members.read(record, meta).unwrap();
+                assert_eq!(read, expected, "{}", String::from_utf8_lossy(record));
+            }
+        }
+        let members = MemberReader::new(&format(json!({"type": "json"})), names.clone()).unwrap();
+        let read = members
+            .read(br#"{"user": "gus", "tags": [1]}"#, &META)
+            .unwrap();
+        assert!(
+            matches!(&read[1], Member::Text(Cow::Borrowed("gus"))),
+            "plain text is borrowed from the record"
+        );
+        assert_eq!(read[0], Member::Text("[1]".into()));
+        for (bad, why) in [
+            (&b"[1]"[..], "expected a JSON object"),
+            (b"\"text\"", "expected a JSON object"),
+            (b"{\"user\": \"mia\"} trailing", "invalid JSON"),
+            (b"{\"user\": }", "invalid JSON"),
+            (b"{\"skipped\": [1, }", "invalid JSON"),
+        ] {
+            assert!(
+                members.read(bad, &META).unwrap_err().0.starts_with(why),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Members no row reads are skipped unchecked (as the compatibility page says): what
+        // the row reader refuses inside them is no error here.
+        let rows = reader(json!({"type": "json"}));
+        for unchecked in [
+            &br#"{"user": "x", "skipped": "\ud800"}"#[..],
+            b"{\"skipped\": 1e400}",
+        ] {
+            assert!(rows.read(unchecked, &META).is_err());
+            assert!(members.read(unchecked, &META).is_ok());
+        }
+        for other in [
+            json!({"type": "csv", "columns": ["user"]}),
+            json!({"type": "kafka", "valueFormat": {"type": "json"}, "keyFormat": {"type": "csv", "columns": ["id"]}}),
+            json!({"type": "kafka", "valueFormat": {"type": "csv", "columns": ["user"]}}),
+            json!({"type": "json", "flattenSpec": {"fields": [{"type": "root", "name": "user"}]}}),
+            json!({"type": "json", "flattenSpec": {"useFieldDiscovery": false}}),
+        ] {
+            assert!(
+                MemberReader::new(&format(other.clone()), names.clone()).is_none(),
+                "{other}"
+            );
+        }
+        assert!(
+            MemberReader::new(&format(json!({"type": "json", "flattenSpec": {}})), names).is_some()
+        );
+    }
+}

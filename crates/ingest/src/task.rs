@@ -175,11 +175,17 @@ impl RunningTask {
     }
 }
 
+/// How a task reads its records.
+enum Records {
+    /// Only the members rows need, when the spec says which (faster than whole rows).
+    Members(MemberReader),
+    /// Whole input rows.
+    Rows(RowReader),
+}
+
 /// The compiled parts of a spec a task reads rows with.
 struct RowPipeline {
-    reader: RowReader,
-    /// Reads only the members rows need, when the spec says which (faster than whole rows).
-    members: Option<MemberReader>,
+    records: Records,
     transformer: RowTransformer,
     spec: Arc<SupervisorSpec>,
 }
@@ -212,33 +218,26 @@ impl RowPipeline {
             key: record.record.key.as_deref(),
             headers: &headers,
         };
-        if let Some(members) = &self.members {
-            return match members.read(value, &meta) {
-                Ok(values) => {
-                    let outcome = self.transformer.apply_members(values, now);
-                    self.place(outcome, indexes, counts)
+        let read = match &self.records {
+            Records::Members(reader) => reader.read(value, &meta).map(|members| {
+                let outcome = self.transformer.apply_members(members, now);
+                self.place(outcome, indexes, counts)
+            }),
+            Records::Rows(reader) => reader.read(value, &meta).map(|rows| {
+                let mut failure = None;
+                for row in rows {
+                    let outcome = self.transformer.apply(row, now);
+                    if let Some(why) = self.place(outcome, indexes, counts) {
+                        failure = Some(why);
+                    }
                 }
-                Err(e) => {
-                    counts.unparseable += 1;
-                    Some(e.0)
-                }
-            };
-        }
-        let rows = match self.reader.read(value, &meta) {
-            Ok(rows) => rows,
-            Err(e) => {
-                counts.unparseable += 1;
-                return Some(e.0);
-            }
+                failure
+            }),
         };
-        let mut failure = None;
-        for row in rows {
-            let outcome = self.transformer.apply(row, now);
-            if let Some(why) = self.place(outcome, indexes, counts) {
-                failure = Some(why);
-            }
-        }
-        failure
+        read.unwrap_or_else(|e| {
+            counts.unparseable += 1;
+            Some(e.0)
+        })
     }
 
     /// Adds a row to its chunk's open index, counting what became of it; an unparseable
@@ -345,10 +344,12 @@ fn run(
         (Ok(reader), Ok(transformer)) => {
             // When rows need only some members, the others are skipped while parsing and
             // rows are made without input rows.
-            let members = transformer.member_reader(&spec.io_config.input_format);
+            let records = match transformer.member_reader(&spec.io_config.input_format) {
+                Some(members) => Records::Members(members),
+                None => Records::Rows(reader),
+            };
             RowPipeline {
-                reader,
-                members,
+                records,
                 transformer,
                 spec: plan.spec.clone(),
             }

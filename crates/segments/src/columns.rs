@@ -101,7 +101,7 @@ impl Builder {
 
     pub(crate) fn push_dim(&mut self, value: &DimValue<'_>) {
         match (self, value) {
-            (Builder::Text(b), DimValue::String(s)) => b.append_value(s.as_ref()),
+            (Builder::Text(b), DimValue::Text(s)) => b.append_value(s.as_ref()),
             (Builder::Text(b), DimValue::Long(v)) => b.append_value(v.to_string()),
             (Builder::Text(b), DimValue::Double(v)) => b.append_value(v.to_string()),
             (Builder::Long(b), DimValue::Long(v)) => b.append_value(*v),
@@ -392,7 +392,7 @@ mod tests {
         RolledRow {
             time,
             dimensions: vec![
-                user.map_or(DimValue::Null, |u| DimValue::String(u.to_string().into())),
+                user.map_or(DimValue::Null, |u| DimValue::Text(u.to_string().into())),
                 DimValue::Long(views),
             ],
             metrics: vec![MetricValue::Long(1), MetricValue::Double(score)],

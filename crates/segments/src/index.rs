@@ -302,7 +302,7 @@ mod tests {
     fn discovery_grows_the_dimensions_and_rolls_up_across_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
-        let mia = DimValue::String("mia".into());
+        let mia = DimValue::Text("mia".into());
         index.add(discovered(1_000, &[("user", mia.clone())]));
         index.add(discovered(
             2_000,
@@ -333,11 +333,11 @@ mod tests {
     fn persisted_rows_join_the_segment_in_order_and_their_files_go_with_the_index() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
-        let mia = DimValue::String("mia".into());
+        let mia = DimValue::Text("mia".into());
         index.add(discovered(120_000, &[("user", mia.clone())]));
         index.add(discovered(
             60_000,
-            &[("user", DimValue::String("gus".into()))],
+            &[("user", DimValue::Text("gus".into()))],
         ));
         index.persist(dir.path().join("0.parquet")).unwrap();
         assert_eq!((index.len(), index.in_memory_rows()), (2, 0));
@@ -384,7 +384,7 @@ mod tests {
     fn rows_being_persisted_stay_readable_and_a_dropped_index_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
-        let user = |name: &str| DimValue::String(name.to_string().into());
+        let user = |name: &str| DimValue::Text(name.to_string().into());
         for round in 0..3 {
             for i in 0..100 {
                 index.add(discovered(
@@ -438,7 +438,7 @@ mod tests {
     fn rows_of_a_failed_write_are_published_with_dimensions_found_later() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!([])));
-        index.add(discovered(1_000, &[("a", DimValue::String("x".into()))]));
+        index.add(discovered(1_000, &[("a", DimValue::Text("x".into()))]));
         index
             .persist(dir.path().join("missing").join("0.parquet"))
             .unwrap();
@@ -453,7 +453,7 @@ mod tests {
             &[
                 ("b", DimValue::Long(1)),
                 ("c", DimValue::Long(2)),
-                ("d", DimValue::String("y".into())),
+                ("d", DimValue::Text("y".into())),
             ],
         ));
         let batch = published(&mut index, dir.path());
@@ -470,7 +470,7 @@ mod tests {
         let mut index = ChunkIndex::new(0, 3_600_000, &data_schema(json!(["user"])));
         let row = |time, user: &'static str| IngestRow {
             time,
-            dimensions: vec![DimValue::String(user.into())],
+            dimensions: vec![DimValue::Text(user.into())],
             discovered: None,
             metric_inputs: vec![Some(ExprValue::Null)],
         };
@@ -496,7 +496,7 @@ mod tests {
         let mut index = ChunkIndex::new(0, 3_600_000, &schema);
         let row = |time, user: &str| IngestRow {
             time,
-            dimensions: vec![DimValue::String(user.to_string().into())],
+            dimensions: vec![DimValue::Text(user.to_string().into())],
             discovered: None,
             metric_inputs: vec![Some(ExprValue::Null)],
         };

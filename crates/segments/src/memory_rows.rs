@@ -225,8 +225,7 @@ mod tests {
     /// Rows with equal and differing keys, nulls, unparsed numbers and times that truncate
     /// to the same second.
     fn rows() -> Vec<IngestRow<'static>> {
-        let user =
-            |u: Option<&'static str>| u.map_or(DimValue::Null, |u| DimValue::String(u.into()));
+        let user = |u: Option<&'static str>| u.map_or(DimValue::Null, |u| DimValue::Text(u.into()));
         let row = |time, u, n: Option<i64>, views: ExprValue, score: f64, title: &str| IngestRow {
             time,
             dimensions: vec![user(u), n.map_or(DimValue::Null, DimValue::Long)],
@@ -316,17 +315,14 @@ mod tests {
             metric_inputs: vec![None; 4],
         };
         rows.add(
-            user_only(5_000, vec![DimValue::String("mia".into())]),
+            user_only(5_000, vec![DimValue::Text("mia".into())]),
             &schema,
         );
         schema
             .dimensions
             .push(("likes".into(), DimensionType::Long));
         rows.add(
-            user_only(
-                1_000,
-                vec![DimValue::String("gus".into()), DimValue::Long(4)],
-            ),
+            user_only(1_000, vec![DimValue::Text("gus".into()), DimValue::Long(4)]),
             &schema,
         );
         let batch = rows.batch(&schema, true).unwrap();

@@ -275,7 +275,7 @@ mod tests {
                     id += 1;
                     let user = match next() % 6 {
                         0 => DimValue::Null,
-                        u => DimValue::String(format!("u{u}").into()),
+                        u => DimValue::Text(format!("u{u}").into()),
                     };
                     let mut dimensions = vec![user];
                     if run != 5 {

@@ -4,6 +4,7 @@
 //! columns (`memory_rows`), not here.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::expr::ExprValue;
 use crate::spec::{Aggregator, Granularity};
@@ -238,15 +239,15 @@ impl Accumulator {
             .iter()
             .map(|d| match d {
                 DimValue::Null => KeyPart::Null,
-                DimValue::String(s) => KeyPart::String(s.to_string()),
+                DimValue::Text(s) => KeyPart::String(s.to_string()),
                 DimValue::Long(l) => KeyPart::Long(*l),
                 DimValue::Double(f) => KeyPart::Double(f.to_bits()),
             })
             .collect();
-        let slot = match self.index.get(&(time, key.clone())) {
-            Some(&i) => i,
-            None => {
-                self.index.insert((time, key), self.rows.len());
+        let slot = match self.index.entry((time, key)) {
+            Entry::Occupied(found) => *found.get(),
+            Entry::Vacant(new) => {
+                new.insert(self.rows.len());
                 let owned = row.dimensions.into_iter().map(DimValue::into_owned);
                 self.push(time, owned.collect())
             }
@@ -326,7 +327,7 @@ mod tests {
         let v = ExprValue::Long(views);
         IngestRow {
             time,
-            dimensions: vec![DimValue::String(user.to_string().into())],
+            dimensions: vec![DimValue::Text(user.to_string().into())],
             discovered: None,
             metric_inputs: vec![
                 Some(ExprValue::Null),

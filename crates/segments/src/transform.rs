@@ -2,8 +2,6 @@
 //! filter, then dimensions and metric inputs. Rows outside the late/early message rejection
 //! window are thrown away, like rows the filter drops.
 
-use std::borrow::Cow;
-
 use crate::expr::{Columns, Expr, ExprValue};
 use crate::filter::RowFilter;
 use crate::input::{InputRow, Member, MemberReader};
@@ -19,26 +17,10 @@ const EARLIEST_TIME: i64 = -62_135_596_800_000;
 /// row's time then stays within i64.
 const LATEST_TIME: i64 = 253_402_300_799_999;
 
-/// A dimension's value as stored; text may be borrowed from the record it was read from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DimValue<'a> {
-    Null,
-    String(Cow<'a, str>),
-    Long(i64),
-    Double(f64),
-}
-
-impl DimValue<'_> {
-    /// The value holding its own text.
-    pub fn into_owned(self) -> DimValue<'static> {
-        match self {
-            DimValue::Null => DimValue::Null,
-            DimValue::String(s) => DimValue::String(Cow::Owned(s.into_owned())),
-            DimValue::Long(l) => DimValue::Long(l),
-            DimValue::Double(d) => DimValue::Double(d),
-        }
-    }
-}
+/// A dimension's value as stored: a member converted to the dimension's type (text for
+/// string dimensions, a number for numeric ones, null what does not convert); text may be
+/// borrowed from the record it was read from.
+pub type DimValue<'a> = Member<'a>;
 
 /// A row ready for the index: its time, dimension values and what each metric reads (in
 /// metricsSpec order; None when a filtered aggregator's filter leaves the row out).
@@ -559,9 +541,9 @@ fn dim_value(value: Member<'_>, kind: DimensionType) -> DimValue<'_> {
                 .map_or(DimValue::Null, DimValue::Double),
             Member::Null => DimValue::Null,
         },
-        (_, Member::Text(s)) => DimValue::String(s),
-        (_, Member::Long(l)) => DimValue::String(l.to_string().into()),
-        (_, Member::Double(d)) => DimValue::String(d.to_string().into()),
+        (_, Member::Text(s)) => DimValue::Text(s),
+        (_, Member::Long(l)) => DimValue::Text(l.to_string().into()),
+        (_, Member::Double(d)) => DimValue::Text(d.to_string().into()),
     }
 }
 
@@ -621,9 +603,9 @@ mod tests {
             Outcome::Row(IngestRow {
                 time: NOW + 1000,
                 dimensions: vec![
-                    DimValue::String("mia".into()),
+                    DimValue::Text("mia".into()),
                     DimValue::Long(12),
-                    DimValue::String("True".into())
+                    DimValue::Text("True".into())
                 ],
                 discovered: None,
                 metric_inputs: vec![],
@@ -657,7 +639,7 @@ mod tests {
         let Outcome::Row(out) = out else {
             panic!("{out:?}")
         };
-        let text = |s: &'static str| DimValue::String(s.into());
+        let text = |s: &'static str| DimValue::Text(s.into());
         assert_eq!(
             out.dimensions,
             [text("mia"), text("hi!"), DimValue::Long(3), text("True")]
@@ -721,7 +703,7 @@ mod tests {
             Some(vec!["user".to_string()]),
             "the time column, metric inputs and exclusions are not dimensions"
         );
-        assert_eq!(r.dimensions, vec![DimValue::String("MIA".into())]);
+        assert_eq!(r.dimensions, vec![DimValue::Text("MIA".into())]);
         assert_eq!(
             r.metric_inputs,
             vec![

@@ -1,5 +1,5 @@
-//! JSON objects read member by member with serde, without a JSON tree: into an input row
-//! ([`ObjectColumns`]) or into the values of named members ([`NamedMembers`]).
+//! JSON objects read member by member with serde, without a JSON tree: into an input row or
+//! into the values of named members ([`Members`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,7 +13,8 @@ use serde_json::Value as Json;
 use super::{InputRow, ParseError};
 use crate::expr::ExprValue;
 
-/// One value as a record holds it, before any conversion to a column's type.
+/// One value as a record holds it, or, as a [`crate::transform::DimValue`], converted to a
+/// dimension's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Member<'a> {
     /// JSON null, or no such member.
@@ -28,7 +29,25 @@ pub enum Member<'a> {
     Double(f64),
 }
 
+impl<'a> Member<'a> {
+    /// A value of a JSON tree, read as a record's member is read.
+    pub(super) fn of_json(value: &'a Json) -> Member<'a> {
+        // Every JSON value reads as a member, so this cannot fail.
+        Member::deserialize(value).unwrap_or(Member::Null)
+    }
+}
+
 impl Member<'_> {
+    /// The value holding its own text.
+    pub fn into_owned(self) -> Member<'static> {
+        match self {
+            Member::Null => Member::Null,
+            Member::Text(s) => Member::Text(Cow::Owned(s.into_owned())),
+            Member::Long(l) => Member::Long(l),
+            Member::Double(d) => Member::Double(d),
+        }
+    }
+
     /// A value of an input row, borrowed.
     pub fn of(value: &ExprValue) -> Member<'_> {
         match value {
@@ -62,13 +81,19 @@ impl From<Member<'_>> for ExprValue {
     }
 }
 
-/// A JSON object's members read straight into an input row (no intermediate JSON tree);
-/// nested objects and arrays become their JSON text, as [`super::json_to_value`] makes them.
-pub(super) struct ObjectColumns<'a> {
-    pub(super) row: &'a mut InputRow,
+/// Where a JSON object's members go as they are read.
+pub(super) enum Members<'a, 'de> {
+    /// Every member, into an input row (a repeated name keeps its last value).
+    Row(&'a mut InputRow),
+    /// The named members, each at its name's place (null when missing; a repeated member's
+    /// last value wins); the others are skipped unread.
+    Named {
+        names: &'a [String],
+        values: &'a mut [Member<'de>],
+    },
 }
 
-impl<'de> DeserializeSeed<'de> for ObjectColumns<'_> {
+impl<'de> DeserializeSeed<'de> for Members<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -76,7 +101,7 @@ impl<'de> DeserializeSeed<'de> for ObjectColumns<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for ObjectColumns<'_> {
+impl<'de> Visitor<'de> for Members<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,52 +109,31 @@ impl<'de> Visitor<'de> for ObjectColumns<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            let value: Member<'de> = map.next_value()?;
-            self.row.set(&name, value.into());
-        }
-        Ok(())
-    }
-}
-
-/// The named members of a JSON object, each at its name's place (null when missing; a
-/// repeated member's last value wins), the others skipped unread.
-pub(super) struct NamedMembers<'a, 'de> {
-    pub(super) names: &'a [String],
-    pub(super) values: &'a mut Vec<Member<'de>>,
-}
-
-impl<'de> DeserializeSeed<'de> for NamedMembers<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NamedMembers<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Records of a topic mostly hold their members in one order: the name after the last
-        // one found is tried first, then all of them.
-        let mut next = 0;
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            let place = match self.names.get(next) {
-                Some(guess) if *guess == *name => Some(next),
-                _ => self.names.iter().position(|n| *n == *name),
-            };
-            match place {
-                Some(place) => {
-                    self.values[place] = map.next_value()?;
-                    next = (place + 1) % self.names.len();
+        match self {
+            Members::Row(row) => {
+                while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+                    let value: Member<'de> = map.next_value()?;
+                    row.set(&name, value.into());
                 }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
+            }
+            Members::Named { names, values } => {
+                // Records of a topic mostly hold their members in one order: the name after
+                // the last one found is tried first, then all of them.
+                let mut next = 0;
+                while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+                    let place = match names.get(next) {
+                        Some(guess) if *guess == *name => Some(next),
+                        _ => names.iter().position(|n| *n == *name),
+                    };
+                    match place {
+                        Some(place) => {
+                            values[place] = map.next_value()?;
+                            next = (place + 1) % names.len();
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Reading only the members of a record that rows need.
 
-use super::json::{Member, NamedMembers, parse_object};
-use super::{KafkaColumns, ParseError, RecordMeta};
+use super::json::{Member, Members, parse_object};
+use super::{KafkaColumns, ParseError, RecordColumn, RecordMeta};
 use crate::spec::InputFormat;
 
 /// Reads only the named members of records that are plain JSON objects, in the order named,
@@ -12,7 +12,8 @@ use crate::spec::InputFormat;
 pub struct MemberReader {
     /// Each name once (a name repeated could take either member's value).
     names: Vec<String>,
-    kafka: Option<KafkaColumns>,
+    /// The names (by place) that the kafka format sets from the record instead.
+    from_record: Vec<(usize, RecordColumn)>,
 }
 
 impl MemberReader {
@@ -35,6 +36,12 @@ impl MemberReader {
             _ if plain_json(format) => None,
             _ => return None,
         };
+        let from_record = kafka.map_or_else(Vec::new, |kafka| {
+            let sources = names.iter().enumerate();
+            sources
+                .filter_map(|(place, name)| Some((place, kafka.source(name)?)))
+                .collect()
+        });
         debug_assert!(
             names
                 .iter()
@@ -42,7 +49,7 @@ impl MemberReader {
                 .all(|(i, n)| !names[..i].contains(n)),
             "member names are unique"
         );
-        Some(MemberReader { names, kafka })
+        Some(MemberReader { names, from_record })
     }
 
     /// The named members' values (null when missing).
@@ -52,18 +59,14 @@ impl MemberReader {
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
         let mut values = vec![Member::Null; self.names.len()];
-        parse_object(
-            record,
-            NamedMembers {
-                names: &self.names,
-                values: &mut values,
-            },
-        )?;
-        if let Some(kafka) = &self.kafka {
-            for (name, value) in self.names.iter().zip(&mut values) {
-                if let Some(from_record) = kafka.column(name, meta) {
-                    *value = from_record;
-                }
+        let named = Members::Named {
+            names: &self.names,
+            values: &mut values,
+        };
+        parse_object(record, named)?;
+        for (place, column) in &self.from_record {
+            if let Some(value) = column.value(meta) {
+                values[*place] = value;
             }
         }
         Ok(values)

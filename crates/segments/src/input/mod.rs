@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 pub use json::Member;
-use json::{ObjectColumns, parse_object};
+use json::{Members, parse_object};
 pub use members::MemberReader;
 
 use crate::expr::{Columns, ExprValue};
@@ -127,19 +127,6 @@ fn parse_json_path(path: &str) -> Result<Vec<Step>, String> {
     Ok(steps)
 }
 
-fn json_to_value(value: &Json) -> ExprValue {
-    match value {
-        Json::Null => ExprValue::Null,
-        Json::Bool(b) => ExprValue::String(b.to_string()),
-        Json::Number(n) => n.as_i64().map_or_else(
-            || ExprValue::Double(n.as_f64().unwrap_or(f64::NAN)),
-            ExprValue::Long,
-        ),
-        Json::String(s) => ExprValue::String(s.clone()),
-        nested => ExprValue::String(nested.to_string()),
-    }
-}
-
 /// The names the kafka input format gives a record's timestamp, topic, key and headers.
 #[derive(Debug, Clone)]
 struct KafkaColumns {
@@ -176,26 +163,57 @@ impl KafkaColumns {
         }
     }
 
-    /// The column `name` as the row reader sets it from the record, when it is one: a header
-    /// the record has (the last of that name), else the key (null without one), the topic
-    /// or the timestamp, in that order of precedence (the row reader sets them in the
-    /// reverse order, each replacing the one before).
-    fn column<'a>(&self, name: &str, meta: &RecordMeta<'a>) -> Option<Member<'a>> {
-        let text = |bytes: &'a [u8]| Member::Text(String::from_utf8_lossy(bytes));
-        let header = name
-            .strip_prefix(&self.header_prefix)
-            .and_then(|h| meta.headers.iter().rev().find(|(n, _)| *n == h));
-        if let Some((_, value)) = header {
-            Some(value.map_or(Member::Null, text))
-        } else if name == self.key {
-            Some(meta.key.map_or(Member::Null, text))
+    /// Where the column `name` comes from in a record, when it is one of these columns.
+    fn source(&self, name: &str) -> Option<RecordColumn> {
+        let header = name.strip_prefix(&self.header_prefix).map(String::from);
+        let field = if name == self.key {
+            Some(RecordField::Key)
         } else if name == self.topic {
-            Some(Member::Text(Cow::Borrowed(meta.topic)))
+            Some(RecordField::Topic)
         } else if name == self.timestamp {
-            Some(Member::Long(meta.timestamp))
+            Some(RecordField::Timestamp)
         } else {
             None
+        };
+        (header.is_some() || field.is_some()).then_some(RecordColumn { header, field })
+    }
+}
+
+/// A column the kafka format sets from the record, with the row reader's precedence (it sets
+/// the timestamp, topic, key, then each header, each replacing an earlier one of the name).
+#[derive(Debug, Clone)]
+struct RecordColumn {
+    /// The header the name is (after the header prefix): when the record has it, the last
+    /// of that name gives the value.
+    header: Option<String>,
+    /// Otherwise, the field the name is, if any (the key before the topic before the
+    /// timestamp, should names coincide).
+    field: Option<RecordField>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RecordField {
+    Key,
+    Topic,
+    Timestamp,
+}
+
+impl RecordColumn {
+    /// The column's value in this record; None when it is only a header the record lacks.
+    fn value<'a>(&self, meta: &RecordMeta<'a>) -> Option<Member<'a>> {
+        let text = |bytes: &'a [u8]| Member::Text(String::from_utf8_lossy(bytes));
+        let header = self
+            .header
+            .as_ref()
+            .and_then(|h| meta.headers.iter().rev().find(|(n, _)| n == h));
+        if let Some((_, value)) = header {
+            return Some(value.map_or(Member::Null, text));
         }
+        Some(match self.field? {
+            RecordField::Key => meta.key.map_or(Member::Null, text),
+            RecordField::Topic => Member::Text(Cow::Borrowed(meta.topic)),
+            RecordField::Timestamp => Member::Long(meta.timestamp),
+        })
     }
 }
 
@@ -306,7 +324,7 @@ impl Reader {
                 let mut row = InputRow {
                     columns: Vec::with_capacity(8),
                 };
-                parse_object(bytes, ObjectColumns { row: &mut row })?;
+                parse_object(bytes, Members::Row(&mut row))?;
                 Ok(vec![row])
             }
             Reader::Json { discover, fields } => {
@@ -319,7 +337,7 @@ impl Reader {
                 if *discover {
                     for (name, value) in object {
                         row.columns
-                            .push((Arc::from(name.as_str()), json_to_value(value)));
+                            .push((Arc::from(name.as_str()), Member::of_json(value).into()));
                     }
                 }
                 for (name, path) in fields {
@@ -330,7 +348,7 @@ impl Reader {
                             Step::Index(i) => node.get(*i),
                         }),
                     };
-                    row.set(name, value.map_or(ExprValue::Null, json_to_value));
+                    row.set(name, value.map_or(Member::Null, Member::of_json).into());
                 }
                 Ok(vec![row])
             }

@@ -17,7 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::rollup::{MetricKind, MetricValue, RolledRow};
 use crate::spec::DimensionType;
@@ -221,15 +221,16 @@ pub fn sort_batch(schema: &SegmentSchema, batch: &RecordBatch) -> Result<RecordB
     }
 }
 
-/// Writes a batch as a Parquet file (see [`SegmentWriter`]) sorted as [`sort_batch`] sorts
-/// it, a row group at a time, so no sorted copy of the whole batch is made.
+/// Writes a batch as an intermediate persist's Parquet file (see [`FileRole::Persist`])
+/// sorted as [`sort_batch`] sorts it, a row group at a time, so no sorted copy of the whole
+/// batch is made.
 pub fn write_sorted(
     path: &Path,
     schema: &SegmentSchema,
     batch: &RecordBatch,
 ) -> Result<u64, ParquetError> {
     let order = sort_order(schema, batch)?;
-    let mut writer = SegmentWriter::create(path, batch.schema())?;
+    let mut writer = SegmentWriter::create(path, batch.schema(), FileRole::Persist)?;
     match order {
         None => writer.write(batch)?,
         Some(order) => {
@@ -298,39 +299,68 @@ pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, ParquetError> {
 
 /// Writes a batch as a Parquet file; see [`SegmentWriter`].
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64, ParquetError> {
-    let mut writer = SegmentWriter::create(path, batch.schema())?;
+    let mut writer = SegmentWriter::create(path, batch.schema(), FileRole::Segment)?;
     writer.write(batch)?;
     writer.finish()
 }
 
-/// A Parquet file being written a batch at a time (Snappy-compressed, with page statistics),
-/// first under a temporary name and renamed when finished, so a crash never leaves a
-/// half-written segment. A writer dropped unfinished (a failed write) removes its file.
-/// Errors name the file.
+/// What a Parquet file is written for, which decides how it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    /// A segment: kept, so compact (dictionaries, Snappy), with page statistics, and synced
+    /// before it is named.
+    Segment,
+    /// An intermediate persist: read once more by the publish's merge (and by queries until
+    /// then), and dropped after a crash (the task reads its records again), so written
+    /// cheaply: plain values, uncompressed, statistics per row group, not synced.
+    Persist,
+}
+
+impl FileRole {
+    fn properties(self) -> WriterProperties {
+        let builder = WriterProperties::builder().set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        match self {
+            FileRole::Segment => builder
+                .set_compression(Compression::SNAPPY)
+                .set_statistics_enabled(EnabledStatistics::Page),
+            FileRole::Persist => builder
+                .set_compression(Compression::UNCOMPRESSED)
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::Chunk),
+        }
+        .build()
+    }
+}
+
+/// A Parquet file being written a batch at a time, encoded for its [`FileRole`], first under
+/// a temporary name and renamed when finished, so a crash never leaves a half-written
+/// segment. A writer dropped unfinished (a failed write) removes its file. Errors name the
+/// file.
 pub struct SegmentWriter {
     path: PathBuf,
     partial: PathBuf,
+    role: FileRole,
     /// Taken by `finish` (the writer is there until then).
     writer: Option<ArrowWriter<File>>,
 }
 
 impl SegmentWriter {
-    pub fn create(path: &Path, schema: SchemaRef) -> Result<SegmentWriter, ParquetError> {
+    pub fn create(
+        path: &Path,
+        schema: SchemaRef,
+        role: FileRole,
+    ) -> Result<SegmentWriter, ParquetError> {
         let partial = path.with_extension("parquet.partial");
         let file = File::create(&partial).map_err(|e| writing(path, e))?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
         // Made before the Arrow writer, so a failing one still removes the file.
         let mut writer = SegmentWriter {
             path: path.to_path_buf(),
             partial,
+            role,
             writer: None,
         };
-        let arrow_writer =
-            ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| writing(path, e))?;
+        let arrow_writer = ArrowWriter::try_new(file, schema, Some(role.properties()))
+            .map_err(|e| writing(path, e))?;
         writer.writer = Some(arrow_writer);
         Ok(writer)
     }
@@ -340,12 +370,14 @@ impl SegmentWriter {
         writer.write(batch).map_err(|e| writing(&self.path, e))
     }
 
-    /// Completes the file, syncs it and gives it its name; returns its size.
+    /// Completes the file, syncs a segment and gives it its name; returns its size.
     pub fn finish(mut self) -> Result<u64, ParquetError> {
         let writer = self.writer.take().expect("unfinished");
         let finished = || -> Result<u64, ParquetError> {
             let file = writer.into_inner()?;
-            file.sync_all()?;
+            if self.role == FileRole::Segment {
+                file.sync_all()?;
+            }
             let size = file.metadata()?.len();
             std::fs::rename(&self.partial, &self.path)?;
             Ok(size)

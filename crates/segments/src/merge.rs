@@ -19,7 +19,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 
-use crate::columns::{ROW_GROUP_ROWS, SegmentSchema, SegmentWriter, conform};
+use crate::columns::{FileRole, ROW_GROUP_ROWS, SegmentSchema, SegmentWriter, conform};
 
 /// Rows written per slice of the merged file: a row group.
 const SLICE_ROWS: usize = ROW_GROUP_ROWS;
@@ -88,7 +88,7 @@ pub fn write_merged(
             cursors.insert(at, cursor);
         }
     }
-    let mut writer = SegmentWriter::create(path, arrow_schema)?;
+    let mut writer = SegmentWriter::create(path, arrow_schema, FileRole::Segment)?;
     while !cursors.is_empty() {
         let first = &cursors[0];
         // The first run's rows up to where the second's current row goes (at least one:

@@ -56,7 +56,7 @@ impl MemberReader {
     pub fn read<'a>(
         &self,
         record: &'a [u8],
-        meta: &RecordMeta<'a>,
+        meta: &RecordMeta<'a, '_>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
         let mut values = vec![Member::Null; self.names.len()];
         let named = Members::Named {

@@ -190,23 +190,22 @@ struct RowPipeline {
     spec: Arc<SupervisorSpec>,
 }
 
-/// What a record became, read apart from the indexes (so only placing its rows holds their
-/// lock: queries wait for that alone).
-enum RecordRows<'a> {
-    /// The one row of a record read member by member.
-    One(Outcome<'a>),
-    /// The rows of a record read as whole input rows.
-    Many(Vec<Outcome<'a>>),
-    /// Why the record is unparseable.
-    Unparseable(String),
-}
-
 impl RowPipeline {
-    /// Reads a record's rows. `now` (epoch ms) anchors the rejection windows.
-    fn read<'a>(&self, topic: &'a str, record: &'a StoredRecord, now: i64) -> RecordRows<'a> {
+    /// Ingests one record into the indexes, counting what became of it; an unparseable
+    /// record's reason is returned. `now` (epoch ms) anchors the rejection windows.
+    fn ingest(
+        &self,
+        topic: &str,
+        record: &StoredRecord,
+        now: i64,
+        indexes: &mut Vec<ChunkIndex>,
+        counts: &mut RowCounts,
+    ) -> Option<String> {
         let Some(value) = record.record.value.as_deref() else {
-            return RecordRows::Unparseable("the record has no value".into());
+            counts.unparseable += 1;
+            return Some("the record has no value".into());
         };
+        counts.processed_bytes += value.len() as u64;
         let headers: Vec<(&str, Option<&[u8]>)> = record
             .record
             .headers
@@ -220,40 +219,30 @@ impl RowPipeline {
             headers: &headers,
         };
         let read = match &self.records {
-            Records::Members(reader) => reader
-                .read(value, &meta)
-                .map(|members| RecordRows::One(self.transformer.apply_members(members, now))),
+            Records::Members(reader) => reader.read(value, &meta).map(|members| {
+                let outcome = self.transformer.apply_members(members, now);
+                self.place(outcome, indexes, counts)
+            }),
             Records::Rows(reader) => reader.read(value, &meta).map(|rows| {
-                let rows = rows.into_iter().map(|row| self.transformer.apply(row, now));
-                RecordRows::Many(rows.collect())
+                let mut failure = None;
+                for row in rows {
+                    let outcome = self.transformer.apply(row, now);
+                    if let Some(why) = self.place(outcome, indexes, counts) {
+                        failure = Some(why);
+                    }
+                }
+                failure
             }),
         };
-        read.unwrap_or_else(|e| RecordRows::Unparseable(e.0))
-    }
-
-    /// Adds a record's rows to their chunks' open indexes, counting what became of them; the
-    /// reason of an unparseable record (or of its last unparseable row) is returned.
-    fn place(
-        &self,
-        read: RecordRows<'_>,
-        indexes: &mut Vec<ChunkIndex>,
-        counts: &mut RowCounts,
-    ) -> Option<String> {
-        match read {
-            RecordRows::One(outcome) => self.place_row(outcome, indexes, counts),
-            RecordRows::Many(outcomes) => outcomes.into_iter().fold(None, |failure, outcome| {
-                self.place_row(outcome, indexes, counts).or(failure)
-            }),
-            RecordRows::Unparseable(why) => {
-                counts.unparseable += 1;
-                Some(why)
-            }
-        }
+        read.unwrap_or_else(|e| {
+            counts.unparseable += 1;
+            Some(e.0)
+        })
     }
 
     /// Adds a row to its chunk's open index, counting what became of it; an unparseable
     /// row's reason is returned.
-    fn place_row(
+    fn place(
         &self,
         outcome: Outcome<'_>,
         indexes: &mut Vec<ChunkIndex>,
@@ -411,17 +400,12 @@ fn run(
             let mut counts = RowCounts::default();
             let mut errors = Vec::new();
             {
-                let now = now_millis();
-                let reads: Vec<RecordRows<'_>> = records
-                    .iter()
-                    .map(|record| pipeline.read(&partition.topic, record, now))
-                    .collect();
                 let mut indexes = indexes.lock().expect("task indexes lock");
-                for (record, read) in records.iter().zip(reads) {
-                    if let Some(value) = &record.record.value {
-                        counts.processed_bytes += value.len() as u64;
-                    }
-                    if let Some(why) = pipeline.place(read, &mut indexes, &mut counts) {
+                let now = now_millis();
+                for record in &records {
+                    if let Some(why) =
+                        pipeline.ingest(&partition.topic, record, now, &mut indexes, &mut counts)
+                    {
                         let message = format!(
                             "unparseable record at {partition} offset {}: {why}",
                             record.offset

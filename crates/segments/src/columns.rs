@@ -489,6 +489,16 @@ mod tests {
             .statistics()
             .cloned();
         assert!(statistics.is_some(), "time statistics allow pruning");
+        let users = reader.metadata().row_group(0).column(1);
+        assert_eq!(
+            users.compression(),
+            Compression::SNAPPY,
+            "segments are kept compact"
+        );
+        assert!(
+            users.dictionary_page_offset().is_some(),
+            "strings dictionary-encoded"
+        );
         let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(read[0], batch);
     }
@@ -517,6 +527,10 @@ mod tests {
             let reader =
                 ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
             assert_eq!(reader.metadata().num_row_groups(), 3, "{name}");
+            // A persist is written cheaply: read once by the publish, dropped after a crash.
+            let users = reader.metadata().row_group(0).column(1);
+            assert_eq!(users.compression(), Compression::UNCOMPRESSED, "{name}");
+            assert!(users.dictionary_page_offset().is_none(), "{name}");
             let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
             let read = arrow::compute::concat_batches(&sorted.schema(), &read).unwrap();
             assert_eq!(read, sorted, "{name}");

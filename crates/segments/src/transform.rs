@@ -572,7 +572,7 @@ mod tests {
         serde_json::from_value(json!({"type": "json"})).unwrap()
     }
 
-    const NO_META: crate::input::RecordMeta<'static, 'static> = crate::input::RecordMeta {
+    const NO_META: crate::input::RecordMeta<'static> = crate::input::RecordMeta {
         topic: "t",
         timestamp: 0,
         key: None,

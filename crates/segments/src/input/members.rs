@@ -56,7 +56,7 @@ impl MemberReader {
     pub fn read<'a>(
         &self,
         record: &'a [u8],
-        meta: &RecordMeta<'a, '_>,
+        meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
         let mut values = vec![Member::Null; self.names.len()];
         let named = Members::Named {

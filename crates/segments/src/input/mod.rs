@@ -64,14 +64,13 @@ impl Columns for InputRow {
     }
 }
 
-/// What a record carries besides its value (used by the kafka input format). Values read
-/// from it borrow for `'a`, the record's life; the list of headers may be shorter-lived.
+/// What a record carries besides its value (used by the kafka input format).
 #[derive(Debug, Clone, Copy)]
-pub struct RecordMeta<'a, 'h> {
+pub struct RecordMeta<'a> {
     pub topic: &'a str,
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
-    pub headers: &'h [(&'a str, Option<&'a [u8]>)],
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
 /// Why a record could not be read (counted as unparseable).
@@ -201,7 +200,7 @@ enum RecordField {
 
 impl RecordColumn {
     /// The column's value in this record; None when it is only a header the record lacks.
-    fn value<'a>(&self, meta: &RecordMeta<'a, '_>) -> Option<Member<'a>> {
+    fn value<'a>(&self, meta: &RecordMeta<'a>) -> Option<Member<'a>> {
         let text = |bytes: &'a [u8]| Member::Text(String::from_utf8_lossy(bytes));
         let header = self
             .header
@@ -250,11 +249,7 @@ impl RowReader {
 
     /// Reads one record into rows (CSV/TSV may hold several lines; header rows are skipped
     /// when the format says so).
-    pub fn read(
-        &self,
-        value: &[u8],
-        meta: &RecordMeta<'_, '_>,
-    ) -> Result<Vec<InputRow>, ParseError> {
+    pub fn read(&self, value: &[u8], meta: &RecordMeta<'_>) -> Result<Vec<InputRow>, ParseError> {
         self.format.read(value, meta)
     }
 }
@@ -320,7 +315,7 @@ impl Reader {
         })
     }
 
-    fn read(&self, bytes: &[u8], meta: &RecordMeta<'_, '_>) -> Result<Vec<InputRow>, ParseError> {
+    fn read(&self, bytes: &[u8], meta: &RecordMeta<'_>) -> Result<Vec<InputRow>, ParseError> {
         match self {
             Reader::Json {
                 discover: true,
@@ -438,7 +433,7 @@ mod tests {
         RowReader::new(&serde_json::from_value(format).unwrap()).unwrap()
     }
 
-    pub(super) const META: RecordMeta<'static, 'static> = RecordMeta {
+    pub(super) const META: RecordMeta<'static> = RecordMeta {
         topic: "social",
         timestamp: 1_700_000_000_000,
         key: Some(b"k1"),

@@ -404,7 +404,8 @@ def main():
     parser.add_argument("--query-runs", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5, help="pipeline runs (median)")
     parser.add_argument("--json", default="bench-peers.json")
-    parser.add_argument("--work", help="where data files go (a temporary directory)")
+    parser.add_argument("--work", help="where data files go (a temporary directory in it, "
+                        "made if missing)")
     # A child's own arguments.
     parser.add_argument("--peer", choices=["duckdb", "chdb", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
@@ -416,6 +417,8 @@ def main():
         return child(args)
     if not args.millrace:
         parser.error("--millrace is required")
+    if args.work:
+        os.makedirs(args.work, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         figures = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                    "posts": [], "pipeline": []}

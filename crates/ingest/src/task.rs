@@ -155,7 +155,12 @@ impl RunningTask {
     /// Asks the task to stop (it finishes on its own thread; see [`RunningTask::is_finished`]).
     pub fn request_stop(&self, request: StopRequest) {
         // A discard overrides a publish asked for before, not the other way round.
-        self.stop.fetch_max(request as u8, Ordering::SeqCst);
+        let before = self.stop.fetch_max(request as u8, Ordering::SeqCst);
+        // A task waiting for records sees a new request now, not when its poll times out.
+        // (A supervisor repeats its request while the task finishes: those wake no one.)
+        if before < request as u8 {
+            self.plan.log.wake_waiters();
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -374,13 +379,15 @@ fn run(
     };
     let mut next = plan.start_offsets.clone();
     loop {
+        // Read before the stop is checked: a stop request after the check changes it, so the
+        // wait for records below ends at once.
+        let generation = plan.log.append_generation();
         match stop.load(Ordering::SeqCst) {
             s if s == StopRequest::Discard as u8 => return TaskEnd::Discarded,
             s if s == StopRequest::Publish as u8 => break,
             _ if Instant::now() >= deadline => break,
             _ => {}
         }
-        let generation = plan.log.append_generation();
         let mut read_any = false;
         for (partition, offset) in next.iter_mut() {
             let fetched =
@@ -440,7 +447,9 @@ fn run(
             }
         }
         if !read_any {
-            plan.log.wait_for_append(generation, poll);
+            let until_deadline = deadline.saturating_duration_since(Instant::now());
+            plan.log
+                .wait_for_append(generation, poll.min(until_deadline));
         }
     }
     progress.lock().expect("task progress lock").publishing = true;

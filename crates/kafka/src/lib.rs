@@ -563,6 +563,10 @@ impl Log for KafkaLog {
         self.arrivals.wait(generation, timeout);
     }
 
+    fn wake_waiters(&self) {
+        self.arrivals.notify();
+    }
+
     /// Joins as a subscribed member; the group's coordinator spreads the partitions over
     /// its members (cooperative-sticky).
     fn join_group(

@@ -873,4 +873,8 @@ impl Log for EmbeddedLog {
             .appended
             .wait_timeout_while(guard, timeout, |current| *current == generation);
     }
+
+    fn wake_waiters(&self) {
+        self.notify_append();
+    }
 }

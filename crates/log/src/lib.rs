@@ -236,11 +236,17 @@ pub trait Log: Send + Sync {
     /// Commits a group's offsets.
     fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<(), LogError>;
 
-    /// A counter that changes on every append; pass it to [`Log::wait_for_append`].
+    /// A counter that changes on every append (and on [`Log::wake_waiters`]); pass it to
+    /// [`Log::wait_for_append`].
     fn append_generation(&self) -> u64;
 
     /// Blocks until an append happens after `generation` was read, or `timeout` passes.
     fn wait_for_append(&self, generation: u64, timeout: Duration);
+
+    /// Ends every [`Log::wait_for_append`] in progress as an append would (the generation
+    /// changes): a stopping reader calls it so that its threads need not wait out their
+    /// timeouts.
+    fn wake_waiters(&self);
 
     /// Joins `group` to share the partitions of `topics` with its other members; the
     /// listener hears which are this member's. Commits of the group from this process go

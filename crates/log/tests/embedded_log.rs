@@ -323,6 +323,35 @@ fn waiting_readers_wake_on_append() {
     writer.join().unwrap();
 }
 
+#[test]
+fn wake_waiters_ends_waits_without_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(open(dir.path()));
+    log.create_topic("t", 1).unwrap();
+    let generation = log.append_generation();
+    let (woken, wakes) = std::sync::mpsc::channel();
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            // Longer than any test runs: only the wake can end it.
+            log.wait_for_append(generation, Duration::from_secs(24 * 3600));
+            woken.send(()).unwrap();
+        })
+    };
+    log.wake_waiters();
+    assert!(
+        wakes.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the waiting reader was not woken"
+    );
+    assert_ne!(log.append_generation(), generation);
+    assert_eq!(
+        log.offset_range("t", 0).unwrap(),
+        (0, 0),
+        "nothing appended"
+    );
+    reader.join().unwrap();
+}
+
 /// Child half of the kill -9 test: appends forever, printing each acknowledged offset.
 #[test]
 fn crash_child_writer() {

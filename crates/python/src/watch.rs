@@ -75,6 +75,21 @@ impl Drop for CallGuard<'_> {
     }
 }
 
+/// The watchdog thread of a [`CallWatch`].
+pub struct Watchdog {
+    finished: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Watchdog {
+    /// Ends the watchdog, waking it from its wait between looks, and waits for it.
+    pub fn finish(self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
 /// The threads of a run that call Python functions, and the names of those functions.
 pub struct CallWatch {
     /// What each function index stands for, e.g. "function 'f' in app.yaml".
@@ -122,23 +137,37 @@ impl CallWatch {
         Ok(thread)
     }
 
-    /// Starts the watchdog: it reports slow calls, interrupts calls in progress once the run
-    /// stops, and ends when `finished` is set.
-    pub fn start_watchdog(
-        self: &Arc<Self>,
-        finished: Arc<AtomicBool>,
-    ) -> std::io::Result<JoinHandle<()>> {
+    /// Starts the watchdog: it reports slow calls and interrupts calls in progress once the
+    /// run stops, until [`Watchdog::finish`].
+    pub fn start_watchdog(self: &Arc<Self>) -> std::io::Result<Watchdog> {
         let watch = self.clone();
-        std::thread::Builder::new()
+        let finished = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
             .name("python-watchdog".into())
-            .spawn(move || watch.watch(&finished))
+            .spawn({
+                let finished = finished.clone();
+                move || watch.watch(&finished)
+            })?;
+        Ok(Watchdog { finished, thread })
     }
 
     fn watch(&self, finished: &AtomicBool) {
         // Per thread: the call counter last seen, since when, and when to report next.
         let mut seen: Vec<(u64, Instant, Duration)> = Vec::new();
-        while !finished.load(Ordering::SeqCst) {
-            std::thread::sleep(SAMPLE_EVERY);
+        let mut next_look = Instant::now() + SAMPLE_EVERY;
+        loop {
+            // Parked, not asleep, so that `Watchdog::finish` ends the wait at once instead of
+            // adding up to a look's interval to every run's shutdown.
+            std::thread::park_timeout(next_look.saturating_duration_since(Instant::now()));
+            if finished.load(Ordering::SeqCst) {
+                return;
+            }
+            if Instant::now() < next_look {
+                continue; // woken early, and not to finish
+            }
+            // From now, not from the missed look: a look that was late (the machine busy)
+            // must not be followed by others at once, each counting the same call again.
+            next_look = Instant::now() + SAMPLE_EVERY;
             let threads = self
                 .threads
                 .lock()

@@ -251,9 +251,8 @@ pub fn run_then<R>(
         options.stop.clone(),
     ));
     let _ = options.counters.python.set(watch.clone());
-    let watchdog_finished = Arc::new(AtomicBool::new(false));
     let watchdog = watch
-        .start_watchdog(watchdog_finished.clone())
+        .start_watchdog()
         .expect("spawn the Python watchdog thread");
     let shared = Arc::new(Shared {
         topology,
@@ -321,6 +320,8 @@ pub fn run_then<R>(
         );
     }
     supervise(&shared, membership.as_deref(), options.until_idle);
+    // Workers waiting for records would otherwise see the stop only when their wait times out.
+    shared.log.wake_waiters();
     let mut tasks = Vec::new();
     for worker in workers {
         tasks.extend(worker.join().unwrap_or_default());
@@ -330,8 +331,7 @@ pub fn run_then<R>(
     for handle in handles {
         let _ = handle.join();
     }
-    watchdog_finished.store(true, Ordering::SeqCst);
-    let _ = watchdog.join();
+    watchdog.finish();
     let summary = RunSummary {
         records_processed: shared.counters.processed.load(Ordering::Relaxed),
         records_written: shared.counters.written.load(Ordering::Relaxed),
@@ -524,7 +524,9 @@ fn worker(shared: &Shared, watch: &CallWatch, index: usize) -> Vec<Task> {
         }
         if unanswered {
             sleep_until(&shared.stop, Instant::now() + RETRY_PAUSE);
-        } else if !worked {
+        } else if !worked && !shared.stop.load(Ordering::SeqCst) {
+            // Checked after `generation` was read: a stop from now on comes with
+            // `wake_waiters`, which ends this wait.
             shared.log.wait_for_append(generation, IDLE_WAIT);
         }
     }

@@ -7,7 +7,7 @@
 //! samples them a few times a second.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -77,15 +77,16 @@ impl Drop for CallGuard<'_> {
 
 /// The watchdog thread of a [`CallWatch`].
 pub struct Watchdog {
-    finished: Arc<AtomicBool>,
+    /// Dropped to finish: the watchdog waits between looks on its receiver, so the drop ends
+    /// the wait at once instead of adding up to a look's interval to every run's shutdown.
+    finish: mpsc::Sender<()>,
     thread: JoinHandle<()>,
 }
 
 impl Watchdog {
-    /// Ends the watchdog, waking it from its wait between looks, and waits for it.
+    /// Ends the watchdog and waits for it.
     pub fn finish(self) {
-        self.finished.store(true, Ordering::SeqCst);
-        self.thread.thread().unpark();
+        drop(self.finish);
         let _ = self.thread.join();
     }
 }
@@ -141,33 +142,19 @@ impl CallWatch {
     /// run stops, until [`Watchdog::finish`].
     pub fn start_watchdog(self: &Arc<Self>) -> std::io::Result<Watchdog> {
         let watch = self.clone();
-        let finished = Arc::new(AtomicBool::new(false));
+        let (finish, finished) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("python-watchdog".into())
-            .spawn({
-                let finished = finished.clone();
-                move || watch.watch(&finished)
-            })?;
-        Ok(Watchdog { finished, thread })
+            .spawn(move || watch.watch(&finished))?;
+        Ok(Watchdog { finish, thread })
     }
 
-    fn watch(&self, finished: &AtomicBool) {
+    fn watch(&self, finished: &mpsc::Receiver<()>) {
         // Per thread: the call counter last seen, since when, and when to report next.
         let mut seen: Vec<(u64, Instant, Duration)> = Vec::new();
-        let mut next_look = Instant::now() + SAMPLE_EVERY;
-        loop {
-            // Parked, not asleep, so that `Watchdog::finish` ends the wait at once instead of
-            // adding up to a look's interval to every run's shutdown.
-            std::thread::park_timeout(next_look.saturating_duration_since(Instant::now()));
-            if finished.load(Ordering::SeqCst) {
-                return;
-            }
-            if Instant::now() < next_look {
-                continue; // woken early, and not to finish
-            }
-            // From now, not from the missed look: a look that was late (the machine busy)
-            // must not be followed by others at once, each counting the same call again.
-            next_look = Instant::now() + SAMPLE_EVERY;
+        // Nothing is ever sent: the wait ends by timing out (time for a look) or by
+        // `Watchdog::finish` dropping the sender.
+        while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(SAMPLE_EVERY) {
             let threads = self
                 .threads
                 .lock()

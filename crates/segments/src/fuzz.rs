@@ -63,23 +63,33 @@ fn specs() -> Vec<serde_json::Value> {
     ]
 }
 
-/// Ingests records with the spec `specs()[choice]` into chunk indexes, as a task does.
-fn ingest(choice: usize, records: &[&[u8]]) -> Vec<ChunkIndex> {
+/// The spec `specs()[choice]` (modulo their number).
+fn spec(choice: usize) -> SupervisorSpec {
     let specs = specs();
     let text = specs[choice % specs.len()].to_string();
-    let spec = SupervisorSpec::from_json(text.as_bytes()).expect("the fuzz specs are valid");
+    SupervisorSpec::from_json(text.as_bytes()).expect("the fuzz specs are valid")
+}
+
+/// The kafka record a fuzzed value is read as: the value is its key too.
+fn meta(value: &[u8]) -> RecordMeta<'_> {
+    const HEADERS: &[(&str, Option<&[u8]>)] = &[("h", Some(b"header"))];
+    RecordMeta {
+        topic: "t",
+        timestamp: 1_735_689_600_000,
+        key: Some(value),
+        headers: HEADERS,
+    }
+}
+
+/// Ingests records with the spec `specs()[choice]` into chunk indexes, as a task does.
+fn ingest(choice: usize, records: &[&[u8]]) -> Vec<ChunkIndex> {
+    let spec = spec(choice);
     let schema = &spec.spec.data_schema;
     let reader = RowReader::new(&spec.spec.io_config.input_format).expect("a reader");
     let transformer = RowTransformer::new(schema, &spec.spec.io_config).expect("a transformer");
-    let headers = [("h", Some(&b"header"[..]))];
     let mut indexes: Vec<ChunkIndex> = Vec::new();
     for value in records {
-        let meta = RecordMeta {
-            topic: "t",
-            timestamp: 1_735_689_600_000,
-            key: Some(value),
-            headers: &headers,
-        };
+        let meta = meta(value);
         for row in reader.read(value, &meta).unwrap_or_default() {
             if let Outcome::Row(row) = transformer.apply(row, meta.timestamp) {
                 let (start, end) = bucket(row.time, &schema.granularity_spec.segment_granularity);
@@ -103,8 +113,26 @@ pub fn druid_record(data: &[u8]) {
     let Some((&choice, value)) = data.split_first() else {
         return;
     };
+    members_agree(choice as usize, value);
     for mut index in ingest(choice as usize, &[value]) {
         index.batch().expect("rows make columns");
+    }
+}
+
+/// Where rows of the spec `specs()[choice]` need only some members, the member reader reads
+/// them from `value` as serde alone does (flat records are read from their bytes): the same
+/// values, or the same error.
+fn members_agree(choice: usize, value: &[u8]) {
+    let spec = spec(choice);
+    let io_config = &spec.spec.io_config;
+    let transformer =
+        RowTransformer::new(&spec.spec.data_schema, io_config).expect("a transformer");
+    if let Some(members) = transformer.member_reader(&io_config.input_format) {
+        let meta = meta(value);
+        assert_eq!(
+            members.read(value, &meta),
+            members.read_parsed(value, &meta)
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! Reading only the members of a record that rows need.
 
+use super::flat::read_flat;
 use super::json::{Member, Members, parse_object};
 use super::{KafkaColumns, ParseError, RecordColumn, RecordMeta};
 use crate::spec::InputFormat;
@@ -52,24 +53,49 @@ impl MemberReader {
         Some(MemberReader { names, from_record })
     }
 
-    /// The named members' values (null when missing).
+    /// The named members' values (null when missing): read from the record's bytes when it
+    /// is a flat object of plain values (see [`read_flat`]), by serde otherwise.
     pub fn read<'a>(
         &self,
         record: &'a [u8],
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
         let mut values = vec![Member::Null; self.names.len()];
-        let named = Members::Named {
-            names: &self.names,
-            values: &mut values,
-        };
-        parse_object(record, named)?;
+        if read_flat(record, &self.names, &mut values).is_none() {
+            values.fill(Member::Null);
+            Self::parse(record, &self.names, &mut values)?;
+        }
+        self.set_from_record(&mut values, meta);
+        Ok(values)
+    }
+
+    /// [`MemberReader::read`] by serde alone: what the flat reader must agree with.
+    pub(crate) fn read_parsed<'a>(
+        &self,
+        record: &'a [u8],
+        meta: &RecordMeta<'a>,
+    ) -> Result<Vec<Member<'a>>, ParseError> {
+        let mut values = vec![Member::Null; self.names.len()];
+        Self::parse(record, &self.names, &mut values)?;
+        self.set_from_record(&mut values, meta);
+        Ok(values)
+    }
+
+    fn parse<'a>(
+        record: &'a [u8],
+        names: &[String],
+        values: &mut [Member<'a>],
+    ) -> Result<(), ParseError> {
+        parse_object(record, Members::Named { names, values })
+    }
+
+    /// Sets the members the kafka format takes from the record's metadata.
+    fn set_from_record<'a>(&self, values: &mut [Member<'a>], meta: &RecordMeta<'a>) {
         for (place, column) in &self.from_record {
             if let Some(value) = column.value(meta) {
                 values[*place] = value;
             }
         }
-        Ok(values)
     }
 }
 
@@ -81,6 +107,128 @@ mod tests {
 
     use super::*;
     use crate::input::tests::{META, reader};
+
+    /// Flat records, each a shape the flat reader reads itself.
+    const FLAT: [&[u8]; 6] = [
+        br#"{"time":"2025-01-01T00:00:00.000","username":"gus","post_title":"NBW:'UP9,a8D;x","views":17092,"upvotes":85,"comments":-9,"edited":"True"}"#,
+        b" { \"username\" : \"caf\xc3\xa9 \xf0\x9f\x98\x80\" ,\"views\":0, \"ratio\": -0.5e-3, \"edited\": false, \"x\": null }\n",
+        br#"{"views": -0, "upvotes": 123456789012345678, "comments": 1234567890123456789, "ratio": 1E2}"#,
+        br#"{"views": 18446744073709551616, "upvotes": -9223372036854775809, "username": "", "edited": true}"#,
+        br#"{"username": "first", "skipped": 1.5, "username": "second", "views": 3.0}"#,
+        br#"{}"#,
+    ];
+
+    #[test]
+    fn flat_records_are_read_from_their_bytes_as_serde_reads_them() {
+        let names: Vec<String> = [
+            "time", "username", "views", "upvotes", "comments", "edited", "ratio",
+        ]
+        .map(String::from)
+        .into();
+        let format = serde_json::from_value(json!({"type": "json"})).unwrap();
+        let members = MemberReader::new(&format, names.clone()).unwrap();
+        for record in FLAT {
+            let mut values = vec![Member::Null; names.len()];
+            assert!(
+                read_flat(record, &names, &mut values).is_some(),
+                "read flat: {}",
+                String::from_utf8_lossy(record)
+            );
+            assert_eq!(
+                Ok(values),
+                members.read_parsed(record, &META),
+                "{}",
+                String::from_utf8_lossy(record)
+            );
+        }
+        let read = members.read(FLAT[0], &META).unwrap();
+        assert_eq!(read[2], Member::Long(17092));
+        assert_eq!(read[4], Member::Long(-9));
+        assert!(matches!(&read[1], Member::Text(Cow::Borrowed("gus"))));
+        let read = members.read(FLAT[2], &META).unwrap();
+        assert!(
+            matches!(read[2], Member::Double(d) if d == 0.0 && d.is_sign_negative()),
+            "-0"
+        );
+        assert_eq!(read[3], Member::Long(123456789012345678));
+        assert_eq!(read[4], Member::Long(1234567890123456789));
+        assert_eq!(read[6], Member::Double(100.0));
+        // Records of other shapes, valid or not, are left to serde.
+        for other in [
+            &br#"{"username": "tab\there"}"#[..],
+            br#"{"esc\u0061ped": 1}"#,
+            br#"{"tags": [1]}"#,
+            br#"{"geo": {"city": "Oslo"}}"#,
+            b"{\"username\": \"\xff\"}",
+            b"{\"username\": \"line\nbreak\"}",
+            br#"{"views": 01}"#,
+            br#"{"views": 1.}"#,
+            br#"{"views": 1e400}"#,
+            br#"{"views": -}"#,
+            br#"{"views": 1,}"#,
+            br#"{"views": 1} x"#,
+            br#"{"views" 1}"#,
+            br#"{"views": tru}"#,
+            br#"[1]"#,
+            b"",
+        ] {
+            let mut values = vec![Member::Null; names.len()];
+            assert!(
+                read_flat(other, &names, &mut values).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_records_read_the_same_by_bytes_and_by_serde() {
+        let names: Vec<String> = [
+            "time", "username", "views", "comments", "edited", "ratio", "x",
+        ]
+        .map(String::from)
+        .into();
+        let format = serde_json::from_value(json!({"type": "json"})).unwrap();
+        let members = MemberReader::new(&format, names).unwrap();
+        // A fixed xorshift sequence: the same damage every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        let odd = b"\"{}[],:-+09.eE tfn\n\x01\xff\xc3\x80";
+        let mut flat_reads = 0;
+        for record in FLAT {
+            for _ in 0..3000 {
+                let mut damaged = record.to_vec();
+                for _ in 0..=random(3) {
+                    let at = random(damaged.len() + 1);
+                    let byte = odd[random(odd.len())];
+                    match random(4) {
+                        0 if at < damaged.len() => damaged[at] = byte,
+                        1 => damaged.insert(at, byte),
+                        2 if at < damaged.len() => drop(damaged.remove(at)),
+                        _ => damaged.truncate(at),
+                    }
+                }
+                let mut values = vec![Member::Null; members.names.len()];
+                flat_reads +=
+                    usize::from(read_flat(&damaged, &members.names, &mut values).is_some());
+                assert_eq!(
+                    members.read(&damaged, &META),
+                    members.read_parsed(&damaged, &META),
+                    "{}",
+                    String::from_utf8_lossy(&damaged)
+                );
+            }
+        }
+        assert!(
+            flat_reads > 1000,
+            "damage that keeps the shape is read flat: {flat_reads}"
+        );
+    }
 
     #[test]
     fn members_read_alone_equal_the_rows_values() {

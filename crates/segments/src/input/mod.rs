@@ -6,6 +6,7 @@
 //! (multi-value dimensions and json columns come later). When rows need only some members of
 //! JSON records, [`MemberReader`] reads just those, without making rows.
 
+mod flat;
 mod json;
 mod members;
 

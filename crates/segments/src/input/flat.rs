@@ -1,0 +1,200 @@
+//! Flat JSON objects read straight from their bytes: the fast path of
+//! [`super::MemberReader`], for records whose members are text without escapes, numbers,
+//! booleans and nulls (the shape of most event streams). A record of any other shape (an
+//! escape, a nested object or array, anything invalid) is given up on, and the serde reader
+//! reads it instead; so a record read here reads exactly as that reader reads it, only
+//! without serde's per-member dispatch.
+
+use std::borrow::Cow;
+
+use super::json::Member;
+
+/// Reads the named members of a flat JSON object `record` into `values`, each at its name's
+/// place (a repeated member's last value wins; the others are checked and dropped). None
+/// when the record is not of the shape read here, with `values` partly written.
+pub(super) fn read_flat<'a>(
+    record: &'a [u8],
+    names: &[String],
+    values: &mut [Member<'a>],
+) -> Option<()> {
+    let mut scan = Scan {
+        bytes: record,
+        at: 0,
+    };
+    scan.skip_space();
+    scan.expect(b'{')?;
+    scan.skip_space();
+    if !scan.eat(b'}') {
+        // Records of a topic mostly hold their members in one order: the name after the last
+        // one found is tried first, then all of them.
+        let mut next = 0;
+        loop {
+            scan.expect(b'"')?;
+            let name = scan.text()?;
+            scan.skip_space();
+            scan.expect(b':')?;
+            scan.skip_space();
+            let value = scan.value()?;
+            let place = match names.get(next) {
+                Some(guess) if *guess == *name => Some(next),
+                _ => names.iter().position(|n| *n == *name),
+            };
+            if let Some(place) = place {
+                values[place] = value;
+                next = (place + 1) % names.len();
+            }
+            scan.skip_space();
+            if scan.eat(b'}') {
+                break;
+            }
+            scan.expect(b',')?;
+            scan.skip_space();
+        }
+    }
+    scan.skip_space();
+    (scan.at == record.len()).then_some(())
+}
+
+/// A place in a record being read.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    /// Steps over JSON whitespace.
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// Steps over `byte` if it is next; says whether it was.
+    fn eat(&mut self, byte: u8) -> bool {
+        let next = self.bytes.get(self.at) == Some(&byte);
+        self.at += usize::from(next);
+        next
+    }
+
+    /// Steps over `byte`, which must be next.
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.eat(byte).then_some(())
+    }
+
+    /// The text of a string whose opening quote is read, up to and over its closing quote:
+    /// None if it holds an escape or a control character, or is not UTF-8.
+    fn text(&mut self) -> Option<&'a str> {
+        let rest = &self.bytes[self.at..];
+        let length = plain_text_length(rest);
+        if rest.get(length) != Some(&b'"') {
+            return None;
+        }
+        self.at += length + 1;
+        std::str::from_utf8(&rest[..length]).ok()
+    }
+
+    /// A member's value.
+    fn value(&mut self) -> Option<Member<'a>> {
+        match *self.bytes.get(self.at)? {
+            b'"' => {
+                self.at += 1;
+                Some(Member::Text(Cow::Borrowed(self.text()?)))
+            }
+            b't' => self.literal("true", Member::Text(Cow::Borrowed("true"))),
+            b'f' => self.literal("false", Member::Text(Cow::Borrowed("false"))),
+            b'n' => self.literal("null", Member::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// `value` if the record spells `word` here.
+    fn literal(&mut self, word: &str, value: Member<'a>) -> Option<Member<'a>> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word.as_bytes()).then(|| {
+            self.at = end;
+            value
+        })
+    }
+
+    /// A number: an integer of up to 18 digits (which always fits an i64) read here, any
+    /// other by serde_json from the number's text, so that fractions, exponents, `-0` and
+    /// integers past an i64 read as the serde reader reads them.
+    fn number(&mut self) -> Option<Member<'a>> {
+        let start = self.at;
+        let negative = self.bytes[start] == b'-';
+        let digits_start = start + usize::from(negative);
+        let mut end = digits_start;
+        while let Some(b'0'..=b'9') = self.bytes.get(end) {
+            end += 1;
+        }
+        let digits = &self.bytes[digits_start..end];
+        let integer = (1..=18).contains(&digits.len())
+            && (digits[0] != b'0' || digits.len() == 1)
+            && !matches!(self.bytes.get(end), Some(b'.' | b'e' | b'E'));
+        if integer && !(negative && digits == b"0") {
+            let magnitude = digits
+                .iter()
+                .fold(0i64, |n, digit| n * 10 + i64::from(digit - b'0'));
+            self.at = end;
+            return Some(Member::Long(if negative { -magnitude } else { magnitude }));
+        }
+        while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.bytes.get(end) {
+            end += 1;
+        }
+        let number = serde_json::from_slice::<Member<'a>>(&self.bytes[start..end]).ok()?;
+        self.at = end;
+        Some(number)
+    }
+}
+
+/// How many bytes of `bytes` come before the first that ends or escapes plain text in a JSON
+/// string (a quote, a backslash or a control character); all of them when none does. Eight
+/// bytes are looked at a time.
+fn plain_text_length(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    /// The high bit of each byte of `word` equal to zero, exact up to the first such byte
+    /// (a borrow may mark bytes after it).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGH
+    }
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quotes = zero_bytes(word ^ (ONES * u64::from(b'"')));
+        let backslashes = zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        // Bytes below 0x20, exact up to the first as well.
+        let controls = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+        let found = quotes | backslashes | controls;
+        if found != 0 {
+            // Little-endian: the lowest marked byte is the first in the record.
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len() - at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_ends_at_the_first_quote_backslash_or_control_character() {
+        for ending in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for length in 0..20 {
+                let mut text = vec![b'a'; length];
+                text.push(ending);
+                // What follows may look special too: the first one counts.
+                text.extend_from_slice(b"\"\\\x01 tail that is long enough");
+                assert_eq!(plain_text_length(&text), length, "{ending:#x} at {length}");
+            }
+        }
+        let plain = "caf\u{e9} \u{7f} ~".repeat(3);
+        assert_eq!(plain_text_length(plain.as_bytes()), plain.len());
+    }
+}

@@ -272,23 +272,33 @@ fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<
         .iter()
         .map(|c| make_comparator(c.as_ref(), c.as_ref(), options))
         .collect::<Result<_, _>>()?;
-    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    // Time alone decides most comparisons; the row number last makes the sort stable.
-    order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        times[a]
-            .cmp(&times[b])
-            .then_with(|| {
-                dimensions
-                    .iter()
-                    .map(|compare| compare(a, b))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(Ordering::Equal)
-            })
-            .then(a.cmp(&b))
-    });
-    let sorted = order.iter().enumerate().all(|(i, &row)| i == row as usize);
-    Ok((!sorted).then_some(order))
+    // Time alone orders most rows: sorted first as (time, row) pairs, which sit together in
+    // memory, rather than row numbers that each comparison looks up. The row number second
+    // keeps rows of equal keys in the order they came.
+    let mut order: Vec<(i64, u32)> = (0..batch.num_rows() as u32)
+        .map(|row| (times[row as usize], row))
+        .collect();
+    order.sort_unstable();
+    if !dimensions.is_empty() {
+        for equal_times in order.chunk_by_mut(|a, b| a.0 == b.0) {
+            if equal_times.len() > 1 {
+                equal_times.sort_unstable_by(|&(_, a), &(_, b)| {
+                    let (a, b) = (a as usize, b as usize);
+                    dimensions
+                        .iter()
+                        .map(|compare| compare(a, b))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(Ordering::Equal)
+                        .then(a.cmp(&b))
+                });
+            }
+        }
+    }
+    let sorted = order
+        .iter()
+        .enumerate()
+        .all(|(i, &(_, row))| i == row as usize);
+    Ok((!sorted).then(|| order.into_iter().map(|(_, row)| row).collect()))
 }
 
 /// Reads a Parquet file written by [`write_parquet`] back as batches.
@@ -501,6 +511,29 @@ mod tests {
         );
         let read: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(read[0], batch);
+    }
+
+    /// Many rows of few times, users and views sort as a plain stable sort of their keys does.
+    #[test]
+    fn sorting_agrees_with_a_stable_sort_of_the_keys() {
+        let mut keys: Vec<(i64, Option<&str>, i64, f64)> = (0..5_000_i64)
+            .map(|i| {
+                let user = ["mia", "gus", "ann", "leon"][(i * 13 % 4) as usize];
+                (
+                    i * 7_919 % 37,
+                    (i % 7 != 0).then_some(user),
+                    i % 3,
+                    i as f64,
+                )
+            })
+            .collect();
+        let rows: Vec<RolledRow> = keys.iter().map(|k| row(k.0, k.1, k.2, k.3)).collect();
+        let batch = sort_batch(&schema(), &to_batch(&schema(), &rows).unwrap()).unwrap();
+        keys.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let scores = batch.column(4).as_primitive::<Float64Type>();
+        let sorted: Vec<f64> = (0..batch.num_rows()).map(|i| scores.value(i)).collect();
+        let expected: Vec<f64> = keys.iter().map(|key| key.3).collect();
+        assert_eq!(sorted, expected);
     }
 
     /// A batch written sorted a row group at a time reads back as the one sorted copy, in

@@ -1,6 +1,6 @@
 //! Reading only the members of a record that rows need.
 
-use super::flat::read_flat;
+use super::flat::{plain_name, read_flat};
 use super::json::{Member, Members, parse_object};
 use super::{KafkaColumns, ParseError, RecordColumn, RecordMeta};
 use crate::spec::InputFormat;
@@ -15,6 +15,8 @@ pub struct MemberReader {
     names: Vec<String>,
     /// The names (by place) that the kafka format sets from the record instead.
     from_record: Vec<(usize, RecordColumn)>,
+    /// Whether flat records are read from their bytes: every name is plain.
+    flat: bool,
 }
 
 impl MemberReader {
@@ -50,7 +52,12 @@ impl MemberReader {
                 .all(|(i, n)| !names[..i].contains(n)),
             "member names are unique"
         );
-        Some(MemberReader { names, from_record })
+        let flat = names.iter().all(|name| plain_name(name));
+        Some(MemberReader {
+            names,
+            from_record,
+            flat,
+        })
     }
 
     /// The named members' values (null when missing): read from the record's bytes when it
@@ -61,7 +68,7 @@ impl MemberReader {
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
         let mut values = vec![Member::Null; self.names.len()];
-        if read_flat(record, &self.names, &mut values).is_none() {
+        if !self.flat || read_flat(record, &self.names, &mut values).is_none() {
             values.fill(Member::Null);
             Self::parse(record, &self.names, &mut values)?;
         }
@@ -153,6 +160,13 @@ mod tests {
         assert_eq!(read[3], Member::Long(123456789012345678));
         assert_eq!(read[4], Member::Long(1234567890123456789));
         assert_eq!(read[6], Member::Double(100.0));
+        // Names a record spells with escapes are looked for by serde alone.
+        let odd_names = MemberReader::new(&format, vec!["a\"b".into(), "tab\t".into()]).unwrap();
+        assert!(!odd_names.flat);
+        let read = odd_names
+            .read(br#"{"a\"b": 1, "tab\t": 2}"#, &META)
+            .unwrap();
+        assert_eq!(read, [Member::Long(1), Member::Long(2)]);
         // Records of other shapes, valid or not, are left to serde.
         for other in [
             &br#"{"username": "tab\there"}"#[..],

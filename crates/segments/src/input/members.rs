@@ -61,7 +61,8 @@ impl MemberReader {
     }
 
     /// The named members' values (null when missing): read from the record's bytes when it
-    /// is a flat object of plain values (see [`read_flat`]), by serde otherwise.
+    /// is a flat object of plain values and every name is plain (see [`read_flat`]), by
+    /// serde otherwise.
     pub fn read<'a>(
         &self,
         record: &'a [u8],
@@ -116,13 +117,15 @@ mod tests {
     use crate::input::tests::{META, reader};
 
     /// Flat records, each a shape the flat reader reads itself.
-    const FLAT: [&[u8]; 6] = [
+    const FLAT: [&[u8]; 7] = [
         br#"{"time":"2025-01-01T00:00:00.000","username":"gus","post_title":"NBW:'UP9,a8D;x","views":17092,"upvotes":85,"comments":-9,"edited":"True"}"#,
         b" { \"username\" : \"caf\xc3\xa9 \xf0\x9f\x98\x80\" ,\"views\":0, \"ratio\": -0.5e-3, \"edited\": false, \"x\": null }\n",
         br#"{"views": -0, "upvotes": 123456789012345678, "comments": 1234567890123456789, "ratio": 1E2}"#,
         br#"{"views": 18446744073709551616, "upvotes": -9223372036854775809, "username": "", "edited": true}"#,
         br#"{"username": "first", "skipped": 1.5, "username": "second", "views": 3.0}"#,
         br#"{}"#,
+        // Text ending where UTF-8 follows in the same eight bytes.
+        b"{\"username\":\"ab\",\"caf\xc3\xa9\":1}",
     ];
 
     #[test]
@@ -197,8 +200,9 @@ mod tests {
 
     #[test]
     fn damaged_records_read_the_same_by_bytes_and_by_serde() {
+        // "user" is a prefix of a name in the records, "" a name no record has.
         let names: Vec<String> = [
-            "time", "username", "views", "comments", "edited", "ratio", "x",
+            "time", "user", "username", "views", "comments", "edited", "ratio", "x", "",
         ]
         .map(String::from)
         .into();
@@ -212,7 +216,9 @@ mod tests {
             state ^= state << 17;
             (state % bound as u64) as usize
         };
-        let odd = b"\"{}[],:-+09.eE tfn\n\x01\xff\xc3\x80";
+        // Bytes of JSON's syntax, escapes, whitespace, DEL, and pieces of UTF-8: valid ones,
+        // a surrogate, an overlong encoding.
+        let odd = b"\"{}[],:-+09.eE tfnu\\\t\r\n\x01\x7f\xff\xc3\x80\xed\xa0\xc0\xe2\x82\xac";
         let mut flat_reads = 0;
         for record in FLAT {
             for _ in 0..3000 {

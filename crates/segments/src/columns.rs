@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
+    Array, ArrayRef, AsArray, DynComparator, Float64Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder, UInt32Array, make_comparator, new_null_array,
 };
 use arrow::compute::{SortOptions, cast, take};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use arrow::error::ArrowError;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -272,17 +274,22 @@ fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<
         .iter()
         .map(|c| make_comparator(c.as_ref(), c.as_ref(), options))
         .collect::<Result<_, _>>()?;
-    // Time alone orders most rows: sorted first as (time, row) pairs, which sit together in
-    // memory, rather than row numbers that each comparison looks up. The row number second
-    // keeps rows of equal keys in the order they came.
-    let mut order: Vec<(i64, u32)> = (0..batch.num_rows() as u32)
-        .map(|row| (times[row as usize], row))
+    // Time and the first dimension's key order most rows: sorted first as (time, key, row),
+    // which sit together in memory, rather than as row numbers that each comparison looks
+    // up. The row number last keeps rows of equal keys in the order they came.
+    let first_keys = keys.get(1).and_then(|column| order_keys(column.as_ref()));
+    let mut order: Vec<(i64, u64, u32)> = (0..batch.num_rows())
+        .map(|row| {
+            let key = first_keys.as_ref().map_or(0, |keys| keys[row]);
+            (times[row], key, row as u32)
+        })
         .collect();
     order.sort_unstable();
     if !dimensions.is_empty() {
-        for equal_times in order.chunk_by_mut(|a, b| a.0 == b.0) {
-            if equal_times.len() > 1 {
-                equal_times.sort_unstable_by(|&(_, a), &(_, b)| {
+        // Rows whose time and key are equal may still differ: in the dimensions' order.
+        for equal_keys in order.chunk_by_mut(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            if equal_keys.len() > 1 {
+                equal_keys.sort_unstable_by(|&(_, _, a), &(_, _, b)| {
                     let (a, b) = (a as usize, b as usize);
                     dimensions
                         .iter()
@@ -297,8 +304,58 @@ fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<
     let sorted = order
         .iter()
         .enumerate()
-        .all(|(i, &(_, row))| i == row as usize);
-    Ok((!sorted).then(|| order.into_iter().map(|(_, row)| row).collect()))
+        .all(|(i, &(_, _, row))| i == row as usize);
+    Ok((!sorted).then(|| order.into_iter().map(|(_, _, row)| row).collect()))
+}
+
+/// Keys in the order [`sort_batch`] puts a dimension's values (nulls first): a key below
+/// another is a value before the other's, equal keys may be any values (nulls, text with
+/// the same first eight bytes, and the like), which the column then compares. None for
+/// columns of other types.
+fn order_keys(column: &dyn Array) -> Option<Vec<u64>> {
+    let rows = 0..column.len();
+    let valid = |row: usize| column.is_valid(row);
+    // Nulls are key 0, which no value is below.
+    let keys = if let Some(text) = column.as_string_opt::<i32>() {
+        rows.map(|row| {
+            let bytes = text.value(row).as_bytes();
+            let mut prefix = [0; 8];
+            let length = bytes.len().min(8);
+            prefix[..length].copy_from_slice(&bytes[..length]);
+            if valid(row) {
+                u64::from_be_bytes(prefix)
+            } else {
+                0
+            }
+        })
+        .collect()
+    } else if let Some(longs) = column.as_primitive_opt::<Int64Type>() {
+        let values = longs.values();
+        rows.map(|row| {
+            if valid(row) {
+                values[row] as u64 ^ (1 << 63)
+            } else {
+                0
+            }
+        })
+        .collect()
+    } else if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
+        // f64::total_cmp's order, which the column's comparator keeps.
+        let values = doubles.values();
+        rows.map(|row| {
+            let bits = values[row].to_bits();
+            let key = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            };
+            if valid(row) { key } else { 0 }
+        })
+        .collect()
+    } else {
+        return None;
+    };
+    Some(keys)
 }
 
 /// Reads a Parquet file written by [`write_parquet`] back as batches.
@@ -516,13 +573,15 @@ mod tests {
     /// Many rows of few times, users and views sort as a plain stable sort of their keys does.
     #[test]
     fn sorting_agrees_with_a_stable_sort_of_the_keys() {
+        // Users alike in their first eight bytes, and the empty one.
+        let users = ["mia", "leonardo_b", "", "leonardo_a", "leonardo", "gus"];
         let mut keys: Vec<(i64, Option<&str>, i64, f64)> = (0..5_000_i64)
             .map(|i| {
-                let user = ["mia", "gus", "ann", "leon"][(i * 13 % 4) as usize];
+                let user = users[(i * 13 % 6) as usize];
                 (
                     i * 7_919 % 37,
                     (i % 7 != 0).then_some(user),
-                    i % 3,
+                    i % 3 - 1,
                     i as f64,
                 )
             })
@@ -534,6 +593,58 @@ mod tests {
         let sorted: Vec<f64> = (0..batch.num_rows()).map(|i| scores.value(i)).collect();
         let expected: Vec<f64> = keys.iter().map(|key| key.3).collect();
         assert_eq!(sorted, expected);
+    }
+
+    /// Keys of values in their sorted order never go down, nulls' keys are the least.
+    #[test]
+    fn order_keys_keep_the_columns_order() {
+        let text: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![
+            None,
+            Some(""),
+            Some("\0"),
+            Some("a"),
+            Some("abcdefgh"),
+            Some("abcdefghi"),
+            Some("abcdefgz"),
+            Some("b"),
+            Some("\u{e9}"),
+        ]));
+        let longs: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+            None,
+            Some(i64::MIN),
+            Some(-1),
+            Some(0),
+            Some(1),
+            Some(i64::MAX),
+        ]));
+        let doubles: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![
+            None,
+            Some(-f64::NAN),
+            Some(f64::NEG_INFINITY),
+            Some(-1.5),
+            Some(-0.0),
+            Some(0.0),
+            Some(1e-300),
+            Some(2.5),
+            Some(f64::INFINITY),
+            Some(f64::NAN),
+        ]));
+        for column in [text, longs, doubles] {
+            let compare = make_comparator(
+                column.as_ref(),
+                column.as_ref(),
+                SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                },
+            )
+            .unwrap();
+            let keys = order_keys(column.as_ref()).unwrap();
+            for row in 1..column.len() {
+                assert!(compare(row - 1, row).is_le(), "{column:?} sorted at {row}");
+                assert!(keys[row - 1] <= keys[row], "{column:?} keys at {row}");
+            }
+        }
     }
 
     /// A batch written sorted a row group at a time reads back as the one sorted copy, in

@@ -247,7 +247,7 @@ def write_events(path, count, shape, seed=7):
             f.write(b"\n")
 
 
-def touch_memory(leave_mib):
+def touch_memory(leave_mib=2048):
     """Writes to all but `leave_mib` of the machine's available memory once, then lets it go.
     A fresh virtual machine's hypervisor backs guest memory on its first use, which here made
     writing a new file about 7x as slow (0.6 against 4.5 GB/s) until the guest had used its
@@ -264,7 +264,7 @@ def touch_memory(leave_mib):
 def child(args):
     """Runs in a child process: one peer, its figures as JSON on stdout."""
     if args.peer == "warm":
-        figures = touch_memory(args.leave_mib)
+        figures = touch_memory()
     elif args.peer == "duckdb":
         figures = peer_duckdb(args.file, args.query_runs)
     elif args.peer == "chdb":
@@ -422,12 +422,11 @@ def main():
     parser.add_argument("--json", default="bench-peers.json")
     parser.add_argument("--work", help="where data files go (a temporary directory in it, "
                         "made if missing)")
-    # A child's own arguments.
     parser.add_argument("--no-warm", action="store_true",
                         help="do not write to the machine's free memory once first")
+    # A child's own arguments.
     parser.add_argument("--peer", choices=["warm", "duckdb", "chdb", "loop"],
                         help=argparse.SUPPRESS)
-    parser.add_argument("--leave-mib", type=int, default=2048, help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--definition", help=argparse.SUPPRESS)
     parser.add_argument("--predicate", help=argparse.SUPPRESS)
@@ -443,9 +442,8 @@ def main():
         figures = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                    "posts": [], "pipeline": []}
         if not args.no_warm:
-            started = time.perf_counter()
-            warm = peer("warm")
-            warm["seconds"] = time.perf_counter() - started
+            out, seconds, _ = run_child([sys.executable, __file__, "--peer", "warm"])
+            warm = dict(json.loads(out), seconds=seconds)
             figures["machine"]["memory_warmed"] = warm
             print(f"wrote to {warm['touched_mib'] / 1024:.1f} GiB of free memory once in "
                   f"{warm['seconds']:.0f} s (slow on a fresh virtual machine)", flush=True)

@@ -271,27 +271,20 @@ fn floor_or_ceil(
     let one_bucket = (!times_ms.is_empty())
         .then(|| bucket(least, granularity))
         .filter(|&(_, end)| greatest < end);
-    let values: Vec<i64> = if let Some((first_start, first_end)) = one_bucket {
-        times_ms
-            .iter()
-            .map(|&t| {
-                if ceil && first_start != t {
-                    first_end
-                } else {
-                    first_start
-                }
-            })
-            .collect()
+    // A time's floor is its bucket's start; its ceiling the end, unless it is the start.
+    let pick = |t: i64, (start, end): (i64, i64)| if ceil && start != t { end } else { start };
+    let values: Vec<i64> = if let Some(only) = one_bucket {
+        times_ms.iter().map(|&t| pick(t, only)).collect()
     } else {
         // Empty to start with: no time is at or after 1 and before 0.
-        let (mut start, mut end) = (1, 0);
+        let mut current = (1, 0);
         times_ms
             .iter()
             .map(|&t| {
-                if !(start..end).contains(&t) {
-                    (start, end) = bucket(t, granularity);
+                if !(current.0..current.1).contains(&t) {
+                    current = bucket(t, granularity);
                 }
-                if ceil && start != t { end } else { start }
+                pick(t, current)
             })
             .collect()
     };

@@ -313,48 +313,43 @@ fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<
 /// the same first eight bytes, and the like), which the column then compares. None for
 /// columns of other types.
 fn order_keys(column: &dyn Array) -> Option<Vec<u64>> {
-    let rows = 0..column.len();
-    let valid = |row: usize| column.is_valid(row);
-    // Nulls are key 0, which no value is below.
-    let keys = if let Some(text) = column.as_string_opt::<i32>() {
-        rows.map(|row| {
-            let bytes = text.value(row).as_bytes();
-            let mut prefix = [0; 8];
-            let length = bytes.len().min(8);
-            prefix[..length].copy_from_slice(&bytes[..length]);
-            if valid(row) {
+    let mut keys: Vec<u64> = if let Some(text) = column.as_string_opt::<i32>() {
+        (0..text.len())
+            .map(|row| {
+                let bytes = text.value(row).as_bytes();
+                let mut prefix = [0; 8];
+                let length = bytes.len().min(8);
+                prefix[..length].copy_from_slice(&bytes[..length]);
                 u64::from_be_bytes(prefix)
-            } else {
-                0
-            }
-        })
-        .collect()
+            })
+            .collect()
     } else if let Some(longs) = column.as_primitive_opt::<Int64Type>() {
-        let values = longs.values();
-        rows.map(|row| {
-            if valid(row) {
-                values[row] as u64 ^ (1 << 63)
-            } else {
-                0
-            }
-        })
-        .collect()
+        longs
+            .values()
+            .iter()
+            .map(|&v| v as u64 ^ (1 << 63))
+            .collect()
     } else if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
         // f64::total_cmp's order, which the column's comparator keeps.
-        let values = doubles.values();
-        rows.map(|row| {
-            let bits = values[row].to_bits();
-            let key = if bits >> 63 == 1 {
+        let key = |bits: u64| {
+            if bits >> 63 == 1 {
                 !bits
             } else {
                 bits | (1 << 63)
-            };
-            if valid(row) { key } else { 0 }
-        })
-        .collect()
+            }
+        };
+        doubles.values().iter().map(|v| key(v.to_bits())).collect()
     } else {
         return None;
     };
+    // Nulls are key 0, which no value is below.
+    if let Some(nulls) = column.nulls() {
+        for (key, valid) in keys.iter_mut().zip(nulls.iter()) {
+            if !valid {
+                *key = 0;
+            }
+        }
+    }
     Some(keys)
 }
 

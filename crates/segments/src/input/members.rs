@@ -68,13 +68,7 @@ impl MemberReader {
         record: &'a [u8],
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
-        let mut values = vec![Member::Null; self.names.len()];
-        if !self.flat || read_flat(record, &self.names, &mut values).is_none() {
-            values.fill(Member::Null);
-            Self::parse(record, &self.names, &mut values)?;
-        }
-        self.set_from_record(&mut values, meta);
-        Ok(values)
+        self.read_with(record, meta, self.flat)
     }
 
     /// [`MemberReader::read`] by serde alone: what the flat reader must agree with.
@@ -83,18 +77,28 @@ impl MemberReader {
         record: &'a [u8],
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
-        let mut values = vec![Member::Null; self.names.len()];
-        Self::parse(record, &self.names, &mut values)?;
-        self.set_from_record(&mut values, meta);
-        Ok(values)
+        self.read_with(record, meta, false)
     }
 
-    fn parse<'a>(
+    /// The members, tried flat first when `flat` says so.
+    fn read_with<'a>(
+        &self,
         record: &'a [u8],
-        names: &[String],
-        values: &mut [Member<'a>],
-    ) -> Result<(), ParseError> {
-        parse_object(record, Members::Named { names, values })
+        meta: &RecordMeta<'a>,
+        flat: bool,
+    ) -> Result<Vec<Member<'a>>, ParseError> {
+        let mut values = vec![Member::Null; self.names.len()];
+        if !flat || read_flat(record, &self.names, &mut values).is_none() {
+            // A flat read given up on may have set some.
+            values.fill(Member::Null);
+            let named = Members::Named {
+                names: &self.names,
+                values: &mut values,
+            };
+            parse_object(record, named)?;
+        }
+        self.set_from_record(&mut values, meta);
+        Ok(values)
     }
 
     /// Sets the members the kafka format takes from the record's metadata.
@@ -137,6 +141,10 @@ mod tests {
         .into();
         let format = serde_json::from_value(json!({"type": "json"})).unwrap();
         let members = MemberReader::new(&format, names.clone()).unwrap();
+        assert!(
+            members.flat,
+            "plain names are matched on the records' bytes"
+        );
         for record in FLAT {
             let mut values = vec![Member::Null; names.len()];
             assert!(

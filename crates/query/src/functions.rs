@@ -10,7 +10,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
-use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -241,6 +241,37 @@ impl ScalarUDFImpl for DruidTimeUdf {
         };
         Ok(ColumnarValue::Array(result))
     }
+}
+
+/// The buckets `TIME_FLOOR` puts times in, when `function` is `TIME_FLOOR` and these are its
+/// arguments after the time (period, then origin and zone if given), each a constant of the
+/// type the function takes. None for anything else, and for arguments it would refuse (so
+/// running it reports why).
+pub(crate) fn floor_granularity(
+    function: &ScalarUDF,
+    constants: &[ScalarValue],
+) -> Option<Granularity> {
+    let floor = function
+        .inner()
+        .downcast_ref::<DruidTimeUdf>()
+        .is_some_and(|udf| udf.kind == TimeFunction::TimeFloor);
+    let (_, types) = TimeFunction::TimeFloor.arguments();
+    if !floor || constants.len() >= types.len() {
+        return None;
+    }
+    // The arrays the function would see: the times (none here), then one row of each
+    // constant, in the function's types (a null as a null of that type).
+    let mut arrays: Vec<ArrayRef> = vec![arrow::array::new_empty_array(&types[0])];
+    for (value, kind) in constants.iter().zip(&types[1..]) {
+        let typed = match value.is_null() {
+            true => ScalarValue::try_from(kind).ok()?,
+            false if value.data_type() == *kind => value.clone(),
+            false => return None,
+        };
+        arrays.push(typed.to_array().ok()?);
+    }
+    check_zone(&arrays, 3).ok()?;
+    granularity(&arrays, 1, 2).ok()
 }
 
 /// A timestamp array as UTC milliseconds.

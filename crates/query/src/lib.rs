@@ -3,6 +3,7 @@
 //! with it, and identifiers are case-sensitive as in Druid. Druid's native JSON queries are
 //! planned onto the same engine ([`native`]).
 
+pub mod bucket_rows;
 pub mod column_cache;
 pub mod functions;
 pub mod fuzz;
@@ -219,6 +220,7 @@ fn session(source: &Arc<dyn QuerySource>, cache: &Arc<ColumnCache>) -> SessionCo
         let _ = catalog.register_schema(name, schema);
     }
     context.register_catalog(CATALOG, Arc::new(catalog));
+    context.add_optimizer_rule(Arc::new(bucket_rows::BucketRowsRule));
     for function in functions::time_functions() {
         context.register_udf(function);
     }

@@ -20,7 +20,7 @@ use datafusion::physical_plan::union::UnionExec;
 use millrace_segments::columns::conform;
 use millrace_segments::time::{parse_interval, parse_iso};
 use millrace_segments::transform::TIME_COLUMN;
-use millrace_segments::view::DatasourceView;
+use millrace_segments::view::{DatasourceView, RealtimeChunk};
 
 use crate::column_cache::ColumnCache;
 use crate::prune::constraints_of;
@@ -45,6 +45,24 @@ impl DatasourceTable {
     }
 }
 
+impl DatasourceTable {
+    /// Its published segments and the files running tasks persisted.
+    pub(crate) fn files(&self) -> impl Iterator<Item = ScanFile> + '_ {
+        let segments = self.view.segments.iter().cloned().map(ScanFile::Published);
+        segments.chain(self.view.persisted.iter().cloned().map(ScanFile::Persisted))
+    }
+
+    /// The rows running tasks hold in memory.
+    pub(crate) fn realtime(&self) -> &[RealtimeChunk] {
+        &self.view.realtime
+    }
+
+    /// The cache its segment columns are read through.
+    pub(crate) fn cache(&self) -> &Arc<ColumnCache> {
+        &self.cache
+    }
+}
+
 /// The `[start, end)` of `__time` a query can match (epoch milliseconds), from its filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeBounds {
@@ -53,43 +71,66 @@ pub struct TimeBounds {
 }
 
 impl TimeBounds {
-    const ALL: TimeBounds = TimeBounds {
+    pub(crate) const ALL: TimeBounds = TimeBounds {
         start: i64::MIN,
         end: i64::MAX,
     };
 
     /// Whether `[start, end)` can hold rows within the bounds.
-    fn overlaps(&self, start: i64, end: i64) -> bool {
+    pub(crate) fn overlaps(&self, start: i64, end: i64) -> bool {
         start < self.end && end > self.start
     }
 
     /// Narrows the bounds by every filter that bounds `__time` by a constant; other filters
     /// change nothing (DataFusion applies all filters to the rows anyway).
     pub fn from_filters(filters: &[Expr]) -> TimeBounds {
-        let mut bounds = TimeBounds::ALL;
-        for filter in filters {
-            bounds.narrow(filter);
-        }
-        bounds
+        TimeBounds::narrowed(filters).0
     }
 
-    fn narrow(&mut self, filter: &Expr) {
+    /// The bounds of filters that each hold for exactly the rows within the bounds they set
+    /// (comparisons of `__time` itself with whole milliseconds); None when any filter holds
+    /// for other rows too, or for fewer.
+    pub(crate) fn exactly(filters: &[Expr]) -> Option<TimeBounds> {
+        let (bounds, exact) = TimeBounds::narrowed(filters);
+        exact.then_some(bounds)
+    }
+
+    /// The bounds of all the filters, and whether each holds for exactly the rows within.
+    fn narrowed(filters: &[Expr]) -> (TimeBounds, bool) {
+        let mut bounds = TimeBounds::ALL;
+        let mut exact = true;
+        // Every filter narrows the bounds, whether or not one before was exact.
+        for filter in filters {
+            exact &= bounds.narrow(filter);
+        }
+        (bounds, exact)
+    }
+
+    /// Whether a time lies within the bounds.
+    pub(crate) fn contains(&self, millis: i64) -> bool {
+        (self.start..self.end).contains(&millis)
+    }
+
+    /// Narrows the bounds by a filter; true when the filter holds for exactly the rows
+    /// within the bounds it set.
+    fn narrow(&mut self, filter: &Expr) -> bool {
         match filter {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 if *op == Operator::And {
-                    self.narrow(left);
-                    self.narrow(right);
-                    return;
+                    let left = self.narrow(left);
+                    return self.narrow(right) && left;
                 }
-                let (op, value) = match (is_time(left), is_time(right)) {
-                    (true, false) => (*op, millis_of(right)),
+                let (time, op, value) = match (is_time(left), is_time(right)) {
+                    (true, false) => (left, *op, right),
                     (false, true) => match op.swap() {
-                        Some(op) => (op, millis_of(left)),
-                        None => return,
+                        Some(op) => (right, op, left),
+                        None => return false,
                     },
-                    _ => return,
+                    _ => return false,
                 };
-                let Some(v) = value else { return };
+                let Some(v) = millis_of(value) else {
+                    return false;
+                };
                 match op {
                     Operator::Gt => self.start = self.start.max(v.saturating_add(1)),
                     Operator::GtEq => self.start = self.start.max(v),
@@ -99,15 +140,18 @@ impl TimeBounds {
                         self.start = self.start.max(v);
                         self.end = self.end.min(v.saturating_add(1));
                     }
-                    _ => {}
+                    _ => return false,
                 }
+                is_exact(time, value)
             }
             Expr::Between(between) if !between.negated && is_time(&between.expr) => {
-                if let (Some(low), Some(high)) = (millis_of(&between.low), millis_of(&between.high))
-                {
-                    self.start = self.start.max(low);
-                    self.end = self.end.min(high.saturating_add(1));
-                }
+                let (Some(low), Some(high)) = (millis_of(&between.low), millis_of(&between.high))
+                else {
+                    return false;
+                };
+                self.start = self.start.max(low);
+                self.end = self.end.min(high.saturating_add(1));
+                is_exact(&between.expr, &between.low) && is_exact(&between.expr, &between.high)
             }
             Expr::ScalarFunction(call)
                 if call.name() == "time_in_interval"
@@ -120,10 +164,24 @@ impl TimeBounds {
                     self.start = self.start.max(start);
                     self.end = self.end.min(end);
                 }
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
+}
+
+/// Whether comparing `time` with `value` is comparing `__time` itself with a time in whole
+/// milliseconds (no conversion of either side that could round).
+fn is_exact(time: &Expr, value: &Expr) -> bool {
+    let whole = match value {
+        Expr::Literal(ScalarValue::TimestampSecond(Some(_), _), _)
+        | Expr::Literal(ScalarValue::TimestampMillisecond(Some(_), _), _) => true,
+        Expr::Literal(ScalarValue::TimestampMicrosecond(Some(v), _), _) => v % 1000 == 0,
+        Expr::Literal(ScalarValue::TimestampNanosecond(Some(v), _), _) => v % 1_000_000 == 0,
+        _ => false,
+    };
+    whole && matches!(time, Expr::Column(c) if c.name == TIME_COLUMN)
 }
 
 fn is_time(expr: &Expr) -> bool {
@@ -186,12 +244,7 @@ impl TableProvider for DatasourceTable {
 
         // Published segments, and files running tasks persisted, within the bounds.
         let files: Vec<ScanFile> = self
-            .view
-            .segments
-            .iter()
-            .cloned()
-            .map(ScanFile::Published)
-            .chain(self.view.persisted.iter().cloned().map(ScanFile::Persisted))
+            .files()
             .filter(|file| {
                 let segment = file.segment();
                 bounds.overlaps(segment.start, segment.end) && segment.keys.may_hold(&constraints)

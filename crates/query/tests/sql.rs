@@ -315,7 +315,8 @@ mod against_a_straightforward_evaluation {
                 start: START + 2 * HOUR,
                 end: START + 3 * HOUR,
                 schema: schema(),
-                batch: batch(&hour(2)),
+                // A task's rows in memory come in no particular order.
+                batch: batch(&hour(2).into_iter().rev().collect::<Vec<_>>()),
             }],
         }
     }
@@ -365,7 +366,74 @@ mod against_a_straightforward_evaluation {
             .filter(|r| r.time >= from && r.time < to)
             .count();
         let views = || rows.iter().filter_map(|r| r.views);
+        // Buckets a file's time chunk spans (a quarter hour; hours from the half hour) and
+        // one that holds every chunk (a day), counted by TIME_FLOOR's rule worked out here.
+        // Rows counted by bucket, as `TIME_FLOOR(__time, period[, origin])` puts them (buckets
+        // of `size` from `offset` past START), of the rows `filter` keeps (as `condition`).
+        let series = |period: &str,
+                      origin: &str,
+                      size: i64,
+                      offset: i64,
+                      condition: &str,
+                      filter: &dyn Fn(i64) -> bool| {
+            let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+            for row in rows.iter().filter(|r| filter(r.time)) {
+                let floor = row.time - (row.time - START - offset).rem_euclid(size);
+                *counts.entry(floor).or_default() += 1;
+            }
+            (
+                format!(
+                    "SELECT TIME_FLOOR(__time, '{period}'{origin}) AS b, COUNT(*) AS n, COUNT(1) AS m FROM posts {condition} GROUP BY 1 ORDER BY 1"
+                ),
+                counts
+                    .iter()
+                    .map(|(b, n)| {
+                        vec![
+                            Value::from(format_iso(*b)),
+                            Value::from(*n),
+                            Value::from(*n),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let all = |_: i64| true;
+        // Bounds within files, and bounds that hold files whole, in several forms.
+        let (first, last) = (format_iso(from), format_iso(to));
+        let within_from_to = move |t: i64| (from..to).contains(&t);
+        let bounded = [
+            format!("WHERE __time >= '{first}' AND __time < '{last}'"),
+            format!(
+                "WHERE __time >= TIMESTAMP '{}' AND __time < TIME_PARSE('{last}')",
+                first.trim_end_matches('Z').replace('T', " ")
+            ),
+            format!(
+                "WHERE __time BETWEEN '{first}' AND MILLIS_TO_TIMESTAMP({})",
+                to - 1
+            ),
+        ];
+        let whole_hours = |t: i64| (START + HOUR..=START + 3 * HOUR).contains(&t);
+        let half_past = format!(
+            ", TIMESTAMP '{}'",
+            format_iso(START + HOUR / 2)
+                .trim_end_matches('Z')
+                .replace('T', " ")
+        );
         vec![
+            series("PT15M", "", HOUR / 4, 0, "", &all),
+            series("PT1H", &half_past, HOUR, HOUR / 2, "", &all),
+            series("P1D", "", 24 * HOUR, 0, "", &all),
+            series("PT1H", "", HOUR, 0, &bounded[0], &within_from_to),
+            series("PT15M", "", HOUR / 4, 0, &bounded[1], &within_from_to),
+            series("P1D", "", 24 * HOUR, 0, &bounded[2], &within_from_to),
+            series(
+                "PT1H",
+                "",
+                HOUR,
+                0,
+                &format!("WHERE __time > '{}' AND __time <= '{}'", format_iso(START + HOUR - 1), format_iso(START + 3 * HOUR)),
+                &whole_hours,
+            ),
             (
                 "SELECT COUNT(*) FROM posts".into(),
                 vec![vec![Value::from(rows.len())]],
@@ -437,6 +505,64 @@ mod against_a_straightforward_evaluation {
                 }
             }
         }
+    }
+
+    /// Counting rows by `TIME_FLOOR` reads the segments' row counts and times, not their rows;
+    /// any other aggregate, or a filter, plans the scan.
+    #[tokio::test]
+    async fn row_counts_by_time_floor_skip_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = generated(1_000);
+        let engine = SqlEngine::new(Arc::new(OneDatasource("posts", view(dir.path(), &rows))));
+        let plan = |sql: String| {
+            let engine = &engine;
+            async move {
+                let output = engine
+                    .query(&format!("EXPLAIN PLAN FOR {sql}"), vec![])
+                    .await;
+                let rows = object_rows(&output.unwrap_or_else(|e| panic!("{sql}: {e}")));
+                rows[0]["PLAN"].as_str().unwrap().to_string()
+            }
+        };
+        let counted = [
+            "SELECT TIME_FLOOR(__time, 'PT1H') AS h, COUNT(*) AS n FROM posts GROUP BY 1 ORDER BY 1",
+            "SELECT FLOOR(__time TO DAY), COUNT(*), COUNT(1) FROM posts GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H', TIMESTAMP '2025-01-01 00:30:00', 'UTC'), COUNT(*) FROM posts GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(*) FROM posts WHERE __time >= '2025-01-01T00:30:00Z' AND __time < TIMESTAMP '2025-01-01 02:00:00' GROUP BY 1",
+            // The buckets alone (DataFusion plans the distinct count as a grouping without
+            // aggregates under one that counts the groups).
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(DISTINCT 1) FROM posts GROUP BY 1",
+        ];
+        for sql in counted {
+            let plan = plan(sql.to_string()).await;
+            assert!(
+                !plan.contains("SegmentScan") && plan.contains("StreamingTableExec"),
+                "{sql}: {plan}"
+            );
+        }
+        let scanned = [
+            "SELECT TIME_FLOOR(__time, 'PT1H'), SUM(1) FROM posts GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(username) FROM posts GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(*) FROM posts WHERE username = 'mia' GROUP BY 1",
+            "SELECT TIME_CEIL(__time, 'PT1H'), COUNT(*) FROM posts GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(*) FROM posts WHERE __time >= '2025-01-01T00:30:00Z' OR username = 'mia' GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(*) FROM posts WHERE __time >= '2025-01-01T00:30:00Z' AND username = 'mia' GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(*) FROM posts WHERE CAST(__time AS DATE) = DATE '2025-01-01' GROUP BY 1",
+            "SELECT TIME_FLOOR(__time, 'PT1H'), username, COUNT(*) FROM posts GROUP BY 1, 2",
+        ];
+        for sql in scanned {
+            let plan = plan(sql.to_string()).await;
+            assert!(plan.contains("SegmentScan"), "{sql}: {plan}");
+        }
+        // A zone the function refuses is refused as before.
+        let refused = engine
+            .query(
+                "SELECT TIME_FLOOR(__time, 'PT1H', NULL, 'Europe/Paris'), COUNT(*) FROM posts GROUP BY 1",
+                vec![],
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("Europe/Paris"), "{refused}");
     }
 }
 

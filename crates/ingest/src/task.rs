@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use millrace_catalog::{OffsetAdvance, PartitionOffsets, PublishOutcome};
 use millrace_log::{Log, StoredRecord};
 use millrace_segments::index::ChunkIndex;
-use millrace_segments::input::{MemberReader, RecordMeta, RowReader};
+use millrace_segments::input::{Member, MemberReader, RecordMeta, RowReader, recycle};
 use millrace_segments::spec::SupervisorSpec;
 use millrace_segments::time::bucket;
 use millrace_segments::transform::{Outcome, RowTransformer};
@@ -193,13 +193,15 @@ struct RowPipeline {
     records: Records,
     transformer: RowTransformer,
     spec: Arc<SupervisorSpec>,
+    /// The vector each record's members are read into, kept (empty) between records.
+    spare_members: Vec<Member<'static>>,
 }
 
 impl RowPipeline {
     /// Ingests one record into the indexes, counting what became of it; an unparseable
     /// record's reason is returned. `now` (epoch ms) anchors the rejection windows.
     fn ingest(
-        &self,
+        &mut self,
         topic: &str,
         record: &StoredRecord,
         now: i64,
@@ -224,10 +226,15 @@ impl RowPipeline {
             headers: &headers,
         };
         let read = match &self.records {
-            Records::Members(reader) => reader.read(value, &meta).map(|members| {
-                let outcome = self.transformer.apply_members(members, now);
-                self.place(outcome, indexes, counts)
-            }),
+            Records::Members(reader) => {
+                let mut members = recycle(std::mem::take(&mut self.spare_members));
+                let read = reader.read_into(value, &meta, &mut members).map(|()| {
+                    let outcome = self.transformer.apply_members(&mut members, now);
+                    self.place(outcome, indexes, counts)
+                });
+                self.spare_members = recycle(members);
+                read
+            }
             Records::Rows(reader) => reader.read(value, &meta).map(|rows| {
                 let mut failure = None;
                 for row in rows {
@@ -342,7 +349,7 @@ fn run(
     indexes: &TaskIndexes,
 ) -> TaskEnd {
     let spec = &plan.spec.spec;
-    let pipeline = match (
+    let mut pipeline = match (
         RowReader::new(&spec.io_config.input_format),
         RowTransformer::new(&spec.data_schema, &spec.io_config),
     ) {
@@ -357,6 +364,7 @@ fn run(
                 records,
                 transformer,
                 spec: plan.spec.clone(),
+                spare_members: Vec::new(),
             }
         }
         (Err(e), _) => return TaskEnd::Failed(format!("spec.ioConfig.inputFormat: {e}")),

@@ -311,7 +311,7 @@ impl RowTransformer {
     ///
     /// # Panics
     /// When the transformer has no member reader (its rows need other columns).
-    pub fn apply_members<'a>(&self, mut members: Vec<Member<'a>>, now: i64) -> Outcome<'a> {
+    pub fn apply_members<'a>(&self, members: &mut [Member<'a>], now: i64) -> Outcome<'a> {
         let layout = self
             .members
             .as_ref()
@@ -786,9 +786,9 @@ mod tests {
             let reader = t.member_reader(&json_format()).expect("plain metrics");
             for record in &records {
                 let text = record.to_string();
-                let members = reader.read(text.as_bytes(), &NO_META).unwrap();
+                let mut members = reader.read(text.as_bytes(), &NO_META).unwrap();
                 let outcome = t.apply(row(record.clone()), NOW);
-                assert_eq!(t.apply_members(members, NOW), outcome, "{text}");
+                assert_eq!(t.apply_members(&mut members, NOW), outcome, "{text}");
                 seen.push(std::mem::discriminant(&outcome));
             }
         }

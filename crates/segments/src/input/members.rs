@@ -19,6 +19,14 @@ pub struct MemberReader {
     flat: bool,
 }
 
+/// An emptied vector of members, for records that live another while: the same allocation,
+/// so a reader of many records allocates once. (Collecting a vector's items into a vector
+/// of items of the same size reuses its memory; with no items, nothing is converted.)
+pub fn recycle<'b>(mut values: Vec<Member<'_>>) -> Vec<Member<'b>> {
+    values.clear();
+    values.into_iter().map(|_| Member::Null).collect()
+}
+
 impl MemberReader {
     /// A reader of these members, when the format reads records as plain JSON objects (json
     /// without flattenSpec fields, discovering columns, alone or as the value of the kafka
@@ -68,7 +76,20 @@ impl MemberReader {
         record: &'a [u8],
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
-        self.read_with(record, meta, self.flat)
+        let mut values = Vec::new();
+        self.read_with(record, meta, self.flat, &mut values)?;
+        Ok(values)
+    }
+
+    /// [`MemberReader::read`] into `values` (whatever it held is replaced), so a caller
+    /// reading many records reuses one vector instead of allocating one per record.
+    pub fn read_into<'a>(
+        &self,
+        record: &'a [u8],
+        meta: &RecordMeta<'a>,
+        values: &mut Vec<Member<'a>>,
+    ) -> Result<(), ParseError> {
+        self.read_with(record, meta, self.flat, values)
     }
 
     /// [`MemberReader::read`] by serde alone: what the flat reader must agree with.
@@ -77,7 +98,9 @@ impl MemberReader {
         record: &'a [u8],
         meta: &RecordMeta<'a>,
     ) -> Result<Vec<Member<'a>>, ParseError> {
-        self.read_with(record, meta, false)
+        let mut values = Vec::new();
+        self.read_with(record, meta, false, &mut values)?;
+        Ok(values)
     }
 
     /// The members, tried flat first when `flat` says so.
@@ -86,19 +109,21 @@ impl MemberReader {
         record: &'a [u8],
         meta: &RecordMeta<'a>,
         flat: bool,
-    ) -> Result<Vec<Member<'a>>, ParseError> {
-        let mut values = vec![Member::Null; self.names.len()];
-        if !flat || read_flat(record, &self.names, &mut values).is_none() {
+        values: &mut Vec<Member<'a>>,
+    ) -> Result<(), ParseError> {
+        values.clear();
+        values.resize(self.names.len(), Member::Null);
+        if !flat || read_flat(record, &self.names, values).is_none() {
             // A flat read given up on may have set some.
             values.fill(Member::Null);
             let named = Members::Named {
                 names: &self.names,
-                values: &mut values,
+                values,
             };
             parse_object(record, named)?;
         }
-        self.set_from_record(&mut values, meta);
-        Ok(values)
+        self.set_from_record(values, meta);
+        Ok(())
     }
 
     /// Sets the members the kafka format takes from the record's metadata.
@@ -119,6 +144,19 @@ mod tests {
 
     use super::*;
     use crate::input::tests::{META, reader};
+
+    #[test]
+    fn recycled_members_keep_their_memory() {
+        let text = String::from("borrowed");
+        let values = vec![Member::Text(Cow::Borrowed(&text)); 8];
+        let (capacity, memory) = (values.capacity(), values.as_ptr() as usize);
+        let recycled: Vec<Member<'static>> = recycle(values);
+        assert!(recycled.is_empty());
+        assert_eq!(
+            (recycled.capacity(), recycled.as_ptr() as usize),
+            (capacity, memory)
+        );
+    }
 
     /// Flat records, each a shape the flat reader reads itself.
     const FLAT: [&[u8]; 7] = [

@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 
 pub use json::Member;
 use json::{Members, parse_object};
-pub use members::MemberReader;
+pub use members::{MemberReader, recycle};
 
 use crate::expr::{Columns, ExprValue};
 use crate::spec::{DelimitedFormat, FlattenType, InputFormat};

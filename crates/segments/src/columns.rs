@@ -277,27 +277,53 @@ fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<
     // Time and the first dimension's key order most rows: sorted first as (time, key, row),
     // which sit together in memory, rather than as row numbers that each comparison looks
     // up. The row number last keeps rows of equal keys in the order they came.
-    let first_keys = keys.get(1).and_then(|column| order_keys(column.as_ref()));
+    let first_keys = keys
+        .get(1)
+        .and_then(|column| OrderKeys::of(column.as_ref()));
     let mut order: Vec<(i64, u64, u32)> = (0..batch.num_rows())
         .map(|row| {
-            let key = first_keys.as_ref().map_or(0, |keys| keys[row]);
+            let key = first_keys.as_ref().map_or(0, |keys| keys.keys[row]);
             (times[row], key, row as u32)
         })
         .collect();
     order.sort_unstable();
     if !dimensions.is_empty() {
-        // Rows whose time and key are equal may still differ: in the dimensions' order.
+        // Rows whose time and key are equal may still differ: in the dimensions' order, from
+        // dimension `from` on (those before are equal), then as they came.
+        let compare_from = |from: usize, a: u32, b: u32| {
+            let (a, b) = (a as usize, b as usize);
+            dimensions[from..]
+                .iter()
+                .map(|compare| compare(a, b))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+                .then(a.cmp(&b))
+        };
+        let second_keys = keys
+            .get(2)
+            .and_then(|column| OrderKeys::of(column.as_ref()));
         for equal_keys in order.chunk_by_mut(|a, b| (a.0, a.1) == (b.0, b.1)) {
-            if equal_keys.len() > 1 {
-                equal_keys.sort_unstable_by(|&(_, _, a), &(_, _, b)| {
-                    let (a, b) = (a as usize, b as usize);
-                    dimensions
-                        .iter()
-                        .map(|compare| compare(a, b))
-                        .find(|o| o.is_ne())
-                        .unwrap_or(Ordering::Equal)
-                        .then(a.cmp(&b))
-                });
+            if equal_keys.len() < 2 {
+                continue;
+            }
+            let first_equal = first_keys
+                .as_ref()
+                .is_some_and(|keys| keys.exact(equal_keys[0].1));
+            match &second_keys {
+                // The first dimension's values are equal (its key is the value): the second
+                // dimension's keys order the rows, its column only where they tie.
+                Some(second) if first_equal => {
+                    for entry in equal_keys.iter_mut() {
+                        entry.1 = second.keys[entry.2 as usize];
+                    }
+                    equal_keys.sort_unstable_by(|a, b| {
+                        a.1.cmp(&b.1).then_with(|| {
+                            compare_from(if second.exact(a.1) { 2 } else { 1 }, a.2, b.2)
+                        })
+                    });
+                }
+                _ => equal_keys
+                    .sort_unstable_by(|a, b| compare_from(usize::from(first_equal), a.2, b.2)),
             }
         }
     }
@@ -309,48 +335,68 @@ fn sort_order(schema: &SegmentSchema, batch: &RecordBatch) -> Result<Option<Vec<
 }
 
 /// Keys in the order [`sort_batch`] puts a dimension's values (nulls first): a key below
-/// another is a value before the other's, equal keys may be any values (nulls, text with
-/// the same first eight bytes, and the like), which the column then compares. None for
-/// columns of other types.
-fn order_keys(column: &dyn Array) -> Option<Vec<u64>> {
-    let mut keys: Vec<u64> = if let Some(text) = column.as_string_opt::<i32>() {
-        (0..text.len())
-            .map(|row| {
-                let bytes = text.value(row).as_bytes();
-                let mut prefix = [0; 8];
-                let length = bytes.len().min(8);
-                prefix[..length].copy_from_slice(&bytes[..length]);
-                u64::from_be_bytes(prefix)
-            })
-            .collect()
-    } else if let Some(longs) = column.as_primitive_opt::<Int64Type>() {
-        longs
-            .values()
-            .iter()
-            .map(|&v| v as u64 ^ (1 << 63))
-            .collect()
-    } else if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
-        // f64::total_cmp's order, which the column's comparator keeps.
-        let key = |bits: u64| {
-            if bits >> 63 == 1 {
-                !bits
-            } else {
-                bits | (1 << 63)
-            }
+/// another is a value before the other's; rows of equal keys hold equal values where the key
+/// is exact, and otherwise may differ (text with the same first seven bytes, a null and the
+/// least long), which the column then compares.
+struct OrderKeys {
+    keys: Vec<u64>,
+    /// Whether text keys were made (their exactness is told by their last byte).
+    text: bool,
+}
+
+impl OrderKeys {
+    /// The keys of a text, long or double column; None for columns of other types.
+    fn of(column: &dyn Array) -> Option<OrderKeys> {
+        let mut keys: Vec<u64> = if let Some(text) = column.as_string_opt::<i32>() {
+            // The first seven bytes (zeros after a shorter text), then the length plus one,
+            // at most 9: a shorter text that the longer one starts with comes first, and text
+            // of up to seven bytes is told whole by its key.
+            (0..text.len())
+                .map(|row| {
+                    let bytes = text.value(row).as_bytes();
+                    let mut key = [0; 8];
+                    let length = bytes.len().min(7);
+                    key[..length].copy_from_slice(&bytes[..length]);
+                    key[7] = bytes.len().min(8) as u8 + 1;
+                    u64::from_be_bytes(key)
+                })
+                .collect()
+        } else if let Some(longs) = column.as_primitive_opt::<Int64Type>() {
+            longs
+                .values()
+                .iter()
+                .map(|&v| v as u64 ^ (1 << 63))
+                .collect()
+        } else if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
+            // f64::total_cmp's order, which the column's comparator keeps.
+            let key = |bits: u64| {
+                if bits >> 63 == 1 {
+                    !bits
+                } else {
+                    bits | (1 << 63)
+                }
+            };
+            doubles.values().iter().map(|v| key(v.to_bits())).collect()
+        } else {
+            return None;
         };
-        doubles.values().iter().map(|v| key(v.to_bits())).collect()
-    } else {
-        return None;
-    };
-    // Nulls are key 0, which no value is below.
-    if let Some(nulls) = column.nulls() {
-        for (key, valid) in keys.iter_mut().zip(nulls.iter()) {
-            if !valid {
-                *key = 0;
+        // Nulls are key 0, which no value is below.
+        if let Some(nulls) = column.nulls() {
+            for (key, valid) in keys.iter_mut().zip(nulls.iter()) {
+                if !valid {
+                    *key = 0;
+                }
             }
         }
+        let text = column.as_string_opt::<i32>().is_some();
+        Some(OrderKeys { keys, text })
     }
-    Some(keys)
+
+    /// Whether every row with this key holds the same value (or null): text of up to seven
+    /// bytes, nulls of text, and any number but the one that shares key 0 with null.
+    fn exact(&self, key: u64) -> bool {
+        if self.text { key & 0xff != 9 } else { key != 0 }
+    }
 }
 
 /// Reads a Parquet file written by [`write_parquet`] back as batches.
@@ -568,11 +614,20 @@ mod tests {
     /// Many rows of few times, users and views sort as a plain stable sort of their keys does.
     #[test]
     fn sorting_agrees_with_a_stable_sort_of_the_keys() {
-        // Users alike in their first eight bytes, and the empty one.
-        let users = ["mia", "leonardo_b", "", "leonardo_a", "leonardo", "gus"];
+        // Users alike in their first seven or eight bytes (keys tell only up to seven), short
+        // ones (their keys tell them whole, so views order their rows), and the empty one.
+        let users = [
+            "mia",
+            "leonardo_b",
+            "",
+            "leonardo_a",
+            "leonardo",
+            "gus",
+            "leonard",
+        ];
         let mut keys: Vec<(i64, Option<&str>, i64, f64)> = (0..5_000_i64)
             .map(|i| {
-                let user = users[(i * 13 % 6) as usize];
+                let user = users[(i * 13 % 7) as usize];
                 (
                     i * 7_919 % 37,
                     (i % 7 != 0).then_some(user),
@@ -634,10 +689,21 @@ mod tests {
                 },
             )
             .unwrap();
-            let keys = order_keys(column.as_ref()).unwrap();
+            let keys = OrderKeys::of(column.as_ref()).unwrap();
             for row in 1..column.len() {
                 assert!(compare(row - 1, row).is_le(), "{column:?} sorted at {row}");
-                assert!(keys[row - 1] <= keys[row], "{column:?} keys at {row}");
+                assert!(
+                    keys.keys[row - 1] <= keys.keys[row],
+                    "{column:?} keys at {row}"
+                );
+            }
+            // Equal exact keys are equal values.
+            for a in 0..column.len() {
+                for b in 0..column.len() {
+                    if keys.keys[a] == keys.keys[b] && keys.exact(keys.keys[a]) {
+                        assert!(compare(a, b).is_eq(), "{column:?} rows {a} and {b}");
+                    }
+                }
             }
         }
     }

@@ -130,7 +130,7 @@ fn counted_buckets(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
 
 /// The granularity of `TIME_FLOOR(__time, period[, origin[, zone]])` with constant arguments.
 fn time_floor_granularity(expr: &Expr) -> Option<Granularity> {
-    let Expr::ScalarFunction(call) = expr.clone().unalias() else {
+    let Expr::ScalarFunction(call) = unaliased(expr) else {
         return None;
     };
     let (time, constants) = call.args.split_first()?;
@@ -147,9 +147,17 @@ fn time_floor_granularity(expr: &Expr) -> Option<Granularity> {
     floor_granularity(call.func.as_ref(), &constants)
 }
 
+/// An expression without its alias (looked at where it is, not copied).
+fn unaliased(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unaliased(&alias.expr),
+        expr => expr,
+    }
+}
+
 /// Whether an aggregate is `COUNT(*)` (or `COUNT` of any constant that is not null).
 fn counts_rows(expr: &Expr) -> bool {
-    let Expr::AggregateFunction(AggregateFunction { func, params }) = expr.clone().unalias() else {
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = unaliased(expr) else {
         return false;
     };
     func.inner().is::<Count>()

@@ -250,15 +250,19 @@ enum CountSource {
 }
 
 impl CountSource {
-    /// The time chunk its rows lie in, and how many rows it holds.
-    fn interval_and_rows(&self) -> (i64, i64, usize) {
+    /// The time chunk its rows lie in (stored times are kept within their chunk: see
+    /// `millrace_segments::time::stored_time`), and how many rows it holds.
+    fn interval_and_rows(&self) -> (i64, i64, i64) {
         match self {
             CountSource::File(file) => {
                 let segment = file.segment();
-                let rows = usize::try_from(segment.num_rows).unwrap_or(usize::MAX);
+                let rows = i64::try_from(segment.num_rows).unwrap_or(i64::MAX);
                 (segment.start, segment.end, rows)
             }
-            CountSource::Chunk(chunk) => (chunk.start, chunk.end, chunk.batch.num_rows()),
+            CountSource::Chunk(chunk) => {
+                let rows = i64::try_from(chunk.batch.num_rows()).unwrap_or(i64::MAX);
+                (chunk.start, chunk.end, rows)
+            }
         }
     }
 
@@ -330,7 +334,7 @@ fn count_source(
     let (first, first_end) = bucket(start, granularity);
     let whole = bounds.is_none_or(|b| b.start <= start && end <= b.end);
     if whole && end.saturating_sub(1) < first_end {
-        *counts.entry(Some(first)).or_default() += rows as i64;
+        *counts.entry(Some(first)).or_default() += rows;
         return Ok(());
     }
     let times = cast(&source.times(cache)?, &timestamp_type())?;

@@ -71,7 +71,7 @@ pub struct TimeBounds {
 }
 
 impl TimeBounds {
-    pub(crate) const ALL: TimeBounds = TimeBounds {
+    const ALL: TimeBounds = TimeBounds {
         start: i64::MIN,
         end: i64::MAX,
     };

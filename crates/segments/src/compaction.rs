@@ -21,7 +21,7 @@ use crate::expr::{Columns, ExprValue};
 use crate::filter::RowFilter;
 use crate::rollup::MetricKind;
 use crate::spec::{DimensionType, Granularity};
-use crate::time::bucket;
+use crate::time::stored_time;
 
 /// How one output metric is computed from the input rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,9 +129,14 @@ impl RowShape {
         }
     }
 
-    /// The rows of one time chunk, from its input segments' batches (of any columns), in
-    /// time order; returns them with how many input rows were read.
-    pub fn rows(&self, inputs: &[RecordBatch]) -> Result<(RecordBatch, usize), ArrowError> {
+    /// The rows of the time chunk starting at `chunk_start`, from its input segments'
+    /// batches (of any columns), in time order; returns them with how many input rows were
+    /// read.
+    pub fn rows(
+        &self,
+        inputs: &[RecordBatch],
+        chunk_start: i64,
+    ) -> Result<(RecordBatch, usize), ArrowError> {
         // Every input column, the first type met winning (as the datasource's schema does).
         let mut fields: Vec<arrow::datatypes::FieldRef> =
             SegmentSchema::default().arrow().fields().to_vec();
@@ -155,16 +160,16 @@ impl RowShape {
                 .collect();
             all = filter_record_batch(&all, &keep)?;
         }
-        Ok((self.shape(&all)?, read))
+        Ok((self.shape(&all, chunk_start)?, read))
     }
 
     /// Rows (filtered) in the output's columns, truncated and rolled up, in time order.
-    fn shape(&self, all: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    fn shape(&self, all: &RecordBatch, chunk_start: i64) -> Result<RecordBatch, ArrowError> {
         let output = self.schema().arrow();
         let times = all.column(0).as_primitive::<TimestampMillisecondType>();
         let truncated: TimestampMillisecondArray = times
             .iter()
-            .map(|t| t.map(|t| bucket(t, &self.query_granularity).0))
+            .map(|t| t.map(|t| stored_time(t, &self.query_granularity, chunk_start)))
             .collect::<TimestampMillisecondArray>()
             .with_timezone("UTC");
         let dimensions: Vec<ArrayRef> = self
@@ -368,7 +373,7 @@ mod tests {
     fn rollup_combines_equal_rows_across_segments_summing_counts() {
         let a = segment(&[(1_000, "mia", 2), (61_000, "gus", 1)]);
         let b = segment(&[(2_000, "mia", 3), (3_000, "gus", 1)]);
-        let (rows, read) = shape(true, true).rows(&[a.clone(), b.clone()]).unwrap();
+        let (rows, read) = shape(true, true).rows(&[a.clone(), b.clone()], 0).unwrap();
         assert_eq!(read, 4);
         let users: Vec<&str> = rows.column(1).as_string::<i32>().iter().flatten().collect();
         let counts: Vec<i64> = rows.column(2).as_primitive::<Int64Type>().values().to_vec();
@@ -381,7 +386,7 @@ mod tests {
         assert_eq!(counts, vec![1, 5, 1]);
         assert_eq!(times, vec![0, 0, 60_000]);
 
-        let (kept, _) = shape(false, false).rows(&[a, b]).unwrap();
+        let (kept, _) = shape(false, false).rows(&[a, b], 0).unwrap();
         assert_eq!(kept.num_rows(), 4, "without rollup every row stays");
         let counts: Vec<i64> = kept.column(2).as_primitive::<Int64Type>().values().to_vec();
         assert_eq!(counts.iter().sum::<i64>(), 7);
@@ -405,7 +410,7 @@ mod tests {
             .dimensions
             .push(("region".into(), DimensionType::String));
         let (rows, read) = shape
-            .rows(&[segment(&[(1, "mia", 1), (2, "gus", 1)])])
+            .rows(&[segment(&[(1, "mia", 1), (2, "gus", 1)])], 0)
             .unwrap();
         assert_eq!((rows.num_rows(), read), (1, 2));
         assert!(rows.column(2).is_null(0));
@@ -417,7 +422,7 @@ mod tests {
             segment(&[(5, "b", 1), (5, "a", 2), (1, "z", 3)]),
             segment(&[(3, "q", 4)]),
         ];
-        let (rows, _) = shape(false, false).rows(&inputs).unwrap();
+        let (rows, _) = shape(false, false).rows(&inputs, 0).unwrap();
         let counts = |batch: &RecordBatch| -> Vec<i64> {
             batch
                 .column(2)

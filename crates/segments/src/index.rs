@@ -76,7 +76,7 @@ impl ChunkIndex {
             start,
             end,
             positions: HashMap::new(),
-            rows: MemoryRows::new(data_schema, &schema),
+            rows: MemoryRows::new(data_schema, &schema, start),
             schema,
             snapshot: None,
             persisted: Vec::new(),

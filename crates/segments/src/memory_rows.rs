@@ -11,7 +11,7 @@ use arrow::error::ArrowError;
 use crate::columns::{Builder, SegmentSchema, to_batch};
 use crate::rollup::{Accumulator, MetricKind, RolledRow};
 use crate::spec::{DataSchema, Granularity};
-use crate::time::bucket;
+use crate::time::stored_time;
 use crate::transform::{DimValue, IngestRow};
 
 /// Rows in memory, kept as the spec's rollup setting needs.
@@ -24,19 +24,19 @@ pub enum MemoryRows {
 }
 
 impl MemoryRows {
-    /// No rows yet, for a datasource's schema and the columns of its segments.
-    pub fn new(data_schema: &DataSchema, schema: &SegmentSchema) -> MemoryRows {
+    /// No rows yet, for a datasource's schema and the columns of its segments, in a time
+    /// chunk starting at `chunk_start`.
+    pub fn new(data_schema: &DataSchema, schema: &SegmentSchema, chunk_start: i64) -> MemoryRows {
         let granularity = &data_schema.granularity_spec;
+        let query_granularity = granularity.query_granularity.clone();
         if granularity.rollup {
             MemoryRows::Rolled(Accumulator::new(
                 &data_schema.metrics_spec,
-                granularity.query_granularity.clone(),
+                query_granularity,
+                chunk_start,
             ))
         } else {
-            MemoryRows::Columns(ColumnRows::new(
-                schema,
-                granularity.query_granularity.clone(),
-            ))
+            MemoryRows::Columns(ColumnRows::new(schema, query_granularity, chunk_start))
         }
     }
 
@@ -83,7 +83,8 @@ impl MemoryRows {
 pub struct ColumnRows {
     kinds: Vec<MetricKind>,
     query_granularity: Granularity,
-    /// Each row's time truncated to the query granularity.
+    chunk_start: i64,
+    /// Each row's stored time (see [`stored_time`]).
     times: Vec<i64>,
     /// One per dimension of the schema when the last row came.
     dimensions: Vec<Builder>,
@@ -96,11 +97,12 @@ pub struct ColumnRows {
 }
 
 impl ColumnRows {
-    fn new(schema: &SegmentSchema, query_granularity: Granularity) -> ColumnRows {
+    fn new(schema: &SegmentSchema, query_granularity: Granularity, chunk_start: i64) -> ColumnRows {
         let fields = schema.arrow();
         ColumnRows {
             kinds: schema.metrics.iter().map(|(_, kind)| *kind).collect(),
             query_granularity,
+            chunk_start,
             times: Vec::new(),
             dimensions: Vec::new(),
             metrics: fields.fields()[1 + schema.dimensions.len()..]
@@ -135,7 +137,8 @@ impl ColumnRows {
             value.add(*kind, row.time, input);
             builder.push_metric(&value.finish());
         }
-        self.times.push(bucket(row.time, &self.query_granularity).0);
+        let time = stored_time(row.time, &self.query_granularity, self.chunk_start);
+        self.times.push(time);
     }
 
     /// Builders for the dimensions the schema gained, holding nulls for the rows that came
@@ -183,6 +186,8 @@ impl ColumnRows {
 mod tests {
     use arrow::array::{Array, AsArray};
     use serde_json::json;
+
+    use arrow::datatypes::TimestampMillisecondType;
 
     use super::*;
     use crate::expr::ExprValue;
@@ -284,7 +289,7 @@ mod tests {
             &data_schema,
             &[("user", DimensionType::String), ("n", DimensionType::Long)],
         );
-        let mut columns = MemoryRows::new(&data_schema, &schema);
+        let mut columns = MemoryRows::new(&data_schema, &schema, 0);
         assert!(matches!(columns, MemoryRows::Columns(_)));
         for row in rows() {
             columns.add(row, &schema);
@@ -303,11 +308,35 @@ mod tests {
         );
     }
 
+    /// A week that began in the month before keeps the month's rows at its start, with
+    /// rollup and without (as Druid keeps a row's time within its segment's interval).
+    #[test]
+    fn stored_times_stay_within_their_chunk() {
+        let march = crate::time::parse_iso("2025-03-01T00:00:00Z").unwrap();
+        for rollup in [false, true] {
+            let mut data_schema = data_schema();
+            data_schema.granularity_spec.query_granularity = Granularity::named("week").unwrap();
+            data_schema.granularity_spec.rollup = rollup;
+            let schema = segment_schema(
+                &data_schema,
+                &[("user", DimensionType::String), ("n", DimensionType::Long)],
+            );
+            let mut chunk = MemoryRows::new(&data_schema, &schema, march);
+            let mut row = rows().remove(0);
+            // Saturday 2025-03-01, 10:00; its week began on Monday 2025-02-24.
+            row.time = march + 10 * 3_600_000;
+            chunk.add(row, &schema);
+            let batch = chunk.batch(&schema, true).unwrap();
+            let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
+            assert_eq!(times.value(0), march, "rollup {rollup}");
+        }
+    }
+
     #[test]
     fn a_dimension_added_later_is_null_for_earlier_rows() {
         let data_schema = data_schema();
         let mut schema = segment_schema(&data_schema, &[("user", DimensionType::String)]);
-        let mut rows = MemoryRows::new(&data_schema, &schema);
+        let mut rows = MemoryRows::new(&data_schema, &schema, 0);
         let user_only = |time: i64, dimensions: Vec<DimValue<'static>>| IngestRow {
             time,
             dimensions,

@@ -8,7 +8,7 @@ use std::collections::hash_map::Entry;
 
 use crate::expr::ExprValue;
 use crate::spec::{Aggregator, Granularity};
-use crate::time::bucket;
+use crate::time::stored_time;
 use crate::transform::{DimValue, IngestRow};
 
 /// What a metric computes, and the type of its result (named as Druid's aggregator types).
@@ -211,15 +211,22 @@ enum KeyPart {
 pub struct Accumulator {
     kinds: Vec<MetricKind>,
     query_granularity: Granularity,
+    chunk_start: i64,
     rows: Vec<RolledRow>,
     index: HashMap<(i64, Vec<KeyPart>), usize>,
 }
 
 impl Accumulator {
-    pub fn new(metrics: &[Aggregator], query_granularity: Granularity) -> Accumulator {
+    /// No rows yet, for a time chunk starting at `chunk_start`.
+    pub fn new(
+        metrics: &[Aggregator],
+        query_granularity: Granularity,
+        chunk_start: i64,
+    ) -> Accumulator {
         Accumulator {
             kinds: metrics.iter().map(MetricKind::of).collect(),
             query_granularity,
+            chunk_start,
             rows: Vec::new(),
             index: HashMap::new(),
         }
@@ -227,7 +234,7 @@ impl Accumulator {
 
     /// Adds a row: rolled into an equal one, or stored as a new row.
     pub fn add(&mut self, row: IngestRow<'_>) {
-        let time = bucket(row.time, &self.query_granularity).0;
+        let time = stored_time(row.time, &self.query_granularity, self.chunk_start);
         // Trailing nulls are left out: a row stored before discovery added a dimension is
         // shorter, and equals a later row that is null there.
         let width = row
@@ -343,7 +350,7 @@ mod tests {
 
     #[test]
     fn rollup_combines_equal_truncated_rows() {
-        let mut acc = Accumulator::new(&metrics(), Granularity::named("minute").unwrap());
+        let mut acc = Accumulator::new(&metrics(), Granularity::named("minute").unwrap(), 0);
         acc.add(row(60_000 + 30, "mia", 5, 1.5, "b", false));
         acc.add(row(60_000 + 10, "mia", 7, 0.5, "a", true));
         acc.add(row(60_000 + 50, "gus", 1, 9.0, "c", false));
@@ -369,7 +376,7 @@ mod tests {
 
     #[test]
     fn null_inputs_count_but_do_not_sum() {
-        let mut acc = Accumulator::new(&metrics(), Granularity::None);
+        let mut acc = Accumulator::new(&metrics(), Granularity::None, 0);
         let mut r = row(1, "x", 0, 0.0, "t", false);
         r.metric_inputs[1] = Some(ExprValue::Null);
         r.metric_inputs[2] = Some(ExprValue::Null);

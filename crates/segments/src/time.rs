@@ -211,6 +211,14 @@ fn parse_pattern(text: &str, pattern: &str) -> Result<i64, String> {
         - offset_ms)
 }
 
+/// A row's stored time: its time truncated to the query granularity, but never before the
+/// start of its time chunk. Druid keeps a row's stored time within its segment's interval
+/// this way when the query granularity is coarser than the segment granularity or not
+/// aligned with it (weeks in months); queries rely on a chunk's rows lying within it.
+pub fn stored_time(millis: i64, query_granularity: &Granularity, chunk_start: i64) -> i64 {
+    bucket(millis, query_granularity).0.max(chunk_start)
+}
+
 /// The bucket `[start, end)` of a granularity that holds `millis`.
 pub fn bucket(millis: i64, granularity: &Granularity) -> (i64, i64) {
     match granularity {

@@ -307,7 +307,8 @@ impl RowTransformer {
     }
 
     /// Turns a record's members, read by [`RowTransformer::member_reader`]'s reader, into a
-    /// stored row: the row [`RowTransformer::apply`] makes of an input row holding them.
+    /// stored row: the row [`RowTransformer::apply`] makes of an input row holding them. The
+    /// dimensions' values move into the row, leaving nulls in `members`.
     ///
     /// # Panics
     /// When the transformer has no member reader (its rows need other columns).

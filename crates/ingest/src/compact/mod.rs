@@ -148,7 +148,9 @@ pub fn prepare(
         report.read_millis += started.elapsed().as_millis() as u64;
         let started = Instant::now();
         let batches = within(&batches, chunk.interval).map_err(|e| fail(&e))?;
-        let (rows, read) = shape.rows(&batches).map_err(|e| fail(&e))?;
+        let (rows, read) = shape
+            .rows(&batches, chunk.interval.0)
+            .map_err(|e| fail(&e))?;
         report.rows_read += read as u64;
         let dimension_names: Vec<String> =
             shape.dimensions.iter().map(|(n, _)| n.clone()).collect();

@@ -20,8 +20,10 @@ pub struct MemberReader {
 }
 
 /// An emptied vector of members, for records that live another while: the same allocation,
-/// so a reader of many records allocates once. (Collecting a vector's items into a vector
-/// of items of the same size reuses its memory; with no items, nothing is converted.)
+/// so a reader of many records allocates once. (The standard library collects a vector's
+/// items into a vector of items of the same size in its memory; it does not promise to, and
+/// `recycled_members_keep_their_memory` tells if it stops. With no items, nothing is
+/// converted.)
 pub fn recycle<'b>(mut values: Vec<Member<'_>>) -> Vec<Member<'b>> {
     values.clear();
     values.into_iter().map(|_| Member::Null).collect()

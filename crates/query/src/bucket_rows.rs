@@ -77,11 +77,21 @@ impl OptimizerRule for BucketRowsRule {
 /// The aggregate over bucket counts, when `aggregate` counts rows by `TIME_FLOOR(__time)` of a
 /// datasource read whole.
 fn counted_buckets(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
-    let (input, mut filters) = match aggregate.input.as_ref() {
-        LogicalPlan::Filter(filter) => (filter.input.as_ref(), vec![filter.predicate.clone()]),
-        input => (input, vec![]),
+    // The scan under filters and aliases (`FROM posts p`), the filters gathered.
+    let mut filters = Vec::new();
+    let mut input = aggregate.input.as_ref();
+    let scan = loop {
+        match input {
+            LogicalPlan::Filter(filter) => {
+                filters.push(filter.predicate.clone());
+                input = filter.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(alias) => input = alias.input.as_ref(),
+            LogicalPlan::TableScan(scan) => break scan,
+            _ => return Ok(None),
+        }
     };
-    let (LogicalPlan::TableScan(scan), [group]) = (input, aggregate.group_expr.as_slice()) else {
+    let [group] = aggregate.group_expr.as_slice() else {
         return Ok(None);
     };
     if scan.fetch.is_some() {

@@ -431,6 +431,14 @@ mod against_a_straightforward_evaluation {
                 "",
                 HOUR,
                 0,
+                &format!("p WHERE p.__time >= '{first}' AND p.__time < '{last}'"),
+                &within_from_to,
+            ),
+            series(
+                "PT1H",
+                "",
+                HOUR,
+                0,
                 &format!("WHERE __time > '{}' AND __time <= '{}'", format_iso(START + HOUR - 1), format_iso(START + 3 * HOUR)),
                 &whole_hours,
             ),
@@ -529,6 +537,7 @@ mod against_a_straightforward_evaluation {
             "SELECT FLOOR(__time TO DAY), COUNT(*), COUNT(1) FROM posts GROUP BY 1",
             "SELECT TIME_FLOOR(__time, 'PT1H', TIMESTAMP '2025-01-01 00:30:00', 'UTC'), COUNT(*) FROM posts GROUP BY 1",
             "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(*) FROM posts WHERE __time >= '2025-01-01T00:30:00Z' AND __time < TIMESTAMP '2025-01-01 02:00:00' GROUP BY 1",
+            "SELECT TIME_FLOOR(p.__time, 'PT1H'), COUNT(*) FROM posts p WHERE p.__time >= '2025-01-01T00:30:00Z' GROUP BY 1",
             // The buckets alone (DataFusion plans the distinct count as a grouping without
             // aggregates under one that counts the groups).
             "SELECT TIME_FLOOR(__time, 'PT1H'), COUNT(DISTINCT 1) FROM posts GROUP BY 1",

@@ -392,6 +392,29 @@ mod tests {
         assert_eq!(counts.iter().sum::<i64>(), 7);
     }
 
+    /// A chunk's rows keep within it when the query granularity reaches before its start (a
+    /// week that began in the month before, in month segments), rolled up or not.
+    #[test]
+    fn truncated_times_stay_within_their_chunk() {
+        let march = crate::time::parse_iso("2025-03-01T00:00:00Z").unwrap();
+        for rollup in [false, true] {
+            let mut shape = shape(rollup, false);
+            shape.query_granularity = Granularity::named("week").unwrap();
+            // Saturday 2025-03-01 and Monday 2025-03-03: weeks from 2025-02-24 and 03-03.
+            let rows = [
+                (march + 36_000_000, "mia", 1),
+                (march + 2 * 86_400_000, "gus", 1),
+            ];
+            let (rows, _) = shape.rows(&[segment(&rows)], march).unwrap();
+            let times = rows.column(0).as_primitive::<TimestampMillisecondType>();
+            assert_eq!(
+                times.values().to_vec(),
+                vec![march, march + 2 * 86_400_000],
+                "rollup {rollup}"
+            );
+        }
+    }
+
     #[test]
     fn a_filter_drops_rows_and_new_dimensions_are_null() {
         let mut shape = shape(false, false);

@@ -31,7 +31,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use millrace_segments::spec::Granularity;
-use millrace_segments::time::bucket;
+use millrace_segments::time::{Buckets, bucket, format_interval};
 use millrace_segments::transform::TIME_COLUMN;
 use millrace_segments::view::RealtimeChunk;
 
@@ -77,6 +77,16 @@ impl OptimizerRule for BucketRowsRule {
 /// The aggregate over bucket counts, when `aggregate` counts rows by `TIME_FLOOR(__time)` of a
 /// datasource read whole.
 fn counted_buckets(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
+    // The aggregate's shape first: it rules out most aggregates before anything is copied.
+    let [group] = aggregate.group_expr.as_slice() else {
+        return Ok(None);
+    };
+    let Some(granularity) = time_floor_granularity(group) else {
+        return Ok(None);
+    };
+    if !aggregate.aggr_expr.iter().all(counts_rows) {
+        return Ok(None);
+    }
     // The scan under filters and aliases (`FROM posts p`), the filters gathered.
     let mut filters = Vec::new();
     let mut input = aggregate.input.as_ref();
@@ -90,9 +100,6 @@ fn counted_buckets(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
             LogicalPlan::TableScan(scan) => break scan,
             _ => return Ok(None),
         }
-    };
-    let [group] = aggregate.group_expr.as_slice() else {
-        return Ok(None);
     };
     if scan.fetch.is_some() {
         return Ok(None);
@@ -110,15 +117,10 @@ fn counted_buckets(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     let Some(table) = provider.downcast_ref::<DatasourceTable>() else {
         return Ok(None);
     };
-    let Some(granularity) = time_floor_granularity(group) else {
-        return Ok(None);
-    };
-    if !aggregate.aggr_expr.iter().all(counts_rows) {
-        return Ok(None);
-    }
+    let files = table.files().map(CountSource::File);
+    let chunks = table.realtime().iter().cloned().map(CountSource::Chunk);
     let counts = BucketRowsTable {
-        files: table.files().collect(),
-        realtime: table.realtime().to_vec(),
+        sources: files.chain(chunks).collect(),
         granularity,
         bounds,
         cache: table.cache().clone(),
@@ -181,8 +183,7 @@ fn counts_rows(expr: &Expr) -> bool {
 /// time) and `rows`, one row per file and bucket it holds (the aggregate above sums them).
 #[derive(Debug)]
 pub struct BucketRowsTable {
-    files: Vec<ScanFile>,
-    realtime: Vec<RealtimeChunk>,
+    sources: Vec<CountSource>,
     granularity: Granularity,
     /// The rows counted, when a filter bounds them by time (None: all).
     bounds: Option<TimeBounds>,
@@ -214,13 +215,7 @@ impl TableProvider for BucketRowsTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Each partition counts every n-th file and chunk.
-        let sources: Vec<CountSource> = self
-            .files
-            .iter()
-            .cloned()
-            .map(CountSource::File)
-            .chain(self.realtime.iter().cloned().map(CountSource::Chunk))
-            .collect();
+        let sources = &self.sources;
         let partitions = state
             .config()
             .target_partitions()
@@ -278,18 +273,26 @@ impl CountSource {
 
     /// Its `__time` column.
     fn times(&self, cache: &ColumnCache) -> Result<ArrayRef> {
-        let missing = || DataFusionError::Execution(format!("rows without a {TIME_COLUMN} column"));
+        let missing = |holder: String| {
+            DataFusionError::Execution(format!("{holder} has no {TIME_COLUMN} column"))
+        };
         match self {
-            CountSource::File(file) => cache
-                .columns(file.segment(), &[TIME_COLUMN])?
-                .pop()
-                .flatten()
-                .ok_or_else(missing),
+            CountSource::File(file) => {
+                let segment = file.segment();
+                cache
+                    .columns(segment, &[TIME_COLUMN])?
+                    .pop()
+                    .flatten()
+                    .ok_or_else(|| missing(segment.path.display().to_string()))
+            }
             CountSource::Chunk(chunk) => chunk
                 .batch
                 .column_by_name(TIME_COLUMN)
                 .cloned()
-                .ok_or_else(missing),
+                .ok_or_else(|| {
+                    let interval = format_interval((chunk.start, chunk.end));
+                    missing(format!("the rows in memory for {interval}"))
+                }),
         }
     }
 }
@@ -355,7 +358,7 @@ fn count_source(
 
 /// Adds each time (within `bounds`, if given; else nulls too, to the null bucket) to its
 /// bucket's count. A time mostly falls in the bucket of the time before it (a file's rows
-/// come in time order), so the count runs on and a bucket is only worked out where it changes.
+/// come in time order), so times are counted in runs of one bucket, each added at its end.
 fn count_times(
     times: &TimestampMillisecondArray,
     granularity: &Granularity,
@@ -366,21 +369,22 @@ fn count_times(
         *counts.entry(None).or_default() += times.null_count() as i64;
     }
     let within = |time: &i64| bounds.is_none_or(|b| b.contains(*time));
-    // Empty to start with: no time is at or after 1 and before 0.
-    let mut current = (1, 0);
-    let mut run = 0i64;
+    let mut buckets = Buckets::new(granularity);
+    // The current run: its bucket's start and how many times it holds.
+    let mut run: Option<(i64, i64)> = None;
     for time in times.iter().flatten().filter(within) {
-        if !(current.0..current.1).contains(&time) {
-            if run > 0 {
-                *counts.entry(Some(current.0)).or_default() += run;
+        let (start, _) = buckets.of(time);
+        match &mut run {
+            Some((bucket, rows)) if *bucket == start => *rows += 1,
+            _ => {
+                if let Some((bucket, rows)) = run.replace((start, 1)) {
+                    *counts.entry(Some(bucket)).or_default() += rows;
+                }
             }
-            current = bucket(time, granularity);
-            run = 0;
         }
-        run += 1;
     }
-    if run > 0 {
-        *counts.entry(Some(current.0)).or_default() += run;
+    if let Some((bucket, rows)) = run {
+        *counts.entry(Some(bucket)).or_default() += rows;
     }
 }
 

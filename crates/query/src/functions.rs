@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use millrace_segments::spec::{Granularity, Period};
-use millrace_segments::time::{bucket, civil_from_days, format_iso, parse_iso};
+use millrace_segments::time::{Buckets, bucket, civil_from_days, format_iso, parse_iso};
 
 /// The Druid time functions, ready to register.
 pub fn time_functions() -> Vec<ScalarUDF> {
@@ -281,9 +281,8 @@ fn millis(array: &ArrayRef) -> Result<TimestampMillisecondArray> {
 }
 
 /// Each time floored (or, with `ceil`, ceiled) to its bucket. When the whole batch falls in
-/// one bucket, that bucket serves every row. Otherwise, as a segment's rows come in time
-/// order, a row mostly falls in the bucket of the row before: that bucket is reused rather
-/// than worked out again (a 64-bit division per row, or calendar arithmetic for months).
+/// one bucket, that bucket serves every row; otherwise each row's bucket comes from
+/// [`Buckets`], which reuses the bucket of the row before.
 fn floor_or_ceil(
     times: &TimestampMillisecondArray,
     granularity: &Granularity,
@@ -307,17 +306,8 @@ fn floor_or_ceil(
     let values: Vec<i64> = if let Some(only) = one_bucket {
         times_ms.iter().map(|&t| pick(t, only)).collect()
     } else {
-        // Empty to start with: no time is at or after 1 and before 0.
-        let mut current = (1, 0);
-        times_ms
-            .iter()
-            .map(|&t| {
-                if !(current.0..current.1).contains(&t) {
-                    current = bucket(t, granularity);
-                }
-                pick(t, current)
-            })
-            .collect()
+        let mut buckets = Buckets::new(granularity);
+        times_ms.iter().map(|&t| pick(t, buckets.of(t))).collect()
     };
     Arc::new(
         TimestampMillisecondArray::new(values.into(), times.nulls().cloned()).with_timezone("UTC"),

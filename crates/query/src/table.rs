@@ -43,9 +43,7 @@ impl DatasourceTable {
             cache,
         }
     }
-}
 
-impl DatasourceTable {
     /// Its published segments and the files running tasks persisted.
     pub(crate) fn files(&self) -> impl Iterator<Item = ScanFile> + '_ {
         let segments = self.view.segments.iter().cloned().map(ScanFile::Published);

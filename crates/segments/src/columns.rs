@@ -347,11 +347,11 @@ struct OrderKeys {
 impl OrderKeys {
     /// The keys of a text, long or double column; None for columns of other types.
     fn of(column: &dyn Array) -> Option<OrderKeys> {
-        let mut keys: Vec<u64> = if let Some(text) = column.as_string_opt::<i32>() {
+        let (mut keys, text): (Vec<u64>, bool) = if let Some(text) = column.as_string_opt::<i32>() {
             // The first seven bytes (zeros after a shorter text), then the length plus one,
             // at most 9: a shorter text that the longer one starts with comes first, and text
             // of up to seven bytes is told whole by its key.
-            (0..text.len())
+            let keys = (0..text.len())
                 .map(|row| {
                     let bytes = text.value(row).as_bytes();
                     let mut key = [0; 8];
@@ -360,13 +360,11 @@ impl OrderKeys {
                     key[7] = bytes.len().min(8) as u8 + 1;
                     u64::from_be_bytes(key)
                 })
-                .collect()
+                .collect();
+            (keys, true)
         } else if let Some(longs) = column.as_primitive_opt::<Int64Type>() {
-            longs
-                .values()
-                .iter()
-                .map(|&v| v as u64 ^ (1 << 63))
-                .collect()
+            let keys = longs.values().iter().map(|&v| v as u64 ^ (1 << 63));
+            (keys.collect(), false)
         } else if let Some(doubles) = column.as_primitive_opt::<Float64Type>() {
             // f64::total_cmp's order, which the column's comparator keeps.
             let key = |bits: u64| {
@@ -376,7 +374,8 @@ impl OrderKeys {
                     bits | (1 << 63)
                 }
             };
-            doubles.values().iter().map(|v| key(v.to_bits())).collect()
+            let keys = doubles.values().iter().map(|v| key(v.to_bits()));
+            (keys.collect(), false)
         } else {
             return None;
         };
@@ -388,7 +387,6 @@ impl OrderKeys {
                 }
             }
         }
-        let text = column.as_string_opt::<i32>().is_some();
         Some(OrderKeys { keys, text })
     }
 

@@ -219,6 +219,33 @@ pub fn stored_time(millis: i64, query_granularity: &Granularity, chunk_start: i6
     bucket(millis, query_granularity).0.max(chunk_start)
 }
 
+/// The buckets of one granularity for times that mostly come in order (a segment's rows
+/// do): the bucket of the time before is kept while times stay in it, rather than worked out
+/// again for each (a 64-bit division, or calendar arithmetic for months).
+pub struct Buckets<'a> {
+    granularity: &'a Granularity,
+    current: (i64, i64),
+}
+
+impl<'a> Buckets<'a> {
+    /// Buckets of `granularity`, none worked out yet.
+    pub fn new(granularity: &'a Granularity) -> Buckets<'a> {
+        // Empty to start with: no time is at or after 1 and before 0.
+        Buckets {
+            granularity,
+            current: (1, 0),
+        }
+    }
+
+    /// The bucket `[start, end)` that holds `millis`.
+    pub fn of(&mut self, millis: i64) -> (i64, i64) {
+        if !(self.current.0..self.current.1).contains(&millis) {
+            self.current = bucket(millis, self.granularity);
+        }
+        self.current
+    }
+}
+
 /// The bucket `[start, end)` of a granularity that holds `millis`.
 pub fn bucket(millis: i64, granularity: &Granularity) -> (i64, i64) {
     match granularity {
